@@ -1,0 +1,1 @@
+//! vmbgp-bench library.
