@@ -1,0 +1,369 @@
+//! The VM dataplane: a VM address is a /32 on `lo` of the vmhost netns of the node where its VMI runs.
+//!
+//! Like OVN-K's Geneve overlay, traffic for a VM that reaches *any* node (ECMP from ext) is delivered
+//! wherever the VM runs: the VM's node routes the /32 to its vmhost (`via 198.18.4.x dev vh0`), every
+//! other node routes it to the VM's node over the shared segment (`via 198.18.0.<n> dev eth0`). A move
+//! (migration switch-over) first installs the address and routes at the target, then removes the
+//! address from the source, so the switch-over costs one batch round (a few ms).
+//!
+//! Changes are queued to one worker that drains everything pending and applies it as one `ip -batch`
+//! per namespace (all namespaces in parallel), so one VM costs one round and 1,000 VMs cost about the
+//! same. Each caller gets its own result.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cmd::run_ip_batch;
+use crate::error::{Error, Result};
+use crate::names::{LabNames, node_address, node_name, vmhost_link_addresses};
+use crate::topology::{UPLINK, VMHOST_LINK};
+use crate::truth::{GroundTruthSink, NetEvent, record_now};
+use crate::vmhost::egress_call;
+
+/// Most changes applied in one round.
+const MAX_BATCH: usize = 8192;
+
+/// Where a VM address is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// Node index (1-based).
+    pub node: u16,
+    /// `namespace/name` of the VM, when known.
+    pub vm: Option<String>,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Change {
+    Added,
+    Moved { from: u16 },
+    Removed { from: u16 },
+    Unchanged,
+}
+
+#[derive(Debug)]
+enum OpKind {
+    Place { node: u16 },
+    Remove,
+}
+
+#[derive(Debug)]
+struct Op {
+    address: Ipv4Addr,
+    vm: Option<String>,
+    kind: OpKind,
+    done: oneshot::Sender<Result<Change>>,
+}
+
+/// Egress settings: where a VM's guest sends its egress GET when it first appears.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    pub url: String,
+    /// How long the guest keeps retrying (the return route needs BGP to converge first).
+    pub retry_for: Duration,
+}
+
+/// The dataplane of one lab.
+#[derive(Debug, Clone)]
+pub struct Dataplane {
+    tx: mpsc::UnboundedSender<Op>,
+    placements: Arc<Mutex<BTreeMap<Ipv4Addr, Placement>>>,
+    nodes: u16,
+}
+
+impl Dataplane {
+    /// Starts the worker. Must be called within a tokio runtime.
+    pub fn start(
+        names: LabNames,
+        nodes: u16,
+        truth: Arc<dyn GroundTruthSink>,
+        egress: Option<EgressConfig>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let placements = Arc::new(Mutex::new(BTreeMap::new()));
+        let worker = Worker {
+            names,
+            nodes,
+            truth,
+            egress,
+            placements: placements.clone(),
+        };
+        tokio::spawn(worker.run(rx));
+        Dataplane {
+            tx,
+            placements,
+            nodes,
+        }
+    }
+
+    /// Places (or moves) a VM address onto node `node` (1-based). Completes when the address answers there.
+    pub async fn place(&self, address: Ipv4Addr, node: u16, vm: Option<String>) -> Result<Change> {
+        if node == 0 || node > self.nodes {
+            return Err(Error::Unknown {
+                what: "node",
+                name: node_name(node),
+            });
+        }
+        self.submit(address, vm, OpKind::Place { node }).await
+    }
+
+    /// Removes a VM address (a no-op when it is not placed).
+    pub async fn remove(&self, address: Ipv4Addr) -> Result<Change> {
+        self.submit(address, None, OpKind::Remove).await
+    }
+
+    /// Places many addresses at once (each `(address, node)`); all complete in the same rounds.
+    pub async fn place_many(&self, items: &[(Ipv4Addr, u16)]) -> Result<Vec<Change>> {
+        let futures = items.iter().map(|(a, n)| self.place(*a, *n, None));
+        futures::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Removes many addresses at once.
+    pub async fn remove_many(&self, addresses: &[Ipv4Addr]) -> Result<Vec<Change>> {
+        let futures = addresses.iter().map(|a| self.remove(*a));
+        futures::future::join_all(futures)
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Where every VM address currently is.
+    pub fn placements(&self) -> BTreeMap<Ipv4Addr, Placement> {
+        self.placements
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    async fn submit(&self, address: Ipv4Addr, vm: Option<String>, kind: OpKind) -> Result<Change> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Op {
+                address,
+                vm,
+                kind,
+                done,
+            })
+            .map_err(|_| Error::WorkerGone {
+                worker: "dataplane",
+            })?;
+        rx.await.map_err(|_| Error::WorkerGone {
+            worker: "dataplane",
+        })?
+    }
+}
+
+struct Worker {
+    names: LabNames,
+    nodes: u16,
+    truth: Arc<dyn GroundTruthSink>,
+    egress: Option<EgressConfig>,
+    placements: Arc<Mutex<BTreeMap<Ipv4Addr, Placement>>>,
+}
+
+/// Lines per netns in one phase, each tagged with the op it belongs to.
+#[derive(Default)]
+struct Phase {
+    batches: BTreeMap<String, Vec<(usize, String)>>,
+}
+
+impl Phase {
+    fn push(&mut self, netns: String, op: usize, line: String) {
+        self.batches.entry(netns).or_default().push((op, line));
+    }
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>) {
+        while let Some(first) = rx.recv().await {
+            let mut ops = vec![first];
+            while ops.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.apply(ops).await;
+        }
+    }
+
+    async fn apply(&self, ops: Vec<Op>) {
+        let mut current = self
+            .placements
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default();
+        let mut add = Phase::default();
+        let mut del = Phase::default();
+        let mut changes = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let a = op.address;
+            let before = current.get(&a).cloned();
+            let change = match (&op.kind, &before) {
+                (OpKind::Place { node }, Some(p)) if p.node == *node => Change::Unchanged,
+                (OpKind::Place { node }, prev) => {
+                    let k = *node;
+                    add.push(
+                        self.names.vmhost_netns(k),
+                        i,
+                        format!("addr replace {a}/32 dev lo"),
+                    );
+                    for j in 1..=self.nodes {
+                        let line = if j == k {
+                            let (_, vmhost_side) = vmhost_link_addresses(k);
+                            format!("route replace {a}/32 via {vmhost_side} dev {VMHOST_LINK}")
+                        } else {
+                            format!("route replace {a}/32 via {} dev {UPLINK}", node_address(k))
+                        };
+                        add.push(self.names.router_netns(crate::Router::Node(j)), i, line);
+                    }
+                    let vm = op
+                        .vm
+                        .clone()
+                        .or_else(|| prev.as_ref().and_then(|p| p.vm.clone()));
+                    current.insert(a, Placement { node: k, vm });
+                    match prev {
+                        Some(p) => {
+                            del.push(
+                                self.names.vmhost_netns(p.node),
+                                i,
+                                format!("addr del {a}/32 dev lo"),
+                            );
+                            Change::Moved { from: p.node }
+                        }
+                        None => Change::Added,
+                    }
+                }
+                (OpKind::Remove, None) => Change::Unchanged,
+                (OpKind::Remove, Some(p)) => {
+                    del.push(
+                        self.names.vmhost_netns(p.node),
+                        i,
+                        format!("addr del {a}/32 dev lo"),
+                    );
+                    for j in 1..=self.nodes {
+                        del.push(
+                            self.names.router_netns(crate::Router::Node(j)),
+                            i,
+                            format!("route del {a}/32"),
+                        );
+                    }
+                    current.remove(&a);
+                    Change::Removed { from: p.node }
+                }
+            };
+            changes.push((change, before));
+        }
+
+        let mut errors: BTreeMap<usize, String> = BTreeMap::new();
+        for phase in [add, del] {
+            run_phase(phase, &mut errors).await;
+        }
+        if let Ok(mut p) = self.placements.lock() {
+            *p = current;
+        }
+
+        for (i, (op, (change, before))) in ops.into_iter().zip(changes).enumerate() {
+            let result = match errors.remove(&i) {
+                Some(detail) => Err(Error::Dataplane {
+                    op: "placing",
+                    address: op.address.to_string(),
+                    detail,
+                }),
+                None => Ok(change),
+            };
+            if result.is_ok() {
+                self.record(&op, change, before.as_ref());
+            }
+            let _ = op.done.send(result);
+        }
+    }
+
+    fn record(&self, op: &Op, change: Change, before: Option<&Placement>) {
+        let vm = op.vm.clone().or_else(|| before.and_then(|p| p.vm.clone()));
+        let event = match (change, &op.kind) {
+            (Change::Added, OpKind::Place { node }) => {
+                self.spawn_egress(op.address, *node);
+                NetEvent::AddressAdded {
+                    address: op.address,
+                    node: node_name(*node),
+                    vm,
+                }
+            }
+            (Change::Moved { from }, OpKind::Place { node }) => NetEvent::AddressMoved {
+                address: op.address,
+                from: node_name(from),
+                to: node_name(*node),
+                vm,
+            },
+            (Change::Removed { from }, _) => NetEvent::AddressRemoved {
+                address: op.address,
+                node: node_name(from),
+                vm,
+            },
+            _ => return,
+        };
+        record_now(self.truth.as_ref(), event);
+    }
+
+    /// The guest's egress call after boot: bounded retries until the return route exists.
+    fn spawn_egress(&self, address: Ipv4Addr, node: u16) {
+        let Some(egress) = self.egress.clone() else {
+            return;
+        };
+        let netns = self.names.vmhost_netns(node);
+        let truth = self.truth.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + egress.retry_for;
+            let status = loop {
+                match egress_call(&netns, address, &egress.url, Duration::from_secs(2)).await {
+                    Ok(code) => break code.to_string(),
+                    Err(e) if tokio::time::Instant::now() >= deadline => break e.to_string(),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            record_now(
+                truth.as_ref(),
+                NetEvent::EgressCall {
+                    address,
+                    url: egress.url,
+                    status,
+                },
+            );
+        });
+    }
+}
+
+async fn run_phase(phase: Phase, errors: &mut BTreeMap<usize, String>) {
+    let runs = phase.batches.into_iter().map(|(netns, lines)| async move {
+        let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+        let outcome = run_ip_batch(Some(&netns), &text, true).await;
+        (netns, lines, outcome)
+    });
+    for (netns, lines, outcome) in futures::future::join_all(runs).await {
+        match outcome {
+            Ok(o) => {
+                for (line_no, message) in o.failed_lines {
+                    if let Some((op, line)) = lines.get(line_no.saturating_sub(1)) {
+                        errors
+                            .entry(*op)
+                            .or_insert_with(|| format!("{netns}: `{line}`: {message}"));
+                    }
+                }
+            }
+            Err(e) => {
+                for (op, _) in &lines {
+                    errors.entry(*op).or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}

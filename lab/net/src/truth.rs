@@ -1,0 +1,123 @@
+//! Ground truth of the network half: when the lab really added, moved or removed a VM address, applied
+//! FRR configuration to a node, restarted a router or changed a link. Stamped with `Instant` (the
+//! harness's clock, CLOCK_MONOTONIC) and wall time at the moment the change completed, so tests can
+//! measure the harness's measurement error.
+
+use std::fmt::Debug;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One thing the lab's network did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum NetEvent {
+    /// A VM address now answers on `node` (its /32 is on the vmhost's `lo` and routed by every node).
+    #[serde(rename_all = "camelCase")]
+    AddressAdded {
+        address: Ipv4Addr,
+        node: String,
+        vm: Option<String>,
+    },
+    /// A VM address moved (migration switch-over) from one node to another.
+    #[serde(rename_all = "camelCase")]
+    AddressMoved {
+        address: Ipv4Addr,
+        from: String,
+        to: String,
+        vm: Option<String>,
+    },
+    /// A VM address is gone.
+    #[serde(rename_all = "camelCase")]
+    AddressRemoved {
+        address: Ipv4Addr,
+        node: String,
+        vm: Option<String>,
+    },
+    /// FRR configuration was applied to a node's bgpd; prefixes whose `network` line appeared/vanished.
+    #[serde(rename_all = "camelCase")]
+    FrrConfigApplied {
+        node: String,
+        prefixes_added: Vec<String>,
+        prefixes_removed: Vec<String>,
+        commands: usize,
+        result: String,
+    },
+    /// A router daemon was restarted (fault injection).
+    #[serde(rename_all = "camelCase")]
+    RouterRestarted { router: String, daemon: String },
+    /// A router's uplink went down or up (fault injection).
+    #[serde(rename_all = "camelCase")]
+    LinkChanged { router: String, up: bool },
+    /// A VM made its egress call; `status` is the HTTP status or the error.
+    #[serde(rename_all = "camelCase")]
+    EgressCall {
+        address: Ipv4Addr,
+        url: String,
+        status: String,
+    },
+}
+
+/// Receives ground-truth events. `at` is when the change completed.
+pub trait GroundTruthSink: Send + Sync + Debug {
+    fn record(&self, at: Instant, wall: DateTime<Utc>, event: NetEvent);
+}
+
+/// A sink that drops everything (when nobody needs ground truth).
+#[derive(Debug, Default)]
+pub struct NoGroundTruth;
+
+impl GroundTruthSink for NoGroundTruth {
+    fn record(&self, _: Instant, _: DateTime<Utc>, _: NetEvent) {}
+}
+
+/// A sink that keeps events in memory (tests, benchmarks).
+#[derive(Debug, Default)]
+pub struct MemoryGroundTruth {
+    events: Mutex<Vec<(Instant, DateTime<Utc>, NetEvent)>>,
+}
+
+impl MemoryGroundTruth {
+    /// All events so far.
+    pub fn events(&self) -> Vec<(Instant, DateTime<Utc>, NetEvent)> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+}
+
+impl GroundTruthSink for MemoryGroundTruth {
+    fn record(&self, at: Instant, wall: DateTime<Utc>, event: NetEvent) {
+        if let Ok(mut e) = self.events.lock() {
+            e.push((at, wall, event));
+        }
+    }
+}
+
+/// Records an event stamped now.
+pub(crate) fn record_now(sink: &dyn GroundTruthSink, event: NetEvent) {
+    sink.record(Instant::now(), Utc::now(), event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_a_tag() {
+        let e = NetEvent::AddressMoved {
+            address: Ipv4Addr::new(198, 19, 1, 10),
+            from: "node-1".into(),
+            to: "node-2".into(),
+            vm: Some("ns/vm-1".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&e).expect("serialise"),
+            serde_json::json!({"event": "addressMoved", "address": "198.19.1.10", "from": "node-1", "to": "node-2", "vm": "ns/vm-1"})
+        );
+        let sink = MemoryGroundTruth::default();
+        record_now(&sink, e.clone());
+        assert_eq!(sink.events()[0].2, e);
+    }
+}

@@ -1,0 +1,91 @@
+//! Topology and supervisor: up/down leaves nothing; teardown after a failed or interrupted up.
+
+mod common;
+
+use std::time::Duration;
+
+use vmbgp_lab_net::frr::Daemon;
+use vmbgp_lab_net::{LabNet, LabNetConfig, Router, TeardownGuard, state};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_then_down_leaves_nothing() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("updown");
+    let _guard = TeardownGuard::new(&dir);
+    let lab = LabNet::up(
+        LabNetConfig::new(&id, &dir, 2, common::ext_config(2, common::BMP_PORT)),
+        None,
+    )
+    .await
+    .expect("lab up");
+    let info = lab.info();
+    assert!(info.ext_bgpd_vty.exists(), "ext's vty socket exists");
+    for r in [Router::Ext, Router::Node(1), Router::Node(2)] {
+        assert!(
+            lab.supervisor().is_alive(r, Daemon::Zebra),
+            "{r} zebra alive"
+        );
+        assert!(lab.supervisor().is_alive(r, Daemon::Bgpd), "{r} bgpd alive");
+    }
+    let st = vmbgp_lab_net::status(&dir).await.expect("status");
+    assert!(st.netns.values().all(|e| *e), "{st:?}");
+    assert_eq!(st.netns.len(), 6);
+    assert!(st.daemons.values().all(|a| *a), "{st:?}");
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(report.stopped.len(), 6);
+    common::assert_nothing_left(&id, &dir);
+}
+
+/// A failed `up` (here: ext's bgpd cannot start because its config is refused... we make zebra's
+/// binary dir wrong after the netns exist) cleans up after itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_up_cleans_up() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("failed");
+    let _guard = TeardownGuard::new(&dir);
+    // Another lab id's netns name collides with nothing; force a failure by occupying a netns name
+    // this lab will try to create: `ip netns add` of an existing name fails mid-way.
+    let names = vmbgp_lab_net::LabNames::new(&id).expect("names");
+    let occupied = names.vmhost_netns(2);
+    std::process::Command::new("ip")
+        .args(["netns", "add", &occupied])
+        .status()
+        .expect("ip netns add");
+    let result = LabNet::up(
+        LabNetConfig::new(&id, &dir, 2, common::ext_config(2, common::BMP_PORT)),
+        None,
+    )
+    .await;
+    // Remove our blocker before asserting (it is not part of the lab).
+    std::process::Command::new("ip")
+        .args(["netns", "del", &occupied])
+        .status()
+        .expect("ip netns del");
+    assert!(result.is_err(), "up must fail when a netns name is taken");
+    common::assert_nothing_left(&id, &dir);
+}
+
+/// A `lab up` process killed in the middle (simulated: the lab object is leaked after FRR started,
+/// as if the process died) is fully removed by `teardown(state_dir)` from the state file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_after_interrupted_up_leaves_nothing() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("killed");
+    let guard = TeardownGuard::new(&dir);
+    let up = LabNet::up(
+        LabNetConfig::new(&id, &dir, 1, common::ext_config(1, common::BMP_PORT)),
+        None,
+    );
+    // Cancel `up` part-way: after 150 ms some netns and maybe daemons exist, nothing was cleaned.
+    let _ = tokio::time::timeout(Duration::from_millis(150), up).await;
+    // Whatever state exists is recorded; a daemon started after cancellation is impossible because
+    // the future was dropped, but daemons started before keep running (they are detached).
+    let recorded = state::read_state(&dir.join(state::STATE_FILE));
+    assert!(
+        recorded.is_ok(),
+        "the state file was written before anything was created"
+    );
+    drop(guard); // runs teardown from the state file
+    common::assert_nothing_left(&id, &dir);
+}
