@@ -1,0 +1,289 @@
+//! Local results: `results/<uuid>/` in kube-burner's local-indexer layout (`jobSummary.json`,
+//! `<metricName>-<jobName>.json`, each a JSON array), written as the run goes. Every write goes to
+//! a temporary file that is synced and then renamed over the old one, so a run killed at any
+//! moment leaves complete files holding everything written before.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::document::{Document, DocumentError};
+use crate::redact::Redactor;
+
+/// Files in a results directory that are not document arrays.
+pub const REPORT_FILE: &str = "report.html";
+pub const SUMMARY_FILE: &str = "summary.txt";
+pub const INDEX_STATE_FILE: &str = "index-state.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(
+        "run uuid `{uuid}` cannot name a results directory (use letters, digits, '-', '_', '.')"
+    )]
+    InvalidUuid { uuid: String },
+    #[error("creating results directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a JSON array of documents")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("document in {path} cannot be identified")]
+    Document {
+        path: PathBuf,
+        #[source]
+        source: DocumentError,
+    },
+    #[error("serializing {file}")]
+    Serialize {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// The results directory of one run, kept in memory per file so each append rewrites only the
+/// files it touched.
+#[derive(Debug)]
+pub struct LocalResults {
+    dir: PathBuf,
+    redactor: Redactor,
+    /// file name → documents in write order; a document with an id already present replaces it.
+    files: BTreeMap<String, Vec<Document>>,
+}
+
+impl LocalResults {
+    /// Opens (creating if needed) `<results_root>/<uuid>/`. Documents already there are kept, so
+    /// a run resumed with the same uuid appends instead of losing them.
+    pub fn open(results_root: &Path, uuid: &str, redactor: Redactor) -> Result<Self, LocalError> {
+        let valid = !uuid.is_empty()
+            && uuid != "."
+            && uuid != ".."
+            && uuid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(LocalError::InvalidUuid {
+                uuid: uuid.to_owned(),
+            });
+        }
+        let dir = results_root.join(uuid);
+        fs::create_dir_all(&dir).map_err(|source| LocalError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut files: BTreeMap<String, Vec<Document>> = BTreeMap::new();
+        for document in load_documents(&dir)? {
+            files
+                .entry(document.file_name())
+                .or_default()
+                .push(document);
+        }
+        Ok(LocalResults {
+            dir,
+            redactor,
+            files,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Redacts and writes documents, replacing earlier versions with the same id.
+    pub fn write(&mut self, documents: Vec<Document>) -> Result<(), LocalError> {
+        let mut touched = Vec::new();
+        for document in documents {
+            let mut body = document.body().clone();
+            self.redactor.redact_value(&mut body);
+            let file = document.file_name();
+            let document = Document::from_value(body).map_err(|source| LocalError::Document {
+                path: self.dir.join(&file),
+                source,
+            })?;
+            let list = self.files.entry(file.clone()).or_default();
+            match list.iter_mut().find(|d| d.id() == document.id()) {
+                Some(existing) => *existing = document,
+                None => list.push(document),
+            }
+            if !touched.contains(&file) {
+                touched.push(file);
+            }
+        }
+        for file in touched {
+            let bodies: Vec<&Value> = self.files[&file].iter().map(Document::body).collect();
+            let mut text =
+                serde_json::to_string_pretty(&bodies).map_err(|source| LocalError::Serialize {
+                    file: file.clone(),
+                    source,
+                })?;
+            text.push('\n');
+            write_atomically(&self.dir.join(&file), text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a non-document file (summary, report), redacted, atomically.
+    pub fn write_text(&self, file: &str, text: &str) -> Result<PathBuf, LocalError> {
+        let path = self.dir.join(file);
+        write_atomically(&path, self.redactor.redact(text).as_bytes())?;
+        Ok(path)
+    }
+
+    /// Every document written so far, in file-name order then write order.
+    pub fn documents(&self) -> Vec<Document> {
+        self.files.values().flatten().cloned().collect()
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
+    let err = |source| LocalError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let mut file = fs::File::create(&tmp).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(err)?;
+    // Make the rename itself durable; not every filesystem supports syncing a directory, and
+    // the data is already safe in the renamed file, so a failure here is not an error.
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads every document array of a results directory (any `*.json` except the index state),
+/// in file-name order.
+pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
+    let read_err = |source| LocalError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            p.extension().is_some_and(|e| e == "json")
+                && name
+                    .as_deref()
+                    .is_some_and(|n| n != INDEX_STATE_FILE && !n.starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    let mut documents = Vec::new();
+    for path in paths {
+        let text = fs::read_to_string(&path).map_err(|source| LocalError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let bodies: Vec<Value> =
+            serde_json::from_str(&text).map_err(|source| LocalError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        for body in bodies {
+            documents.push(
+                Document::from_value(body).map_err(|source| LocalError::Document {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
+        }
+    }
+    Ok(documents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::redact::Secret;
+    use serde_json::json;
+
+    fn doc(vm: &str, latency: f64) -> Document {
+        Document::from_value(
+            json!({"uuid":"run-1","metricName":"vmiLatencyMeasurement","jobName":"job",
+            "namespace":"ns","vmName":vm,"jobIteration":0,"vmReadyLatency":latency,
+            "note":"https://user:canary-pw@es.example:9200"}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn appends_replace_by_id_and_survive_reopen() {
+        let root = tempfile::tempdir().unwrap();
+        let redactor = Redactor::new().with_secret(&Secret::new("canary-pw"));
+        let mut results = LocalResults::open(root.path(), "run-1", redactor.clone()).unwrap();
+        results
+            .write(vec![doc("vm-1", 1.0), doc("vm-2", 2.0)])
+            .unwrap();
+        results.write(vec![doc("vm-1", 3.0)]).unwrap();
+        let path = root.path().join("run-1/vmiLatencyMeasurement-job.json");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("canary-pw"), "{text}");
+        let written: Vec<Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(written.len(), 2);
+        assert_eq!(written[0]["vmReadyLatency"], json!(3.0));
+        assert_eq!(written[0]["note"], json!("https://***@es.example:9200"));
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(root.path().join("run-1"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["vmiLatencyMeasurement-job.json"]);
+        let reopened = LocalResults::open(root.path(), "run-1", redactor).unwrap();
+        assert_eq!(reopened.documents().len(), 2);
+    }
+
+    #[test]
+    fn uuid_cannot_escape_the_results_root() {
+        let root = tempfile::tempdir().unwrap();
+        for bad in ["../x", "a/b", "", ".."] {
+            assert!(matches!(
+                LocalResults::open(root.path(), bad, Redactor::new()),
+                Err(LocalError::InvalidUuid { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_corrupt_file_is_reported_not_ignored() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("r")).unwrap();
+        fs::write(root.path().join("r/jobSummary.json"), "[{").unwrap();
+        assert!(matches!(
+            load_documents(&root.path().join("r")),
+            Err(LocalError::Parse { .. })
+        ));
+    }
+}

@@ -1,0 +1,412 @@
+//! The report's SVG plots (plotters, SVG backend, no system fonts): CDFs of route convergence
+//! and first reachability, a per-iteration timeline, the RTT histogram and a BGP session
+//! timeline. A plot without data is replaced by a sentence saying so.
+
+use plotters::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::document::{self, Document};
+use crate::report::{RunView, parse_time};
+
+const WIDTH: u32 = 900;
+const HEIGHT: u32 = 380;
+const PALETTE: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+];
+
+/// One plot section of the report.
+#[derive(Debug, Serialize)]
+pub struct Plot {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub svg: Option<String>,
+    pub note: String,
+}
+
+/// A session interval on the timeline: from, to (seconds since start), established.
+type Interval = (f64, f64, bool);
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+fn plot(id: &'static str, title: &'static str, result: Result<Option<String>, String>) -> Plot {
+    match result {
+        Ok(Some(svg)) => Plot {
+            id,
+            title,
+            svg: Some(svg),
+            note: String::new(),
+        },
+        Ok(None) => Plot {
+            id,
+            title,
+            svg: None,
+            note: "no observed values in this run".to_owned(),
+        },
+        Err(error) => Plot {
+            id,
+            title,
+            svg: None,
+            note: format!("plot could not be drawn: {error}"),
+        },
+    }
+}
+
+pub fn all_plots(view: &RunView<'_>) -> Vec<Plot> {
+    vec![
+        plot(
+            "route-convergence-cdf",
+            "Route convergence (CDF)",
+            route_cdf(view),
+        ),
+        plot(
+            "first-reachability-cdf",
+            "First reachability (CDF)",
+            reachability_cdf(view),
+        ),
+        plot(
+            "iteration-timeline",
+            "Per-iteration timeline",
+            iteration_timeline(view),
+        ),
+        plot("rtt-histogram", "RTT histogram", rtt_histogram(view)),
+        plot(
+            "bgp-session-timeline",
+            "BGP session timeline",
+            session_timeline(view),
+        ),
+    ]
+}
+
+fn values(documents: &[&Document], field: &str, filter: impl Fn(&Document) -> bool) -> Vec<f64> {
+    let mut values: Vec<f64> = documents
+        .iter()
+        .filter(|d| filter(d))
+        .filter_map(|d| d.number(field))
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values
+}
+
+fn render(draw: impl FnOnce(&mut String) -> DrawResult) -> Result<Option<String>, String> {
+    let mut svg = String::new();
+    draw(&mut svg).map_err(|e| e.to_string())?;
+    Ok(Some(svg))
+}
+
+fn cdf(series: Vec<(String, Vec<f64>)>, x_desc: &str) -> Result<Option<String>, String> {
+    let series: Vec<(String, Vec<f64>)> = series.into_iter().filter(|s| !s.1.is_empty()).collect();
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let x_max = series
+        .iter()
+        .filter_map(|s| s.1.last().copied())
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.05;
+    let x_desc = x_desc.to_owned();
+    render(move |svg| {
+        let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..x_max, 0f64..1.0f64)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc.as_str())
+            .y_desc("fraction")
+            .draw()?;
+        for (i, (name, values)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let n = values.len() as f64;
+            let mut points = vec![(0.0, 0.0)];
+            for (k, v) in values.iter().enumerate() {
+                points.push((*v, k as f64 / n));
+                points.push((*v, (k + 1) as f64 / n));
+            }
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
+                .label(format!("{name} (n={})", values.len()))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })
+}
+
+fn route_cdf(view: &RunView<'_>) -> Result<Option<String>, String> {
+    let docs = view.documents(document::ROUTE_CONVERGENCE);
+    let scope = |s: &'static str| move |d: &Document| d.text("scope") == Some(s);
+    cdf(
+        vec![
+            (
+                "network: advertise → FIB".to_owned(),
+                values(docs, "advertiseFibLatency", scope("network")),
+            ),
+            (
+                "network: advertise → all next hops".to_owned(),
+                values(docs, "advertiseAllNextHopsLatency", scope("network")),
+            ),
+            (
+                "/32: advertise → FIB".to_owned(),
+                values(docs, "advertiseFibLatency", scope("hostRoute")),
+            ),
+            (
+                "withdraw → FIB".to_owned(),
+                values(docs, "withdrawFibLatency", |_| true),
+            ),
+        ],
+        "ms after trigger",
+    )
+}
+
+fn reachability_cdf(view: &RunView<'_>) -> Result<Option<String>, String> {
+    let docs = view.documents(document::VM_REACHABILITY);
+    cdf(
+        vec![
+            (
+                "first reply".to_owned(),
+                values(docs, "firstReplyLatency", |_| true),
+            ),
+            (
+                "sustained reachability".to_owned(),
+                values(docs, "sustainedReachabilityLatency", |_| true),
+            ),
+        ],
+        "ms after VM create",
+    )
+}
+
+/// Seconds from run start to a document's `timestamp`.
+fn offset_seconds(view: &RunView<'_>, document: &Document) -> Option<f64> {
+    let start = view.start()?;
+    let at = parse_time(document.text("timestamp")?)?;
+    Some((at - start).num_microseconds()? as f64 / 1e6)
+}
+
+fn iteration_timeline(view: &RunView<'_>) -> Result<Option<String>, String> {
+    // Per VM: create (t0) → VMReady; per route: trigger → FIB.
+    let mut vm_bars: Vec<(f64, f64, f64)> = Vec::new();
+    for d in view.documents(document::VMI_LATENCY) {
+        if let (Some(start), Some(iteration)) = (offset_seconds(view, d), d.number("jobIteration"))
+        {
+            let ready = d
+                .number("vmReadyLatency")
+                .or_else(|| d.number("vmiRunningLatency"));
+            if let Some(ready) = ready {
+                vm_bars.push((iteration, start, start + ready / 1000.0));
+            }
+        }
+    }
+    let mut route_marks: Vec<(f64, f64)> = Vec::new();
+    for d in view.documents(document::ROUTE_CONVERGENCE) {
+        if let (Some(start), Some(iteration), Some(fib)) = (
+            offset_seconds(view, d),
+            d.number("jobIteration"),
+            d.number("advertiseFibLatency"),
+        ) {
+            route_marks.push((iteration, start + fib / 1000.0));
+        }
+    }
+    if vm_bars.is_empty() && route_marks.is_empty() {
+        return Ok(None);
+    }
+    let x_max = vm_bars
+        .iter()
+        .map(|b| b.2)
+        .chain(route_marks.iter().map(|m| m.1))
+        .fold(1.0f64, f64::max)
+        * 1.05;
+    let y_max = vm_bars
+        .iter()
+        .map(|b| b.0)
+        .chain(route_marks.iter().map(|m| m.0))
+        .fold(0.0f64, f64::max)
+        + 1.0;
+    render(move |svg| {
+        let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..x_max, -0.5f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since run start")
+            .y_desc("iteration")
+            .draw()?;
+        let vm_color = PALETTE[0];
+        chart
+            .draw_series(vm_bars.iter().map(|&(it, from, to)| {
+                Rectangle::new(
+                    [(from, it - 0.3), (to, it + 0.3)],
+                    vm_color.mix(0.25).filled(),
+                )
+            }))?
+            .label("VM create → Ready")
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 4), (x + 20, y + 4)], vm_color.mix(0.25).filled())
+            });
+        let route_color = PALETTE[3];
+        chart
+            .draw_series(
+                route_marks
+                    .iter()
+                    .map(|&(it, at)| Circle::new((at, it), 4, route_color.filled())),
+            )?
+            .label("route in FIB")
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, route_color.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })
+}
+
+fn rtt_histogram(view: &RunView<'_>) -> Result<Option<String>, String> {
+    let Some(rtt) = view
+        .quantiles
+        .iter()
+        .find(|q| q.metric_name == document::VM_REACHABILITY_QUANTILES && q.quantile_name == "RTT")
+    else {
+        return Ok(None);
+    };
+    if rtt.histogram.is_empty() {
+        return Ok(None);
+    }
+    let buckets: Vec<(String, u64)> = rtt
+        .histogram
+        .iter()
+        .map(|b| (format!("≤{}", crate::report::format_number(b.le)), b.count))
+        .collect();
+    let y_max = buckets.iter().map(|b| b.1).max().unwrap_or(1) as f64 * 1.1;
+    let n = buckets.len();
+    render(move |svg| {
+        let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..y_max)?;
+        let labels = buckets.clone();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n.min(20))
+            .x_label_formatter(&|x| {
+                labels
+                    .get(x.floor() as usize)
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default()
+            })
+            .x_desc("RTT bucket (ms, log2 spaced)")
+            .y_desc("probes")
+            .draw()?;
+        chart.draw_series(buckets.iter().enumerate().map(|(i, b)| {
+            Rectangle::new(
+                [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.1 as f64)],
+                PALETTE[0].filled(),
+            )
+        }))?;
+        root.present()?;
+        Ok(())
+    })
+}
+
+fn session_timeline(view: &RunView<'_>) -> Result<Option<String>, String> {
+    // Per peer: intervals in a state, from the initial state and the state changes.
+    let mut rows: Vec<(String, Vec<Interval>)> = Vec::new();
+    let mut x_max = 1.0f64;
+    for d in view.documents(document::BGP_SESSION) {
+        let (Some(from), Some(until)) = (
+            offset_seconds(view, d),
+            d.text("observedUntil")
+                .and_then(parse_time)
+                .zip(view.start())
+                .and_then(|(u, s)| (u - s).num_microseconds().map(|us| us as f64 / 1e6)),
+        ) else {
+            continue;
+        };
+        let mut state = d.text("initialState").unwrap_or("unknown").to_owned();
+        let mut at = from;
+        let mut intervals = Vec::new();
+        if let Some(Value::Array(changes)) = d.body().get("stateChanges") {
+            for change in changes {
+                let Some(offset) = change.get("offset").and_then(Value::as_f64) else {
+                    continue;
+                };
+                let t = offset / 1000.0;
+                intervals.push((at, t, state == "Established"));
+                at = t;
+                state = change
+                    .get("to")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_owned();
+            }
+        }
+        intervals.push((at, until, state == "Established"));
+        x_max = x_max.max(until);
+        rows.push((d.text("peerAddress").unwrap_or("?").to_owned(), intervals));
+    }
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let x_max = x_max * 1.02;
+    let n = rows.len();
+    let height = (120 + 30 * n as u32).min(1200);
+    render(move |svg| {
+        let root = SVGBackend::with_string(svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let names: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(120)
+            .build_cartesian_2d(0f64..x_max, -0.5f64..n as f64 - 0.5)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .y_label_formatter(&|y| {
+                let i = y.round();
+                if (y - i).abs() < 0.01 && i >= 0.0 {
+                    names.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc("seconds since run start")
+            .draw()?;
+        let up = PALETTE[2];
+        let down = PALETTE[3];
+        for (i, (_, intervals)) in rows.iter().enumerate() {
+            let y = i as f64;
+            chart.draw_series(intervals.iter().map(|&(from, to, established)| {
+                let color = if established { up } else { down };
+                Rectangle::new([(from, y - 0.3), (to, y + 0.3)], color.filled())
+            }))?;
+        }
+        root.present()?;
+        Ok(())
+    })
+}
