@@ -1,0 +1,335 @@
+//! The embedded schema documents and how each becomes a list of kinds with their raw schemas:
+//! CRD files (every version), the KubeVirt swagger definitions, and the few core kinds.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value, json};
+
+use crate::SchemaError;
+use crate::convert::{Strictness, convert_definition, convert_root};
+use crate::meta::NameRule;
+
+/// The embedded files, by their name in `/work/shared/crds/` (the origin; see `crds/README.md`).
+pub const EMBEDDED_FILES: &[(&str, &str)] = &[
+    (
+        "frrk8s.metallb.io_bgpsessionstates.yaml",
+        include_str!("../crds/frrk8s.metallb.io_bgpsessionstates.yaml"),
+    ),
+    (
+        "frrk8s.metallb.io_frrconfigurations.yaml",
+        include_str!("../crds/frrk8s.metallb.io_frrconfigurations.yaml"),
+    ),
+    (
+        "frrk8s.metallb.io_frrnodestates.yaml",
+        include_str!("../crds/frrk8s.metallb.io_frrnodestates.yaml"),
+    ),
+    (
+        "k8s.cni.cncf.io_ipamclaims.yaml",
+        include_str!("../crds/k8s.cni.cncf.io_ipamclaims.yaml"),
+    ),
+    (
+        "k8s.ovn.org_clusteruserdefinednetworks.yaml",
+        include_str!("../crds/k8s.ovn.org_clusteruserdefinednetworks.yaml"),
+    ),
+    (
+        "k8s.ovn.org_routeadvertisements.yaml",
+        include_str!("../crds/k8s.ovn.org_routeadvertisements.yaml"),
+    ),
+    (
+        "k8s.ovn.org_userdefinednetworks.yaml",
+        include_str!("../crds/k8s.ovn.org_userdefinednetworks.yaml"),
+    ),
+    (
+        "kubevirt-swagger.json",
+        include_str!("../crds/kubevirt-swagger.json"),
+    ),
+];
+
+const KUBEVIRT_SWAGGER_FILE: &str = "kubevirt-swagger.json";
+
+/// KubeVirt kinds taken from the swagger: (kind, definition, plural, status subresource).
+/// The scope and subresources are those of KubeVirt's generated CRDs (virt-operator `crds.go`):
+/// VirtualMachineInstance has no status subresource.
+const KUBEVIRT_KINDS: &[(&str, &str, &str, bool)] = &[
+    (
+        "VirtualMachine",
+        "v1.VirtualMachine",
+        "virtualmachines",
+        true,
+    ),
+    (
+        "VirtualMachineInstance",
+        "v1.VirtualMachineInstance",
+        "virtualmachineinstances",
+        false,
+    ),
+    (
+        "VirtualMachineInstanceMigration",
+        "v1.VirtualMachineInstanceMigration",
+        "virtualmachineinstancemigrations",
+        true,
+    ),
+];
+
+/// One kind before compilation.
+#[derive(Debug)]
+pub(crate) struct RawKind {
+    pub(crate) info: crate::KindInfo,
+    pub(crate) name_rule: NameRule,
+    /// Builds the converted JSON Schema for a mode (swagger kinds carry their definitions).
+    pub(crate) source: RawSchema,
+}
+
+#[derive(Debug)]
+pub(crate) enum RawSchema {
+    /// A self-contained structural schema (CRD version or built-in).
+    Structural(Value),
+    /// A swagger definition with the definitions it references (transitively).
+    Swagger {
+        root: Value,
+        definitions: Map<String, Value>,
+    },
+}
+
+impl RawSchema {
+    pub(crate) fn converted(&self, mode: Strictness) -> Value {
+        match self {
+            RawSchema::Structural(schema) => convert_root(schema, mode),
+            RawSchema::Swagger { root, definitions } => {
+                let mut converted = convert_root(root, mode);
+                let defs: Map<String, Value> = definitions
+                    .iter()
+                    .map(|(name, def)| (name.clone(), convert_definition(def, mode)))
+                    .collect();
+                if let Value::Object(map) = &mut converted {
+                    map.insert("definitions".into(), Value::Object(defs));
+                }
+                converted
+            }
+        }
+    }
+
+    /// The unconverted schema text a rule-coverage check walks.
+    #[cfg(test)]
+    pub(crate) fn documents(&self) -> Vec<&Value> {
+        match self {
+            RawSchema::Structural(schema) => vec![schema],
+            RawSchema::Swagger { root, definitions } => {
+                std::iter::once(root).chain(definitions.values()).collect()
+            }
+        }
+    }
+}
+
+fn bad(file: &str, detail: impl Into<String>) -> SchemaError {
+    SchemaError::BadSchemaDocument {
+        file: file.to_string(),
+        detail: detail.into(),
+    }
+}
+
+fn text<'a>(value: &'a Value, pointer: &str, file: &str) -> Result<&'a str, SchemaError> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(file, format!("missing {pointer}")))
+}
+
+/// Every kind of every embedded document, plus the built-in core kinds.
+pub(crate) fn load_all() -> Result<Vec<RawKind>, SchemaError> {
+    let mut kinds = Vec::new();
+    for (file, content) in EMBEDDED_FILES {
+        if *file == KUBEVIRT_SWAGGER_FILE {
+            kinds.extend(load_swagger(file, content)?);
+        } else {
+            kinds.extend(load_crd(file, content)?);
+        }
+    }
+    kinds.extend(builtin_kinds());
+    Ok(kinds)
+}
+
+fn load_crd(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> {
+    let crd: Value = serde_saphyr::from_str(content).map_err(|source| SchemaError::ParseCrd {
+        file: file.to_string(),
+        source: Box::new(source),
+    })?;
+    let group = text(&crd, "/spec/group", file)?;
+    let kind = text(&crd, "/spec/names/kind", file)?;
+    let plural = text(&crd, "/spec/names/plural", file)?;
+    let namespaced = text(&crd, "/spec/scope", file)? == "Namespaced";
+    let versions = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(file, "missing /spec/versions"))?;
+    let mut kinds = Vec::new();
+    for version in versions {
+        let name = text(version, "/name", file)?;
+        let schema = version
+            .pointer("/schema/openAPIV3Schema")
+            .ok_or_else(|| bad(file, format!("version {name} has no openAPIV3Schema")))?;
+        kinds.push(RawKind {
+            info: crate::KindInfo {
+                group: group.to_string(),
+                version: name.to_string(),
+                kind: kind.to_string(),
+                plural: plural.to_string(),
+                namespaced,
+                has_status_subresource: version.pointer("/subresources/status").is_some(),
+                served: version
+                    .get("served")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            },
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Structural(schema.clone()),
+        });
+    }
+    Ok(kinds)
+}
+
+fn collect_refs(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                if key == "$ref" {
+                    if let Some(name) = child
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/definitions/"))
+                    {
+                        out.insert(name.to_string());
+                    }
+                } else {
+                    collect_refs(child, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, out)),
+        _ => {}
+    }
+}
+
+fn load_swagger(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> {
+    let swagger: Value =
+        serde_json::from_str(content).map_err(|source| SchemaError::ParseSwagger {
+            file: file.to_string(),
+            source,
+        })?;
+    let all = swagger
+        .get("definitions")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad(file, "missing definitions"))?;
+    let mut kinds = Vec::new();
+    for (kind, definition, plural, status) in KUBEVIRT_KINDS {
+        let root = all
+            .get(*definition)
+            .ok_or_else(|| bad(file, format!("missing definition {definition}")))?;
+        // The definitions reachable from the kind, so each compiled validator stays small.
+        let mut reachable = BTreeSet::new();
+        let mut pending = BTreeSet::new();
+        collect_refs(root, &mut pending);
+        while let Some(name) = pending.pop_first() {
+            if !reachable.insert(name.clone()) {
+                continue;
+            }
+            let def = all
+                .get(&name)
+                .ok_or_else(|| bad(file, format!("dangling $ref to {name}")))?;
+            let mut found = BTreeSet::new();
+            collect_refs(def, &mut found);
+            pending.extend(found.into_iter().filter(|n| !reachable.contains(n)));
+        }
+        let definitions: Map<String, Value> = reachable
+            .iter()
+            .filter_map(|name| all.get(name).map(|def| (name.clone(), def.clone())))
+            .collect();
+        kinds.push(RawKind {
+            info: crate::KindInfo {
+                group: "kubevirt.io".into(),
+                version: "v1".into(),
+                kind: (*kind).to_string(),
+                plural: (*plural).to_string(),
+                namespaced: true,
+                has_status_subresource: *status,
+                served: true,
+            },
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Swagger {
+                root: root.clone(),
+                definitions,
+            },
+        });
+    }
+    Ok(kinds)
+}
+
+/// Core kinds the lab serves, with the spec fields this project uses; `status` is preserved.
+fn builtin_kinds() -> Vec<RawKind> {
+    let type_meta = json!({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}});
+    let with = |extra: Value| -> Value {
+        let mut properties = type_meta.clone();
+        if let (Value::Object(base), Value::Object(extra)) = (&mut properties, extra) {
+            base.extend(extra);
+        }
+        json!({"type": "object", "properties": properties})
+    };
+    let preserved = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    let namespace = with(json!({
+        "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "items": {"type": "string"}}}},
+        "status": preserved,
+    }));
+    let node = with(json!({
+        "spec": {"type": "object", "properties": {
+            "podCIDR": {"type": "string"},
+            "podCIDRs": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+            "providerID": {"type": "string"},
+            "unschedulable": {"type": "boolean"},
+            "externalID": {"type": "string"},
+            "configSource": preserved,
+            "taints": {"type": "array", "items": {"type": "object", "required": ["key", "effect"], "properties": {
+                "key": {"type": "string"},
+                "value": {"type": "string"},
+                "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                "timeAdded": {"type": "string", "format": "date-time", "nullable": true}
+            }}}
+        }},
+        "status": preserved,
+    }));
+    // The NetworkAttachmentDefinition CRD of k8snetworkplumbingwg (spec.config is the CNI JSON).
+    let nad =
+        with(json!({"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}));
+    let core = |kind: &str, plural: &str, namespaced: bool, status: bool| crate::KindInfo {
+        group: String::new(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced,
+        has_status_subresource: status,
+        served: true,
+    };
+    vec![
+        RawKind {
+            info: core("Namespace", "namespaces", false, true),
+            name_rule: NameRule::Label,
+            source: RawSchema::Structural(namespace),
+        },
+        RawKind {
+            info: core("Node", "nodes", false, true),
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Structural(node),
+        },
+        RawKind {
+            info: crate::KindInfo {
+                group: "k8s.cni.cncf.io".into(),
+                version: "v1".into(),
+                kind: "NetworkAttachmentDefinition".into(),
+                plural: "network-attachment-definitions".into(),
+                namespaced: true,
+                has_status_subresource: false,
+                served: true,
+            },
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Structural(nad),
+        },
+    ]
+}
