@@ -1,1 +1,17 @@
-//! vmbgp-bench library.
+//! `vmbgp-bench`: the performance and scale harness for KubeVirt VMs on BGP-advertised OVN-Kubernetes
+//! Layer2 primary networks. The library holds everything; the binary only wires it together.
+//!
+//! - [`config`]: profile + flags → validated [`config::Plan`] (pure)
+//! - [`workload`]: manifests and the external router's FRR configuration from `workloads/` templates
+//! - [`kube`]: cluster access and preflight checks
+//! - [`clock`]: the only place that reads time
+//! - [`exit`]: the one exit-code table
+//! - [`cli`], [`app`]: the command line and what each command does
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod exit;
+pub mod kube;
+pub mod workload;

@@ -1,0 +1,273 @@
+//! Command-line interface (clap derive). `run` is the default: `vmbgp-bench --iterations 72
+//! --vm-count 10` is a run. Flag names follow kube-burner-ocp where one exists.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Overrides;
+use crate::exit::ExitCode;
+
+fn after_help() -> String {
+    format!(
+        "{}\nProfiles: vm-bgp (default), vm-bgp-churn, vm-bgp-migration, or a path to a YAML file.\n\
+         Run `vmbgp-bench render` to see exactly what a run would create.",
+        ExitCode::table()
+    )
+}
+
+/// Performance and scale harness for KubeVirt VMs on BGP-advertised OVN-Kubernetes Layer2 networks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmbgp-bench",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = after_help(),
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the default `run` command.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the VMs and networks of a profile and measure them (the default command).
+    Run(RunArgs),
+    /// Print the multi-document YAML a run would apply, in apply order; contacts nothing.
+    Render(RenderArgs),
+    /// Print the external FRR router's configuration for the plan; contacts nothing.
+    FrrConfig(PlanArgs),
+    /// Preflight: check that the cluster has what a run needs, and report every finding.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Everything that shapes the plan; shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Run profile: a built-in name or a path to a YAML profile.
+    #[arg(long, default_value = "vm-bgp", value_name = "NAME|PATH")]
+    pub profile: String,
+    /// Run identifier; labels every object (`vmbgp.io/uuid`) and document. Default: a random UUID.
+    #[arg(long)]
+    pub uuid: Option<String>,
+    /// Number of iterations (networks per iteration in vm-bgp; rounds in churn and migration).
+    #[arg(long)]
+    pub iterations: Option<u32>,
+    /// VMs created per iteration.
+    #[arg(long)]
+    pub vm_count: Option<u32>,
+    /// Client-side create rate limit, requests per second [profile default: 20].
+    #[arg(long)]
+    pub qps: Option<u32>,
+    /// Create rate limiter burst; must be ≥ qps [profile default: 20].
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// Global run timeout, e.g. 30m, 4h [profile default: 4h].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Delete everything the run created (selected by its uuid label) when it ends.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub gc: Option<bool>,
+    /// Network layout: per-iteration (one CUDN per iteration) or shared (one CUDN for the run).
+    #[arg(long, value_parser = ["per-iteration", "shared"])]
+    pub network: Option<String>,
+    /// Per-iteration layout: supernet the iterations' subnets are carved from [default: 198.19.0.0/16].
+    #[arg(long, value_name = "CIDR")]
+    pub supernet: Option<String>,
+    /// Shared layout: the CUDN subnet [default: the profile's, or the /24 holding --vm-ip-range].
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// Shared layout: Day-0 static VM addresses, START-END (inclusive).
+    #[arg(long, value_name = "START-END")]
+    pub vm_ip_range: Option<String>,
+    /// Prefix of namespace and CUDN names; CUDN names must stay ≤ 15 characters [default: vmbgp].
+    #[arg(long)]
+    pub name_prefix: Option<String>,
+    /// The external BGP router's address (the cluster nodes' peer) [default: 198.18.0.155].
+    #[arg(long, value_name = "IP")]
+    pub bgp_peer_ip: Option<String>,
+    /// The external router's ASN [default: 64512].
+    #[arg(long, value_name = "ASN")]
+    pub peer_asn: Option<u64>,
+    /// The cluster nodes' ASN [default: 64513].
+    #[arg(long, value_name = "ASN")]
+    pub cluster_asn: Option<u64>,
+    /// Namespace frr-k8s runs in (`frr-k8s-system` upstream) [default: openshift-frr-k8s].
+    #[arg(long)]
+    pub frr_namespace: Option<String>,
+    /// Cluster node addresses for explicit external-router neighbours (comma-separated).
+    #[arg(long, value_name = "IP,IP,...", value_delimiter = ',')]
+    pub node_ips: Option<Vec<String>>,
+    /// Node address range the external router accepts sessions from (`bgp listen range`) [default: 198.18.0.0/24].
+    #[arg(long, value_name = "CIDR")]
+    pub node_cidr: Option<String>,
+    /// Where the external router sends BMP, as seen from the router [default: 127.0.0.1:5000].
+    #[arg(long, value_name = "IP:PORT")]
+    pub bmp_target: Option<String>,
+    /// The harness's egress echo endpoint as VMs call it [default: <bgp-peer-ip>:8090].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub egress_endpoint: Option<String>,
+    /// VM container disk image.
+    #[arg(long)]
+    pub vm_image: Option<String>,
+    /// Elasticsearch/OpenSearch URL (credentials may be in the URL); requires --es-index.
+    #[arg(long, env = "ES_SERVER", value_name = "URL", hide_env_values = true)]
+    pub es_server: Option<String>,
+    /// Elasticsearch/OpenSearch index, e.g. ripsaw-kube-burner-vm-bgp; requires --es-server.
+    #[arg(long, value_name = "INDEX")]
+    pub es_index: Option<String>,
+    /// Also write kube-burner's local-indexing layout (collected-metrics-<uuid>/).
+    #[arg(long)]
+    pub local_indexing: bool,
+    /// Directory for results (results/<uuid>/ below it) [default: results].
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// kubeconfig file [default: $KUBECONFIG or ~/.kube/config].
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Log level.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+impl Default for PlanArgs {
+    fn default() -> Self {
+        // Parsing no arguments yields clap's defaults; this cannot fail.
+        <PlanArgsOnly as Parser>::parse_from(["plan"]).args
+    }
+}
+
+/// Helper parser so `PlanArgs::default()` uses the same defaults as the command line.
+#[derive(Debug, Parser)]
+struct PlanArgsOnly {
+    #[command(flatten)]
+    args: PlanArgs,
+}
+
+impl PlanArgs {
+    /// The command-line values that override the profile.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            uuid: self.uuid.clone(),
+            iterations: self.iterations,
+            vm_count: self.vm_count,
+            qps: self.qps,
+            burst: self.burst,
+            timeout: self.timeout.clone(),
+            gc: self.gc,
+            es_server: self.es_server.clone(),
+            es_index: self.es_index.clone(),
+            local_indexing: Some(self.local_indexing),
+            results_dir: self.results_dir.clone(),
+            network: self.network.clone(),
+            supernet: self.supernet.clone(),
+            subnet: self.subnet.clone(),
+            vm_ip_range: self.vm_ip_range.clone(),
+            name_prefix: self.name_prefix.clone(),
+            bgp_peer_ip: self.bgp_peer_ip.clone(),
+            peer_asn: self.peer_asn,
+            cluster_asn: self.cluster_asn,
+            frr_namespace: self.frr_namespace.clone(),
+            node_ips: self.node_ips.clone(),
+            node_cidr: self.node_cidr.clone(),
+            bmp_target: self.bmp_target.clone(),
+            egress_endpoint: self.egress_endpoint.clone(),
+            vm_image: self.vm_image.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Render from templates in this directory instead of the built-in ones (same file names as workloads/).
+    #[arg(long, value_name = "DIR")]
+    pub workload_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Also open a TCP connection to the BGP peer's port 179 (only against a real router you own).
+    #[arg(long)]
+    pub probe_peer: bool,
+    /// Seconds to wait for the API server and the peer before calling them unreachable.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_flags_are_a_run() {
+        let cli = Cli::try_parse_from(["vmbgp-bench", "--iterations", "72", "--vm-count", "10"])
+            .expect("parses");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.plan.iterations, Some(72));
+        assert_eq!(cli.run.plan.vm_count, Some(10));
+        assert_eq!(cli.run.plan.profile, "vm-bgp");
+    }
+
+    #[test]
+    fn gc_accepts_bare_and_explicit_values() {
+        let cli = Cli::try_parse_from(["vmbgp-bench", "run", "--gc=false"]).expect("parses");
+        let Some(Command::Run(run)) = cli.command else {
+            panic!("run expected")
+        };
+        assert_eq!(run.plan.gc, Some(false));
+        let cli = Cli::try_parse_from(["vmbgp-bench", "--gc"]).expect("parses");
+        assert_eq!(cli.run.plan.gc, Some(true));
+    }
+
+    #[test]
+    fn help_lists_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("Exit codes:") && help.contains("130"),
+            "{help}"
+        );
+    }
+}
