@@ -26,3 +26,4 @@ pub use lab::{
     LabNet, LabNetConfig, LabNetInfo, LabNetStatus, NodeInfo, TeardownGuard, status, teardown,
 };
 pub use names::{EXT_ADDR, EXT_ASN, LabNames, NODE_ASN, Router};
+pub mod frrk8s;

@@ -1,0 +1,329 @@
+//! Real BGP in the lab: sessions, ECMP into ext's kernel FIB, pings through the learned route to VM
+//! addresses wherever they run, withdrawal, bgpd restart, BMP to a listener inside ext's netns.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use vmbgp_lab_net::frrk8s::apply::NodeApplier;
+use vmbgp_lab_net::frrk8s::model::{NamedConfig, merge};
+use vmbgp_lab_net::frrk8s::render::render;
+use vmbgp_lab_net::vmhost::VmHttpReply;
+use vmbgp_lab_net::{LabNet, Router, netns};
+
+fn fixture(name: &str) -> NamedConfig {
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    NamedConfig {
+        name: v["metadata"]["name"].as_str().expect("name").to_string(),
+        spec: serde_json::from_value(v["spec"].clone()).expect("spec"),
+    }
+}
+
+/// The OVN-K generated FRRConfiguration for `node` advertising `subnet`.
+fn generated(node: u16, subnet: &str) -> NamedConfig {
+    let mut c = fixture("frrconfiguration-generated-node-1.json");
+    c.name = format!("ovnk-generated-node-{node}");
+    c.spec
+        .node_selector
+        .match_labels
+        .insert("kubernetes.io/hostname".into(), format!("node-{node}"));
+    c.spec.bgp.routers[0].prefixes = vec![subnet.to_string()];
+    c.spec.bgp.routers[0].neighbors[0]
+        .to_advertise
+        .allowed
+        .prefixes = vec![subnet.to_string()];
+    c
+}
+
+async fn apply(lab: &LabNet, appliers: &mut [NodeApplier], configs: &[Vec<NamedConfig>]) {
+    for (i, a) in appliers.iter_mut().enumerate() {
+        let node = (i + 1) as u16;
+        let selected: Vec<&NamedConfig> = configs[i].iter().collect();
+        let merged = merge(&Router::Node(node).name(), &selected).expect("merge");
+        let outcome = a.apply(&render(&merged)).await.expect("apply");
+        assert!(
+            outcome.failures.is_empty(),
+            "node-{node}: {:?}",
+            outcome.failures
+        );
+    }
+    let _ = lab;
+}
+
+/// ext's kernel route for a prefix: the set of next hops (empty when absent).
+async fn ext_nexthops(lab: &LabNet, prefix: &str) -> Vec<Ipv4Addr> {
+    let out = tokio::process::Command::new("ip")
+        .args(["-n", &lab.info().ext_netns, "-j", "route", "show", prefix])
+        .output()
+        .await
+        .expect("ip route");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut hops = Vec::new();
+    for r in v.as_array().cloned().unwrap_or_default() {
+        if let Some(g) = r.get("gateway").and_then(|g| g.as_str()) {
+            hops.push(g.parse().expect("gateway"));
+        }
+        for h in r
+            .get("nexthops")
+            .and_then(|n| n.as_array())
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(g) = h.get("gateway").and_then(|g| g.as_str()) {
+                hops.push(g.parse().expect("gateway"));
+            }
+        }
+    }
+    hops.sort();
+    hops
+}
+
+async fn wait_nexthops(
+    lab: &LabNet,
+    prefix: &str,
+    want: &[Ipv4Addr],
+    timeout: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let got = ext_nexthops(lab, prefix).await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{prefix} next hops at ext: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn ping_from_ext(lab: &LabNet, addr: Ipv4Addr) -> bool {
+    tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.info().ext_netns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            &addr.to_string(),
+        ])
+        .output()
+        .await
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// HTTP GET to a VM address from inside ext, returning the responder's JSON.
+async fn http_from_ext(lab: &LabNet, addr: Ipv4Addr) -> VmHttpReply {
+    use hyper_util::rt::TokioIo;
+    let stream = netns::tcp_connect_in(
+        &lab.info().ext_netns,
+        None,
+        SocketAddr::new(addr.into(), 8080),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("connect to the VM's HTTP port");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, axum::body::Body>(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            http::Request::get("/hello")
+                .header("host", addr.to_string())
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 1 << 16)
+        .await
+        .expect("body");
+    serde_json::from_slice(&body).expect("JSON reply")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecmp_route_ping_move_withdraw_and_bmp() {
+    let (_guard, lab) = common::up("ecmp", 2).await;
+    let info = lab.info();
+    // The harness's BMP listener: inside ext's netns on 127.0.0.1 (ext's bgpd connects to it).
+    let bmp = netns::tokio_listener_in(
+        &info.ext_netns,
+        SocketAddr::from(([127, 0, 0, 1], common::BMP_PORT)),
+    )
+    .await
+    .expect("BMP listener in ext");
+
+    let sup = lab.supervisor().clone();
+    let mut appliers: Vec<NodeApplier> = (1..=2)
+        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
+        .collect();
+    let template = fixture("frrconfiguration-template.json");
+    let subnet = "198.19.1.0/24";
+    apply(
+        &lab,
+        &mut appliers,
+        &[
+            vec![template.clone(), generated(1, subnet)],
+            vec![template.clone(), generated(2, subnet)],
+        ],
+    )
+    .await;
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("sessions Established");
+
+    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
+    wait_nexthops(&lab, subnet, &both, Duration::from_secs(10)).await;
+
+    // A VM on node-2 answers ICMP and HTTP through the ECMP route, wherever ext's hash sends it.
+    let vm = Ipv4Addr::new(198, 19, 1, 10);
+    lab.dataplane()
+        .place(vm, 2, Some("ns/vm-a".into()))
+        .await
+        .expect("place");
+    assert!(
+        ping_from_ext(&lab, vm).await,
+        "ext pings the VM through the learned route"
+    );
+    let reply = http_from_ext(&lab, vm).await;
+    assert_eq!(
+        (
+            reply.address.as_str(),
+            reply.node.as_str(),
+            reply.path.as_str()
+        ),
+        ("198.19.1.10", "node-2", "/hello")
+    );
+    assert_eq!(
+        reply.client, "198.18.0.155",
+        "unNATed: the VM sees ext's address"
+    );
+
+    // Migration switch-over: the VM now answers from node-1.
+    lab.dataplane().place(vm, 1, None).await.expect("move");
+    assert!(ping_from_ext(&lab, vm).await, "ping after the move");
+    assert_eq!(http_from_ext(&lab, vm).await.node, "node-1");
+
+    // BMP: Initiation first, then Route Monitoring for the prefix (framing only: version 3, type byte).
+    let (mut stream, _) = tokio::time::timeout(Duration::from_secs(10), bmp.accept())
+        .await
+        .expect("BMP connect in time")
+        .expect("accept");
+    let mut types = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !types.contains(&0u8) && Instant::now() < deadline {
+        let mut header = [0u8; 6];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header))
+            .await
+            .expect("BMP message in time")
+            .expect("read");
+        assert_eq!(header[0], 3, "BMP version 3");
+        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        let mut rest = vec![0u8; len.saturating_sub(6)];
+        stream.read_exact(&mut rest).await.expect("read body");
+        types.push(header[5]);
+    }
+    assert_eq!(
+        types.first(),
+        Some(&4),
+        "first BMP message is Initiation: {types:?}"
+    );
+    assert!(types.contains(&3), "Peer Up seen: {types:?}");
+    assert!(types.contains(&0), "Route Monitoring seen: {types:?}");
+
+    // Withdraw: the generated configs go away → the route leaves ext's FIB and the ping fails.
+    apply(
+        &lab,
+        &mut appliers,
+        &[vec![template.clone()], vec![template.clone()]],
+    )
+    .await;
+    wait_nexthops(&lab, subnet, &[], Duration::from_secs(10)).await;
+    assert!(!ping_from_ext(&lab, vm).await, "no route, no reply");
+
+    lab.dataplane().remove(vm).await.expect("remove");
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_bgpd_restart_reestablishes_with_its_config() {
+    let (_guard, lab) = common::up("restart", 1).await;
+    let sup = lab.supervisor().clone();
+    let mut applier = NodeApplier::for_lab_node(Router::Node(1), sup.clone());
+    let template = fixture("frrconfiguration-template.json");
+    let subnet = "198.19.3.0/24";
+    apply(
+        &lab,
+        std::slice::from_mut(&mut applier),
+        &[vec![template.clone(), generated(1, subnet)]],
+    )
+    .await;
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("sessions Established");
+    wait_nexthops(
+        &lab,
+        subnet,
+        &[Ipv4Addr::new(198, 18, 0, 1)],
+        Duration::from_secs(10),
+    )
+    .await;
+    let old_pid_alive = lab
+        .supervisor()
+        .is_alive(Router::Node(1), vmbgp_lab_net::frr::Daemon::Bgpd);
+    assert!(old_pid_alive);
+
+    let restarted_at = Instant::now();
+    lab.restart_bgpd(Router::Node(1)).await.expect("restart");
+    let after_restart = lab
+        .supervisor()
+        .health(Router::Node(1))
+        .await
+        .expect("health");
+    assert!(after_restart.bgpd_alive && after_restart.bgpd_vty);
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("session re-established");
+    // The restarted bgpd read the config file the applier wrote: the prefix is back at ext.
+    wait_nexthops(
+        &lab,
+        subnet,
+        &[Ipv4Addr::new(198, 18, 0, 1)],
+        Duration::from_secs(10),
+    )
+    .await;
+    let after = lab
+        .supervisor()
+        .health(Router::Node(1))
+        .await
+        .expect("health");
+    let session = &after.neighbors[&vmbgp_lab_net::EXT_ADDR];
+    assert_eq!(session.state, "Established");
+    let uptime = session
+        .established_ms
+        .expect("uptime of an Established session");
+    assert!(
+        u128::from(uptime) <= restarted_at.elapsed().as_millis(),
+        "the session is a new one (uptime {uptime} ms, restart {:?} ago)",
+        restarted_at.elapsed()
+    );
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+}
