@@ -62,6 +62,8 @@ struct QuantileGroup {
     coarsest_resolution_ms: Option<f64>,
     missing: BTreeMap<String, u64>,
     not_applicable: BTreeMap<String, u64>,
+    /// Why the whole group does not apply to this run's setup (no sample needed to know it).
+    setup_not_applicable: Option<String>,
 }
 
 impl QuantileGroup {
@@ -73,6 +75,7 @@ impl QuantileGroup {
             coarsest_resolution_ms: None,
             missing: BTreeMap::new(),
             not_applicable: BTreeMap::new(),
+            setup_not_applicable: None,
         }
     }
 
@@ -228,7 +231,7 @@ impl DocumentBuilder {
                             Unit::Millis,
                         );
                         if mode == AdvertisementMode::Subnet {
-                            group.not_applicable.insert(HOST_ROUTES_ONLY.to_owned(), 1);
+                            group.setup_not_applicable = Some(HOST_ROUTES_ONLY.to_owned());
                         }
                     }
                     (
@@ -486,7 +489,7 @@ impl DocumentBuilder {
                 document::ROUTE_CONVERGENCE_QUANTILES,
                 format!("HostRoute{name}"),
             )) {
-                group.not_applicable.remove(HOST_ROUTES_ONLY);
+                group.setup_not_applicable = None;
             }
         }
     }
@@ -671,10 +674,15 @@ impl DocumentBuilder {
             let mut missing = BTreeMap::new();
             let mut not_applicable = BTreeMap::new();
             if summary.is_none() {
-                let (target, reason) = if missing_count == 0 && not_applicable_count > 0 {
-                    (&mut not_applicable, describe(&group.not_applicable))
-                } else if missing_count > 0 {
-                    (&mut missing, describe(&group.missing))
+                let (target, reason) = if missing_count > 0 {
+                    (&mut missing, describe_missing(&group.missing))
+                } else if let Some(reason) = &group.setup_not_applicable {
+                    (&mut not_applicable, reason.clone())
+                } else if not_applicable_count > 0 {
+                    (
+                        &mut not_applicable,
+                        describe_not_applicable(&group.not_applicable),
+                    )
                 } else {
                     (&mut missing, "no samples recorded".to_owned())
                 };
@@ -703,12 +711,7 @@ impl DocumentBuilder {
                 metadata: self.metadata.clone(),
                 count: summary.map_or(0, |s| s.count),
                 missing_count,
-                not_applicable_count: if summary.is_none() && missing_count == 0 {
-                    not_applicable_count
-                } else {
-                    // Registration-time markers are not samples; real NA samples still count.
-                    not_applicable_count
-                },
+                not_applicable_count,
                 unit: group.unit.as_str().to_owned(),
                 method: if group.histogram.is_some() || quantile == "RTT" {
                     "hdr".to_owned()
@@ -755,17 +758,30 @@ fn unreachable_summary() -> Summary {
     }
 }
 
-/// "3 of 5: <reason> (2); <reason> (1)".
-fn describe(reasons: &BTreeMap<String, u64>) -> String {
+/// "no observed sample; 3 missing: <reason> (2); <reason> (1)".
+fn describe_missing(reasons: &BTreeMap<String, u64>) -> String {
     let total: u64 = reasons.values().sum();
-    let parts: Vec<String> = reasons
+    format!(
+        "no observed sample; {total} missing: {}",
+        join_reasons(reasons)
+    )
+}
+
+/// The reason, or "<reason> (2); <reason> (1)" when samples gave different ones.
+fn describe_not_applicable(reasons: &BTreeMap<String, u64>) -> String {
+    if reasons.len() == 1 {
+        reasons.keys().next().cloned().unwrap_or_default()
+    } else {
+        join_reasons(reasons)
+    }
+}
+
+fn join_reasons(reasons: &BTreeMap<String, u64>) -> String {
+    reasons
         .iter()
         .map(|(reason, count)| format!("{reason} ({count})"))
-        .collect();
-    format!(
-        "no observed sample; {total} unobserved: {}",
-        parts.join("; ")
-    )
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The `jobSummary` document: kube-burner fields plus cluster metadata flattened at the top.

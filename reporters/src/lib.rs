@@ -3,6 +3,7 @@
 //! thresholds, compares runs and renders the summary table and the HTML report.
 
 pub mod builder;
+pub mod compare;
 pub mod document;
 pub mod es;
 pub mod input;

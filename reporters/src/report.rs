@@ -141,8 +141,8 @@ fn verdict_words(verdict: &ThresholdVerdict) -> (&'static str, &'static str) {
 
 fn verdict_detail(verdict: &ThresholdVerdict) -> String {
     match verdict {
-        ThresholdVerdict::Passed { value } | ThresholdVerdict::Violated { value } => {
-            format_number(*value)
+        ThresholdVerdict::Passed { value, unit } | ThresholdVerdict::Violated { value, unit } => {
+            format!("{} {unit}", format_number(*value))
         }
         ThresholdVerdict::Unobserved { reason }
         | ThresholdVerdict::NotApplicable { reason }

@@ -122,9 +122,11 @@ pub fn default_thresholds() -> Vec<Threshold> {
 pub enum ThresholdVerdict {
     Passed {
         value: f64,
+        unit: String,
     },
     Violated {
         value: f64,
+        unit: String,
     },
     /// The statistic could not be computed (no observed sample): a violation.
     Unobserved {
@@ -163,19 +165,21 @@ pub struct ThresholdResult {
 impl ThresholdResult {
     /// The line written into `executionErrors` for a failing threshold.
     pub fn message(&self) -> String {
-        let unit = |t: &Threshold| {
-            if t.statistic.is_count() {
-                ""
+        let with_unit = |value: &f64, unit: &str| {
+            if unit == "count" {
+                format!("{value}")
             } else {
-                " (quantile unit)"
+                format!("{value} {unit}")
             }
         };
         match &self.verdict {
-            ThresholdVerdict::Passed { value } => format!("{} passed: {value}", self.threshold),
-            ThresholdVerdict::Violated { value } => format!(
-                "threshold violated: {} but was {value}{}",
+            ThresholdVerdict::Passed { value, unit } => {
+                format!("{} passed: {}", self.threshold, with_unit(value, unit))
+            }
+            ThresholdVerdict::Violated { value, unit } => format!(
+                "threshold violated: {} but was {}",
                 self.threshold,
-                unit(&self.threshold)
+                with_unit(value, unit)
             ),
             ThresholdVerdict::Unobserved { reason } => {
                 format!(
@@ -269,10 +273,15 @@ fn evaluate_one(threshold: &Threshold, quantiles: &[QuantileDocument]) -> Thresh
         Bound::AtMost(limit) => value <= limit,
         Bound::AtLeast(limit) => value >= limit,
     };
-    if ok {
-        ThresholdVerdict::Passed { value }
+    let unit = if threshold.statistic.is_count() {
+        "count".to_owned()
     } else {
-        ThresholdVerdict::Violated { value }
+        doc.unit.clone()
+    };
+    if ok {
+        ThresholdVerdict::Passed { value, unit }
+    } else {
+        ThresholdVerdict::Violated { value, unit }
     }
 }
 
@@ -340,18 +349,30 @@ mod tests {
         ];
         let report = evaluate_thresholds(&default_thresholds(), &docs);
         let verdicts: Vec<_> = report.results.iter().map(|r| r.verdict.clone()).collect();
-        assert_eq!(verdicts[0], ThresholdVerdict::Violated { value: 5200.0 });
+        assert_eq!(
+            verdicts[0],
+            ThresholdVerdict::Violated {
+                value: 5200.0,
+                unit: "ms".to_owned()
+            }
+        );
         assert!(matches!(
             verdicts[1],
             ThresholdVerdict::NotApplicable { .. }
         ));
         assert!(matches!(verdicts[2], ThresholdVerdict::Skipped { .. }));
-        assert_eq!(verdicts[3], ThresholdVerdict::Violated { value: 2.0 });
+        assert_eq!(
+            verdicts[3],
+            ThresholdVerdict::Violated {
+                value: 2.0,
+                unit: "count".to_owned()
+            }
+        );
         assert!(!report.passed());
         assert_eq!(
             report.execution_errors(),
             vec![
-                "threshold violated: routeConvergenceQuantilesMeasurement/AdvertiseFib P99 <= 5000 but was 5200 (quantile unit)",
+                "threshold violated: routeConvergenceQuantilesMeasurement/AdvertiseFib P99 <= 5000 but was 5200 ms",
                 "threshold violated: vmReachabilityQuantilesMeasurement/FirstReply missingCount <= 0 but was 2",
             ]
         );
