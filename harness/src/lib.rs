@@ -10,8 +10,10 @@
 
 pub mod app;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod exit;
 pub mod kube;
 pub mod workload;
+
+/// The one clock (see [`vmbgp_host::clock`]).
+pub use vmbgp_host::clock;

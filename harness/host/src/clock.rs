@@ -68,6 +68,11 @@ impl RunClock {
 }
 
 impl MonoStamp {
+    /// A stamp at a given offset from the anchor (for tests and for replaying recorded offsets).
+    pub fn from_offset(offset: Duration) -> Self {
+        MonoStamp(offset)
+    }
+
     /// Offset from the run anchor.
     pub fn since_anchor(self) -> Duration {
         self.0
