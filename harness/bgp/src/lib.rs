@@ -1,0 +1,1 @@
+//! What the harness observes of BGP at the external router: a BMP station, a kernel FIB route watcher and an FRR vty client.
