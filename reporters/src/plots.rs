@@ -243,8 +243,18 @@ fn iteration_timeline(view: &RunView<'_>) -> Result<Option<String>, String> {
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..x_max, -0.5f64..y_max)?;
+        let iterations = y_max as usize;
         chart
             .configure_mesh()
+            .y_labels(iterations + 1)
+            .y_label_formatter(&|y| {
+                let i = y.round();
+                if (y - i).abs() < 0.01 && i >= 0.0 {
+                    format!("{i}")
+                } else {
+                    String::new()
+                }
+            })
             .x_desc("seconds since run start")
             .y_desc("iteration")
             .draw()?;
@@ -291,13 +301,15 @@ fn rtt_histogram(view: &RunView<'_>) -> Result<Option<String>, String> {
     if rtt.histogram.is_empty() {
         return Ok(None);
     }
-    let buckets: Vec<(String, u64)> = rtt
-        .histogram
-        .iter()
-        .map(|b| (format!("≤{}", crate::report::format_number(b.le)), b.count))
-        .collect();
+    let buckets: Vec<(f64, u64)> = rtt.histogram.iter().map(|b| (b.le, b.count)).collect();
     let y_max = buckets.iter().map(|b| b.1).max().unwrap_or(1) as f64 * 1.1;
     let n = buckets.len();
+    // Tick k sits on the edge between bucket k-1 and bucket k: label it with bucket k-1's
+    // upper bound; the first edge is half the first bound (log2 spacing).
+    let edges: Vec<String> = std::iter::once(buckets[0].0 / 2.0)
+        .chain(buckets.iter().map(|b| b.0))
+        .map(crate::report::format_number)
+        .collect();
     render(move |svg| {
         let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
@@ -306,23 +318,24 @@ fn rtt_histogram(view: &RunView<'_>) -> Result<Option<String>, String> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..n as f64, 0f64..y_max)?;
-        let labels = buckets.clone();
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(n.min(20))
+            .x_labels(n + 1)
             .x_label_formatter(&|x| {
-                labels
-                    .get(x.floor() as usize)
-                    .map(|b| b.0.clone())
-                    .unwrap_or_default()
+                let k = x.round();
+                if (x - k).abs() < 0.01 && k >= 0.0 {
+                    edges.get(k as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
-            .x_desc("RTT bucket (ms, log2 spaced)")
+            .x_desc("RTT (ms, log2 buckets)")
             .y_desc("probes")
             .draw()?;
         chart.draw_series(buckets.iter().enumerate().map(|(i, b)| {
             Rectangle::new(
-                [(i as f64 + 0.1, 0.0), (i as f64 + 0.9, b.1 as f64)],
+                [(i as f64 + 0.05, 0.0), (i as f64 + 0.95, b.1 as f64)],
                 PALETTE[0].filled(),
             )
         }))?;

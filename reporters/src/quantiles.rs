@@ -127,23 +127,26 @@ pub fn hdr_summary_millis(histogram: &Histogram<u64>) -> Option<Summary> {
     })
 }
 
-/// Log-spaced buckets of a nanosecond histogram for plotting, as (upper bound ms, count) pairs
-/// with non-zero counts only. Deterministic for a given histogram.
+/// Log2-spaced buckets of a nanosecond histogram for plotting, as (upper bound ms, count)
+/// pairs, contiguous from the first to the last non-empty bucket (so bucket `i` covers
+/// `(le[i-1], le[i]]`). Deterministic for a given histogram.
 pub fn hdr_buckets_millis(histogram: &Histogram<u64>) -> Vec<(f64, u64)> {
     if histogram.is_empty() {
         return Vec::new();
     }
     // Start at 1 µs and double: 40 doublings reach ~18 minutes, far beyond any RTT.
-    histogram
+    let all: Vec<(f64, u64)> = histogram
         .iter_log(1_000, 2.0)
-        .filter(|step| step.count_since_last_iteration() > 0)
         .map(|step| {
             (
                 nanos_to_millis(step.value_iterated_to() as f64),
                 step.count_since_last_iteration(),
             )
         })
-        .collect()
+        .collect();
+    let first = all.iter().position(|b| b.1 > 0).unwrap_or(0);
+    let last = all.iter().rposition(|b| b.1 > 0).unwrap_or(0);
+    all.get(first..=last).map(<[_]>::to_vec).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Golden tests: every document file, the summary table and the HTML report's structure of a
 //! deterministic fixture run; the committed JSON Schema accepts every document and rejects
 //! sentinel values; a killed run leaves what it measured. Update with `UPDATE_GOLDEN=1`.
+// Test helpers outside #[test] functions unwrap too: a failed setup step aborts the test.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Shared test fixtures: a deterministic two-iteration run with every measurement kind (including
 //! missing and not-applicable values) and an Elasticsearch-compatible test server.
 #![allow(dead_code)]
+// Test-support code: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used)]
 
 pub mod es_server;
 
