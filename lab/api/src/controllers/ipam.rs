@@ -1,0 +1,616 @@
+//! Persistent IPs: the kubevirt-ipam-controller (creates `IPAMClaim <vm>.<network>` owned by the VM, with its
+//! finalizer, and releases the finalizer once VM and VMI are gone) and OVN-K's allocator (fills `status.ips`,
+//! `ownerPod` and condition `IPsAllocated` from the CUDN subnet, honouring static requests from
+//! `network.kubevirt.io/addresses`, `reservedSubnets`, `infrastructureSubnets` and the gateway).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
+
+use super::{
+    Ctx, WorkQueue, bare_ip, is_deleting, ns_name, owned_by, owner_ref, set_condition, str_at,
+    watch_kind,
+};
+use crate::ground_truth::{GroundTruthKind, ObjectRef};
+use crate::selector::LabelSelector;
+use crate::store::{ListOptions, WriteOptions};
+
+/// The finalizer kubevirt-ipam-controller puts on claims.
+pub const CLAIM_FINALIZER: &str = "kubevirt.io/persistent-ipam";
+/// Label on claims naming their VM.
+pub const VM_LABEL: &str = "kubevirt.io/vm";
+/// The VM template annotation carrying Day-0 static IPs.
+pub const ADDRESSES_ANNOTATION: &str = "network.kubevirt.io/addresses";
+
+/// Which address belongs to whom, per OVN network.
+#[derive(Debug, Default)]
+pub struct Allocator {
+    networks: HashMap<String, BTreeMap<IpAddr, String>>,
+    hints: HashMap<(String, IpNet), u128>,
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4) as u128,
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn from_u128(v4: bool, n: u128) -> IpAddr {
+    if v4 {
+        IpAddr::V4(std::net::Ipv4Addr::from(n as u32))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from(n))
+    }
+}
+
+impl Allocator {
+    pub fn owner_of(&self, network: &str, ip: IpAddr) -> Option<&str> {
+        self.networks.get(network)?.get(&ip).map(String::as_str)
+    }
+
+    /// Marks `ip` as `owner`'s; `Err(other owner)` if someone else holds it.
+    pub fn take(&mut self, network: &str, ip: IpAddr, owner: &str) -> Result<(), String> {
+        let m = self.networks.entry(network.to_string()).or_default();
+        match m.get(&ip) {
+            Some(o) if o != owner => Err(o.clone()),
+            _ => {
+                m.insert(ip, owner.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// Frees every address of `owner`; returns them.
+    pub fn release(&mut self, owner: &str) -> Vec<(String, IpAddr)> {
+        let mut out = Vec::new();
+        for (net, m) in self.networks.iter_mut() {
+            m.retain(|ip, o| {
+                if o == owner {
+                    out.push((net.clone(), *ip));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        out
+    }
+
+    /// Owners whose key starts with `prefix`.
+    pub fn owners_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .networks
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|o| o.starts_with(prefix))
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Picks the next free host of `subnet` not in `excluded` nets or `excluded_ips`.
+    pub fn allocate(
+        &mut self,
+        network: &str,
+        subnet: IpNet,
+        excluded: &[IpNet],
+        excluded_ips: &[IpAddr],
+        owner: &str,
+    ) -> Option<IpAddr> {
+        let v4 = matches!(subnet, IpNet::V4(_));
+        let first = to_u128(subnet.network()) + 1;
+        let last = if v4 {
+            to_u128(subnet.broadcast()).saturating_sub(1)
+        } else {
+            to_u128(subnet.broadcast())
+        };
+        if last < first {
+            return None;
+        }
+        let span = last - first + 1;
+        let hint_key = (network.to_string(), subnet);
+        let start = self
+            .hints
+            .get(&hint_key)
+            .copied()
+            .filter(|h| *h >= first && *h <= last)
+            .unwrap_or(first);
+        let taken = self.networks.entry(network.to_string()).or_default();
+        // Bounded scan: at most the whole subnet, capped so a huge IPv6 subnet cannot spin.
+        let max_steps = span.min(1 << 20);
+        for step in 0..max_steps {
+            let n = first + (start - first + step) % span;
+            let ip = from_u128(v4, n);
+            if taken.contains_key(&ip)
+                || excluded_ips.contains(&ip)
+                || excluded.iter().any(|e| e.contains(&ip))
+            {
+                continue;
+            }
+            taken.insert(ip, owner.to_string());
+            self.hints.insert(hint_key, n + 1);
+            return Some(ip);
+        }
+        None
+    }
+}
+
+/// The OVN-K network parameters a claim is allocated from.
+#[derive(Debug, Clone)]
+pub struct NetworkParams {
+    pub subnets: Vec<IpNet>,
+    pub excluded: Vec<IpNet>,
+    pub gateways: Vec<IpAddr>,
+}
+
+/// Reads a CUDN's Layer2/Layer3 subnets, reserved/infrastructure subnets and gateways.
+pub fn network_params(cudn: &Value) -> NetworkParams {
+    let topo = str_at(cudn, "/spec/network/topology")
+        .unwrap_or("Layer2")
+        .to_ascii_lowercase();
+    let cfg = cudn
+        .pointer(&format!("/spec/network/{topo}"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let cidrs = |key: &str| -> Vec<IpNet> {
+        cfg.get(key)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().or_else(|| v.get("cidr").and_then(Value::as_str)))
+                    .filter_map(|s| s.parse::<IpNet>().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let subnets = cidrs("subnets");
+    let mut excluded = cidrs("reservedSubnets");
+    excluded.extend(cidrs("infrastructureSubnets"));
+    let explicit_gw: Vec<IpAddr> = cfg
+        .get("defaultGatewayIPs")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().and_then(bare_ip))
+                .collect()
+        })
+        .unwrap_or_default();
+    // The gateway is the subnet's first host unless defaultGatewayIPs names it.
+    let gateways = subnets
+        .iter()
+        .map(|s| {
+            explicit_gw
+                .iter()
+                .copied()
+                .find(|g| s.contains(g))
+                .unwrap_or_else(|| from_u128(matches!(s, IpNet::V4(_)), to_u128(s.network()) + 1))
+        })
+        .collect();
+    NetworkParams {
+        subnets,
+        excluded,
+        gateways,
+    }
+}
+
+/// The primary-UDN NAD of a namespace: `(NAD, OVN network name, allowPersistentIPs)`.
+pub fn primary_nad(ctx: &Ctx, namespace: &str) -> Option<(Arc<Value>, String, bool)> {
+    let nads = ctx
+        .store
+        .list(ctx.k.nad, Some(namespace), &ListOptions::default())
+        .ok()?
+        .items;
+    nads.into_iter().find_map(|nad| {
+        let cfg: Value = serde_json::from_str(str_at(&nad, "/spec/config")?).ok()?;
+        if cfg.get("role").and_then(Value::as_str) != Some("primary") {
+            return None;
+        }
+        let name = cfg.get("name").and_then(Value::as_str)?.to_string();
+        let persistent = cfg
+            .get("allowPersistentIPs")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Some((nad, name, persistent))
+    })
+}
+
+/// The CUDN behind an OVN network name `cluster_udn_<name>`.
+pub fn cudn_for_network(ctx: &Ctx, network: &str) -> Option<Arc<Value>> {
+    let name = network.strip_prefix("cluster_udn_")?;
+    ctx.store.get_opt(ctx.k.cudn, None, name)
+}
+
+fn launcher_pod_name(vm: &str, uid: &str) -> String {
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h: u64 = 1469598103934665603;
+    for b in uid.bytes() {
+        h = (h ^ b as u64).wrapping_mul(1099511628211);
+    }
+    let suffix: String = (0..5)
+        .map(|i| CHARS[((h >> (i * 8)) % CHARS.len() as u64) as usize] as char)
+        .collect();
+    format!("virt-launcher-{vm}-{suffix}")
+}
+
+pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
+    let queue: Arc<WorkQueue<(String, String)>> = WorkQueue::new();
+    let vm_key = |o: &Value, _: Option<&crate::store::WatchEvent>| vec![ns_name(o)];
+    watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), vm_key);
+    watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), vm_key);
+    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), |o, _| {
+        let (ns, name) = ns_name(o);
+        let vm = o
+            .pointer(&format!("/metadata/labels/{}", VM_LABEL.replace('/', "~1")))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        vec![(
+            ns,
+            vm.unwrap_or_else(|| name.split('.').next().unwrap_or_default().to_string()),
+        )]
+    });
+    let c2 = ctx.clone();
+    watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), move |o, _| {
+        let (ns, _) = ns_name(o);
+        c2.store
+            .list(c2.k.vmi, Some(&ns), &ListOptions::default())
+            .map(|l| l.items.iter().map(|v| ns_name(v)).collect())
+            .unwrap_or_default()
+    });
+    let c3 = ctx.clone();
+    watch_kind(&ctx, tasks, ctx.k.cudn, queue.clone(), move |_, _| {
+        // A CUDN appearing can unblock claims waiting for their network.
+        c3.store
+            .all(c3.k.claim)
+            .iter()
+            .filter(|c| c.pointer("/status/ips").is_none())
+            .map(|c| {
+                let (ns, name) = ns_name(c);
+                (ns, name.split('.').next().unwrap_or_default().to_string())
+            })
+            .collect()
+    });
+    let stop = ctx.shutdown.clone();
+    tasks.spawn(async move {
+        while let Some(batch) = queue.take(&stop).await {
+            for (ns, vm) in batch {
+                reconcile(&ctx, &ns, &vm);
+            }
+        }
+    });
+}
+
+fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
+    let vm = ctx.store.get_opt(ctx.k.vm, Some(ns), vm_name);
+    let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), vm_name);
+    let live_vmi = vmi.as_ref().filter(|v| !is_deleting(v));
+    if let Some(vmi) = live_vmi {
+        ensure_claims(ctx, ns, vm_name, vm.as_deref(), vmi);
+    }
+    let claims = ctx
+        .store
+        .list(
+            ctx.k.claim,
+            Some(ns),
+            &ListOptions {
+                label_selector: LabelSelector::parse(&format!("{VM_LABEL}={vm_name}"))
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
+        )
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let vm_gone = vm.as_ref().is_none_or(|v| is_deleting(v));
+    for claim in &claims {
+        let (_, cname) = ns_name(claim);
+        if vm_gone && vmi.is_none() {
+            let has_finalizer = claim
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|x| x == CLAIM_FINALIZER));
+            if has_finalizer {
+                let _ = ctx.store.modify(ctx.k.claim, Some(ns), &cname, false, |c| {
+                    if let Some(f) = c
+                        .pointer_mut("/metadata/finalizers")
+                        .and_then(Value::as_array_mut)
+                    {
+                        f.retain(|x| x != CLAIM_FINALIZER);
+                    }
+                });
+            }
+            continue;
+        }
+        if let Some(vmi) = live_vmi
+            && !is_deleting(claim)
+        {
+            allocate(ctx, claim, vmi);
+        }
+    }
+    // Release addresses of claims that no longer exist.
+    let prefix = format!("claim:{ns}/{vm_name}.");
+    let owners = ctx
+        .ipam
+        .lock()
+        .map(|a| a.owners_with_prefix(&prefix))
+        .unwrap_or_default();
+    for owner in owners {
+        let cname = owner
+            .trim_start_matches(&format!("claim:{ns}/"))
+            .to_string();
+        if ctx.store.get_opt(ctx.k.claim, Some(ns), &cname).is_none() {
+            let freed = ctx
+                .ipam
+                .lock()
+                .map(|mut a| a.release(&owner))
+                .unwrap_or_default();
+            ctx.gt.record(
+                GroundTruthKind::IpReleased,
+                ObjectRef::new("IPAMClaim", ns, &cname),
+                json!({"ips": freed.iter().map(|(_, ip)| ip.to_string()).collect::<Vec<_>>()}),
+            );
+        }
+    }
+}
+
+/// kubevirt-ipam-controller: one claim per VMI pod network on a persistent-IP primary UDN.
+fn ensure_claims(ctx: &Ctx, ns: &str, vm_name: &str, vm: Option<&Value>, vmi: &Value) {
+    let Some((_, network, persistent)) = primary_nad(ctx, ns) else {
+        return;
+    };
+    if !persistent {
+        return;
+    }
+    let owner = match vm {
+        Some(v) if !is_deleting(v) => v,
+        _ => vmi,
+    };
+    let owner_uid = str_at(owner, "/metadata/uid").unwrap_or_default();
+    let nets = vmi
+        .pointer("/spec/networks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for net in nets.iter().filter(|n| n.get("pod").is_some()) {
+        let net_name = net.get("name").and_then(Value::as_str).unwrap_or("default");
+        let claim_name = format!("{vm_name}.{net_name}").to_lowercase();
+        if let Some(existing) = ctx.store.get_opt(ctx.k.claim, Some(ns), &claim_name) {
+            if !owned_by(&existing, owner_uid)
+                && !owned_by(&existing, str_at(vmi, "/metadata/uid").unwrap_or_default())
+            {
+                tracing::warn!(
+                    namespace = ns,
+                    claim = claim_name,
+                    "leaked IPAMClaim owned by another object"
+                );
+            }
+            continue;
+        }
+        let claim = json!({
+            "apiVersion": "k8s.cni.cncf.io/v1alpha1",
+            "kind": "IPAMClaim",
+            "metadata": {
+                "name": claim_name,
+                "namespace": ns,
+                "labels": {VM_LABEL: vm_name},
+                "finalizers": [CLAIM_FINALIZER],
+                "ownerReferences": [owner_ref(owner)],
+            },
+            "spec": {"network": network, "interface": ""},
+        });
+        if let Err(e) = ctx
+            .store
+            .create(ctx.k.claim, Some(ns), claim, &WriteOptions::default())
+        {
+            tracing::warn!(namespace = ns, claim = claim_name, error = %e, "creating IPAMClaim failed");
+        }
+    }
+}
+
+/// OVN-K persistent IPs: allocate the claim's addresses once, then keep them.
+fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
+    let (ns, cname) = ns_name(claim);
+    let owner = format!("claim:{ns}/{cname}");
+    let network = str_at(claim, "/spec/network")
+        .unwrap_or_default()
+        .to_string();
+    let pod = launcher_pod_name(
+        &ns_name(vmi).1,
+        str_at(vmi, "/metadata/uid").unwrap_or_default(),
+    );
+    let existing: Vec<String> = claim
+        .pointer("/status/ips")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !existing.is_empty() {
+        // Survives VM restart and migration: the claim is the record; re-mark it (e.g. after a lab restart).
+        if let Ok(mut a) = ctx.ipam.lock() {
+            for ip in existing.iter().filter_map(|s| bare_ip(s)) {
+                let _ = a.take(&network, ip, &owner);
+            }
+        }
+        return;
+    }
+    let Some(cudn) = cudn_for_network(ctx, &network) else {
+        return;
+    };
+    let params = network_params(&cudn);
+    let net_name = cname.split_once('.').map(|(_, n)| n).unwrap_or("default");
+    let requested: Vec<IpAddr> = vmi
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            ADDRESSES_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|m| m.get(net_name).cloned())
+        .and_then(|v| v.as_array().cloned())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().and_then(bare_ip))
+                .collect()
+        })
+        .unwrap_or_default();
+    let result: Result<Vec<String>, (&str, String)> = (|| {
+        let mut alloc = ctx
+            .ipam
+            .lock()
+            .map_err(|_| ("InternalError", "allocator unavailable".to_string()))?;
+        let mut out = Vec::new();
+        if !requested.is_empty() {
+            for ip in &requested {
+                let Some(subnet) = params.subnets.iter().find(|s| s.contains(ip)) else {
+                    alloc.release(&owner);
+                    return Err((
+                        "InternalError",
+                        format!(
+                            "failed to allocate IP {ip}: provided IP is not part of the network subnets"
+                        ),
+                    ));
+                };
+                if let Err(other) = alloc.take(&network, *ip, &owner) {
+                    alloc.release(&owner);
+                    return Err((
+                        "IPAddressConflict",
+                        format!(
+                            "failed to allocate IP {ip}: provided IP is already allocated (by {other})"
+                        ),
+                    ));
+                }
+                out.push(format!("{ip}/{}", subnet.prefix_len()));
+            }
+        } else {
+            for subnet in &params.subnets {
+                match alloc.allocate(
+                    &network,
+                    *subnet,
+                    &params.excluded,
+                    &params.gateways,
+                    &owner,
+                ) {
+                    Some(ip) => out.push(format!("{ip}/{}", subnet.prefix_len())),
+                    None => {
+                        alloc.release(&owner);
+                        return Err((
+                            "SubnetExhausted",
+                            format!(
+                                "failed to allocate IPs: subnet {subnet} address pool exhausted"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    })();
+    match result {
+        Ok(ips) => {
+            let write = ctx.store.modify(ctx.k.claim, Some(&ns), &cname, true, |c| {
+                let mut status = c.get("status").cloned().unwrap_or_else(|| json!({}));
+                status["ips"] = json!(ips);
+                status["ownerPod"] = json!({"name": pod});
+                set_condition(
+                    &mut status,
+                    "IPsAllocated",
+                    "True",
+                    "SuccessfulAllocation",
+                    "IP addresses successfully allocated",
+                );
+                c["status"] = status;
+            });
+            match write {
+                Ok(w) => ctx.gt.record_at(
+                    w.at,
+                    GroundTruthKind::IpAllocated,
+                    ObjectRef::new("IPAMClaim", &ns, &cname),
+                    json!({"ips": ips, "network": network, "static": !requested.is_empty()}),
+                ),
+                Err(_) => {
+                    if let Ok(mut a) = ctx.ipam.lock() {
+                        a.release(&owner);
+                    }
+                }
+            }
+        }
+        Err((reason, message)) => {
+            let already = claim
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.get("reason").and_then(Value::as_str) == Some(reason))
+                });
+            if already {
+                return;
+            }
+            if let Ok(w) = ctx.store.modify(ctx.k.claim, Some(&ns), &cname, true, |c| {
+                let mut status = c.get("status").cloned().unwrap_or_else(|| json!({}));
+                status["ips"] = json!([]);
+                set_condition(&mut status, "IPsAllocated", "False", reason, &message);
+                c["status"] = status;
+            }) {
+                ctx.gt.record_at(
+                    w.at,
+                    GroundTruthKind::IpAllocationFailed,
+                    ObjectRef::new("IPAMClaim", &ns, &cname),
+                    json!({"reason": reason, "message": message}),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocator_skips_gateway_reserved_and_taken_then_exhausts() {
+        let mut a = Allocator::default();
+        let subnet: IpNet = "198.19.0.0/29".parse().unwrap();
+        let reserved: Vec<IpNet> = vec!["198.19.0.4/31".parse().unwrap()];
+        let gw: Vec<IpAddr> = vec!["198.19.0.1".parse().unwrap()];
+        a.take("n", "198.19.0.2".parse().unwrap(), "static")
+            .unwrap();
+        let got: Vec<IpAddr> = (0..3)
+            .filter_map(|i| a.allocate("n", subnet, &reserved, &gw, &format!("o{i}")))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "198.19.0.3".parse::<IpAddr>().unwrap(),
+                "198.19.0.6".parse().unwrap()
+            ]
+        );
+        assert!(a.take("n", "198.19.0.3".parse().unwrap(), "other").is_err());
+        assert_eq!(a.release("o0").len(), 1);
+        assert_eq!(
+            a.allocate("n", subnet, &reserved, &gw, "o9"),
+            Some("198.19.0.3".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn network_params_read_layer2_fields() {
+        let cudn = json!({"spec": {"network": {"topology": "Layer2", "layer2": {
+            "subnets": ["198.19.1.0/24"], "reservedSubnets": ["198.19.1.200/29"], "defaultGatewayIPs": ["198.19.1.254"]}}}});
+        let p = network_params(&cudn);
+        assert_eq!(p.subnets.len(), 1);
+        assert_eq!(p.excluded.len(), 1);
+        assert_eq!(p.gateways, vec!["198.19.1.254".parse::<IpAddr>().unwrap()]);
+        let p = network_params(
+            &json!({"spec": {"network": {"topology": "Layer2", "layer2": {"subnets": ["198.19.2.0/24"]}}}}),
+        );
+        assert_eq!(p.gateways, vec!["198.19.2.1".parse::<IpAddr>().unwrap()]);
+    }
+}

@@ -1,0 +1,709 @@
+//! Simulated KubeVirt: VirtualMachine → VirtualMachineInstance (phases Pending → Scheduling → Scheduled →
+//! Running with `phaseTransitionTimestamps`, node placement, boot delay, interface addresses, `Ready`), VM
+//! `printableStatus`/`ready`, deletion through the VMI finalizer, and VirtualMachineInstanceMigration with a
+//! switch-over. Calls the [`Dataplane`](crate::dataplane::Dataplane) seam and stamps ground truth.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
+
+use super::ipam::{cudn_for_network, network_params, primary_nad};
+use super::{
+    Ctx, WorkQueue, bare_ip, condition_status, is_deleting, now_rfc3339, ns_name, owner_ref,
+    set_condition, str_at, watch_kind,
+};
+use crate::boot::BootDelaySampler;
+use crate::dataplane::VmAddress;
+use crate::ground_truth::{GroundTruthKind, ObjectRef};
+use crate::store::{DeleteOptions, WriteOptions};
+
+/// Finalizer KubeVirt puts on every VMI.
+pub const VMI_FINALIZER: &str = "foregroundDeleteVirtualMachine";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Vm(String, String),
+    Vmi(String, String),
+    Vmim(String, String),
+}
+
+#[derive(Debug)]
+struct State {
+    boot: BootDelaySampler,
+    /// When the current phase may advance.
+    due: HashMap<(String, String), Instant>,
+    /// VMIs whose addresses the dataplane holds.
+    up: HashMap<(String, String), VmAddress>,
+    finalizing: HashSet<(String, String)>,
+    migrating: HashSet<(String, String)>,
+    /// VMIs per node (placement).
+    load: BTreeMap<String, usize>,
+    placed: HashMap<(String, String), String>,
+}
+
+#[derive(Debug, Clone)]
+struct Kv {
+    ctx: Ctx,
+    state: Arc<Mutex<State>>,
+    queue: Arc<WorkQueue<Key>>,
+    tasks: TaskTracker,
+}
+
+pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
+    let queue: Arc<WorkQueue<Key>> = WorkQueue::new();
+    let state = Arc::new(Mutex::new(State {
+        boot: BootDelaySampler::new(ctx.config.boot_delay.clone(), ctx.config.seed),
+        due: HashMap::new(),
+        up: HashMap::new(),
+        finalizing: HashSet::new(),
+        migrating: HashSet::new(),
+        load: BTreeMap::new(),
+        placed: HashMap::new(),
+    }));
+    watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), |o, _| {
+        let (ns, n) = ns_name(o);
+        vec![Key::Vm(ns, n)]
+    });
+    watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), |o, _| {
+        let (ns, n) = ns_name(o);
+        vec![Key::Vmi(ns.clone(), n.clone()), Key::Vm(ns, n)]
+    });
+    watch_kind(&ctx, tasks, ctx.k.vmim, queue.clone(), |o, _| {
+        let (ns, n) = ns_name(o);
+        vec![Key::Vmim(ns, n)]
+    });
+    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), |o, _| {
+        let (ns, n) = ns_name(o);
+        let vm = str_at(o, "/metadata/labels/kubevirt.io~1vm")
+            .map(str::to_string)
+            .unwrap_or_else(|| n.split('.').next().unwrap_or_default().to_string());
+        vec![Key::Vmi(ns, vm)]
+    });
+    let kv = Kv {
+        ctx: ctx.clone(),
+        state,
+        queue: queue.clone(),
+        tasks: tasks.clone(),
+    };
+    let stop = ctx.shutdown.clone();
+    tasks.spawn(async move {
+        while let Some(batch) = queue.take(&stop).await {
+            for key in batch {
+                match key {
+                    Key::Vm(ns, n) => kv.reconcile_vm(&ns, &n),
+                    Key::Vmi(ns, n) => kv.reconcile_vmi(&ns, &n),
+                    Key::Vmim(ns, n) => kv.reconcile_vmim(&ns, &n),
+                }
+            }
+        }
+    });
+}
+
+fn run_strategy(vm: &Value) -> String {
+    if let Some(s) = str_at(vm, "/spec/runStrategy") {
+        return s.to_string();
+    }
+    match vm.pointer("/spec/running").and_then(Value::as_bool) {
+        Some(true) => "Always".to_string(),
+        _ => "Halted".to_string(),
+    }
+}
+
+fn push_phase(status: &mut Value, phase: &str) {
+    status["phase"] = json!(phase);
+    if !status
+        .get("phaseTransitionTimestamps")
+        .is_some_and(Value::is_array)
+    {
+        status["phaseTransitionTimestamps"] = json!([]);
+    }
+    if let Some(a) = status
+        .get_mut("phaseTransitionTimestamps")
+        .and_then(Value::as_array_mut)
+    {
+        a.push(json!({"phase": phase, "phaseTransitionTimestamp": now_rfc3339()}));
+    }
+}
+
+fn mac_for(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("02:00:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3])
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            format!(
+                "02:00:{:02x}:{:02x}:{:02x}:{:02x}",
+                o[12], o[13], o[14], o[15]
+            )
+        }
+    }
+}
+
+impl Kv {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn step(&self) -> Duration {
+        Duration::from_millis(self.ctx.config.phase_step_ms)
+    }
+
+    fn reconcile_vm(&self, ns: &str, name: &str) {
+        let ctx = &self.ctx;
+        let Some(vm) = ctx.store.get_opt(ctx.k.vm, Some(ns), name) else {
+            return;
+        };
+        let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), name);
+        let strategy = run_strategy(&vm);
+        let want_running = matches!(strategy.as_str(), "Always" | "RerunOnFailure" | "Once");
+        if !is_deleting(&vm) {
+            match (&vmi, want_running) {
+                (None, true) => self.create_vmi(&vm),
+                (Some(v), false) if !is_deleting(v) && strategy != "Manual" => {
+                    let _ = ctx
+                        .store
+                        .delete(ctx.k.vmi, Some(ns), name, &DeleteOptions::default());
+                }
+                _ => {}
+            }
+        }
+        let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), name);
+        let phase = vmi
+            .as_ref()
+            .and_then(|v| str_at(v, "/status/phase"))
+            .unwrap_or_default()
+            .to_string();
+        let ready = vmi
+            .as_ref()
+            .is_some_and(|v| condition_status(v, "Ready") == Some("True"));
+        let migrating = vmi.as_ref().is_some_and(|v| {
+            v.pointer("/status/migrationState").is_some_and(|m| {
+                m.get("completed") != Some(&json!(true)) && m.get("startTimestamp").is_some()
+            })
+        });
+        let printable = if is_deleting(&vm) {
+            "Terminating"
+        } else {
+            match &vmi {
+                None => "Stopped",
+                Some(v) if is_deleting(v) => "Stopping",
+                Some(_) if migrating => "Migrating",
+                Some(_) if phase == "Running" => "Running",
+                Some(_) => "Starting",
+            }
+        };
+        let generation = vm
+            .pointer("/metadata/generation")
+            .cloned()
+            .unwrap_or(json!(1));
+        let _ = ctx.store.modify(ctx.k.vm, Some(ns), name, true, |o| {
+            let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            status["printableStatus"] = json!(printable);
+            status["created"] = json!(vmi.is_some());
+            status["ready"] = json!(ready);
+            status["runStrategy"] = json!(strategy);
+            status["desiredGeneration"] = generation.clone();
+            status["observedGeneration"] = generation.clone();
+            let (st, reason) = if ready {
+                ("True", "")
+            } else {
+                (
+                    "False",
+                    if vmi.is_some() {
+                        "GuestNotRunning"
+                    } else {
+                        "VMINotExists"
+                    },
+                )
+            };
+            set_condition(&mut status, "Ready", st, reason, "");
+            o["status"] = status;
+        });
+    }
+
+    fn create_vmi(&self, vm: &Value) {
+        let ctx = &self.ctx;
+        let (ns, name) = ns_name(vm);
+        let template = vm
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let mut labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        labels["vm.kubevirt.io/name"] = json!(name);
+        let mut meta = json!({
+            "name": name,
+            "namespace": ns,
+            "labels": labels,
+            "ownerReferences": [owner_ref(vm)],
+            "finalizers": [VMI_FINALIZER],
+        });
+        if let Some(a) = template.pointer("/metadata/annotations") {
+            meta["annotations"] = a.clone();
+        }
+        let vmi = json!({
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": meta,
+            "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+        });
+        match ctx
+            .store
+            .create(ctx.k.vmi, Some(&ns), vmi, &WriteOptions::default())
+        {
+            Ok(w) => ctx.gt.record_at(
+                w.at,
+                GroundTruthKind::VmiCreated,
+                ObjectRef::new("VirtualMachineInstance", &ns, &name),
+                Value::Null,
+            ),
+            Err(e) => tracing::warn!(namespace = ns, vm = name, error = %e, "creating VMI failed"),
+        }
+    }
+
+    fn set_phase(
+        &self,
+        ns: &str,
+        name: &str,
+        phase: &str,
+        extra: impl FnOnce(&mut Value),
+    ) -> Option<Instant> {
+        let ctx = &self.ctx;
+        let w = ctx
+            .store
+            .modify(ctx.k.vmi, Some(ns), name, true, |o| {
+                let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+                push_phase(&mut status, phase);
+                extra(&mut status);
+                o["status"] = status;
+            })
+            .ok()?;
+        ctx.gt.record_at(
+            w.at,
+            GroundTruthKind::VmiPhase,
+            ObjectRef::new("VirtualMachineInstance", ns, name),
+            json!({"phase": phase, "node": str_at(&w.object, "/status/nodeName")}),
+        );
+        Some(w.at)
+    }
+
+    fn wait_until(&self, key: (String, String), due: Instant, k: Key) -> bool {
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        self.lock().due.insert(key, due);
+        self.queue.push_after(k, due - now, &self.ctx.shutdown);
+        false
+    }
+
+    fn pick_node(&self, exclude: Option<&str>) -> Option<String> {
+        let ctx = &self.ctx;
+        let nodes: Vec<String> = ctx
+            .store
+            .all(ctx.k.node)
+            .iter()
+            .map(|n| ns_name(n).1)
+            .filter(|n| Some(n.as_str()) != exclude)
+            .collect();
+        let st = self.lock();
+        nodes
+            .into_iter()
+            .min_by_key(|n| (st.load.get(n).copied().unwrap_or(0), n.clone()))
+    }
+
+    fn reconcile_vmi(&self, ns: &str, name: &str) {
+        let ctx = &self.ctx;
+        let key = (ns.to_string(), name.to_string());
+        let Some(vmi) = ctx.store.get_opt(ctx.k.vmi, Some(ns), name) else {
+            self.forget(&key);
+            return;
+        };
+        if is_deleting(&vmi) {
+            if self.lock().finalizing.insert(key.clone()) {
+                let kv = self.clone();
+                self.tasks.spawn(async move { kv.finalize(key).await });
+            }
+            return;
+        }
+        let phase = str_at(&vmi, "/status/phase")
+            .unwrap_or_default()
+            .to_string();
+        let due = self.lock().due.get(&key).copied();
+        let k = Key::Vmi(ns.to_string(), name.to_string());
+        match phase.as_str() {
+            "" => {
+                let pending = self.set_phase(ns, name, "Pending", |s| {
+                    s["guestOSInfo"] = json!({});
+                    s["qosClass"] = json!("Burstable");
+                });
+                if pending.is_some() {
+                    self.wait_until(key, Instant::now() + self.step(), k);
+                }
+            }
+            "Pending" => {
+                let ready =
+                    self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k.clone());
+                let advanced = ready && self.set_phase(ns, name, "Scheduling", |_| {}).is_some();
+                if advanced {
+                    self.wait_until(key, Instant::now() + self.step(), k);
+                }
+            }
+            "Scheduling" => {
+                if !self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k.clone()) {
+                    return;
+                }
+                let Some(node) = self.pick_node(None) else {
+                    return;
+                };
+                if self
+                    .set_phase(ns, name, "Scheduled", |s| s["nodeName"] = json!(node))
+                    .is_some()
+                {
+                    let boot = {
+                        let mut st = self.lock();
+                        *st.load.entry(node.clone()).or_default() += 1;
+                        st.placed.insert(key.clone(), node);
+                        st.boot.sample()
+                    };
+                    self.wait_until(key, Instant::now() + boot, k);
+                }
+            }
+            "Scheduled" => {
+                if !self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k) {
+                    return;
+                }
+                let Some((net_name, ips, network)) = self.addresses(&vmi) else {
+                    return;
+                };
+                let node = str_at(&vmi, "/status/nodeName")
+                    .unwrap_or_default()
+                    .to_string();
+                let udn = network.is_some();
+                let Some(w) = ctx
+                    .store
+                    .modify(ctx.k.vmi, Some(ns), name, true, |o| {
+                        let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+                        push_phase(&mut status, "Running");
+                        let ip_strings: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                        status["interfaces"] = json!([{
+                            "name": net_name,
+                            "interfaceName": "eth0",
+                            "ipAddress": ip_strings.first(),
+                            "ipAddresses": ip_strings,
+                            "mac": ips.first().map(mac_for),
+                            "infoSource": "domain, guest-agent",
+                            "podInterfaceName": if udn { "ovn-udn1" } else { "eth0" },
+                            "queueCount": 1,
+                        }]);
+                        set_condition(&mut status, "Ready", "True", "", "");
+                        set_condition(&mut status, "LiveMigratable", "True", "", "");
+                        set_condition(&mut status, "AgentConnected", "True", "", "");
+                        o["status"] = status;
+                    })
+                    .ok()
+                else {
+                    return;
+                };
+                let obj = ObjectRef::new("VirtualMachineInstance", ns, name);
+                ctx.gt.record_at(
+                    w.at,
+                    GroundTruthKind::VmiPhase,
+                    obj.clone(),
+                    json!({"phase": "Running", "node": node}),
+                );
+                ctx.gt.record_at(w.at, GroundTruthKind::VmiRunning, obj, json!({"node": node, "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>()}));
+                let addr = VmAddress {
+                    namespace: ns.to_string(),
+                    vm: name.to_string(),
+                    node,
+                    ips,
+                    network,
+                };
+                self.lock().up.insert(key, addr.clone());
+                let kv = self.clone();
+                self.tasks.spawn(async move {
+                    let r = kv.ctx.dataplane.vm_up(addr.clone()).await;
+                    kv.record_dataplane(GroundTruthKind::DataplaneUp, &addr, None, r);
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The VM's pod-network name, addresses and OVN network (None = default network), once known.
+    fn addresses(&self, vmi: &Value) -> Option<(String, Vec<IpAddr>, Option<String>)> {
+        let ctx = &self.ctx;
+        let (ns, name) = ns_name(vmi);
+        let net_name = vmi
+            .pointer("/spec/networks")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|n| n.get("pod").is_some()))
+            .and_then(|n| n.get("name").and_then(Value::as_str))
+            .unwrap_or("default")
+            .to_string();
+        let owner = format!("pod:{ns}/{name}");
+        match primary_nad(ctx, &ns) {
+            Some((_, network, true)) => {
+                let claim = ctx.store.get_opt(
+                    ctx.k.claim,
+                    Some(&ns),
+                    &format!("{name}.{net_name}").to_lowercase(),
+                )?;
+                if condition_status(&claim, "IPsAllocated") != Some("True") {
+                    return None;
+                }
+                let ips: Vec<IpAddr> = claim
+                    .pointer("/status/ips")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|v| v.as_str().and_then(bare_ip))
+                    .collect();
+                Some((net_name, ips, Some(network)))
+            }
+            Some((_, network, false)) => {
+                let cudn = cudn_for_network(ctx, &network)?;
+                let params = network_params(&cudn);
+                let mut a = ctx.ipam.lock().ok()?;
+                let mut ips = Vec::new();
+                for s in &params.subnets {
+                    ips.push(a.allocate(
+                        &network,
+                        *s,
+                        &params.excluded,
+                        &params.gateways,
+                        &owner,
+                    )?);
+                }
+                Some((net_name, ips, Some(network)))
+            }
+            None => {
+                let pool: ipnet::IpNet = ctx.config.default_pod_network.parse().ok()?;
+                let gw = vec![bare_ip(&pool.network().to_string())?];
+                let ip = ctx
+                    .ipam
+                    .lock()
+                    .ok()?
+                    .allocate("default", pool, &[], &gw, &owner)?;
+                Some((net_name, vec![ip], None))
+            }
+        }
+    }
+
+    fn record_dataplane(
+        &self,
+        kind: GroundTruthKind,
+        addr: &VmAddress,
+        from: Option<&str>,
+        result: Result<(), crate::dataplane::DataplaneError>,
+    ) {
+        let at = Instant::now();
+        let obj = ObjectRef::new("VirtualMachineInstance", &addr.namespace, &addr.vm);
+        let detail = json!({"node": addr.node, "from_node": from, "ips": addr.ips.iter().map(ToString::to_string).collect::<Vec<_>>()});
+        match result {
+            Ok(()) => self.ctx.gt.record_at(at, kind, obj, detail),
+            Err(e) => self.ctx.gt.record_at(at, GroundTruthKind::DataplaneFailed, obj, json!({"operation": format!("{kind:?}"), "error": e.to_string(), "node": addr.node})),
+        }
+    }
+
+    fn forget(&self, key: &(String, String)) {
+        let (addr, node) = {
+            let mut st = self.lock();
+            st.due.remove(key);
+            st.finalizing.remove(key);
+            let node = st.placed.remove(key);
+            if let Some(n) = &node
+                && let Some(c) = st.load.get_mut(n)
+            {
+                *c = c.saturating_sub(1);
+            }
+            (st.up.remove(key), node)
+        };
+        let _ = node;
+        if let Ok(mut a) = self.ctx.ipam.lock() {
+            a.release(&format!("pod:{}/{}", key.0, key.1));
+        }
+        if let Some(addr) = addr {
+            let kv = self.clone();
+            self.tasks.spawn(async move {
+                let r = kv.ctx.dataplane.vm_down(addr.clone()).await;
+                kv.record_dataplane(GroundTruthKind::DataplaneDown, &addr, None, r);
+            });
+        }
+    }
+
+    async fn finalize(&self, key: (String, String)) {
+        let addr = self.lock().up.remove(&key);
+        if let Some(addr) = addr {
+            let r = self.ctx.dataplane.vm_down(addr.clone()).await;
+            self.record_dataplane(GroundTruthKind::DataplaneDown, &addr, None, r);
+        }
+        let ctx = &self.ctx;
+        if let Ok(w) = ctx
+            .store
+            .modify(ctx.k.vmi, Some(&key.0), &key.1, false, |o| {
+                if let Some(f) = o
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    f.retain(|x| x != VMI_FINALIZER);
+                }
+            })
+        {
+            ctx.gt.record_at(
+                w.at,
+                GroundTruthKind::VmiDeleted,
+                ObjectRef::new("VirtualMachineInstance", &key.0, &key.1),
+                Value::Null,
+            );
+        }
+        self.forget(&key);
+    }
+
+    fn set_vmim_phase(&self, ns: &str, name: &str, phase: &str) -> bool {
+        let ctx = &self.ctx;
+        ctx.store
+            .modify(ctx.k.vmim, Some(ns), name, true, |o| {
+                let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+                push_phase(&mut status, phase);
+                o["status"] = status;
+            })
+            .is_ok()
+    }
+
+    fn reconcile_vmim(&self, ns: &str, name: &str) {
+        let ctx = &self.ctx;
+        let Some(vmim) = ctx.store.get_opt(ctx.k.vmim, Some(ns), name) else {
+            return;
+        };
+        let phase = str_at(&vmim, "/status/phase").unwrap_or_default();
+        let key = (ns.to_string(), name.to_string());
+        if !phase.is_empty() || is_deleting(&vmim) || self.lock().migrating.contains(&key) {
+            return;
+        }
+        self.set_vmim_phase(ns, name, "Pending");
+        self.lock().migrating.insert(key.clone());
+        let kv = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(reason) = kv.migrate(&key, &vmim).await {
+                tracing::warn!(
+                    namespace = key.0,
+                    migration = key.1,
+                    reason,
+                    "migration failed"
+                );
+                kv.set_vmim_phase(&key.0, &key.1, "Failed");
+            }
+            kv.lock().migrating.remove(&key);
+        });
+    }
+
+    async fn migrate(&self, key: &(String, String), vmim: &Value) -> Result<(), String> {
+        let ctx = &self.ctx;
+        let (ns, name) = (key.0.as_str(), key.1.as_str());
+        let vmi_name = str_at(vmim, "/spec/vmiName")
+            .ok_or("spec.vmiName missing")?
+            .to_string();
+        let vmi = ctx
+            .store
+            .get_opt(ctx.k.vmi, Some(ns), &vmi_name)
+            .ok_or("VMI does not exist")?;
+        if str_at(&vmi, "/status/phase") != Some("Running") || is_deleting(&vmi) {
+            return Err("VMI is not running".to_string());
+        }
+        let source = str_at(&vmi, "/status/nodeName")
+            .unwrap_or_default()
+            .to_string();
+        let target = self
+            .pick_node(Some(&source))
+            .ok_or("no node available for migration")?;
+        let step = self.step();
+        for phase in ["Scheduling", "Scheduled", "PreparingTarget", "TargetReady"] {
+            tokio::time::sleep(step).await;
+            self.set_vmim_phase(ns, name, phase);
+        }
+        let uid = str_at(vmim, "/metadata/uid")
+            .unwrap_or_default()
+            .to_string();
+        let target_pod = format!(
+            "virt-launcher-{vmi_name}-{}",
+            &uid.chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(5)
+                .collect::<String>()
+        );
+        let started = now_rfc3339();
+        let w = ctx
+            .store
+            .modify(ctx.k.vmi, Some(ns), &vmi_name, true, |o| {
+                o["status"]["migrationState"] = json!({
+                    "migrationUid": uid, "sourceNode": source, "targetNode": target, "targetPod": target_pod,
+                    "startTimestamp": started, "mode": "PreCopy", "completed": false, "failed": false,
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        self.set_vmim_phase(ns, name, "Running");
+        let obj = ObjectRef::new("VirtualMachineInstance", ns, &vmi_name);
+        ctx.gt.record_at(
+            w.at,
+            GroundTruthKind::MigrationStarted,
+            obj.clone(),
+            json!({"from_node": source, "to_node": target, "migration": name}),
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ctx.config.migration_ms)) => {}
+            _ = ctx.shutdown.cancelled() => return Err("lab stopped".to_string()),
+        }
+        let switch_at = Instant::now();
+        ctx.gt.record_at(
+            switch_at,
+            GroundTruthKind::MigrationSwitchover,
+            obj.clone(),
+            json!({"from_node": source, "to_node": target, "migration": name}),
+        );
+        let moved = {
+            let mut st = self.lock();
+            let moved = st.up.get_mut(&(ns.to_string(), vmi_name.clone())).map(|a| {
+                a.node = target.clone();
+                a.clone()
+            });
+            if let Some(c) = st.load.get_mut(&source) {
+                *c = c.saturating_sub(1);
+            }
+            *st.load.entry(target.clone()).or_default() += 1;
+            st.placed
+                .insert((ns.to_string(), vmi_name.clone()), target.clone());
+            moved
+        };
+        if let Some(addr) = moved {
+            let r = ctx.dataplane.vm_moved(addr.clone(), source.clone()).await;
+            self.record_dataplane(GroundTruthKind::DataplaneMoved, &addr, Some(&source), r);
+        }
+        let ended = now_rfc3339();
+        let w = ctx
+            .store
+            .modify(ctx.k.vmi, Some(ns), &vmi_name, true, |o| {
+                o["status"]["nodeName"] = json!(target);
+                o["status"]["migrationState"]["completed"] = json!(true);
+                o["status"]["migrationState"]["endTimestamp"] = json!(ended);
+                o["status"]["migrationState"]["targetNodeDomainReadyTimestamp"] = json!(ended);
+            })
+            .map_err(|e| e.to_string())?;
+        self.set_vmim_phase(ns, name, "Succeeded");
+        ctx.gt.record_at(
+            w.at,
+            GroundTruthKind::MigrationCompleted,
+            obj,
+            json!({"from_node": source, "to_node": target, "migration": name}),
+        );
+        Ok(())
+    }
+}

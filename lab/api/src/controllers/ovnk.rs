@@ -1,0 +1,637 @@
+//! Simulated OVN-Kubernetes cluster manager: ClusterUserDefinedNetwork → one NAD per selected namespace
+//! (only namespaces created with the primary-UDN label) and `NetworkCreated`; RouteAdvertisements →
+//! `Accepted` status and one `ovnk-generated-*` FRRConfiguration per (template, node) advertising the
+//! networks' subnets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio_util::task::TaskTracker;
+
+use super::{
+    Ctx, WorkQueue, condition_status, is_deleting, ns_name, owned_by, owner_ref, set_condition,
+    str_at, watch_kind,
+};
+use crate::ground_truth::{GroundTruthKind, ObjectRef};
+use crate::selector::LabelSelector;
+use crate::store::{DeleteOptions, ListOptions, PRIMARY_UDN_LABEL, WriteOptions};
+
+/// Finalizer OVN-K puts on CUDNs.
+pub const CUDN_FINALIZER: &str = "k8s.ovn.org/user-defined-network-protection";
+/// Label (and annotation) OVN-K puts on generated FRRConfigurations.
+pub const RA_LABEL: &str = "k8s.ovn.org/route-advertisements";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Cudn(String),
+    AllCudns,
+    AllRas,
+}
+
+pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
+    let queue: Arc<WorkQueue<Key>> = WorkQueue::new();
+    watch_kind(&ctx, tasks, ctx.k.cudn, queue.clone(), |o, _| {
+        vec![Key::Cudn(ns_name(o).1), Key::AllRas]
+    });
+    watch_kind(&ctx, tasks, ctx.k.namespace, queue.clone(), |_, _| {
+        vec![Key::AllCudns]
+    });
+    watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), |_, _| {
+        vec![Key::AllCudns]
+    });
+    watch_kind(&ctx, tasks, ctx.k.ra, queue.clone(), |_, _| {
+        vec![Key::AllRas]
+    });
+    watch_kind(&ctx, tasks, ctx.k.node, queue.clone(), |_, _| {
+        vec![Key::AllRas]
+    });
+    watch_kind(&ctx, tasks, ctx.k.frr, queue.clone(), |o, _| {
+        // Generated configurations are outputs; only templates (and deletions of outputs) matter.
+        let generated = o
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(RA_LABEL))
+            .is_some();
+        if generated && !is_deleting(o) {
+            vec![]
+        } else {
+            vec![Key::AllRas]
+        }
+    });
+    let stop = ctx.shutdown.clone();
+    tasks.spawn(async move {
+        while let Some(batch) = queue.take(&stop).await {
+            let mut ras = false;
+            for key in batch {
+                match key {
+                    Key::Cudn(n) => reconcile_cudn(&ctx, &n),
+                    Key::AllCudns => {
+                        for c in ctx.store.all(ctx.k.cudn) {
+                            reconcile_cudn(&ctx, &ns_name(&c).1);
+                        }
+                    }
+                    Key::AllRas => ras = true,
+                }
+            }
+            if ras {
+                for ra in ctx.store.all(ctx.k.ra) {
+                    reconcile_ra(&ctx, &ns_name(&ra).1);
+                }
+            }
+        }
+    });
+}
+
+fn cudn_topology(cudn: &Value) -> String {
+    str_at(cudn, "/spec/network/topology")
+        .unwrap_or("Layer2")
+        .to_string()
+}
+
+fn cudn_subnets(cudn: &Value) -> Vec<String> {
+    let topo = cudn_topology(cudn).to_ascii_lowercase();
+    cudn.pointer(&format!("/spec/network/{topo}/subnets"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| {
+                    v.as_str()
+                        .or_else(|| v.get("cidr").and_then(Value::as_str))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn nad_config(cudn: &Value, namespace: &str) -> String {
+    let name = ns_name(cudn).1;
+    let topo = cudn_topology(cudn).to_ascii_lowercase();
+    let cfg = cudn
+        .pointer(&format!("/spec/network/{topo}"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let role = cfg
+        .get("role")
+        .and_then(Value::as_str)
+        .unwrap_or("Primary")
+        .to_ascii_lowercase();
+    let persistent = cfg.pointer("/ipam/lifecycle").and_then(Value::as_str) == Some("Persistent")
+        || cfg.get("ipamLifecycle").and_then(Value::as_str) == Some("Persistent");
+    let mut c = json!({
+        "cniVersion": "1.0.0",
+        "type": "ovn-k8s-cni-overlay",
+        "name": format!("cluster_udn_{name}"),
+        "netAttachDefName": format!("{namespace}/{name}"),
+        "topology": topo,
+        "role": role,
+        "subnets": cudn_subnets(cudn).join(","),
+        "mtu": cfg.get("mtu").cloned().unwrap_or(json!(1400)),
+        "joinSubnet": "100.65.0.0/16,fd99::/64",
+    });
+    if persistent {
+        c["allowPersistentIPs"] = json!(true);
+    }
+    c.to_string()
+}
+
+fn reconcile_cudn(ctx: &Ctx, name: &str) {
+    let Some(cudn) = ctx.store.get_opt(ctx.k.cudn, None, name) else {
+        return;
+    };
+    let uid = str_at(&cudn, "/metadata/uid")
+        .unwrap_or_default()
+        .to_string();
+    let owned_nads: Vec<Arc<Value>> = ctx
+        .store
+        .all(ctx.k.nad)
+        .into_iter()
+        .filter(|n| owned_by(n, &uid))
+        .collect();
+    if is_deleting(&cudn) {
+        for nad in &owned_nads {
+            let (ns, n) = ns_name(nad);
+            let _ = ctx
+                .store
+                .delete(ctx.k.nad, Some(&ns), &n, &DeleteOptions::default());
+        }
+        let _ = ctx.store.modify(ctx.k.cudn, None, name, false, |o| {
+            if let Some(f) = o
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                f.retain(|x| x != CUDN_FINALIZER);
+            }
+        });
+        return;
+    }
+    let has_finalizer = cudn
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x == CUDN_FINALIZER));
+    if !has_finalizer {
+        let _ = ctx.store.modify(ctx.k.cudn, None, name, false, |o| {
+            if !o["metadata"]["finalizers"].is_array() {
+                o["metadata"]["finalizers"] = json!([]);
+            }
+            if let Some(f) = o["metadata"]["finalizers"].as_array_mut() {
+                f.push(json!(CUDN_FINALIZER));
+            }
+        });
+    }
+    let selector = match LabelSelector::from_object(cudn.pointer("/spec/namespaceSelector")) {
+        Ok(s) => s,
+        Err(e) => {
+            write_cudn_status(
+                ctx,
+                name,
+                false,
+                &format!("invalid namespaceSelector: {e}"),
+                &[],
+            );
+            return;
+        }
+    };
+    let primary = cudn
+        .pointer(&format!(
+            "/spec/network/{}/role",
+            cudn_topology(&cudn).to_ascii_lowercase()
+        ))
+        .and_then(Value::as_str)
+        == Some("Primary");
+    let mut good = BTreeSet::new();
+    let mut errors = Vec::new();
+    for ns in ctx.store.all(ctx.k.namespace) {
+        let ns_label = ns
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(PRIMARY_UDN_LABEL))
+            .is_some();
+        if is_deleting(&ns) || !selector.matches(&ns) {
+            continue;
+        }
+        let ns_name = ns_name(&ns).1;
+        if primary && !ns_label {
+            errors.push(format!(
+                "invalid primary network state for namespace {ns_name:?}: a valid primary user defined network or network attachment definition custom resource, and required namespace label {PRIMARY_UDN_LABEL:?} must both be present"
+            ));
+            continue;
+        }
+        good.insert(ns_name);
+    }
+    for ns in &good {
+        let config = nad_config(&cudn, ns);
+        match ctx.store.get_opt(ctx.k.nad, Some(ns), name) {
+            Some(existing) if !owned_by(&existing, &uid) => {
+                errors.push(format!("foreign NetworkAttachmentDefinition with the desired name {ns}/{name} already exists"));
+            }
+            Some(existing) => {
+                if str_at(&existing, "/spec/config") != Some(config.as_str()) {
+                    let _ = ctx.store.modify(ctx.k.nad, Some(ns), name, false, |o| {
+                        o["spec"]["config"] = json!(config)
+                    });
+                }
+            }
+            None => {
+                let nad = json!({
+                    "apiVersion": "k8s.cni.cncf.io/v1",
+                    "kind": "NetworkAttachmentDefinition",
+                    "metadata": {"name": name, "namespace": ns, "labels": {"k8s.ovn.org/user-defined-network": ""}, "ownerReferences": [owner_ref(&cudn)]},
+                    "spec": {"config": config},
+                });
+                match ctx
+                    .store
+                    .create(ctx.k.nad, Some(ns), nad, &WriteOptions::default())
+                {
+                    Ok(w) => ctx.gt.record_at(
+                        w.at,
+                        GroundTruthKind::NadCreated,
+                        ObjectRef::new("NetworkAttachmentDefinition", ns, name),
+                        Value::Null,
+                    ),
+                    Err(e) => errors.push(format!(
+                        "failed to create NetworkAttachmentDefinition {ns}/{name}: {e}"
+                    )),
+                }
+            }
+        }
+    }
+    for nad in &owned_nads {
+        let (ns, n) = ns_name(nad);
+        if !good.contains(&ns) {
+            let _ = ctx
+                .store
+                .delete(ctx.k.nad, Some(&ns), &n, &DeleteOptions::default());
+        }
+    }
+    let nss: Vec<String> = good.into_iter().collect();
+    if errors.is_empty() {
+        write_cudn_status(
+            ctx,
+            name,
+            true,
+            &format!(
+                "NetworkAttachmentDefinition has been created in following namespaces: [{}]",
+                nss.join(" ")
+            ),
+            &nss,
+        );
+    } else {
+        write_cudn_status(ctx, name, false, &errors.join("; "), &nss);
+    }
+}
+
+fn write_cudn_status(ctx: &Ctx, name: &str, ok: bool, message: &str, _namespaces: &[String]) {
+    let mut became_true = false;
+    let w = ctx.store.modify(ctx.k.cudn, None, name, true, |o| {
+        let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+        let reason = if ok {
+            "NetworkAttachmentDefinitionCreated"
+        } else {
+            "NetworkAttachmentDefinitionSyncError"
+        };
+        let changed = set_condition(
+            &mut status,
+            "NetworkCreated",
+            if ok { "True" } else { "False" },
+            reason,
+            message,
+        );
+        became_true = ok && changed;
+        o["status"] = status;
+    });
+    if let Ok(w) = w
+        && became_true
+    {
+        ctx.gt.record_at(
+            w.at,
+            GroundTruthKind::NetworkCreated,
+            ObjectRef::new("ClusterUserDefinedNetwork", "", name),
+            json!({"message": message}),
+        );
+    }
+}
+
+/// Deterministic `ovnk-generated-xxxxx` name for (RA, template, node).
+fn generated_name(ra: &str, template: &str, node: &str) -> String {
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut h: u64 = 1469598103934665603;
+    for b in format!("{ra}/{template}/{node}").bytes() {
+        h = (h ^ b as u64).wrapping_mul(1099511628211);
+    }
+    let suffix: String = (0..5)
+        .map(|i| CHARS[((h >> (i * 8)) % CHARS.len() as u64) as usize] as char)
+        .collect();
+    format!("ovnk-generated-{suffix}")
+}
+
+fn reconcile_ra(ctx: &Ctx, name: &str) {
+    let Some(ra) = ctx.store.get_opt(ctx.k.ra, None, name) else {
+        return;
+    };
+    if is_deleting(&ra) {
+        return;
+    }
+    match desired_configs(ctx, &ra) {
+        Ok(desired) => {
+            sync_generated(ctx, &ra, desired);
+            write_ra_status(ctx, name, None);
+        }
+        Err(msg) => {
+            sync_generated(ctx, &ra, BTreeMap::new());
+            write_ra_status(ctx, name, Some(msg));
+        }
+    }
+}
+
+/// The FRRConfigurations an RA should produce: (namespace, name) → (template name, node, spec).
+type Desired = BTreeMap<(String, String), (String, String, Value)>;
+
+fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
+    let ra_name = ns_name(ra).1;
+    let advertisements: Vec<String> = ra
+        .pointer("/spec/advertisements")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let pod_network = advertisements.iter().any(|a| a == "PodNetwork");
+    let node_selector_value = ra
+        .pointer("/spec/nodeSelector")
+        .cloned()
+        .unwrap_or(json!({}));
+    let node_selector = LabelSelector::from_object(Some(&node_selector_value))
+        .map_err(|e| format!("invalid nodeSelector: {e}"))?;
+    if pod_network && !node_selector.is_everything() {
+        return Err("If 'PodNetwork' is selected for advertisement, a 'nodeSelector' can't be specified as it needs to be advertised on all nodes".to_string());
+    }
+    let target_vrf = str_at(ra, "/spec/targetVRF")
+        .unwrap_or("default")
+        .to_string();
+    let mut networks: Vec<Arc<Value>> = Vec::new();
+    for sel in ra
+        .pointer("/spec/networkSelectors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        match sel.get("networkSelectionType").and_then(Value::as_str) {
+            Some("ClusterUserDefinedNetworks") => {
+                let s = LabelSelector::from_object(
+                    sel.pointer("/clusterUserDefinedNetworkSelector/networkSelector"),
+                )
+                .map_err(|e| format!("invalid networkSelector: {e}"))?;
+                for cudn in ctx.store.all(ctx.k.cudn) {
+                    if s.matches(&cudn) && !is_deleting(&cudn) {
+                        networks.push(cudn);
+                    }
+                }
+            }
+            Some("DefaultNetwork") => {
+                return Err("the lab does not simulate DefaultNetwork advertisement".to_string());
+            }
+            Some(other) => return Err(format!("unsupported network selection type {other:?}")),
+            None => return Err("networkSelectionType missing".to_string()),
+        }
+    }
+    for n in &networks {
+        let topo = cudn_topology(n);
+        let cname = ns_name(n).1;
+        if advertisements.iter().any(|a| a == "EgressIP") && topo == "Layer2" {
+            return Err(format!(
+                "EgressIP advertisement is currently not supported for Layer2 networks, network: {cname}"
+            ));
+        }
+        if condition_status(n, "NetworkCreated") != Some("True") {
+            return Err(format!(
+                "configuration pending: network {cname} is not created yet"
+            ));
+        }
+    }
+    let mut prefixes: Vec<String> = networks.iter().flat_map(|n| cudn_subnets(n)).collect();
+    prefixes.sort();
+    prefixes.dedup();
+    let tmpl_selector = LabelSelector::from_object(Some(
+        &ra.pointer("/spec/frrConfigurationSelector")
+            .cloned()
+            .unwrap_or(json!({})),
+    ))
+    .map_err(|e| format!("invalid frrConfigurationSelector: {e}"))?;
+    let templates: Vec<Arc<Value>> = ctx
+        .store
+        .list(
+            ctx.k.frr,
+            Some(&ctx.config.frr_namespace),
+            &ListOptions::default(),
+        )
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| {
+            t.pointer("/metadata/labels")
+                .and_then(|l| l.get(RA_LABEL))
+                .is_none()
+        })
+        .filter(|t| !is_deleting(t) && tmpl_selector.matches(t))
+        .collect();
+    if templates.is_empty() {
+        return Err("no FRRConfigurations selected".to_string());
+    }
+    let nodes: Vec<Arc<Value>> = ctx
+        .store
+        .all(ctx.k.node)
+        .into_iter()
+        .filter(|n| node_selector.matches(n))
+        .collect();
+    let mut desired = Desired::new();
+    for t in &templates {
+        let (tns, tname) = ns_name(t);
+        let t_nodes = LabelSelector::from_object(Some(
+            &t.pointer("/spec/nodeSelector")
+                .cloned()
+                .unwrap_or(json!({})),
+        ))
+        .unwrap_or_default();
+        for node in nodes.iter().filter(|n| t_nodes.matches(n)) {
+            let node_name = ns_name(node).1;
+            let mut routers = Vec::new();
+            for r in t
+                .pointer("/spec/bgp/routers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let vrf = r.get("vrf").and_then(Value::as_str).unwrap_or("");
+                let matches_vrf = match target_vrf.as_str() {
+                    "" | "default" => vrf.is_empty() || vrf == "default",
+                    "auto" => true,
+                    other => vrf == other,
+                };
+                if !matches_vrf {
+                    continue;
+                }
+                let mut router = json!({"asn": r.get("asn").cloned().unwrap_or(Value::Null), "prefixes": prefixes});
+                if let Some(id) = r.get("id") {
+                    router["id"] = id.clone();
+                }
+                if !vrf.is_empty() {
+                    router["vrf"] = json!(vrf);
+                }
+                let neighbors: Vec<Value> = r
+                    .get("neighbors")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|mut n| {
+                        let v6 = n
+                            .get("address")
+                            .and_then(Value::as_str)
+                            .is_some_and(|a| a.contains(':'));
+                        let fam: Vec<&String> =
+                            prefixes.iter().filter(|p| p.contains(':') == v6).collect();
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("toReceive");
+                            o.insert(
+                                "toAdvertise".to_string(),
+                                json!({"allowed": {"mode": "filtered", "prefixes": fam}}),
+                            );
+                        }
+                        n
+                    })
+                    .collect();
+                router["neighbors"] = json!(neighbors);
+                routers.push(router);
+            }
+            if routers.is_empty() {
+                continue;
+            }
+            let spec = json!({
+                "nodeSelector": {"matchLabels": {"kubernetes.io/hostname": node_name}},
+                "bgp": {"routers": routers},
+            });
+            desired.insert(
+                (tns.clone(), generated_name(&ra_name, &tname, &node_name)),
+                (tname.clone(), node_name, spec),
+            );
+        }
+    }
+    Ok(desired)
+}
+
+fn sync_generated(ctx: &Ctx, ra: &Value, desired: Desired) {
+    let ra_name = ns_name(ra).1;
+    let sel = LabelSelector::parse(&format!("{RA_LABEL}={ra_name}")).unwrap_or_default();
+    let existing = ctx
+        .store
+        .list(
+            ctx.k.frr,
+            None,
+            &ListOptions {
+                label_selector: sel,
+                ..Default::default()
+            },
+        )
+        .map(|l| l.items)
+        .unwrap_or_default();
+    for e in &existing {
+        let key = ns_name(e);
+        if desired.contains_key(&key) {
+            continue;
+        }
+        {
+            if let Ok(d) =
+                ctx.store
+                    .delete(ctx.k.frr, Some(&key.0), &key.1, &DeleteOptions::default())
+            {
+                ctx.gt.record_at(
+                    d.at,
+                    GroundTruthKind::FrrConfigurationDeleted,
+                    ObjectRef::new("FRRConfiguration", &key.0, &key.1),
+                    json!({"routeAdvertisements": ra_name}),
+                );
+            }
+        }
+    }
+    for ((ns, name), (template, node, spec)) in desired {
+        let annotation = format!("{ra_name}/{template}/{node}");
+        let detail = json!({"routeAdvertisements": ra_name, "template": template, "node": node, "prefixes": spec.pointer("/bgp/routers/0/prefixes")});
+        match ctx.store.get_opt(ctx.k.frr, Some(&ns), &name) {
+            Some(cur) if cur.get("spec") == Some(&spec) => {}
+            Some(_) => {
+                if let Ok(w) = ctx.store.modify(ctx.k.frr, Some(&ns), &name, false, |o| {
+                    o["spec"] = spec.clone()
+                }) {
+                    ctx.gt.record_at(
+                        w.at,
+                        GroundTruthKind::FrrConfigurationUpdated,
+                        ObjectRef::new("FRRConfiguration", &ns, &name),
+                        detail,
+                    );
+                }
+            }
+            None => {
+                let obj = json!({
+                    "apiVersion": "frrk8s.metallb.io/v1beta1",
+                    "kind": "FRRConfiguration",
+                    "metadata": {
+                        "name": name, "namespace": ns,
+                        "labels": {RA_LABEL: ra_name},
+                        "annotations": {RA_LABEL: annotation},
+                        "ownerReferences": [owner_ref(ra)],
+                    },
+                    "spec": spec,
+                });
+                match ctx
+                    .store
+                    .create(ctx.k.frr, Some(&ns), obj, &WriteOptions::default())
+                {
+                    Ok(w) => ctx.gt.record_at(
+                        w.at,
+                        GroundTruthKind::FrrConfigurationGenerated,
+                        ObjectRef::new("FRRConfiguration", &ns, &name),
+                        detail,
+                    ),
+                    Err(e) => {
+                        tracing::warn!(namespace = ns, name, error = %e, "creating generated FRRConfiguration failed")
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_ra_status(ctx: &Ctx, name: &str, error: Option<String>) {
+    let mut changed = false;
+    let w = ctx.store.modify(ctx.k.ra, None, name, true, |o| {
+        let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+        match &error {
+            None => {
+                status["status"] = json!("Accepted");
+                changed = set_condition(&mut status, "Accepted", "True", "Accepted", "ovn-kubernetes cluster-manager validated the resource and requested the necessary configuration changes");
+            }
+            Some(msg) => {
+                status["status"] = json!(format!("Not Accepted: {msg}"));
+                changed = set_condition(&mut status, "Accepted", "False", "NotAccepted", msg);
+            }
+        }
+        o["status"] = status;
+    });
+    if let Ok(w) = w
+        && changed
+    {
+        let kind = if error.is_none() {
+            GroundTruthKind::RouteAdvertisementsAccepted
+        } else {
+            GroundTruthKind::RouteAdvertisementsRejected
+        };
+        ctx.gt.record_at(
+            w.at,
+            kind,
+            ObjectRef::new("RouteAdvertisements", "", name),
+            json!({"message": error}),
+        );
+    }
+}

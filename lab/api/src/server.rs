@@ -1,0 +1,714 @@
+//! The HTTP face of the store: Kubernetes REST paths, discovery, `/version`, `/healthz`, watch streams with
+//! bookmarks and in-stream 410s, and the fault-injection layer in front of every resource request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::faults::{Faults, InjectedError};
+use crate::registry::{KindId, ResourceKind};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{
+    DeleteOptions, FieldValidation, ListOptions, Patch, Propagation, Store, WatchEvent,
+    WriteOptions, event_line,
+};
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct ServerState {
+    pub store: Arc<Store>,
+    pub faults: Arc<Faults>,
+    /// Cancelled when the lab stops; ends every watch stream so the server can shut down.
+    pub shutdown: CancellationToken,
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+}
+
+/// The router serving every path through one dispatcher (Kubernetes paths are not a fixed route table).
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    (
+        code,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
+fn error_response(err: &ApiError) -> Response {
+    let mut resp = json_response(
+        StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &err.to_status(),
+    );
+    if let ApiError::TooManyRequests {
+        retry_after_seconds,
+    } = err
+        && let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Parsed query string (kube sends `?&a=b`: empty pairs are ignored).
+#[derive(Debug, Default)]
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Query(
+            url::form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Go's `strconv.ParseBool` rules (the Python client sends `True`).
+    fn flag(&self, key: &str) -> bool {
+        matches!(
+            self.get(key).map(str::to_ascii_lowercase).as_deref(),
+            Some("1" | "t" | "true")
+        )
+    }
+}
+
+/// Which object(s) a resource path addresses.
+#[derive(Debug)]
+struct Target {
+    kind: KindId,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+async fn dispatch(
+    State(st): State<Arc<ServerState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let query = Query::parse(uri.query());
+    match segments.as_slice() {
+        ["healthz"] | ["readyz"] | ["livez"] => return (StatusCode::OK, "ok").into_response(),
+        ["version"] => return json_response(StatusCode::OK, &version_info()),
+        ["api"] => {
+            return json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            );
+        }
+        ["apis"] => return json_response(StatusCode::OK, &group_list(&st.store)),
+        ["api", "v1"] => return resource_list_response(&st.store, "", "v1"),
+        ["apis", group] => {
+            return match group_object(&st.store, group) {
+                Some(g) => json_response(StatusCode::OK, &g),
+                None => error_response(&ApiError::UnknownResource),
+            };
+        }
+        ["apis", group, version] => return resource_list_response(&st.store, group, version),
+        _ => {}
+    }
+    let target = match resolve(&st.store, &segments) {
+        Some(t) => t,
+        None => return error_response(&ApiError::UnknownResource),
+    };
+    let (latency, injected) = st.faults.draw();
+    if let Some(l) = latency {
+        tokio::time::sleep(l).await;
+    }
+    match injected {
+        Some(InjectedError::Internal) => {
+            return error_response(&ApiError::Internal {
+                message: "injected fault: internal error".to_string(),
+            });
+        }
+        Some(InjectedError::TooManyRequests {
+            retry_after_seconds,
+        }) => {
+            return error_response(&ApiError::TooManyRequests {
+                retry_after_seconds,
+            });
+        }
+        None => {}
+    }
+    match handle_resource(&st, &method, &target, &query, &headers, &body) {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn resolve(store: &Store, segments: &[&str]) -> Option<Target> {
+    let (group, version, rest) = match segments {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let reg = store.registry();
+    let namespaced_form = rest.len() >= 3
+        && rest[0] == "namespaces"
+        && reg.by_path(group, version, rest[2]).is_some();
+    let (namespace, rest) = if namespaced_form {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let (plural, name, sub) = match rest {
+        [p] => (*p, None, None),
+        [p, n] => (*p, Some(n.to_string()), None),
+        [p, n, s] => (*p, Some(n.to_string()), Some(s.to_string())),
+        _ => return None,
+    };
+    let kind = reg.by_path(group, version, plural)?;
+    let k = reg.get(kind)?;
+    if namespace.is_some() && !k.namespaced {
+        return None;
+    }
+    if k.namespaced && namespace.is_none() && name.is_some() {
+        return None;
+    }
+    if let Some(s) = &sub
+        && !(s == "status" && k.has_status_subresource)
+    {
+        return None;
+    }
+    Some(Target {
+        kind,
+        namespace,
+        name,
+        subresource: sub,
+    })
+}
+
+fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+    let field_validation = match q.get("fieldValidation") {
+        None | Some("" | "Warn" | "Ignore") => FieldValidation::Prune,
+        Some("Strict") => FieldValidation::Strict,
+        Some(other) => {
+            return Err(ApiError::BadRequest {
+                message: format!(
+                    "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+                ),
+            });
+        }
+    };
+    Ok(WriteOptions {
+        dry_run: q.get("dryRun") == Some("All"),
+        field_validation,
+        field_manager: q.get("fieldManager").map(str::to_string),
+    })
+}
+
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    if ct.contains("yaml") {
+        let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest {
+            message: format!("body is not UTF-8: {e}"),
+        })?;
+        return serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::BadRequest {
+            message: format!("invalid YAML body: {e}"),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        message: format!("invalid JSON body: {e}"),
+    })
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
+    let label_selector =
+        LabelSelector::parse(q.get("labelSelector").unwrap_or_default()).map_err(|m| {
+            ApiError::BadRequest {
+                message: format!("unable to parse requirement: {m}"),
+            }
+        })?;
+    let field_selector = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())
+        .map_err(|m| ApiError::BadRequest { message: m })?;
+    let limit = match q.get("limit") {
+        Some(l) if !l.is_empty() => Some(l.parse::<usize>().map_err(|_| ApiError::BadRequest {
+            message: format!("invalid limit {l:?}"),
+        })?),
+        _ => None,
+    };
+    Ok(ListOptions {
+        label_selector,
+        field_selector,
+        limit,
+        continue_token: q
+            .get("continue")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+    })
+}
+
+fn handle_resource(
+    st: &Arc<ServerState>,
+    method: &Method,
+    t: &Target,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let store = &st.store;
+    let kind = store
+        .registry()
+        .get(t.kind)
+        .ok_or(ApiError::UnknownResource)?
+        .clone();
+    let ns = t.namespace.as_deref();
+    let status_only = t.subresource.is_some();
+    match (method.clone(), &t.name) {
+        (Method::GET, None) => {
+            if q.flag("watch") {
+                return watch_response(st, &kind, t, q);
+            }
+            let page = store.list(t.kind, ns, &list_options(q)?)?;
+            Ok(list_response(&kind, page))
+        }
+        (Method::GET, Some(name)) => Ok(json_response(
+            StatusCode::OK,
+            store.get(t.kind, ns, name)?.as_ref(),
+        )),
+        (Method::POST, None) => {
+            let obj = parse_body(headers, body)?;
+            let w = store.create(t.kind, ns, obj, &write_options(q)?)?;
+            Ok(json_response(StatusCode::CREATED, &w.object))
+        }
+        (Method::PUT, Some(name)) => {
+            let obj = parse_body(headers, body)?;
+            let w = store.update(t.kind, ns, name, obj, status_only, &write_options(q)?)?;
+            Ok(json_response(StatusCode::OK, &w.object))
+        }
+        (Method::PATCH, Some(name)) => {
+            let ct = content_type(headers);
+            let opts = write_options(q)?;
+            let patch = match ct.as_str() {
+                "application/merge-patch+json" => Patch::Merge(parse_body(headers, body)?),
+                "application/strategic-merge-patch+json" => {
+                    Patch::StrategicMerge(parse_body(headers, body)?)
+                }
+                "application/json-patch+json" => Patch::Json(
+                    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+                        message: format!("invalid JSON patch: {e}"),
+                    })?,
+                ),
+                "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                    if opts.field_manager.as_deref().is_none_or(str::is_empty) {
+                        return Err(ApiError::BadRequest {
+                            message: "PATCH apply: fieldManager is required for apply requests"
+                                .to_string(),
+                        });
+                    }
+                    let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest {
+                        message: format!("body is not UTF-8: {e}"),
+                    })?;
+                    let body = serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                        ApiError::BadRequest {
+                            message: format!("invalid apply body: {e}"),
+                        }
+                    })?;
+                    Patch::Apply {
+                        body,
+                        force: q.flag("force"),
+                    }
+                }
+                _ => {
+                    return Err(ApiError::UnsupportedMediaType {
+                        accepted: "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string(),
+                    });
+                }
+            };
+            let existed = store.get_opt(t.kind, ns, name).is_some();
+            let w = store.patch(t.kind, ns, name, patch, status_only, &opts)?;
+            Ok(json_response(
+                if existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                },
+                &w.object,
+            ))
+        }
+        (Method::DELETE, name) => {
+            let mut opts = DeleteOptions {
+                dry_run: q.get("dryRun") == Some("All"),
+                ..Default::default()
+            };
+            let mut policy = q.get("propagationPolicy").map(str::to_string);
+            if !body.is_empty()
+                && let Ok(b) = serde_json::from_slice::<Value>(body)
+            {
+                if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+                    policy = Some(p.to_string());
+                }
+                if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+                    policy = Some("Orphan".to_string());
+                }
+                opts.precondition_uid = b
+                    .pointer("/preconditions/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                opts.precondition_rv = b
+                    .pointer("/preconditions/resourceVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if b.get("dryRun")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|v| v == "All"))
+                {
+                    opts.dry_run = true;
+                }
+            }
+            opts.propagation = match policy.as_deref() {
+                None | Some("Background") => Propagation::Background,
+                Some("Foreground") => Propagation::Foreground,
+                Some("Orphan") => Propagation::Orphan,
+                Some(other) => {
+                    return Err(ApiError::BadRequest {
+                        message: format!("invalid propagationPolicy {other:?}"),
+                    });
+                }
+            };
+            match name {
+                Some(name) => {
+                    let d = store.delete(t.kind, ns, name, &opts)?;
+                    Ok(json_response(
+                        if d.removed {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::ACCEPTED
+                        },
+                        &d.object,
+                    ))
+                }
+                None => {
+                    let items = store.delete_collection(t.kind, ns, &list_options(q)?, &opts)?;
+                    let page = crate::store::ListResult {
+                        items,
+                        resource_version: store.resource_version(),
+                        continue_token: None,
+                        remaining: None,
+                    };
+                    Ok(list_response(&kind, page))
+                }
+            }
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn list_response(kind: &ResourceKind, page: crate::store::ListResult) -> Response {
+    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
+    if let Some(c) = &page.continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = page.remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    let mut buf = Vec::with_capacity(256 + page.items.len() * 1024);
+    buf.extend_from_slice(b"{\"kind\":");
+    let _ = serde_json::to_writer(&mut buf, &format!("{}List", kind.kind));
+    buf.extend_from_slice(b",\"apiVersion\":");
+    let _ = serde_json::to_writer(&mut buf, &kind.api_version());
+    buf.extend_from_slice(b",\"metadata\":");
+    let _ = serde_json::to_writer(&mut buf, &meta);
+    buf.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut buf, item.as_ref());
+    }
+    buf.extend_from_slice(b"]}");
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        buf,
+    )
+        .into_response()
+}
+
+fn bookmark(kind: &ResourceKind, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": meta}),
+    )
+}
+
+fn gone_line(message: &str) -> Bytes {
+    event_line(
+        "ERROR",
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message, "reason": "Expired", "code": 410}),
+    )
+}
+
+/// Renders one event for a watcher with selectors: MODIFIED becomes ADDED/DELETED when the object enters or
+/// leaves the selection, as on a real server.
+fn render(
+    ev: &WatchEvent,
+    ns: Option<&str>,
+    labels: &LabelSelector,
+    fields: &FieldSelector,
+) -> Option<Bytes> {
+    if let Some(ns) = ns
+        && ev
+            .object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            != Some(ns)
+    {
+        return None;
+    }
+    if labels.is_everything() && fields.terms.is_empty() {
+        return Some(ev.line());
+    }
+    let sel = |o: &Value| labels.matches(o) && fields.matches(o);
+    let now = sel(&ev.object);
+    match ev.event_type {
+        crate::store::EventType::Modified => {
+            let before = ev.previous.as_deref().is_some_and(sel);
+            match (before, now) {
+                (true, true) => Some(ev.line()),
+                (false, true) => Some(event_line("ADDED", &ev.object)),
+                (true, false) => Some(event_line("DELETED", &ev.object)),
+                (false, false) => None,
+            }
+        }
+        _ => now.then(|| ev.line()),
+    }
+}
+
+fn watch_response(
+    st: &Arc<ServerState>,
+    kind: &ResourceKind,
+    t: &Target,
+    q: &Query,
+) -> Result<Response, ApiError> {
+    let opts = list_options(q)?;
+    let send_initial = q.flag("sendInitialEvents");
+    let rv_param = q
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty() && *r != "0");
+    let from_rv = match rv_param {
+        Some(r) if !send_initial => Some(r.parse::<u64>().map_err(|_| ApiError::BadRequest {
+            message: format!("invalid resourceVersion {r:?}"),
+        })?),
+        _ => None,
+    };
+    let bookmarks = q.flag("allowWatchBookmarks");
+    let faults = st.faults.config();
+    let mut timeout = match q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()) {
+        Some(s) => Duration::from_secs(s),
+        None => Duration::from_secs(1800),
+    };
+    if let Some(cut) = faults.watch_cut_every {
+        timeout = timeout.min(cut);
+    }
+    let sub = if faults.gone_on_resume && from_rv.is_some() {
+        Err(ApiError::Gone {
+            message: "too old resource version (injected fault)".to_string(),
+        })
+    } else {
+        st.store.watch(t.kind, t.namespace.as_deref(), from_rv)
+    };
+    let kind = kind.clone();
+    let ns = t.namespace.clone();
+    let store = st.store.clone();
+    let shutdown = st.shutdown.clone();
+    let mut cut = st.faults.cut_signal();
+    let bookmark_every = st.bookmark_interval;
+    let kind_id = t.kind;
+    let stream = async_stream::stream! {
+        let mut sub = match sub {
+            Ok(s) => s,
+            Err(e) => {
+                yield Ok::<Bytes, Infallible>(gone_line(&e.to_string()));
+                return;
+            }
+        };
+        let mut last_rv = from_rv.unwrap_or(0);
+        for ev in std::mem::take(&mut sub.initial) {
+            last_rv = last_rv.max(ev.rv);
+            if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+                yield Ok(line);
+            }
+        }
+        last_rv = last_rv.max(sub.start_rv);
+        if send_initial && bookmarks {
+            yield Ok(bookmark(&kind, sub.start_rv, true));
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                _ = shutdown.cancelled() => break,
+                _ = cut.changed() => break,
+                _ = ticker.tick(), if bookmarks => {
+                    // Every event with rv <= `progress` is already in our receiver: drain it, then promise `progress`.
+                    let progress = store.resource_version();
+                    let mut lagged = false;
+                    loop {
+                        match sub.receiver.try_recv() {
+                            Ok(ev) => {
+                                if ev.rv > last_rv {
+                                    last_rv = ev.rv;
+                                    if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+                                        yield Ok(line);
+                                    }
+                                }
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(_) => { lagged = true; break; }
+                        }
+                    }
+                    if lagged { break; }
+                    last_rv = last_rv.max(progress);
+                    yield Ok(bookmark(&kind, last_rv, false));
+                }
+                r = sub.receiver.recv() => match r {
+                    Ok(ev) => {
+                        if ev.kind == kind_id && ev.rv > last_rv {
+                            last_rv = ev.rv;
+                            if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+                                yield Ok(line);
+                            }
+                        }
+                    }
+                    // A watcher that fell behind is closed, like a real server does; it resumes from its last rv.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
+                }
+            }
+        }
+    };
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn version_info() -> Value {
+    json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0-vmbgp-lab", "gitCommit": "vmbgp-lab",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a (vmbgp lab)",
+        "compiler": "rustc", "platform": "linux/amd64"
+    })
+}
+
+fn group_object(store: &Store, group: &str) -> Option<Value> {
+    let (_, versions) = store
+        .registry()
+        .groups()
+        .into_iter()
+        .find(|(g, _)| g == group && !g.is_empty())?;
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    let preferred = vs.first().cloned().unwrap_or(Value::Null);
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": vs, "preferredVersion": preferred}),
+    )
+}
+
+fn group_list(store: &Store) -> Value {
+    let groups: Vec<Value> = store
+        .registry()
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .filter_map(|(g, _)| group_object(store, &g))
+        .map(|mut g| {
+            if let Some(o) = g.as_object_mut() {
+                o.remove("kind");
+                o.remove("apiVersion");
+            }
+            g
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn resource_list_response(store: &Store, group: &str, version: &str) -> Response {
+    let kinds = store.registry().in_group_version(group, version);
+    if kinds.is_empty() {
+        return error_response(&ApiError::UnknownResource);
+    }
+    let mut resources = Vec::new();
+    for k in kinds {
+        resources.push(json!({
+            "name": k.plural, "singularName": k.singular(), "namespaced": k.namespaced, "kind": k.kind,
+            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "shortNames": k.short_names,
+        }));
+        if k.has_status_subresource {
+            resources.push(json!({
+                "name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced, "kind": k.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+    }
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
+}
