@@ -1,1 +1,2 @@
 //! What the harness observes of BGP at the external router: a BMP station, a kernel FIB route watcher and an FRR vty client.
+pub mod vty;

@@ -227,6 +227,7 @@ pub struct ProbePlan {
 pub enum Stat {
     P99,
     P95,
+    P90,
     P50,
     #[serde(rename = "min")]
     Min,
@@ -234,6 +235,12 @@ pub enum Stat {
     Max,
     #[serde(rename = "avg")]
     Avg,
+    /// How many samples were observed.
+    #[serde(rename = "count")]
+    Count,
+    /// How many samples were missing (e.g. VMs that never answered).
+    #[serde(rename = "missingCount")]
+    MissingCount,
 }
 
 /// The bound of a threshold, with its unit.
@@ -258,7 +265,8 @@ pub struct Threshold {
     pub bound: ThresholdBound,
 }
 
-/// Measurement names and the quantile names each produces; thresholds must name one of these.
+/// Measurement names and the quantile names their quantile documents carry (the reporters'
+/// `<metric>QuantilesMeasurement` documents); thresholds must name one of these.
 pub fn known_metrics() -> &'static [(&'static str, &'static [&'static str])] {
     &[
         (
@@ -270,34 +278,42 @@ pub fn known_metrics() -> &'static [(&'static str, &'static [&'static str])] {
                 "VMIScheduled",
                 "VMIRunning",
                 "VMReady",
-                "IPsAllocated",
+                "IPAMClaimIPsAllocated",
                 "IPVisible",
             ],
         ),
         (
             "routeConvergence",
             &[
-                "AdvertiseToRib",
-                "AdvertiseToFib",
-                "AllNextHops",
-                "Withdraw",
-                "StaleRoute",
+                "AdvertiseAdjRibIn",
+                "AdvertiseFib",
+                "AdvertiseAllNextHops",
+                "WithdrawAdjRibIn",
+                "WithdrawFib",
+                "StaleRouteWindow",
+                "HostRouteAdvertiseAdjRibIn",
+                "HostRouteAdvertiseFib",
+                "HostRouteAdvertiseAllNextHops",
+                "HostRouteWithdrawAdjRibIn",
+                "HostRouteWithdrawFib",
+                "HostRouteStaleRouteWindow",
             ],
         ),
         (
             "vmReachability",
             &[
                 "FirstReply",
-                "Sustained",
+                "SustainedReachability",
                 "LossDerivedConvergence",
-                "Rtt",
-                "Loss",
-                "Reachable",
+                "RTT",
+                "LossPercent",
             ],
         ),
         ("vmThroughput", &["Goodput", "Retransmits"]),
-        ("vmEgress", &["Unnated"]),
-        ("bgpSession", &["Uptime", "Flaps", "PrefixesReceived"]),
+        (
+            "bgpSession",
+            &["UptimePercent", "Flaps", "PrefixesReceived"],
+        ),
         (
             "vmMigration",
             &[
@@ -1562,12 +1578,19 @@ fn plan_threshold(
     let stat = match t.stat.as_deref().unwrap_or("P99") {
         "P99" => Stat::P99,
         "P95" => Stat::P95,
+        "P90" => Stat::P90,
         "P50" => Stat::P50,
         "min" => Stat::Min,
         "max" => Stat::Max,
         "avg" => Stat::Avg,
+        "count" => Stat::Count,
+        "missingCount" => Stat::MissingCount,
         other => {
-            c.problem(&field("stat"), other, "use P99, P95, P50, min, max or avg");
+            c.problem(
+                &field("stat"),
+                other,
+                "use P99, P95, P90, P50, min, max, avg, count or missingCount",
+            );
             return None;
         }
     };
@@ -1704,6 +1727,30 @@ mod tests {
         let dump = serde_json::to_string(&p).expect("json");
         assert!(!dump.contains("canary-secret"), "{dump}");
         assert!(dump.contains("REDACTED"));
+    }
+
+    #[test]
+    fn thresholds_use_the_documents_quantile_names_and_units() {
+        let mut profile = load_profile("vm-bgp").expect("profile");
+        let p = plan(&profile, &Overrides::default()).expect("plan");
+        assert_eq!(p.thresholds[0].quantile, "AdvertiseFib");
+        assert_eq!(
+            p.thresholds[0].bound,
+            ThresholdBound::MaxDuration(Duration::from_secs(5))
+        );
+        assert_eq!(p.thresholds[2].stat, Stat::MissingCount);
+        profile.thresholds = Some(vec![ThresholdProfile {
+            metric: "routeConvergence".into(),
+            quantile: "Withdraw".into(),
+            max: Some("5s".into()),
+            ..Default::default()
+        }]);
+        let err = plan(&profile, &Overrides::default()).expect_err("unknown quantile");
+        let text = err.to_string();
+        assert!(
+            text.contains("thresholds[0].quantile") && text.contains("WithdrawFib"),
+            "{text}"
+        );
     }
 
     #[test]
