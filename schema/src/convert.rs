@@ -141,8 +141,9 @@ fn convert(node: &Value, ctx: Context) -> Value {
     if let Some(Value::Object(properties)) = input.get("properties") {
         let mut converted = Map::new();
         for (name, schema) in properties {
+            // The root metadata is checked (types included) by `meta::validate_object_meta`.
             let value = if ctx.root && name == "metadata" {
-                json!({"type": "object"})
+                json!({})
             } else {
                 convert(schema, child)
             };
@@ -253,29 +254,60 @@ fn embed_resource(out: &mut Map<String, Value>) {
     }
 }
 
-/// Removes object members whose value is null (the API server prunes them before validation).
-/// Returns `None` when the value has no null member anywhere, so the caller can skip the copy.
-pub(crate) fn without_null_members(value: &Value) -> Option<Value> {
-    fn has_null_member(value: &Value) -> bool {
-        match value {
-            Value::Object(map) => map.values().any(|v| v.is_null() || has_null_member(v)),
-            Value::Array(items) => items.iter().any(has_null_member),
-            _ => false,
+/// Deepest nesting `validate` accepts. JSON bodies parsed by serde_json are capped at 128
+/// levels; deeper values can only be built in code, and cloning or dropping them recursively
+/// (serde_json does both) could exhaust the stack.
+pub(crate) const MAX_NESTING: usize = 512;
+
+/// What one pass over an object found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Some object member is `null`.
+    pub(crate) has_null_member: bool,
+    /// Nesting depth (a scalar is 1), counted up to `MAX_NESTING + 1`.
+    pub(crate) depth: usize,
+}
+
+/// Scans without recursion (explicit stack), stopping early past `MAX_NESTING`.
+pub(crate) fn shape(value: &Value) -> Shape {
+    let mut found = Shape {
+        has_null_member: false,
+        depth: 0,
+    };
+    let mut pending = vec![(value, 1usize)];
+    while let Some((node, depth)) = pending.pop() {
+        found.depth = found.depth.max(depth);
+        if depth > MAX_NESTING {
+            break;
+        }
+        match node {
+            Value::Object(map) => {
+                found.has_null_member |= map.values().any(Value::is_null);
+                pending.extend(map.values().map(|child| (child, depth + 1)));
+            }
+            Value::Array(items) => pending.extend(items.iter().map(|child| (child, depth + 1))),
+            _ => {}
         }
     }
-    fn strip(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), strip(v)))
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
-            other => other.clone(),
+    found
+}
+
+/// A copy of `value` without null object members (the API server prunes them before
+/// validation). Call only for values within `MAX_NESTING`.
+pub(crate) fn without_null_members(value: &Value) -> Value {
+    let mut copy = value.clone();
+    let mut pending = vec![&mut copy];
+    while let Some(node) = pending.pop() {
+        match node {
+            Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                pending.extend(map.values_mut());
+            }
+            Value::Array(items) => pending.extend(items.iter_mut()),
+            _ => {}
         }
     }
-    has_null_member(value).then(|| strip(value))
+    copy
 }
 
 /// Kubernetes field path (`spec.layer2.subnets[0]`) of a JSON-pointer instance location.
@@ -533,10 +565,11 @@ mod tests {
     }
 
     #[test]
-    fn null_members_are_removed_only_when_present() {
-        assert!(without_null_members(&json!({"a": {"b": 1}})).is_none());
-        let stripped = without_null_members(&json!({"a": {"b": null, "c": [{"d": null}]}}))
-            .expect("has nulls");
-        assert_eq!(stripped, json!({"a": {"c": [{}]}}));
+    fn null_members_are_found_and_removed() {
+        assert!(!shape(&json!({"a": {"b": 1}})).has_null_member);
+        let with_nulls = json!({"a": {"b": null, "c": [{"d": null}]}});
+        assert!(shape(&with_nulls).has_null_member);
+        assert_eq!(shape(&with_nulls).depth, 5);
+        assert_eq!(without_null_members(&with_nulls), json!({"a": {"c": [{}]}}));
     }
 }

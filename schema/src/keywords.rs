@@ -4,6 +4,8 @@
 //! A custom keyword can only return a message string, so findings travel as a small encoded
 //! payload (see [`Payload`]) that `convert::map_error` decodes back into a `Violation`.
 
+use std::collections::HashSet;
+
 use jsonschema::{Keyword, ValidationError, paths::Location};
 use serde_json::{Map, Value};
 
@@ -135,12 +137,11 @@ impl ListTypeKeyword {
             return Vec::new();
         };
         let mut found = Vec::new();
+        // Serialised identities in a set keep this linear for long lists.
+        let mut seen = HashSet::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let identity = self.identity(item);
-            if items[..index]
-                .iter()
-                .any(|earlier| self.identity(earlier) == identity)
-            {
+            let identity = serde_json::to_string(&self.identity(item)).unwrap_or_default();
+            if !seen.insert(identity) {
                 found.push(Payload {
                     reason: "FieldValueDuplicate".to_string(),
                     suffix: format!("[{index}]"),

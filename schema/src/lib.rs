@@ -48,6 +48,7 @@ mod error;
 mod keywords;
 mod meta;
 mod net;
+mod prune;
 mod sources;
 mod violation;
 
@@ -61,6 +62,11 @@ pub use convert::Strictness;
 pub use error::SchemaError;
 pub use meta::{NameRule, validate_object_meta, validate_object_meta_with};
 pub use sources::EMBEDDED_FILES;
+
+/// The warning a real API server returns for a field it pruned (`unknown field \"spec.x\"`).
+pub fn unknown_field_warning(field_path: &str) -> String {
+    prune::unknown_field_warning(field_path)
+}
 pub use violation::{Violation, ViolationReason, Violations};
 
 /// One served (or listed but unserved) kind.
@@ -94,7 +100,8 @@ struct KindEntry {
     name_rule: NameRule,
     strict: Validator,
     prune: Validator,
-    /// The converted (Prune) schema, walked by [`SchemaSet::has_field`].
+    /// The converted Strict schema, walked by [`SchemaSet::has_field`] and [`SchemaSet::prune`]
+    /// (its `additionalProperties: false` marks exactly the objects the API server prunes).
     field_schema: Value,
 }
 
@@ -170,7 +177,7 @@ impl SchemaSet {
             };
             let strict = compile_mode(Strictness::Strict)?;
             let prune = compile_mode(Strictness::Prune)?;
-            let field_schema = kind.source.converted(Strictness::Prune);
+            let field_schema = kind.source.converted(Strictness::Strict);
             entries.push(KindEntry {
                 info: kind.info,
                 name_rule: kind.name_rule,
@@ -271,7 +278,37 @@ impl SchemaSet {
                 "Required value: name or generateName is required",
             )],
         };
-        let stripped = convert::without_null_members(obj);
+        if mode == Strictness::Strict
+            && let Some(Value::Object(meta)) = map.get("metadata")
+        {
+            for key in meta
+                .keys()
+                .filter(|key| !OBJECT_META_FIELDS.contains(&key.as_str()))
+            {
+                let field = format!("metadata.{key}");
+                let message = format!("unknown field {}", violation::quote(&field));
+                out.push(Violation::new(
+                    field,
+                    ViolationReason::UnknownField,
+                    message,
+                ));
+            }
+        }
+        let shape = convert::shape(obj);
+        if shape.depth > convert::MAX_NESTING {
+            out.push(Violation::new(
+                "",
+                ViolationReason::FieldValueInvalid,
+                format!(
+                    "Invalid value: \"object\": nesting exceeds {} levels",
+                    convert::MAX_NESTING
+                ),
+            ));
+            return Err(Violations(out));
+        }
+        let stripped = shape
+            .has_null_member
+            .then(|| convert::without_null_members(obj));
         let instance = stripped.as_ref().unwrap_or(obj);
         let validator = match mode {
             Strictness::Strict => &entry.strict,
@@ -284,6 +321,32 @@ impl SchemaSet {
             Ok(())
         } else {
             Err(Violations(out))
+        }
+    }
+
+    /// Removes the fields the kind's schema does not declare, as the API server prunes custom
+    /// resources (maps and `x-kubernetes-preserve-unknown-fields` subtrees are kept; unknown
+    /// `metadata` fields are dropped). Returns the removed field paths, sorted; a server in
+    /// `fieldValidation=Warn` mode reports each as [`unknown_field_warning`]. Validate with
+    /// [`Strictness::Prune`] afterwards.
+    pub fn prune(&self, obj: &mut Value) -> Result<Vec<String>, SchemaError> {
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match self.entry(&api_version, &kind) {
+            Some(entry) if entry.info.served => Ok(prune::prune_object(
+                &entry.field_schema,
+                obj,
+                OBJECT_META_FIELDS,
+            )),
+            _ => Err(SchemaError::UnknownKind { api_version, kind }),
         }
     }
 
@@ -312,11 +375,11 @@ impl SchemaSet {
         let root = &entry.field_schema;
         let mut node = root;
         for segment in segments {
-            node = resolve(root, node);
+            node = prune::resolve(root, node);
             if node.get("properties").is_none()
                 && let Some(items) = node.get("items")
             {
-                node = resolve(root, items);
+                node = prune::resolve(root, items);
             }
             match node.get("properties").and_then(|p| p.get(segment)) {
                 Some(child) => node = child,
@@ -325,26 +388,6 @@ impl SchemaSet {
         }
         true
     }
-}
-
-/// Follows a local `$ref` (swagger kinds keep their definitions under `definitions`).
-fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
-    let mut current = node;
-    // Bounded: definitions may reference each other, never through an unbounded chain of bare refs.
-    for _ in 0..16 {
-        let Some(name) = current
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/definitions/"))
-        else {
-            break;
-        };
-        match root.get("definitions").and_then(|d| d.get(name)) {
-            Some(target) => current = target,
-            None => break,
-        }
-    }
-    current
 }
 
 #[cfg(test)]

@@ -129,6 +129,27 @@ impl Violations {
             .any(|v| v.field == field && v.reason == reason)
     }
 
+    /// The HTTP status a real API server answers a create/update with these findings:
+    /// 404 when the kind is unknown, 400 (`BadRequest`, "strict decoding error") when a Strict
+    /// validation found unknown fields, else 422 (`Invalid`).
+    pub fn http_status(&self) -> u16 {
+        if self
+            .0
+            .iter()
+            .any(|v| v.reason == ViolationReason::UnknownKind)
+        {
+            404
+        } else if self
+            .0
+            .iter()
+            .any(|v| v.reason == ViolationReason::UnknownField)
+        {
+            400
+        } else {
+            422
+        }
+    }
+
     /// The `Status.message` a real API server returns with `422 Invalid`:
     /// `ClusterUserDefinedNetwork.k8s.ovn.org "net1" is invalid: [a: ..., b: ...]`.
     /// `group` is empty for the core group.

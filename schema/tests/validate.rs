@@ -620,3 +620,72 @@ fn invalid_status_message_reads_like_the_api_server() {
         "{message}"
     );
 }
+
+#[test]
+fn prune_removes_exactly_the_undeclared_fields() {
+    let mut vm = fixture("virtualmachine.yaml");
+    let pristine = vm.clone();
+    set(
+        &mut vm,
+        "/spec/template/spec/domain/devices/interfaces/0/ipamClaimRef",
+        json!({"name": "x"}),
+    );
+    set(&mut vm, "/spec/surprise", json!(1));
+    set(&mut vm, "/metadata/bogus", json!("x"));
+    let removed = schemas().prune(&mut vm).expect("known kind");
+    assert_eq!(
+        removed,
+        vec![
+            "metadata.bogus".to_string(),
+            "spec.surprise".to_string(),
+            "spec.template.spec.domain.devices.interfaces[0].ipamClaimRef".to_string(),
+        ]
+    );
+    // Maps (labels, resource requests) and preserved template metadata are untouched.
+    assert_eq!(vm, pristine);
+    strict(&vm).expect("the pruned object validates strictly");
+}
+
+#[test]
+fn prune_keeps_selector_maps_and_drops_go_field_names() {
+    let mut frr = fixture("frrconfiguration.yaml");
+    set(
+        &mut frr,
+        "/spec/bgp/routers/0/neighbors/0/toAdvertise",
+        json!({
+            "prefixesWithCommunity": [{"prefixes": ["10.200.0.0/16"], "community": "64512:100"}]
+        }),
+    );
+    set(
+        &mut frr,
+        "/spec/nodeSelector/matchLabels",
+        json!({"spec": "x"}),
+    );
+    let removed = schemas().prune(&mut frr).expect("known kind");
+    assert_eq!(
+        removed,
+        vec!["spec.bgp.routers[0].neighbors[0].toAdvertise.prefixesWithCommunity".to_string()]
+    );
+    assert_eq!(
+        frr.pointer("/spec/nodeSelector/matchLabels/spec"),
+        Some(&json!("x"))
+    );
+    assert_eq!(
+        vmbgp_schema::unknown_field_warning(&removed[0]),
+        "unknown field \"spec.bgp.routers[0].neighbors[0].toAdvertise.prefixesWithCommunity\""
+    );
+    let mut unknown = json!({"apiVersion": "ipam.cluster.x-k8s.io/v1alpha1", "kind": "IPAMClaim"});
+    assert!(schemas().prune(&mut unknown).is_err());
+}
+
+#[test]
+fn strict_mode_reports_unknown_metadata_fields_and_http_status() {
+    let mut ns = fixture("namespace.yaml");
+    set(&mut ns, "/metadata/labelz", json!({"a": "b"}));
+    let violations = strict(&ns).expect_err("rejected");
+    assert!(violations.contains("metadata.labelz", ViolationReason::UnknownField));
+    assert_eq!(violations.http_status(), 400);
+    let mut cudn = fixture("cudn.yaml");
+    remove(&mut cudn, "/spec/network/layer2/subnets");
+    assert_eq!(strict(&cudn).expect_err("rejected").http_status(), 422);
+}
