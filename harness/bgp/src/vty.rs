@@ -413,7 +413,9 @@ impl VtyCli {
     ) -> Result<&'s mut VtySession, CliError> {
         match slot {
             Some(s) => Ok(s),
-            None => Ok(slot.insert(VtySession::connect(self.socket_path(daemon), self.timeout).await?)),
+            None => {
+                Ok(slot.insert(VtySession::connect(self.socket_path(daemon), self.timeout).await?))
+            }
         }
     }
 }
@@ -630,7 +632,11 @@ mod tests {
         let (program, args) = cli.argv(&["show bmp"]);
         assert_eq!(program, "podman");
         assert_eq!(args, ["exec", "frr", "vtysh", "-c", "show bmp"]);
-        let local = ExecCli::new(vec![], vec!["-N".into(), "x".into()], Duration::from_secs(1));
+        let local = ExecCli::new(
+            vec![],
+            vec!["-N".into(), "x".into()],
+            Duration::from_secs(1),
+        );
         assert_eq!(local.argv(&[]).0, "vtysh");
         assert!(ExecCli::from_prefix_str("sh -c 'x y'", Duration::from_secs(1)).is_err());
     }
@@ -694,7 +700,10 @@ mod tests {
             cli.json(Daemon::Bgpd, "show json").await.expect("json"),
             serde_json::json!({"a": 1})
         );
-        assert_eq!(cli.run(Daemon::Bgpd, "bogus").await.expect("reply").status, 2);
+        assert_eq!(
+            cli.run(Daemon::Bgpd, "bogus").await.expect("reply").status,
+            2
+        );
         assert!(matches!(
             cli.run_ok(Daemon::Bgpd, "bogus").await,
             Err(CliError::Command { status: 2, .. })
@@ -710,20 +719,30 @@ mod tests {
         // The late reply of the timed-out command must not be taken as this command's reply.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
-            cli.json(Daemon::Bgpd, "show json").await.expect("after timeout"),
+            cli.json(Daemon::Bgpd, "show json")
+                .await
+                .expect("after timeout"),
             serde_json::json!({"a": 1})
         );
         // The daemon restarts: the kept connection is dead, the next command reconnects.
         server.abort();
         let _ = server.await;
         std::fs::remove_file(&path).expect("rm socket");
-        let server = tokio::spawn(fake_daemon(UnixListener::bind(&path).expect("rebind"), false));
+        let server = tokio::spawn(fake_daemon(
+            UnixListener::bind(&path).expect("rebind"),
+            false,
+        ));
         assert_eq!(
-            cli.json(Daemon::Bgpd, "show json").await.expect("after restart"),
+            cli.json(Daemon::Bgpd, "show json")
+                .await
+                .expect("after restart"),
             serde_json::json!({"a": 1})
         );
         // No zebra socket: a clear connect error naming the path.
-        let err = cli.run(Daemon::Zebra, "show version").await.expect_err("no zebra");
+        let err = cli
+            .run(Daemon::Zebra, "show version")
+            .await
+            .expect_err("no zebra");
         assert!(err.to_string().contains("zebra.vty"), "{err}");
         server.abort();
         let _ = std::fs::remove_dir_all(&dir);

@@ -166,12 +166,22 @@ mod tests {
 
         let mut framer = Framer::new(1000);
         framer.push(&[3, 0, 0, 0, 5, 4]);
-        assert!(matches!(framer.next_message(), Some(Err(FramingError::TooShort { len: 5, .. }))));
+        assert!(matches!(
+            framer.next_message(),
+            Some(Err(FramingError::TooShort { len: 5, .. }))
+        ));
 
         let mut framer = Framer::new(1000);
         framer.push(&[3, 0, 0, 0x10, 0, 4]);
         let err = framer.next_message().expect("some").expect_err("too long");
-        assert!(matches!(err, FramingError::TooLong { len: 4096, max: 1000, .. }));
+        assert!(matches!(
+            err,
+            FramingError::TooLong {
+                len: 4096,
+                max: 1000,
+                ..
+            }
+        ));
         assert_eq!(err.raw().as_ref(), &[3, 0, 0, 0x10, 0, 4]);
     }
 }
