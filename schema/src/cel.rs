@@ -1005,6 +1005,31 @@ pub(crate) fn prepare_rules(list: &Value) -> Vec<PreparedRule> {
         .collect()
 }
 
+/// Every rule text in a schema document, in document order.
+#[cfg(test)]
+pub(crate) fn all_rules(schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pending = vec![schema];
+    while let Some(node) = pending.pop() {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::Array(items)) = map.get("x-kubernetes-validations") {
+                    out.extend(
+                        items
+                            .iter()
+                            .filter_map(|i| i.get("rule").and_then(Value::as_str))
+                            .map(normalize_rule),
+                    );
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Non-transition rules in a schema document that have no Rust equivalent (expected: none).
 #[cfg(test)]
 pub(crate) fn unenforced_rules(schema: &Value, out: &mut Vec<String>) {

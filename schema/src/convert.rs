@@ -362,7 +362,11 @@ fn limit_text(limit: &Value) -> String {
 
 /// Maps one `jsonschema` error to Kubernetes violations (one per unknown field for
 /// `additionalProperties`).
-pub(crate) fn map_error(error: &ValidationError<'_>) -> Vec<Violation> {
+///
+/// `validated` is the whole instance the error came from: an object schema without
+/// `properties` reports `additionalProperties: false` once, at the object, and the unknown
+/// field names are read from the instance there.
+pub(crate) fn map_error(error: &ValidationError<'_>, validated: &Value) -> Vec<Violation> {
     let path = field_path(error.instance_path().segments());
     let instance: &Value = error.instance();
     let shown = render_value(instance);
@@ -507,10 +511,26 @@ pub(crate) fn map_error(error: &ValidationError<'_>) -> Vec<Violation> {
                 format!("Invalid value: {shown}: {message}"),
             ),
         },
-        ValidationErrorKind::FalseSchema => one(
-            ViolationReason::FieldValueForbidden,
-            "Forbidden: not allowed".into(),
-        ),
+        ValidationErrorKind::FalseSchema => {
+            let closed_object = error
+                .schema_path()
+                .as_str()
+                .ends_with("/additionalProperties");
+            match validated.pointer(error.instance_path().as_str()) {
+                Some(Value::Object(members)) if closed_object => members
+                    .keys()
+                    .map(|name| {
+                        let field = join(&path, name);
+                        let message = format!("unknown field {}", quote(&field));
+                        Violation::new(field, ViolationReason::UnknownField, message)
+                    })
+                    .collect(),
+                _ => one(
+                    ViolationReason::FieldValueForbidden,
+                    "Forbidden: not allowed".into(),
+                ),
+            }
+        }
         _ => one(
             ViolationReason::FieldValueInvalid,
             format!("Invalid value: {shown}: {error}"),

@@ -29,15 +29,21 @@
 //!
 //! # CEL rules
 //!
-//! | CRD | rules (non-transition) | enforced |
-//! |---|---|---|
-//! | RouteAdvertisements | `nodeSelector` must be `{}` (no `matchLabels`/`matchExpressions`) when `PodNetwork` is advertised; only `DefaultNetwork`/`ClusterUserDefinedNetworks` selections; each `*Selector` present exactly when its `networkSelectionType` is chosen (4 rules); `advertisements` items unique | all |
-//! | ClusterUserDefinedNetwork / UserDefinedNetwork | topology ↔ `layer2`/`layer3`/`localnet` block; `NoOverlay`/`EVPN` transport rules and their `noOverlay`/`evpn` blocks; `uplinks` only for primary L2/L3 and not with EVPN; Layer2: subnets required unless `ipam.mode: Disabled` and forbidden when disabled, `Disabled` only for Secondary, `lifecycle: Persistent` needs ipam enabled, `joinSubnets`/`reservedSubnets`/`infrastructureSubnets`/`defaultGatewayIPs` only for Primary and only with subnets, gateways inside subnets (and infrastructureSubnets), one gateway per subnet, reserved/infrastructure subnets inside subnets, masked, not overlapping, MTU ≥ 1280 with IPv6, `isIP`/`isCIDR` items, two items of different families; Layer3: subnet count/family/overlap/duplicate/hostSubnet rules; Localnet: subnets vs ipam mode, `excludeSubnets` needs subnets, `physicalNetworkName` without `,`/`:`, VLAN access block; EVPN route-target syntax | all |
-//! | FRRConfiguration | neighbor `connectTime` 1..65535 whole seconds; EVPN route-target / route-distinguisher syntax | all |
-//! | all | transition rules (`self == oldSelf`, "X is immutable", "Removing existing subnets is not allowed", ...) | none: update-only |
+//! Counts are per CRD file (all versions); the test `cel_rule_counts_match_the_doc_table`
+//! keeps them true.
 //!
-//! The test `cel_coverage` asserts that every non-transition rule in the embedded CRDs has a
-//! Rust equivalent, so an upstream refresh that adds a rule fails the build's tests.
+//! | CRD | CEL rules | enforced here | not enforced |
+//! |---|---|---|---|
+//! | RouteAdvertisements | 7 | 7: `nodeSelector` must be `{}` (no `matchLabels`/`matchExpressions`) when `PodNetwork` is advertised; only `DefaultNetwork`/`ClusterUserDefinedNetworks` selections; each `*Selector` present exactly when its `networkSelectionType` is chosen (4 rules); `advertisements` items unique | — |
+//! | ClusterUserDefinedNetwork | 90 | 78: topology ↔ `layer2`/`layer3`/`localnet` block; `NoOverlay`/`EVPN` transport rules and their `noOverlay`/`evpn` blocks; `uplinks` only for primary L2/L3 and not with EVPN; Layer2: subnets required unless `ipam.mode: Disabled` and forbidden when disabled, `Disabled` only for Secondary, `lifecycle: Persistent` needs ipam enabled, `joinSubnets`/`reservedSubnets`/`infrastructureSubnets`/`defaultGatewayIPs` only for Primary and only with subnets, gateways inside subnets (and infrastructureSubnets), one gateway per family, reserved/infrastructure subnets inside subnets, masked, not overlapping, MTU ≥ 1280 with IPv6, `isIP`/`isCIDR` items, two items of different families; Layer3: subnet count/family/overlap/duplicate/hostSubnet rules; Localnet: subnets vs ipam mode, `excludeSubnets` needs subnets, `physicalNetworkName` without `,`/`:`, VLAN access block; EVPN route-target syntax | 12 transition rules (update only): Layer2/Localnet/NoOverlay/Topology/Transport/uplinks/joinSubnets/mtu/role/hostSubnet immutable, "Removing existing subnets is not allowed", "Subnets is immutable for Secondary role" |
+//! | UserDefinedNetwork | 49 | 41: the same Layer2/Layer3 and topology rules at `spec` | 8 transition rules (as above) |
+//! | FRRConfiguration | 40 | 40: neighbor `connectTime` 1..65535 whole seconds; EVPN route-target / route-distinguisher syntax | — |
+//! | FRRNodeState, BGPSessionState, IPAMClaim | 0 | — | — |
+//!
+//! Rules are matched by their exact (whitespace-normalised) text; the test
+//! `every_embedded_cel_rule_is_enforced_or_a_transition_rule` fails when an upstream refresh adds
+//! or rewrites a rule, so no rule is silently skipped. A rule without `message` reports
+//! `failed rule: <rule>` as Kubernetes does; `fieldPath` and `reason` are honoured.
 //! [`ra_controller_check`] adds what the RA controller (not admission) refuses: EgressIP
 //! advertisement of a Layer2 network, non-primary and non-L2/L3 networks.
 
@@ -315,7 +321,7 @@ impl SchemaSet {
             Strictness::Prune => &entry.prune,
         };
         for error in validator.iter_errors(instance) {
-            out.extend(convert::map_error(&error));
+            out.extend(convert::map_error(&error, instance));
         }
         if out.is_empty() {
             Ok(())
@@ -399,6 +405,35 @@ mod tests {
     #[test]
     fn schema_set_is_send_and_sync() {
         assert_send_sync::<SchemaSet>();
+    }
+
+    #[test]
+    fn cel_rule_counts_match_the_doc_table() {
+        // (file, total, transition) as stated in the crate docs.
+        let expected = [
+            ("frrk8s.metallb.io_frrconfigurations.yaml", 40, 0),
+            ("k8s.ovn.org_clusteruserdefinednetworks.yaml", 90, 12),
+            ("k8s.ovn.org_routeadvertisements.yaml", 7, 0),
+            ("k8s.ovn.org_userdefinednetworks.yaml", 49, 8),
+            ("frrk8s.metallb.io_bgpsessionstates.yaml", 0, 0),
+            ("frrk8s.metallb.io_frrnodestates.yaml", 0, 0),
+            ("k8s.cni.cncf.io_ipamclaims.yaml", 0, 0),
+        ];
+        for (file, total, transition) in expected {
+            let content = EMBEDDED_FILES
+                .iter()
+                .find(|(name, _)| *name == file)
+                .map(|(_, c)| *c)
+                .expect("embedded");
+            let document: Value = serde_saphyr::from_str(content).expect("yaml");
+            let rules = cel::all_rules(&document);
+            assert_eq!(rules.len(), total, "{file}: total rules");
+            assert_eq!(
+                rules.iter().filter(|r| cel::is_transition_rule(r)).count(),
+                transition,
+                "{file}: transition"
+            );
+        }
     }
 
     #[test]
