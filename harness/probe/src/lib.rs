@@ -1,1 +1,16 @@
 //! Data-plane probes from the external router's vantage point: ICMP streams, TCP throughput, the egress echo endpoint.
+//!
+//! Every instant this crate records comes from the harness's one clock
+//! ([`vmbgp_host::clock::RunClock::now`]); sockets are opened inside the chosen network namespace
+//! with [`vmbgp_host::netns::in_netns`] and keep it.
+//!
+//! * [`icmp`] — [`icmp::IcmpProber`]: open-loop per-target ICMP echo streams over one socket.
+//!
+//! A value that was not observed is [`Observed::Missing`] with a reason, never 0.
+
+pub mod error;
+pub mod icmp;
+pub mod observed;
+
+pub use error::ProbeError;
+pub use observed::Observed;

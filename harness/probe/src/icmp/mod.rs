@@ -1,0 +1,676 @@
+//! Concurrent per-target ICMP echo streams from one socket, open-loop: each target has its own
+//! schedule (rate changeable while running), probes are sent when due whether or not earlier ones
+//! were answered, and both the scheduled and the actual send instant are kept.
+//!
+//! Structure: one socket opened inside the chosen netns; one sender thread that sleeps until the
+//! next probe is due (a heap of per-target due instants) and sends; one receiver thread blocked
+//! in `recvmsg` that stamps every message with [`RunClock::now`] right after it returns, then
+//! records it. Both record into per-target [`stream::Stream`]s behind one mutex; reports are
+//! computed from that compact state on demand ([`IcmpProber::snapshot`], [`IcmpProber::finish`]).
+//!
+//! Why not surge-ping: it stamps RTTs with its own `Instant` (not the run clock), needs one task
+//! and one timer per in-flight probe (100k/s at 1,000 targets × 100/s), is closed-loop per
+//! pinger (`ping().await` waits for the reply), and hides the kernel's drop counter. Dedicated
+//! threads also stamp closer to the kernel than a tokio task woken by the reactor.
+
+mod packet;
+pub mod report;
+mod socket;
+pub(crate) mod stream;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use vmbgp_host::clock::{MonoStamp, RunClock};
+use vmbgp_host::netns::in_netns;
+
+pub use report::{
+    LossPeriod, ProbeEvent, ProberStats, ReplyGap, RttSummary, StopReason, TargetReport,
+};
+pub use socket::{SocketChoice, SocketKind};
+
+use crate::error::ProbeError;
+use crate::observed::Observed;
+use packet::{ProbeTag, REQUEST_LEN, Received};
+use socket::IcmpSocket;
+use stream::{ReplyKind, SendOutcome, Stream, StreamLimits};
+
+/// A per-target probe rate, 1..=10,000 probes per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeRate(u32);
+
+impl ProbeRate {
+    pub const MAX_PER_SECOND: u32 = 10_000;
+    /// The rate while a target converges (DESIGN §4).
+    pub const CONVERGING: ProbeRate = ProbeRate(100);
+    /// The rate during live migrations (DESIGN §4).
+    pub const MIGRATION: ProbeRate = ProbeRate(1000);
+    /// The default rate once a target's reachability is sustained.
+    pub const STEADY: ProbeRate = ProbeRate(10);
+
+    pub fn per_second(n: u32) -> Result<ProbeRate, ProbeError> {
+        if (1..=Self::MAX_PER_SECOND).contains(&n) {
+            Ok(ProbeRate(n))
+        } else {
+            Err(ProbeError::InvalidRate { per_second: n })
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The spacing between probes.
+    pub fn interval(self) -> Duration {
+        Duration::from_nanos(1_000_000_000 / u64::from(self.0))
+    }
+}
+
+/// Prober-wide settings.
+#[derive(Debug, Clone)]
+pub struct ProberConfig {
+    /// Network namespace to open the socket in (`None`: the caller's).
+    pub netns: Option<String>,
+    pub socket: SocketChoice,
+    /// Forwarding delay threshold: a reply later than this counts as lost. ≤ 60 s.
+    pub timeout: Duration,
+    /// Consecutive replies that make reachability "sustained".
+    pub sustain_count: u32,
+    /// Bound on the number of targets at once.
+    pub max_targets: usize,
+    /// Bound on the prober's lifetime: every stream stops sending after this.
+    pub max_run: Duration,
+    /// Loss periods kept per target (the longest is always kept).
+    pub max_loss_periods: usize,
+    /// Socket receive buffer (bytes); large enough for a burst of replies from every target.
+    pub recv_buffer: usize,
+    /// When the sender falls further behind than this, it skips missed slots (counted).
+    pub max_send_lag: Duration,
+}
+
+impl Default for ProberConfig {
+    fn default() -> Self {
+        ProberConfig {
+            netns: None,
+            socket: SocketChoice::Auto,
+            timeout: Duration::from_secs(1),
+            sustain_count: 100,
+            max_targets: 4096,
+            max_run: Duration::from_secs(4 * 3600),
+            max_loss_periods: 256,
+            recv_buffer: 8 << 20,
+            max_send_lag: Duration::from_millis(200),
+        }
+    }
+}
+
+/// One target to probe.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub addr: IpAddr,
+    /// The caller's name for it, e.g. `namespace/vm`.
+    pub label: String,
+    pub rate: ProbeRate,
+    /// Switch to this rate once reachability is sustained (`None`: keep `rate`).
+    pub rate_after_sustained: Option<ProbeRate>,
+    /// Bound on probes sent to this target.
+    pub max_probes: u64,
+    /// Bound on how long this target is probed.
+    pub max_duration: Duration,
+}
+
+impl TargetSpec {
+    /// 100/s until sustained, then 10/s; at most 30 minutes and 200,000 probes.
+    pub fn new(addr: IpAddr, label: impl Into<String>) -> TargetSpec {
+        TargetSpec {
+            addr,
+            label: label.into(),
+            rate: ProbeRate::CONVERGING,
+            rate_after_sustained: Some(ProbeRate::STEADY),
+            max_probes: 200_000,
+            max_duration: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The prober's reports at one instant.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeSnapshot {
+    #[serde(serialize_with = "crate::observed::ser::stamp", rename = "atNs")]
+    pub at: MonoStamp,
+    pub targets: BTreeMap<IpAddr, TargetReport>,
+    pub stats: ProberStats,
+}
+
+#[derive(Debug)]
+struct State {
+    streams: HashMap<u32, Stream>,
+    by_addr: HashMap<Ipv4Addr, u32>,
+    /// (due, target id, generation)
+    schedule: BinaryHeap<Reverse<(MonoStamp, u32, u32)>>,
+    next_id: u32,
+    send_lag_us: Histogram<u32>,
+    probes_sent: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    stop: AtomicBool,
+    clock: RunClock,
+    config: ProberConfig,
+    limits: StreamLimits,
+    socket: IcmpSocket,
+    nonce: u32,
+    identifier: u16,
+    run_deadline: MonoStamp,
+    socket_drops: AtomicU64,
+    foreign: AtomicU64,
+    mismatched: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock means a thread panicked mid-update; the counters are still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The running prober. Dropping it stops its threads (without a report); call
+/// [`IcmpProber::finish`] to get the final reports.
+#[derive(Debug)]
+pub struct IcmpProber {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+static NONCE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl IcmpProber {
+    /// Opens the socket in `config.netns` and starts the sender and receiver threads.
+    pub fn start(clock: RunClock, config: ProberConfig) -> Result<IcmpProber, ProbeError> {
+        let timeout_cap = Duration::from_micros(stream::RTT_HISTOGRAM_MAX_US);
+        if config.timeout.is_zero() || config.timeout > timeout_cap {
+            return Err(ProbeError::InvalidConfig {
+                why: format!(
+                    "timeout {:?} must be in (0, {timeout_cap:?}]",
+                    config.timeout
+                ),
+            });
+        }
+        if config.sustain_count == 0 || config.max_targets == 0 {
+            return Err(ProbeError::InvalidConfig {
+                why: "sustain_count and max_targets must be ≥ 1".to_string(),
+            });
+        }
+        let (choice, recv_buffer) = (config.socket, config.recv_buffer);
+        let socket = in_netns(config.netns.as_deref(), move || {
+            IcmpSocket::open(choice, recv_buffer)
+        })?
+        .map_err(|source| ProbeError::OpenSocket {
+            netns: config.netns.clone().unwrap_or_else(|| "(current)".to_string()),
+            hint: "RAW needs root or CAP_NET_RAW; DGRAM needs the GID inside net.ipv4.ping_group_range of that netns",
+            source,
+        })?;
+        let now = clock.now();
+        let nonce = std::process::id().rotate_left(16)
+            ^ (now.since_anchor().subsec_nanos())
+            ^ NONCE_COUNTER.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+        let limits = StreamLimits {
+            timeout: config.timeout,
+            sustain_count: config.sustain_count,
+            max_loss_periods: config.max_loss_periods,
+        };
+        let run_deadline = MonoStamp::from_offset(now.since_anchor() + config.max_run);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                streams: HashMap::new(),
+                by_addr: HashMap::new(),
+                schedule: BinaryHeap::new(),
+                next_id: 1,
+                send_lag_us: stream::new_rtt_histogram(),
+                probes_sent: 0,
+            }),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            clock,
+            config,
+            limits,
+            socket,
+            nonce,
+            identifier: (nonce & 0xffff) as u16,
+            run_deadline,
+            socket_drops: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
+            mismatched: AtomicU64::new(0),
+        });
+        let mut threads = Vec::new();
+        for (name, body) in [
+            ("probe-icmp-send", sender_loop as fn(&Shared)),
+            ("probe-icmp-recv", receiver_loop as fn(&Shared)),
+        ] {
+            let s = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || body(&s))
+                .map_err(|source| ProbeError::Thread { source })?;
+            threads.push(handle);
+        }
+        Ok(IcmpProber { shared, threads })
+    }
+
+    /// The socket type in use.
+    pub fn socket_kind(&self) -> SocketKind {
+        self.shared.socket.kind
+    }
+
+    /// The forwarding delay threshold in use.
+    pub fn timeout(&self) -> Duration {
+        self.shared.config.timeout
+    }
+
+    /// Starts probing a target now (its first probe is due immediately).
+    pub fn add_target(&self, spec: TargetSpec) -> Result<(), ProbeError> {
+        let IpAddr::V4(addr) = spec.addr else {
+            return Err(ProbeError::Ipv6Unsupported { addr: spec.addr });
+        };
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        if state.by_addr.contains_key(&addr) {
+            return Err(ProbeError::DuplicateTarget { addr: spec.addr });
+        }
+        if state.streams.len() >= self.shared.config.max_targets {
+            return Err(ProbeError::TooManyTargets {
+                max: self.shared.config.max_targets,
+            });
+        }
+        let id = state.next_id;
+        state.next_id = state.next_id.wrapping_add(1).max(1);
+        let deadline = MonoStamp::from_offset(now.since_anchor() + spec.max_duration)
+            .min(self.shared.run_deadline);
+        let stream = Stream::new(
+            id,
+            addr,
+            spec.label,
+            now,
+            spec.rate,
+            spec.rate_after_sustained,
+            spec.max_probes,
+            deadline,
+        );
+        state.streams.insert(id, stream);
+        state.by_addr.insert(addr, id);
+        state.schedule.push(Reverse((now, id, 0)));
+        drop(state);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Changes a target's rate; a faster rate takes effect at once, a slower one after the
+    /// probe already scheduled. Also cancels a pending automatic slow-down.
+    pub fn set_rate(&self, addr: IpAddr, rate: ProbeRate) -> Result<(), ProbeError> {
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let id = lookup(&state, addr)?;
+        let State {
+            streams, schedule, ..
+        } = &mut *state;
+        let Some(stream) = streams.get_mut(&id) else {
+            return Err(ProbeError::UnknownTarget { addr });
+        };
+        stream.rate = rate;
+        stream.rate_after_sustained = None;
+        if stream.stopped.is_none() {
+            stream.generation = stream.generation.wrapping_add(1);
+            let due = stream
+                .last_scheduled
+                .map(|last| MonoStamp::from_offset(last.since_anchor() + rate.interval()))
+                .unwrap_or(now)
+                .max(now);
+            schedule.push(Reverse((due, id, stream.generation)));
+        }
+        drop(state);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stops sending to a target; it stays in reports and keeps resolving probes in flight.
+    pub fn stop_target(&self, addr: IpAddr) -> Result<(), ProbeError> {
+        let mut state = self.shared.lock();
+        let id = lookup(&state, addr)?;
+        if let Some(stream) = state.streams.get_mut(&id) {
+            stream.stop(StopReason::StoppedByCaller);
+        }
+        Ok(())
+    }
+
+    /// Stops a target, waits (at most the timeout) until its probes in flight are resolved,
+    /// and returns its final report. The address can then be added again.
+    pub async fn remove_target(&self, addr: IpAddr) -> Result<TargetReport, ProbeError> {
+        self.stop_target(addr)?;
+        self.wait_resolved(Some(addr)).await;
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let id = lookup(&state, addr)?;
+        state.by_addr.retain(|_, v| *v != id);
+        let mut stream = state
+            .streams
+            .remove(&id)
+            .ok_or(ProbeError::UnknownTarget { addr })?;
+        stream.advance(now, &self.shared.limits);
+        Ok(stream.report(&self.shared.limits))
+    }
+
+    /// Reports for every target at this instant; probes still within their timeout are
+    /// `pending`, not lost.
+    pub fn snapshot(&self) -> ProbeSnapshot {
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let limits = self.shared.limits;
+        let mut targets = BTreeMap::new();
+        for stream in state.streams.values_mut() {
+            stream.advance(now, &limits);
+            targets.insert(IpAddr::V4(stream.addr), stream.report(&limits));
+        }
+        let stats = self.stats(&state);
+        ProbeSnapshot {
+            at: now,
+            targets,
+            stats,
+        }
+    }
+
+    /// Stops every stream, waits (at most the timeout) for probes in flight, stops the threads
+    /// and returns the final reports.
+    pub async fn finish(mut self) -> ProbeSnapshot {
+        {
+            let mut state = self.shared.lock();
+            for stream in state.streams.values_mut() {
+                stream.stop(StopReason::ProberFinished);
+            }
+        }
+        self.wait_resolved(None).await;
+        let snapshot = self.snapshot();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+        let threads = std::mem::take(&mut self.threads);
+        // The threads notice `stop` within RECV_POLL; join them off the async runtime.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        snapshot
+    }
+
+    async fn wait_resolved(&self, addr: Option<IpAddr>) {
+        let started = self.shared.clock.now();
+        let bound = self.shared.config.timeout + Duration::from_millis(50);
+        loop {
+            let unresolved = {
+                let now = self.shared.clock.now();
+                let mut state = self.shared.lock();
+                let limits = self.shared.limits;
+                let wanted = addr.and_then(|a| lookup(&state, a).ok());
+                state
+                    .streams
+                    .values_mut()
+                    .filter(|s| wanted.is_none_or(|id| s.id == id))
+                    .any(|s| {
+                        s.advance(now, &limits);
+                        s.has_unresolved()
+                    })
+            };
+            let waited = self.shared.clock.now().since(started).unwrap_or_default();
+            if !unresolved || waited > bound {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn stats(&self, state: &State) -> ProberStats {
+        ProberStats {
+            socket_kind: self.shared.socket.kind,
+            socket_drops: self.shared.socket_drops.load(Ordering::Relaxed),
+            foreign_messages: self.shared.foreign.load(Ordering::Relaxed),
+            mismatched_replies: self.shared.mismatched.load(Ordering::Relaxed),
+            send_lag: match RttSummary::of(&state.send_lag_us) {
+                Some(s) => Observed::value(s),
+                None => Observed::missing("no probe sent"),
+            },
+            probes_sent: state.probes_sent,
+        }
+    }
+}
+
+impl Drop for IcmpProber {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_all();
+    }
+}
+
+fn lookup(state: &State, addr: IpAddr) -> Result<u32, ProbeError> {
+    match addr {
+        IpAddr::V4(v4) => state
+            .by_addr
+            .get(&v4)
+            .copied()
+            .ok_or(ProbeError::UnknownTarget { addr }),
+        IpAddr::V6(_) => Err(ProbeError::UnknownTarget { addr }),
+    }
+}
+
+/// How many probes the sender sends before letting the receiver take the lock.
+const SEND_BATCH: usize = 64;
+/// How often streams that are not being sent to get their timeouts resolved.
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+fn add(at: MonoStamp, d: Duration) -> MonoStamp {
+    MonoStamp::from_offset(at.since_anchor() + d)
+}
+
+fn sender_loop(shared: &Shared) {
+    let mut buf = [0u8; REQUEST_LEN];
+    let mut next_sweep = shared.clock.now();
+    let mut state = shared.lock();
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = shared.clock.now();
+        if now >= next_sweep {
+            for stream in state.streams.values_mut() {
+                if stream.stopped.is_none() && now >= shared.run_deadline {
+                    stream.stop(StopReason::RunDeadline);
+                }
+                stream.advance(now, &shared.limits);
+            }
+            next_sweep = add(now, SWEEP_EVERY);
+        }
+        let mut batch = 0;
+        while batch < SEND_BATCH {
+            let Some(&Reverse((due, id, generation))) = state.schedule.peek() else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            state.schedule.pop();
+            let State {
+                streams,
+                schedule,
+                send_lag_us,
+                probes_sent,
+                ..
+            } = &mut *state;
+            let Some(stream) = streams.get_mut(&id) else {
+                continue;
+            };
+            if stream.generation != generation || stream.stopped.is_some() {
+                continue;
+            }
+            if let Some(reason) = stream.limit_reached(now) {
+                stream.stop(reason);
+                continue;
+            }
+            if let Some(rate) = stream.advance(now, &shared.limits) {
+                stream.rate = rate;
+            }
+            let interval = stream.rate.interval();
+            // Open loop: keep the schedule; when too far behind, skip the missed slots and count them.
+            let mut scheduled = due;
+            let behind = now.since(due).unwrap_or_default();
+            if behind > shared.config.max_send_lag {
+                let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
+                stream.schedule_skipped += missed;
+                scheduled = add(due, interval * u32::try_from(missed).unwrap_or(u32::MAX));
+            }
+            let tag = ProbeTag {
+                nonce: shared.nonce,
+                target_id: id,
+                probe_no: stream.next_probe,
+            };
+            let message = packet::build_echo_request(shared.identifier, tag, &mut buf);
+            let sent = shared.clock.now();
+            let outcome = match shared.socket.send_to(message, stream.addr) {
+                Ok(()) => SendOutcome::Sent,
+                Err(e) if socket::is_network_refusal(&e) => {
+                    SendOutcome::NetworkError(e.to_string())
+                }
+                Err(e) => SendOutcome::LocalError(e.to_string()),
+            };
+            stream.record_send(scheduled, sent, outcome);
+            *probes_sent += 1;
+            let lag_us = sent.since(scheduled).unwrap_or_default().as_micros();
+            send_lag_us.saturating_record(u64::try_from(lag_us).unwrap_or(u64::MAX).max(1));
+            schedule.push(Reverse((add(scheduled, interval), id, generation)));
+            batch += 1;
+        }
+        if batch == SEND_BATCH {
+            // More may be due: give the receiver a chance at the lock, then continue.
+            drop(state);
+            std::thread::yield_now();
+            state = shared.lock();
+            continue;
+        }
+        let now = shared.clock.now();
+        let next_due = state
+            .schedule
+            .peek()
+            .map(|Reverse((due, _, _))| due.since(now).unwrap_or_default())
+            .unwrap_or(SWEEP_EVERY);
+        let wait = next_due.min(next_sweep.since(now).unwrap_or_default());
+        if wait.is_zero() {
+            continue;
+        }
+        state = match shared.wake.wait_timeout(state, wait) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+}
+
+/// Messages received before the receiver records them under one lock.
+const RECV_BATCH: usize = 64;
+
+enum Arrival {
+    Reply {
+        source: Ipv4Addr,
+        tag: ProbeTag,
+        at: MonoStamp,
+    },
+    Error {
+        source: Ipv4Addr,
+        error: packet::QuotedError,
+    },
+}
+
+fn receiver_loop(shared: &Shared) {
+    let mut buf = [0u8; 1536];
+    let mut drops = 0u32;
+    let mut arrivals: Vec<Arrival> = Vec::with_capacity(RECV_BATCH);
+    while !shared.stop.load(Ordering::Relaxed) {
+        arrivals.clear();
+        for i in 0..RECV_BATCH {
+            let received = shared.socket.recv(&mut buf, i > 0, &mut drops);
+            let at = shared.clock.now();
+            let datagram = match received {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ICMP receive failed");
+                    std::thread::sleep(socket::RECV_POLL);
+                    break;
+                }
+            };
+            match packet::parse_icmp(datagram.icmp) {
+                Received::EchoReply(tag) if tag.nonce == shared.nonce => {
+                    arrivals.push(Arrival::Reply {
+                        source: datagram.source,
+                        tag,
+                        at,
+                    })
+                }
+                Received::Error(error) if error.tag.nonce == shared.nonce => {
+                    arrivals.push(Arrival::Error {
+                        source: datagram.source,
+                        error,
+                    })
+                }
+                _ => {
+                    shared.foreign.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        shared
+            .socket_drops
+            .store(u64::from(drops), Ordering::Relaxed);
+        if arrivals.is_empty() {
+            continue;
+        }
+        let mut state = shared.lock();
+        for arrival in arrivals.drain(..) {
+            match arrival {
+                Arrival::Reply { source, tag, at } => {
+                    let Some(stream) = state.streams.get_mut(&tag.target_id) else {
+                        continue;
+                    };
+                    if stream.addr != source {
+                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if stream.on_reply(tag.probe_no, at, shared.limits.timeout)
+                        == ReplyKind::Unknown
+                    {
+                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Arrival::Error { source, error } => {
+                    let Some(stream) = state.streams.get_mut(&error.tag.target_id) else {
+                        continue;
+                    };
+                    if stream.addr.octets() != error.original_destination {
+                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let reason = format!(
+                        "{} from {source}",
+                        packet::describe_error(error.icmp_type, error.code)
+                    );
+                    stream.on_error(error.tag.probe_no, reason);
+                }
+            }
+        }
+    }
+}
