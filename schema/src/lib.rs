@@ -87,6 +87,10 @@ pub struct KindInfo {
     pub namespaced: bool,
     pub has_status_subresource: bool,
     pub served: bool,
+    /// Lower-case singular resource name (`clusteruserdefinednetwork`), for discovery.
+    pub singular: String,
+    /// Short names kubectl accepts (`cudn`, `ra`, `vm`), for discovery.
+    pub short_names: Vec<String>,
 }
 
 impl KindInfo {

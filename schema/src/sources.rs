@@ -47,28 +47,39 @@ pub const EMBEDDED_FILES: &[(&str, &str)] = &[
 
 const KUBEVIRT_SWAGGER_FILE: &str = "kubevirt-swagger.json";
 
-/// KubeVirt kinds taken from the swagger: (kind, definition, plural, status subresource).
-/// The scope and subresources are those of KubeVirt's generated CRDs (virt-operator `crds.go`):
-/// VirtualMachineInstance has no status subresource.
-const KUBEVIRT_KINDS: &[(&str, &str, &str, bool)] = &[
-    (
-        "VirtualMachine",
-        "v1.VirtualMachine",
-        "virtualmachines",
-        true,
-    ),
-    (
-        "VirtualMachineInstance",
-        "v1.VirtualMachineInstance",
-        "virtualmachineinstances",
-        false,
-    ),
-    (
-        "VirtualMachineInstanceMigration",
-        "v1.VirtualMachineInstanceMigration",
-        "virtualmachineinstancemigrations",
-        true,
-    ),
+/// A KubeVirt kind taken from the swagger.
+struct KubeVirtKind {
+    kind: &'static str,
+    definition: &'static str,
+    plural: &'static str,
+    status_subresource: bool,
+    short_names: &'static [&'static str],
+}
+
+/// Names, scope and subresources are those of KubeVirt's generated CRDs (virt-operator
+/// `crds.go`): VirtualMachineInstance has no status subresource.
+const KUBEVIRT_KINDS: &[KubeVirtKind] = &[
+    KubeVirtKind {
+        kind: "VirtualMachine",
+        definition: "v1.VirtualMachine",
+        plural: "virtualmachines",
+        status_subresource: true,
+        short_names: &["vm", "vms"],
+    },
+    KubeVirtKind {
+        kind: "VirtualMachineInstance",
+        definition: "v1.VirtualMachineInstance",
+        plural: "virtualmachineinstances",
+        status_subresource: false,
+        short_names: &["vmi", "vmis"],
+    },
+    KubeVirtKind {
+        kind: "VirtualMachineInstanceMigration",
+        definition: "v1.VirtualMachineInstanceMigration",
+        plural: "virtualmachineinstancemigrations",
+        status_subresource: true,
+        short_names: &["vmim", "vmims"],
+    },
 ];
 
 /// One kind before compilation.
@@ -158,6 +169,21 @@ fn load_crd(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> {
     let kind = text(&crd, "/spec/names/kind", file)?;
     let plural = text(&crd, "/spec/names/plural", file)?;
     let namespaced = text(&crd, "/spec/scope", file)? == "Namespaced";
+    let singular = crd
+        .pointer("/spec/names/singular")
+        .and_then(Value::as_str)
+        .map_or_else(|| kind.to_lowercase(), str::to_string);
+    let short_names: Vec<String> = crd
+        .pointer("/spec/names/shortNames")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let versions = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
@@ -180,6 +206,8 @@ fn load_crd(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> {
                     .get("served")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                singular: singular.clone(),
+                short_names: short_names.clone(),
             },
             name_rule: NameRule::Subdomain,
             source: RawSchema::Structural(schema.clone()),
@@ -220,9 +248,10 @@ fn load_swagger(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> 
         .and_then(Value::as_object)
         .ok_or_else(|| bad(file, "missing definitions"))?;
     let mut kinds = Vec::new();
-    for (kind, definition, plural, status) in KUBEVIRT_KINDS {
+    for spec in KUBEVIRT_KINDS {
+        let definition = spec.definition;
         let root = all
-            .get(*definition)
+            .get(definition)
             .ok_or_else(|| bad(file, format!("missing definition {definition}")))?;
         // The definitions reachable from the kind, so each compiled validator stays small.
         let mut reachable = BTreeSet::new();
@@ -247,11 +276,13 @@ fn load_swagger(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> 
             info: crate::KindInfo {
                 group: "kubevirt.io".into(),
                 version: "v1".into(),
-                kind: (*kind).to_string(),
-                plural: (*plural).to_string(),
+                kind: spec.kind.to_string(),
+                plural: spec.plural.to_string(),
                 namespaced: true,
-                has_status_subresource: *status,
+                has_status_subresource: spec.status_subresource,
                 served: true,
+                singular: spec.kind.to_lowercase(),
+                short_names: spec.short_names.iter().map(|n| n.to_string()).collect(),
             },
             name_rule: NameRule::Subdomain,
             source: RawSchema::Swagger {
@@ -298,23 +329,25 @@ fn builtin_kinds() -> Vec<RawKind> {
     // The NetworkAttachmentDefinition CRD of k8snetworkplumbingwg (spec.config is the CNI JSON).
     let nad =
         with(json!({"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}));
-    let core = |kind: &str, plural: &str, namespaced: bool, status: bool| crate::KindInfo {
+    let core = |kind: &str, plural: &str, short: &str, namespaced: bool| crate::KindInfo {
         group: String::new(),
         version: "v1".into(),
         kind: kind.into(),
         plural: plural.into(),
         namespaced,
-        has_status_subresource: status,
+        has_status_subresource: true,
         served: true,
+        singular: kind.to_lowercase(),
+        short_names: vec![short.to_string()],
     };
     vec![
         RawKind {
-            info: core("Namespace", "namespaces", false, true),
+            info: core("Namespace", "namespaces", "ns", false),
             name_rule: NameRule::Label,
             source: RawSchema::Structural(namespace),
         },
         RawKind {
-            info: core("Node", "nodes", false, true),
+            info: core("Node", "nodes", "no", false),
             name_rule: NameRule::Subdomain,
             source: RawSchema::Structural(node),
         },
@@ -327,6 +360,8 @@ fn builtin_kinds() -> Vec<RawKind> {
                 namespaced: true,
                 has_status_subresource: false,
                 served: true,
+                singular: "network-attachment-definition".into(),
+                short_names: vec!["net-attach-def".into()],
             },
             name_rule: NameRule::Subdomain,
             source: RawSchema::Structural(nad),

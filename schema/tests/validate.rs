@@ -567,6 +567,21 @@ fn kinds_are_sorted_and_complete() {
         .lookup("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition")
         .expect("NAD");
     assert_eq!(nad.plural, "network-attachment-definitions");
+    let cudn = schemas()
+        .lookup("k8s.ovn.org/v1", "ClusterUserDefinedNetwork")
+        .expect("CUDN");
+    assert_eq!(
+        (cudn.singular.as_str(), cudn.short_names.clone()),
+        ("clusteruserdefinednetwork", vec!["cudn".to_string()])
+    );
+    let vm = schemas()
+        .lookup("kubevirt.io/v1", "VirtualMachine")
+        .expect("VM");
+    assert_eq!(vm.short_names, vec!["vm".to_string(), "vms".to_string()]);
+    assert_eq!(
+        schemas().lookup("v1", "Namespace").expect("ns").short_names,
+        vec!["ns".to_string()]
+    );
 }
 
 #[test]
