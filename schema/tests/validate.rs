@@ -704,3 +704,75 @@ fn strict_mode_reports_unknown_metadata_fields_and_http_status() {
     remove(&mut cudn, "/spec/network/layer2/subnets");
     assert_eq!(strict(&cudn).expect_err("rejected").http_status(), 422);
 }
+
+#[test]
+fn ra_node_selector_with_empty_match_labels_is_still_a_selector() {
+    // CEL `has()` tests presence: `matchLabels: {}` counts as set, as on a real server.
+    let mut ra = fixture("routeadvertisements.yaml");
+    set(&mut ra, "/spec/nodeSelector", json!({"matchLabels": {}}));
+    expect_violation(&ra, "spec", ViolationReason::FieldValueInvalid);
+}
+
+#[test]
+fn udn_rules_apply_at_spec_level() {
+    let udn = json!({
+        "apiVersion": "k8s.ovn.org/v1",
+        "kind": "UserDefinedNetwork",
+        "metadata": {"name": "net1", "namespace": "vmbgp-0"},
+        "spec": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": ["198.19.0.0/24", "fd00:10::/64"], "mtu": 1400}}
+    });
+    strict(&udn).expect("dual-stack Layer2 UDN with MTU >= 1280 is valid");
+    let mut small_mtu = udn.clone();
+    set(&mut small_mtu, "/spec/layer2/mtu", json!(1000));
+    let message = expect_violation(
+        &small_mtu,
+        "spec.layer2",
+        ViolationReason::FieldValueInvalid,
+    );
+    assert!(
+        message.ends_with("MTU should be greater than or equal to 1280 when IPv6 subnet is used"),
+        "{message}"
+    );
+    let mut same_family = udn.clone();
+    set(
+        &mut same_family,
+        "/spec/layer2/subnets",
+        json!(["198.19.0.0/24", "198.20.0.0/24"]),
+    );
+    let message = expect_violation(
+        &same_family,
+        "spec.layer2.subnets",
+        ViolationReason::FieldValueInvalid,
+    );
+    assert!(
+        message.ends_with("When 2 CIDRs are set, they must be from different IP families"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cudn_layer3_host_subnet_must_be_longer_than_the_cidr() {
+    let mut cudn = fixture("cudn.yaml");
+    remove(&mut cudn, "/spec/network/layer2");
+    set(&mut cudn, "/spec/network/topology", json!("Layer3"));
+    set(
+        &mut cudn,
+        "/spec/network/layer3",
+        json!({"role": "Primary", "subnets": [{"cidr": "10.128.0.0/16", "hostSubnet": 24}]}),
+    );
+    strict(&cudn).expect("a valid Layer3 CUDN");
+    set(
+        &mut cudn,
+        "/spec/network/layer3/subnets/0/hostSubnet",
+        json!(8),
+    );
+    let message = expect_violation(
+        &cudn,
+        "spec.network.layer3.subnets[0]",
+        ViolationReason::FieldValueInvalid,
+    );
+    assert!(
+        message.ends_with("HostSubnet must be smaller than CIDR subnet"),
+        "{message}"
+    );
+}
