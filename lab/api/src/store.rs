@@ -586,6 +586,19 @@ impl Store {
         }
         if causes.is_empty() {
             Ok(())
+        } else if causes.iter().any(crate::validation::is_unknown_field) {
+            // A real server reports strict unknown-field errors as 400 BadRequest.
+            Err(ApiError::BadRequest {
+                message: format!(
+                    "strict decoding error: {}",
+                    causes
+                        .iter()
+                        .filter(|c| crate::validation::is_unknown_field(c))
+                        .map(|c| c.message.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
         } else {
             Err(ApiError::Invalid {
                 group: kind.group.clone(),

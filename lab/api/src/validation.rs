@@ -1,13 +1,205 @@
 //! Schema validation for the store: adapts the `vmbgp-schema` set (real CRDs, KubeVirt swagger, CEL rules)
-//! to the store's [`Validator`] hook and derives the served kinds from it.
+//! to the store's [`Validator`] hook, prunes undeclared fields as a real server does, and derives the served
+//! kinds from the set.
 
-use crate::error::LabError;
-use crate::lab::default_registry;
-use crate::registry::Registry;
-use crate::store::Validator;
+use std::sync::Arc;
 
-/// The registry and validator a lab uses by default.
-pub fn schema_registry_and_validator()
--> Result<(Registry, Option<std::sync::Arc<dyn Validator>>), LabError> {
-    Ok((default_registry(), None))
+use serde_json::Value;
+use vmbgp_schema::{SchemaSet, Strictness, ViolationReason};
+
+use crate::error::{Cause, LabError};
+use crate::registry::{Registry, ResourceKind};
+use crate::store::{FieldValidation, Validator};
+
+/// Validates with the embedded schema set.
+#[derive(Debug, Clone)]
+pub struct SchemaValidator {
+    set: Arc<SchemaSet>,
+}
+
+impl SchemaValidator {
+    pub fn new(set: Arc<SchemaSet>) -> Self {
+        SchemaValidator { set }
+    }
+
+    pub fn schema_set(&self) -> &Arc<SchemaSet> {
+        &self.set
+    }
+
+    /// Removes fields the schema does not declare. An object whose keys are all undeclared is taken to be a
+    /// map (labels, selectors' matchLabels, preserved-unknown fields) and kept whole.
+    fn prune(&self, api_version: &str, kind: &str, value: &mut Value, path: &str) {
+        match value {
+            Value::Object(map) => {
+                let declared: Vec<(String, bool)> = map
+                    .keys()
+                    .map(|k| {
+                        let child = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        let is_declared = (path.is_empty()
+                            && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
+                            || self.set.has_field(api_version, kind, &child);
+                        (k.clone(), is_declared)
+                    })
+                    .collect();
+                if !declared.iter().any(|(_, d)| *d) {
+                    return;
+                }
+                for (k, d) in declared {
+                    if !d {
+                        map.remove(&k);
+                    } else if !(path.is_empty() && k == "metadata")
+                        && let Some(v) = map.get_mut(&k)
+                    {
+                        let child = if path.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{path}.{k}")
+                        };
+                        self.prune(api_version, kind, v, &child);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.prune(api_version, kind, item, path);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Validator for SchemaValidator {
+    fn validate(
+        &self,
+        kind: &ResourceKind,
+        object: &mut Value,
+        mode: FieldValidation,
+    ) -> Result<(), Vec<Cause>> {
+        let api_version = kind.api_version();
+        if self
+            .set
+            .lookup(&api_version, &kind.kind)
+            .is_none_or(|k| !k.served)
+        {
+            return Ok(());
+        }
+        let strictness = match mode {
+            FieldValidation::Strict => Strictness::Strict,
+            FieldValidation::Prune => Strictness::Prune,
+        };
+        if mode == FieldValidation::Prune {
+            self.prune(&api_version, &kind.kind, object, "");
+        }
+        self.set.validate(object, strictness).map_err(|v| {
+            v.0.into_iter()
+                .map(|v| Cause {
+                    field: v.field,
+                    reason: v.reason.as_str().to_string(),
+                    message: v.message,
+                })
+                .collect()
+        })
+    }
+}
+
+/// Whether a cause list came from strict unknown-field detection (a real server answers 400 for that).
+pub fn is_unknown_field(cause: &Cause) -> bool {
+    cause.reason == ViolationReason::UnknownField.as_str()
+}
+
+/// The registry built from the schema set's served kinds, plus short names, and the matching validator.
+pub fn schema_registry_and_validator() -> Result<(Registry, Option<Arc<dyn Validator>>), LabError> {
+    let set = Arc::new(SchemaSet::embedded().map_err(|e| LabError::Schema(Box::new(e)))?);
+    let known: Vec<ResourceKind> = Registry::builtin_kinds()
+        .into_iter()
+        .chain(Registry::design_kinds())
+        .collect();
+    // Built-in kinds first so core namespaces/nodes keep their ids and preferred versions come first.
+    let mut infos = set.kinds();
+    infos.sort_by_key(|k| {
+        (
+            !k.group.is_empty(),
+            k.group.clone(),
+            k.version.clone(),
+            k.kind.clone(),
+        )
+    });
+    let kinds: Vec<ResourceKind> = infos
+        .into_iter()
+        .filter(|k| k.served)
+        .map(|k| ResourceKind {
+            short_names: known
+                .iter()
+                .find(|d| d.group == k.group && d.version == k.version && d.plural == k.plural)
+                .map(|d| d.short_names.clone())
+                .unwrap_or_default(),
+            group: k.group,
+            version: k.version,
+            kind: k.kind,
+            plural: k.plural,
+            namespaced: k.namespaced,
+            has_status_subresource: k.has_status_subresource,
+        })
+        .collect();
+    let validator: Arc<dyn Validator> = Arc::new(SchemaValidator::new(set));
+    Ok((Registry::new(kinds), Some(validator)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn registry_serves_design_kinds_and_prune_drops_unknown_fields() {
+        let (reg, validator) = schema_registry_and_validator().unwrap();
+        for k in Registry::builtin_kinds()
+            .into_iter()
+            .chain(Registry::design_kinds())
+        {
+            assert!(
+                reg.by_path(&k.group, &k.version, &k.plural).is_some(),
+                "{} not served",
+                k.kind
+            );
+        }
+        assert!(
+            reg.by_path("ipam.cluster.x-k8s.io", "v1alpha1", "ipamclaims")
+                .is_none()
+        );
+        let validator = validator.unwrap();
+        let id = reg
+            .by_kind("k8s.ovn.org/v1", "RouteAdvertisements")
+            .unwrap();
+        let kind = reg.get(id).unwrap().clone();
+        let mut ra = json!({
+            "apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements", "metadata": {"name": "ra"},
+            "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {}, "frrConfigurationSelector": {"matchLabels": {"a": "b"}},
+                "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks", "clusterUserDefinedNetworkSelector": {"networkSelector": {}}}],
+                "bogus": 1}
+        });
+        let strict = validator
+            .validate(&kind, &mut ra.clone(), FieldValidation::Strict)
+            .unwrap_err();
+        assert!(strict.iter().any(is_unknown_field));
+        validator
+            .validate(&kind, &mut ra, FieldValidation::Prune)
+            .unwrap();
+        assert!(ra["spec"].get("bogus").is_none());
+        assert_eq!(
+            ra["spec"]["frrConfigurationSelector"]["matchLabels"]["a"],
+            "b"
+        );
+        let mut bad = ra.clone();
+        bad["spec"]["nodeSelector"] = json!({"matchLabels": {"x": "y"}});
+        let causes = validator
+            .validate(&kind, &mut bad, FieldValidation::Prune)
+            .unwrap_err();
+        assert!(!causes.is_empty());
+    }
 }

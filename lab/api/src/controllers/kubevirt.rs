@@ -22,7 +22,7 @@ use crate::ground_truth::{GroundTruthKind, ObjectRef};
 use crate::store::{DeleteOptions, WriteOptions};
 
 /// Finalizer KubeVirt puts on every VMI.
-pub const VMI_FINALIZER: &str = "foregroundDeleteVirtualMachine";
+pub const VMI_FINALIZER: &str = "kubevirt.io/foregroundDeleteVirtualMachine";
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Key {
@@ -285,6 +285,7 @@ impl Kv {
                 extra(&mut status);
                 o["status"] = status;
             })
+            .map_err(|e| tracing::warn!(namespace = ns, vmi = name, phase, error = %e, "VMI phase write failed"))
             .ok()?;
         ctx.gt.record_at(
             w.at,
