@@ -276,6 +276,10 @@ fn decode_inner(message: Bytes) -> BmpMessage {
             let mut announced = Vec::new();
             let mut withdrawn = Vec::new();
             if let BgpMessage::Update(update) = rm.bgp_message {
+                // Read from the attributes themselves: bgpkit's elements report an absent
+                // LOCAL_PREF or MED as 0, and FRR 8.4's BMP never carries LOCAL_PREF.
+                let local_pref = update.attributes.local_preference();
+                let med = update.attributes.multi_exit_discriminator();
                 let (ip, asn) = msg
                     .per_peer_header
                     .as_ref()
@@ -294,8 +298,8 @@ fn decode_inner(message: Bytes) -> BmpMessage {
                                 .iter()
                                 .map(ToString::to_string)
                                 .collect(),
-                            local_pref: elem.local_pref,
-                            med: elem.med,
+                            local_pref,
+                            med,
                             origin: elem.origin.map(|o| o.to_string()),
                         }),
                     }

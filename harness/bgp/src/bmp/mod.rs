@@ -11,7 +11,9 @@ pub mod decode;
 pub mod framer;
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -39,6 +41,10 @@ pub struct BmpStationConfig {
     pub listen: SocketAddr,
     /// Longest message accepted before the connection is treated as unframeable.
     pub max_message_len: usize,
+    /// When set, every connection's raw byte stream is also written to
+    /// `<dir>/bmp-connection-<N>.bin` (a run artefact for diagnosing a router's BMP, and how the
+    /// test fixtures were recorded). Written after the stamp, so it never delays it.
+    pub capture_dir: Option<PathBuf>,
 }
 
 impl BmpStationConfig {
@@ -48,12 +54,19 @@ impl BmpStationConfig {
             netns: None,
             listen,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            capture_dir: None,
         }
     }
 
     /// Listen inside the named network namespace instead.
     pub fn in_netns(mut self, netns: impl Into<String>) -> Self {
         self.netns = Some(netns.into());
+        self
+    }
+
+    /// Also write each connection's raw bytes under `dir` (see [`Self::capture_dir`]).
+    pub fn capture_to(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.capture_dir = Some(dir.into());
         self
     }
 }
@@ -106,6 +119,8 @@ pub enum BmpEventKind {
     Message(BmpMessage),
     /// The listener failed to accept (e.g. out of file descriptors); it keeps trying.
     AcceptError(String),
+    /// The raw capture of a connection could not be written; the capture stops, the station goes on.
+    CaptureError(String),
 }
 
 /// One event with the instant the harness observed it.
@@ -160,6 +175,7 @@ impl BmpStation {
             tx,
             stop_rx,
             config.max_message_len,
+            config.capture_dir.clone(),
         ));
         Ok((
             BmpStation {
@@ -201,6 +217,7 @@ async fn accept_loop(
     tx: mpsc::UnboundedSender<BmpEvent>,
     mut stop: watch::Receiver<bool>,
     max_message_len: usize,
+    capture_dir: Option<PathBuf>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
     let mut next_id: u64 = 1;
@@ -219,6 +236,9 @@ async fn accept_loop(
                             connection: id,
                             kind: BmpEventKind::Connected { remote, local },
                         });
+                        let capture = capture_dir
+                            .as_ref()
+                            .map(|d| d.join(format!("bmp-connection-{id}.bin")));
                         connections.spawn(read_connection(
                             stream,
                             id,
@@ -226,6 +246,7 @@ async fn accept_loop(
                             tx.clone(),
                             stop.clone(),
                             max_message_len,
+                            capture,
                         ));
                     }
                     Err(e) => {
@@ -247,14 +268,46 @@ async fn accept_loop(
     while connections.join_next().await.is_some() {}
 }
 
-/// Per-connection state the decoder alone cannot know.
-#[derive(Debug, Default)]
-struct ConnectionState {
+/// Framing + decoding + the per-connection state a single message does not carry (which peers
+/// are up, to mark FRR's Peer Downs at connect). The station runs one per connection; it also
+/// replays a recorded stream (a capture file) exactly as the station would have decoded it.
+#[derive(Debug)]
+pub struct StreamDecoder {
+    framer: framer::Framer,
     /// Peers with a Peer Up on this connection: (address, distinguisher).
     peers_up: BTreeSet<(IpAddr, u64)>,
 }
 
-impl ConnectionState {
+impl StreamDecoder {
+    /// A decoder refusing messages longer than `max_message_len`.
+    pub fn new(max_message_len: usize) -> Self {
+        StreamDecoder {
+            framer: framer::Framer::new(max_message_len),
+            peers_up: BTreeSet::new(),
+        }
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.framer.push(data);
+    }
+
+    /// Bytes buffered that do not form a whole message yet.
+    pub fn pending(&self) -> usize {
+        self.framer.pending()
+    }
+
+    /// The next decoded message, `None` when more bytes are needed, or why framing was lost
+    /// (after which the decoder yields nothing more).
+    pub fn next_message(&mut self) -> Option<Result<BmpMessage, FramingError>> {
+        let next = self.framer.next_message()?;
+        Some(next.map(|raw| {
+            let mut message = decode::decode(raw);
+            self.annotate(&mut message);
+            message
+        }))
+    }
+
     fn annotate(&mut self, message: &mut BmpMessage) {
         match message {
             BmpMessage::PeerUp(up) => {
@@ -277,9 +330,9 @@ async fn read_connection(
     tx: mpsc::UnboundedSender<BmpEvent>,
     mut stop: watch::Receiver<bool>,
     max_message_len: usize,
+    capture: Option<PathBuf>,
 ) {
-    let mut framer = framer::Framer::new(max_message_len);
-    let mut state = ConnectionState::default();
+    let mut decoder = StreamDecoder::new(max_message_len);
     let mut chunk = vec![0u8; READ_CHUNK];
     let send = |at: MonoStamp, kind: BmpEventKind| {
         let _ = tx.send(BmpEvent {
@@ -287,6 +340,17 @@ async fn read_connection(
             connection: id,
             kind,
         });
+    };
+    let mut capture_file = match capture.map(|path| (std::fs::File::create(&path), path)) {
+        None => None,
+        Some((Ok(file), _)) => Some(file),
+        Some((Err(e), path)) => {
+            send(
+                clock.now(),
+                BmpEventKind::CaptureError(format!("creating {}: {e}", path.display())),
+            );
+            None
+        }
     };
     loop {
         let read = tokio::select! {
@@ -304,7 +368,7 @@ async fn read_connection(
                 send(
                     at,
                     BmpEventKind::Disconnected(DisconnectReason::Closed {
-                        trailing_bytes: framer.pending(),
+                        trailing_bytes: decoder.pending(),
                     }),
                 );
                 return;
@@ -318,14 +382,16 @@ async fn read_connection(
                 return;
             }
         };
-        framer.push(&chunk[..n]);
-        while let Some(next) = framer.next_message() {
+        if let Some(file) = capture_file.as_mut()
+            && let Err(e) = file.write_all(&chunk[..n])
+        {
+            send(at, BmpEventKind::CaptureError(e.to_string()));
+            capture_file = None;
+        }
+        decoder.push(&chunk[..n]);
+        while let Some(next) = decoder.next_message() {
             match next {
-                Ok(message) => {
-                    let mut decoded = decode::decode(message);
-                    state.annotate(&mut decoded);
-                    send(at, BmpEventKind::Message(decoded));
-                }
+                Ok(message) => send(at, BmpEventKind::Message(message)),
                 Err(error) => {
                     send(
                         at,
