@@ -9,53 +9,92 @@ use serde_json::{Map, Value};
 
 use crate::violation::quote;
 
-/// Removes undeclared fields from `object` under `schema` (a converted Strict root whose local
-/// `$ref`s resolve in `root`). Returns the removed field paths, sorted.
+/// One step of a field path, kept in an arena so paths are only built for removed fields.
+#[derive(Debug, Clone, Copy)]
+enum Step<'v> {
+    Root,
+    Key(usize, &'v str),
+    Index(usize, usize),
+}
+
+fn path_of(steps: &[Step<'_>], mut at: usize) -> String {
+    let mut parts = Vec::new();
+    loop {
+        match steps[at] {
+            Step::Root => break,
+            Step::Key(parent, key) => {
+                parts.push(key.to_string());
+                at = parent;
+            }
+            Step::Index(parent, index) => {
+                parts.push(format!("[{index}]"));
+                at = parent;
+            }
+        }
+    }
+    let mut path = String::new();
+    for part in parts.iter().rev() {
+        if !path.is_empty() && !part.starts_with('[') {
+            path.push('.');
+        }
+        path.push_str(part);
+    }
+    path
+}
+
+/// Removes undeclared fields from `object` under `root` (a converted Strict root schema whose
+/// local `$ref`s resolve in its `definitions`). Returns the removed field paths, sorted.
+/// Key order of the kept fields is preserved.
 pub(crate) fn prune_object(root: &Value, object: &mut Value, meta_fields: &[&str]) -> Vec<String> {
     let mut removed = Vec::new();
     if let Some(Value::Object(meta)) = object.get_mut("metadata") {
-        let unknown: Vec<String> = meta
-            .keys()
-            .filter(|k| !meta_fields.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for key in unknown {
-            meta.remove(&key);
-            removed.push(format!("metadata.{key}"));
-        }
+        meta.retain(|key, _| {
+            let known = meta_fields.contains(&key.as_str());
+            if !known {
+                removed.push(format!("metadata.{key}"));
+            }
+            known
+        });
     }
+    let mut steps: Vec<Step<'_>> = vec![Step::Root];
     // Explicit stack: nesting depth is bounded by the input, not by our call stack.
-    let mut pending: Vec<(&Value, &mut Value, String)> = vec![(root, object, String::new())];
-    while let Some((schema, value, path)) = pending.pop() {
+    let mut pending: Vec<(&Value, &mut Value, usize)> = vec![(root, object, 0)];
+    while let Some((schema, value, at)) = pending.pop() {
         let schema = resolve(root, schema);
         match value {
             Value::Object(map) => {
                 let properties = schema.get("properties").and_then(Value::as_object);
+                let declared = |key: &str| properties.is_some_and(|p| p.contains_key(key));
                 match schema.get("additionalProperties") {
                     Some(Value::Bool(false)) => {
-                        let unknown: Vec<String> = map
-                            .keys()
-                            .filter(|key| !properties.is_some_and(|p| p.contains_key(*key)))
-                            .cloned()
-                            .collect();
-                        for key in unknown {
-                            map.remove(&key);
-                            removed.push(join(&path, &key));
+                        let mut dropped = Vec::new();
+                        map.retain(|key, _| {
+                            let keep = declared(key);
+                            if !keep {
+                                dropped.push(key.clone());
+                            }
+                            keep
+                        });
+                        if !dropped.is_empty() {
+                            let base = path_of(&steps, at);
+                            removed.extend(dropped.iter().map(|key| join(&base, key)));
                         }
-                        push_declared(map, properties, &path, &mut pending);
+                        push_declared(map, properties, at, &mut steps, &mut pending);
                     }
                     Some(map_values @ Value::Object(_)) => {
                         for (key, child) in map.iter_mut() {
-                            pending.push((map_values, child, join(&path, key)));
+                            steps.push(Step::Key(at, key));
+                            pending.push((map_values, child, steps.len() - 1));
                         }
                     }
-                    _ => push_declared(map, properties, &path, &mut pending),
+                    _ => push_declared(map, properties, at, &mut steps, &mut pending),
                 }
             }
             Value::Array(items) => {
                 if let Some(item_schema) = schema.get("items") {
                     for (index, item) in items.iter_mut().enumerate() {
-                        pending.push((item_schema, item, format!("{path}[{index}]")));
+                        steps.push(Step::Index(at, index));
+                        pending.push((item_schema, item, steps.len() - 1));
                     }
                 }
             }
@@ -69,13 +108,15 @@ pub(crate) fn prune_object(root: &Value, object: &mut Value, meta_fields: &[&str
 fn push_declared<'s, 'v>(
     map: &'v mut Map<String, Value>,
     properties: Option<&'s Map<String, Value>>,
-    path: &str,
-    pending: &mut Vec<(&'s Value, &'v mut Value, String)>,
+    at: usize,
+    steps: &mut Vec<Step<'v>>,
+    pending: &mut Vec<(&'s Value, &'v mut Value, usize)>,
 ) {
     let Some(properties) = properties else { return };
     for (key, child) in map.iter_mut() {
         if let Some(child_schema) = properties.get(key) {
-            pending.push((child_schema, child, join(path, key)));
+            steps.push(Step::Key(at, key));
+            pending.push((child_schema, child, steps.len() - 1));
         }
     }
 }

@@ -172,6 +172,15 @@ proptest! {
                 let _ = violations.to_string();
             }
         }
+        let mut pruned = object.clone();
+        if schemas().prune(&mut pruned).is_ok() {
+            // Whatever prune leaves must pass Prune-mode validation exactly as the original does
+            // in Prune mode (prune only removes what Prune mode ignores).
+            prop_assert_eq!(
+                schemas().validate(&pruned, Strictness::Prune).is_ok(),
+                schemas().validate(&object, Strictness::Prune).is_ok()
+            );
+        }
         let meta = object.get("metadata").cloned().unwrap_or(Value::Null);
         let _ = validate_object_meta(&meta, true);
         let _ = ra_controller_check(&object, std::slice::from_ref(&object));
