@@ -31,4 +31,10 @@ pub enum ProbeError {
     UnknownTarget { addr: IpAddr },
     #[error("the prober already has its maximum of {max} targets")]
     TooManyTargets { max: usize },
+    #[error("cannot listen on {listen} for the egress endpoint")]
+    EgressBind {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -5,6 +5,8 @@
 //! with [`vmbgp_host::netns::in_netns`] and keep it.
 //!
 //! * [`icmp`] — [`icmp::IcmpProber`]: open-loop per-target ICMP echo streams over one socket.
+//! * [`egress`] — [`egress::EgressEndpoint`]: the HTTP endpoint VMs call; records true sources.
+//! * [`http_check`] — [`http_check::http_get`]: a small GET of a VM's responder port.
 //!
 //! A value that was not observed is [`Observed::Missing`] with a reason, never 0.
 
@@ -14,3 +16,5 @@ pub mod observed;
 
 pub use error::ProbeError;
 pub use observed::Observed;
+pub mod egress;
+pub mod http_check;

@@ -123,6 +123,9 @@ pub struct TargetSpec {
     pub max_probes: u64,
     /// Bound on how long this target is probed.
     pub max_duration: Duration,
+    /// Delay of the first probe after `add_target` (0: at once). Spreads the phases of many
+    /// targets added together so their probes do not leave in one burst per interval.
+    pub first_probe_delay: Duration,
 }
 
 impl TargetSpec {
@@ -135,6 +138,7 @@ impl TargetSpec {
             rate_after_sustained: Some(ProbeRate::STEADY),
             max_probes: 200_000,
             max_duration: Duration::from_secs(30 * 60),
+            first_probe_delay: Duration::ZERO,
         }
     }
 }
@@ -308,7 +312,9 @@ impl IcmpProber {
         );
         state.streams.insert(id, stream);
         state.by_addr.insert(addr, id);
-        state.schedule.push(Reverse((now, id, 0)));
+        state
+            .schedule
+            .push(Reverse((add(now, spec.first_probe_delay), id, 0)));
         drop(state);
         self.shared.wake.notify_one();
         Ok(())
