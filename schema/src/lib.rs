@@ -27,6 +27,20 @@
 //! A body's `status` is validated like the rest; a server with a status subresource drops it on
 //! create before validating, so callers that emulate that should strip it first.
 //!
+//! # Using it in an API server (the lab)
+//!
+//! Per create/update body, after resolving the kind from the URL:
+//! 1. [`SchemaSet::served_kind`] — `Err` means `404 NotFound` (`no matches for kind ...`).
+//! 2. `fieldValidation=Strict` (kubectl's default): [`SchemaSet::validate`] with
+//!    [`Strictness::Strict`]. `Ignore`/`Warn`: [`SchemaSet::prune`] (what a server stores), then
+//!    `validate` with [`Strictness::Prune`]; with `Warn`, send one `Warning` header per removed
+//!    path, worded by [`unknown_field_warning`].
+//! 3. On `Err(violations)`: HTTP status [`Violations::http_status`] (400 for unknown fields,
+//!    422 otherwise), `Status.message` from [`Violations::invalid_status_message`], and one
+//!    `details.causes[]` entry per violation: `reason` = [`ViolationReason::as_str`],
+//!    `field` = [`Violation::field`], `message` = [`Violation::message`] (Kubernetes puts the
+//!    body there, without the field; the `Display` of a violation is the full line).
+//!
 //! # CEL rules
 //!
 //! Counts are per CRD file (all versions); the test `cel_rule_counts_match_the_doc_table`
