@@ -7,6 +7,7 @@
 //! * [`icmp`] — [`icmp::IcmpProber`]: open-loop per-target ICMP echo streams over one socket.
 //! * [`egress`] — [`egress::EgressEndpoint`]: the HTTP endpoint VMs call; records true sources.
 //! * [`http_check`] — [`http_check::http_get`]: a small GET of a VM's responder port.
+//! * [`tcp`] — [`tcp::tcp_throughput`]: goodput, retransmits and stalls to a VM's sink port.
 //!
 //! A value that was not observed is [`Observed::Missing`] with a reason, never 0.
 
@@ -18,3 +19,4 @@ pub use error::ProbeError;
 pub use observed::Observed;
 pub mod egress;
 pub mod http_check;
+pub mod tcp;
