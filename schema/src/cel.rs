@@ -57,6 +57,16 @@ fn has(value: &Value, key: &str) -> bool {
         .is_some_and(|map| map.get(key).is_some_and(|v| !v.is_null()))
 }
 
+/// An integer value; whole-number floats (`1400.0`) count, as the schema's type check allows.
+fn as_int(value: &Value) -> Option<i64> {
+    value.as_i64().or_else(|| {
+        let float = value.as_f64()?;
+        // Truncation cannot lose anything: the value is whole and within i64's range.
+        #[allow(clippy::cast_possible_truncation)]
+        (float.fract() == 0.0 && float.abs() < 9.0e15).then_some(float as i64)
+    })
+}
+
 fn str_field<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(Value::as_str)
 }
@@ -133,7 +143,7 @@ fn mtu_ipv6(value: &Value, cidr_of: fn(&Value) -> Option<&str>) -> Option<bool> 
     if ipv6_count != 1 {
         return Some(true);
     }
-    Some(value.get("mtu")?.as_i64()? >= 1280)
+    Some(as_int(value.get("mtu")?)? >= 1280)
 }
 
 /// `!has(self.<field>) || has(self.role) && self.role == 'Primary'`.
@@ -646,7 +656,7 @@ static RULES: &[(&str, RuleCheck)] = &[
             let Some(net) = str_field(v, "cidr").and_then(parse_cidr) else {
                 return Some(true);
             };
-            Some(v.get("hostSubnet")?.as_i64()? > i64::from(net.prefix_len()))
+            Some(as_int(v.get("hostSubnet")?)? > i64::from(net.prefix_len()))
         },
     ),
     (
@@ -659,7 +669,7 @@ static RULES: &[(&str, RuleCheck)] = &[
             let Some(address) = str_field(v, "cidr").and_then(cidr_address) else {
                 return Some(true);
             };
-            Some(family(address) != 4 || v.get("hostSubnet")?.as_i64()? < 32)
+            Some(family(address) != 4 || as_int(v.get("hostSubnet")?)? < 32)
         },
     ),
     // ---- Localnet ----

@@ -166,7 +166,9 @@ const OBJECT_META_FIELDS: &[&str] = &[
 
 fn compile(schema: &Value) -> Result<Validator, String> {
     jsonschema::options()
-        .with_draft(Draft::Draft4)
+        // Draft 7: whole-number floats (`1400.0`) count as integers, as the API server's JSON
+        // decoding and OpenAPI validation treat them; CRDs use no draft-4-only keyword form.
+        .with_draft(Draft::Draft7)
         .should_validate_formats(true)
         .should_ignore_unknown_formats(true)
         .with_format("cidr", |text: &str| net::parse_cidr(text).is_some())

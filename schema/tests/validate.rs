@@ -785,3 +785,42 @@ fn cudn_layer3_host_subnet_must_be_longer_than_the_cidr() {
         "{message}"
     );
 }
+
+#[test]
+fn whole_number_floats_are_integers_but_fractions_are_not() {
+    let mut cudn = fixture("cudn.yaml");
+    set(&mut cudn, "/spec/network/layer2/mtu", json!(1400.0));
+    strict(&cudn).expect("1400.0 is an integer value");
+    set(&mut cudn, "/spec/network/layer2/mtu", json!(1400.5));
+    let message = expect_violation(
+        &cudn,
+        "spec.network.layer2.mtu",
+        ViolationReason::FieldValueTypeInvalid,
+    );
+    assert!(message.contains("must be of type integer"), "{message}");
+    set(&mut cudn, "/spec/network/layer2/mtu", json!(100));
+    let message = expect_violation(
+        &cudn,
+        "spec.network.layer2.mtu",
+        ViolationReason::FieldValueInvalid,
+    );
+    assert!(
+        message.ends_with("spec.network.layer2.mtu in body should be greater than or equal to 576"),
+        "{message}"
+    );
+}
+
+#[test]
+fn cel_rules_read_whole_number_floats_as_integers() {
+    let udn = json!({
+        "apiVersion": "k8s.ovn.org/v1",
+        "kind": "UserDefinedNetwork",
+        "metadata": {"name": "net1", "namespace": "vmbgp-0"},
+        "spec": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": ["198.19.0.0/24", "fd00:10::/64"], "mtu": 1000.0}}
+    });
+    let message = expect_violation(&udn, "spec.layer2", ViolationReason::FieldValueInvalid);
+    assert!(
+        message.ends_with("MTU should be greater than or equal to 1280 when IPv6 subnet is used"),
+        "{message}"
+    );
+}
