@@ -7,19 +7,20 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::dataplane::{Dataplane, EgressConfig};
 use crate::error::{Error, Result};
+use crate::faults::FaultInjector;
 use crate::frr::{DEFAULT_FRR_BIN_DIR, Daemon, RouterHealth, Supervisor, neighbor_states};
 use crate::names::{LabNames, Router, node_name};
 use crate::process;
 use crate::state::{self, StateStore, TeardownReport};
 use crate::topology;
-use crate::truth::{GroundTruthSink, NetEvent, NoGroundTruth, record_now};
+use crate::truth::{GroundTruthSink, NoGroundTruth};
 use crate::vmhost::{VmPorts, start_services};
 use crate::vty::Vty;
 
@@ -318,30 +319,24 @@ impl LabNet {
         self.supervisor.wait_established(&sessions, timeout).await
     }
 
+    /// Fault injection on this lab (restart bgpd, link down/up, a scheduled [`crate::faults::FaultPlan`]).
+    pub fn faults(&self) -> FaultInjector {
+        FaultInjector {
+            names: self.names.clone(),
+            nodes: self.config.nodes,
+            supervisor: self.supervisor.clone(),
+            truth: self.truth.clone(),
+        }
+    }
+
     /// Fault: restarts a router's bgpd now (it rereads its config file); records ground truth.
     pub async fn restart_bgpd(&self, router: Router) -> Result<()> {
-        self.supervisor.restart_bgpd(router).await?;
-        record_now(
-            self.truth.as_ref(),
-            NetEvent::RouterRestarted {
-                router: router.name(),
-                daemon: "bgpd".into(),
-            },
-        );
-        Ok(())
+        self.faults().restart_bgpd(router).await
     }
 
     /// Fault: takes a router's uplink down or up; records ground truth.
     pub async fn set_link(&self, router: Router, up: bool) -> Result<()> {
-        topology::set_uplink(&self.names, router, up).await?;
-        record_now(
-            self.truth.as_ref(),
-            NetEvent::LinkChanged {
-                router: router.name(),
-                up,
-            },
-        );
-        Ok(())
+        self.faults().set_link(router, up).await
     }
 
     /// Health of every router.
@@ -367,7 +362,7 @@ impl LabNet {
             })?
     }
 
-    /// Creation instant helper for benchmarks: how long `up` took is measured by the caller.
+    /// The lab's state directory.
     pub fn state_dir(&self) -> &Path {
         &self.config.state_dir
     }
@@ -471,9 +466,4 @@ impl Drop for TeardownGuard {
             Ok(_) => {}
         }
     }
-}
-
-/// Runs a future-producing fault at a given instant (fault schedule helper).
-pub async fn at(instant: Instant) {
-    tokio::time::sleep_until(tokio::time::Instant::from_std(instant)).await;
 }

@@ -10,6 +10,7 @@
 pub mod cmd;
 pub mod dataplane;
 pub mod error;
+pub mod faults;
 pub mod frr;
 pub mod lab;
 pub mod names;

@@ -272,19 +272,38 @@ async fn node_bgpd_restart_reestablishes_with_its_config() {
     apply(
         &lab,
         std::slice::from_mut(&mut applier),
-        &[vec![template.clone(), generated(1, subnet)]],
+        &[vec![
+            template.clone(),
+            generated(1, subnet),
+            fixture("frrconfiguration-hostroutes-node-1.json"),
+        ]],
     )
     .await;
     lab.wait_sessions(Duration::from_secs(20))
         .await
         .expect("sessions Established");
-    wait_nexthops(
-        &lab,
-        subnet,
-        &[Ipv4Addr::new(198, 18, 0, 1)],
-        Duration::from_secs(10),
-    )
-    .await;
+    let node1 = [Ipv4Addr::new(198, 18, 0, 1)];
+    wait_nexthops(&lab, subnet, &node1, Duration::from_secs(10)).await;
+    wait_nexthops(&lab, "198.19.2.12/32", &node1, Duration::from_secs(10)).await;
+
+    // ext's community → local-preference policy, seen in `show bgp ... json` over the vty socket.
+    let mut ext = lab
+        .supervisor()
+        .vty(Router::Ext, vmbgp_lab_net::frr::Daemon::Bgpd)
+        .await
+        .expect("ext vty");
+    for (prefix, community, local_pref) in [
+        ("198.19.2.10/32", "64512:100", 200),
+        ("198.19.2.12/32", "64512:200", 250),
+    ] {
+        let v = ext
+            .json(&format!("show bgp ipv4 unicast {prefix} json"))
+            .await
+            .expect("show bgp");
+        let path = &v["paths"][0];
+        assert_eq!(path["locPrf"], local_pref, "{prefix}: {v}");
+        assert_eq!(path["community"]["string"], community, "{prefix}: {v}");
+    }
     let old_pid_alive = lab
         .supervisor()
         .is_alive(Router::Node(1), vmbgp_lab_net::frr::Daemon::Bgpd);

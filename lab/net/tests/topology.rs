@@ -89,3 +89,97 @@ async fn teardown_after_interrupted_up_leaves_nothing() {
     drop(guard); // runs teardown from the state file
     common::assert_nothing_left(&id, &dir);
 }
+
+/// Faults from a plan: a link flap cuts ext → node-1 for its duration; a bgpd restart replaces the
+/// daemon; both are recorded as ground truth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_link_flap_and_bgpd_restart() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use vmbgp_lab_net::faults::FaultPlan;
+    use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
+
+    common::require_prerequisites();
+    let (id, dir) = common::unique("faults");
+    let _guard = TeardownGuard::new(&dir);
+    let truth = Arc::new(MemoryGroundTruth::default());
+    let lab = LabNet::up(
+        LabNetConfig::new(&id, &dir, 1, common::ext_config(1, common::BMP_PORT)),
+        Some(truth.clone()),
+    )
+    .await
+    .expect("lab up");
+    let ping = |ns: String| async move {
+        tokio::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "198.18.0.1",
+            ])
+            .output()
+            .await
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let ext = lab.info().ext_netns;
+    assert!(
+        ping(ext.clone()).await,
+        "ext reaches node-1 before the fault"
+    );
+    let bgpd_before = lab.supervisor().is_alive(Router::Node(1), Daemon::Bgpd);
+    assert!(bgpd_before);
+
+    let plan: FaultPlan = serde_json::from_value(serde_json::json!({
+        "bgpdRestarts": [{"router": "node-1", "afterMs": 0}],
+        "linkFlaps": [{"router": "node-1", "afterMs": 0, "downMs": 1500}]
+    }))
+    .expect("plan");
+    assert!(
+        lab.faults()
+            .schedule(
+                serde_json::from_value(
+                    serde_json::json!({"bgpdRestarts": [{"router": "node-9", "afterMs": 0}]})
+                )
+                .expect("plan"),
+                Instant::now()
+            )
+            .is_err(),
+        "unknown routers are refused"
+    );
+    let start = Instant::now();
+    let task = lab.faults().schedule(plan, start).expect("schedule");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ping(ext.clone()).await, "link down: no reply");
+    let results = task.await.expect("faults ran");
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results.iter().all(|r| r.outcome == "ok"), "{results:?}");
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    assert!(ping(ext.clone()).await, "link up again: replies");
+    assert!(
+        lab.supervisor().is_alive(Router::Node(1), Daemon::Bgpd),
+        "bgpd runs after restart"
+    );
+    let events: Vec<NetEvent> = truth.events().into_iter().map(|(_, _, e)| e).collect();
+    assert!(events.contains(&NetEvent::RouterRestarted {
+        router: "node-1".into(),
+        daemon: "bgpd".into()
+    }));
+    assert!(events.contains(&NetEvent::LinkChanged {
+        router: "node-1".into(),
+        up: false
+    }));
+    assert!(events.contains(&NetEvent::LinkChanged {
+        router: "node-1".into(),
+        up: true
+    }));
+    lab.down().await.expect("down");
+    common::assert_nothing_left(&id, &dir);
+}

@@ -2,5 +2,6 @@
 //! frr-k8s, apply it to the node's daemons over their vty sockets, and report state.
 
 pub mod apply;
+pub mod controller;
 pub mod model;
 pub mod render;

@@ -30,7 +30,7 @@ pub fn unique(tag: &str) -> (String, PathBuf) {
 /// ext's bgpd config from the fixture, for `nodes` nodes.
 pub fn ext_config(nodes: u16, bmp_port: u16) -> String {
     let neighbors: String = (1..=nodes)
-        .map(|n| format!(" neighbor 198.18.0.{n} peer-group NODES\n"))
+        .map(|n| format!(" neighbor 198.18.0.{n} peer-group CLUSTER\n"))
         .collect();
     include_str!("../fixtures/ext-bgpd.conf")
         .replace("{{NODE_NEIGHBORS}}\n", &neighbors)
