@@ -3,6 +3,12 @@
 //! drops, send lag, harness CPU (user+system over wall) and peak RSS. Needs root.
 //!
 //! `cargo run --release -p vmbgp-probe --example probe_scale -- [targets] [rate] [seconds]`
+//!
+//! With `PROBE_BENCH_SPLIT=1` the process is pinned to CPU 0 and the veth receive processing of
+//! both namespaces is steered to CPU 1 (RPS). On this one-machine setup the far namespace's echo
+//! replies would otherwise run inside the prober's send calls and be billed to it; on a real
+//! host they run on the VMs, and received packets are processed in NIC interrupt context. The
+//! split run therefore shows the prober's own cost: user time plus its send/receive syscalls.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -47,7 +53,25 @@ fn main() {
     let rate = args.get(1).copied().unwrap_or(100) as u32;
     let seconds = args.get(2).copied().unwrap_or(10);
 
+    let split = std::env::var_os("PROBE_BENCH_SPLIT").is_some_and(|v| v == "1");
+    if split {
+        let mut cpus = nix::sched::CpuSet::new();
+        cpus.set(0).expect("cpu 0");
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).expect("pin to CPU 0");
+    }
     let pair = common::NetnsPair::new("bench");
+    if split {
+        for (netns, dev) in [(&pair.near, "p0"), (&pair.far, "p1")] {
+            let status = Command::new("ip")
+                .args(["netns", "exec", netns, "sh", "-c"])
+                .arg(format!(
+                    "echo 2 > /sys/class/net/{dev}/queues/rx-0/rps_cpus"
+                ))
+                .status()
+                .expect("ip netns exec");
+            assert!(status.success(), "setting rps_cpus on {dev} failed");
+        }
+    }
     let mut batch = String::new();
     for i in 0..targets {
         batch.push_str(&format!("addr add {}/32 dev lo\n", target(i)));
@@ -115,6 +139,7 @@ fn main() {
         }
         let rtt = all.as_ref().and_then(RttSummary::of);
         println!("targets            {targets}");
+        println!("split accounting   {split}");
         println!("rate per target    {rate}/s");
         println!("duration           {wall:.2} s");
         println!("socket             {:?}", snapshot.stats.socket_kind);

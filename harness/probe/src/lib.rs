@@ -2,21 +2,67 @@
 //!
 //! Every instant this crate records comes from the harness's one clock
 //! ([`vmbgp_host::clock::RunClock::now`]); sockets are opened inside the chosen network namespace
-//! with [`vmbgp_host::netns::in_netns`] and keep it.
+//! with [`vmbgp_host::netns::in_netns`] and keep it. A value that was not observed is
+//! [`Observed::Missing`] with a reason, never 0.
 //!
-//! * [`icmp`] — [`icmp::IcmpProber`]: open-loop per-target ICMP echo streams over one socket.
-//! * [`egress`] — [`egress::EgressEndpoint`]: the HTTP endpoint VMs call; records true sources.
-//! * [`http_check`] — [`http_check::http_get`]: a small GET of a VM's responder port.
-//! * [`tcp`] — [`tcp::tcp_throughput`]: goodput, retransmits and stalls to a VM's sink port.
+//! # ICMP streams ([`icmp`])
 //!
-//! A value that was not observed is [`Observed::Missing`] with a reason, never 0.
+//! ```no_run
+//! # async fn demo(clock: vmbgp_host::clock::RunClock) -> Result<(), vmbgp_probe::ProbeError> {
+//! use vmbgp_probe::icmp::{IcmpProber, ProbeRate, ProberConfig, TargetSpec};
+//! let prober = IcmpProber::start(clock, ProberConfig {
+//!     netns: Some("ext".into()),
+//!     ..ProberConfig::default() // timeout 1 s, sustain_count 100, ≤ 4096 targets, ≤ 4 h
+//! })?;
+//! // Per VM, when it is created (t0): 100/s until 100 consecutive replies, then 10/s.
+//! let vm = "198.19.0.10".parse().expect("ip");
+//! prober.add_target(TargetSpec::new(vm, "ns/vm-1"))?;
+//! // Before a live migration, and back afterwards.
+//! prober.set_rate(vm, ProbeRate::MIGRATION)?;
+//! let now = prober.snapshot(); // reports at this instant; probes within the timeout are pending
+//! let report = prober.remove_target(vm).await?; // the VM is deleted: its final report
+//! let all = prober.finish().await; // every remaining target's final report + prober stats
+//! # Ok(()) }
+//! ```
+//!
+//! [`icmp::TargetReport`] holds per target: counts (sent, replied, lost, pending, late,
+//! duplicate, ICMP errors), `first_reply`, `last_reply`, `sustained` (first probe of the first
+//! run of `sustain_count` consecutive replies), `loss_derived_convergence` (RFC 7747: Σ send
+//! intervals of probes lost before `sustained`), `loss_periods` (runs of consecutive lost probes
+//! with start/end instants and loss-derived length), `loss_of_connectivity` (the longest),
+//! `longest_reply_gap`, the RTT summary and its HDR histogram (µs, merge for an overall view),
+//! send lag and skipped slots (coordinated omission made visible), `last_error`.
+//!
+//! **Socket type.** One `SOCK_RAW` ICMP socket when the process has CAP_NET_RAW (root: the
+//! harness's case; required in a fresh netns such as the lab's `ext`, whose
+//! `net.ipv4.ping_group_range` is `1 0` even for root), otherwise an unprivileged `SOCK_DGRAM`
+//! ping socket ([`icmp::SocketChoice::Auto`]). Probes carry a 16-byte payload (nonce, target id,
+//! 64-bit probe number) that matches replies independent of the socket type and never wraps.
+//! IPv4 only for now.
+//!
+//! **Open loop.** A sender thread keeps a per-target schedule and sends when a probe is due,
+//! whether earlier ones were answered or not, stamping the actual send instant next to the
+//! scheduled one; when it falls more than `max_send_lag` behind it skips slots and counts them.
+//! A receiver thread stamps each message right after `recvmsg` returns and reads the kernel's
+//! drop counter (`socket_drops`: when non-zero some loss is the harness's own).
+//!
+//! # TCP throughput ([`tcp`])
+//!
+//! [`tcp::tcp_throughput`]`(clock, `[`tcp::ThroughputRequest`]`) -> `[`tcp::ThroughputReport`]:
+//! goodput from `TCP_INFO` bytes acknowledged, retransmits, smoothed RTT, longest stall, survival.
+//!
+//! # Egress ([`egress`]) and HTTP check ([`http_check`])
+//!
+//! [`egress::EgressEndpoint::start`] serves `GET /egress?uuid=..&vm=ns/name` in the netns and
+//! records the TCP peer address; [`egress::EgressEndpoint::verdict`] says unNATed / NATed / not
+//! seen per VM. [`http_check::http_get`] fetches a VM's responder port from the netns.
 
+pub mod egress;
 pub mod error;
+pub mod http_check;
 pub mod icmp;
 pub mod observed;
+pub mod tcp;
 
 pub use error::ProbeError;
 pub use observed::Observed;
-pub mod egress;
-pub mod http_check;
-pub mod tcp;

@@ -79,6 +79,8 @@ async fn live_address_answers_with_sane_rtts() {
     assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(0));
     assert_eq!(r.loss_derived_convergence.get(), Some(&Duration::ZERO));
     assert!(r.loss_periods.is_empty());
+    assert!(snapshot.never_reachable().is_empty());
+    assert_eq!(snapshot.merged_rtt().map(|h| h.len()), Some(r.replied));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,6 +120,7 @@ async fn address_that_appears_goes_away_and_returns() {
     assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(first.probe_no));
 
     assert_eq!(r.loss_periods.len(), 2, "{:#?}", r.loss_periods);
+    assert_eq!(r.loss_periods_since(del.0).count(), 1);
     let (initial, outage) = (r.loss_periods[0], r.loss_periods[1]);
     assert!(initial.before_first_reply && initial.first_lost_probe == 0);
     assert_eq!(
@@ -168,6 +171,9 @@ async fn unreachable_targets_report_never_reachable_with_a_reason() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let snapshot = prober.finish().await;
 
+    let never = snapshot.never_reachable();
+    assert_eq!(never.len(), 2, "{never:?}");
+    assert!(snapshot.merged_rtt().is_none());
     let r = &snapshot.targets[&addr(silent)];
     assert!(r.sent > 10);
     assert_eq!((r.replied, r.lost), (0, r.sent));

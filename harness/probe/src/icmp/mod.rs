@@ -153,6 +153,35 @@ pub struct ProbeSnapshot {
     pub stats: ProberStats,
 }
 
+impl ProbeSnapshot {
+    /// All targets' RTTs in one histogram (µs), or `None` when no target was answered.
+    pub fn merged_rtt(&self) -> Option<Histogram<u32>> {
+        let mut merged: Option<Histogram<u32>> = None;
+        for report in self
+            .targets
+            .values()
+            .filter(|r| !r.rtt_histogram.is_empty())
+        {
+            match &mut merged {
+                // Every histogram has the same bounds, so adding cannot fail; skip if it did.
+                Some(h) => {
+                    let _ = h.add(&report.rtt_histogram);
+                }
+                None => merged = Some(report.rtt_histogram.clone()),
+            }
+        }
+        merged
+    }
+
+    /// Targets that never answered, with the reason.
+    pub fn never_reachable(&self) -> Vec<(IpAddr, &str)> {
+        self.targets
+            .iter()
+            .filter_map(|(addr, r)| r.first_reply.missing_reason().map(|why| (*addr, why)))
+            .collect()
+    }
+}
+
 #[derive(Debug)]
 struct State {
     streams: HashMap<u32, Stream>,

@@ -177,6 +177,13 @@ pub struct TargetReport {
     pub stopped: Option<StopReason>,
 }
 
+impl TargetReport {
+    /// Loss periods that started at or after `at` (e.g. a migration's start).
+    pub fn loss_periods_since(&self, at: MonoStamp) -> impl Iterator<Item = &LossPeriod> {
+        self.loss_periods.iter().filter(move |p| p.start >= at)
+    }
+}
+
 /// Prober-wide figures: what the socket and the sender saw.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
