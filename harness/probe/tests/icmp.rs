@@ -229,3 +229,53 @@ async fn rate_changes_take_effect_while_running() {
 fn prober_errors() -> Option<vmbgp_probe::ProbeError> {
     ProbeRate::per_second(0).err()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn icmp_errors_from_a_router_are_the_reason() {
+    let pair = NetnsPair::new("icmperr");
+    // The far side forwards but has no route to 198.19.0.0/16 except its own addresses: it
+    // answers probes to an unknown VM address with ICMP "network unreachable".
+    pair.sysctl(&pair.far, "net.ipv4.ip_forward=1");
+    let unknown = "198.19.7.7";
+    let clock = RunClock::start();
+    let prober = IcmpProber::start(clock, config(&pair, 100, 10)).expect("start prober");
+    prober.add_target(spec(unknown, 100)).expect("add");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let snapshot = prober.finish().await;
+    let r = &snapshot.targets[&addr(unknown)];
+    assert_eq!(r.replied, 0);
+    assert!(r.icmp_errors >= 1, "{r:?}");
+    let reason = r.first_reply.missing_reason().expect("never reachable");
+    assert!(
+        reason.contains("ICMP network unreachable from 198.18.200.2"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unprivileged_dgram_socket_works_where_ping_group_range_allows_it() {
+    let pair = NetnsPair::new("dgram");
+    // A fresh netns disables ping sockets even for root; this namespace is the test's own.
+    pair.sysctl(&pair.near, "net.ipv4.ping_group_range=0 2147483647");
+    let clock = RunClock::start();
+    let mut cfg = config(&pair, 200, 5);
+    cfg.socket = vmbgp_probe::icmp::SocketChoice::Dgram;
+    let prober = IcmpProber::start(clock, cfg).expect("start prober");
+    assert_eq!(prober.socket_kind(), SocketKind::Dgram);
+    prober.add_target(spec(FAR, 200)).expect("add");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = prober.finish().await;
+    let r = &snapshot.targets[&addr(FAR)];
+    assert!(r.sent >= 20, "sent {}", r.sent);
+    assert_eq!((r.replied, r.lost), (r.sent, 0), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dgram_is_refused_in_a_fresh_namespace_with_a_clear_error() {
+    let pair = NetnsPair::new("dgramno");
+    let mut cfg = config(&pair, 200, 5);
+    cfg.socket = vmbgp_probe::icmp::SocketChoice::Dgram;
+    let err = IcmpProber::start(RunClock::start(), cfg).expect_err("ping sockets are disabled");
+    let text = err.to_string();
+    assert!(text.contains("ping_group_range"), "{text}");
+}

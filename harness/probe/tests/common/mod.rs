@@ -108,6 +108,15 @@ impl NetnsPair {
         .expect("addr add");
     }
 
+    /// Sets a sysctl inside one of the pair's namespaces (e.g. `net.ipv4.ip_forward=1`).
+    pub fn sysctl(&self, netns: &str, setting: &str) {
+        let status = Command::new("ip")
+            .args(["netns", "exec", netns, "sysctl", "-q", "-w", setting])
+            .status()
+            .expect("ip netns exec sysctl");
+        assert!(status.success(), "sysctl {setting} in {netns} failed");
+    }
+
     /// Removes a /32 from the far side's lo.
     pub fn del_far_address(&self, addr: &str) {
         ip(&[
