@@ -20,12 +20,14 @@ use serde_json::{Map, Value, json};
 use crate::keywords::Payload;
 use crate::violation::{Violation, ViolationReason, quote, render_value, type_name};
 
-/// Strict adds `additionalProperties: false` (unknown fields are violations); Prune does not.
+/// How unknown fields are treated. (Schema conversion: Strict adds `additionalProperties: false`
+/// to every pruning object; the Prune conversion does not and serves tests and tooling.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Strictness {
     /// Unknown fields are violations (kubectl's default `--validate=strict`).
     Strict,
-    /// Unknown fields are ignored (what the API server does without field validation: prune).
+    /// Unknown fields are pruned, then the rest is validated (the API server with
+    /// `fieldValidation=Ignore` or `Warn`).
     Prune,
 }
 

@@ -22,11 +22,10 @@ pub enum SchemaError {
     #[error("schema document {file}: {detail}")]
     BadSchemaDocument { file: String, detail: String },
     /// The JSON-schema compiler rejected a converted schema.
-    #[error("compiling the schema of {api_version} {kind} ({mode}): {detail}")]
+    #[error("compiling the schema of {api_version} {kind}: {detail}")]
     CompileSchema {
         api_version: String,
         kind: String,
-        mode: &'static str,
         detail: String,
     },
     /// No served kind with this apiVersion and kind.

@@ -122,11 +122,11 @@ impl KindInfo {
 struct KindEntry {
     info: KindInfo,
     name_rule: NameRule,
-    strict: Validator,
-    prune: Validator,
+    /// Compiled from `schema`.
+    validator: Validator,
     /// The converted Strict schema, walked by [`SchemaSet::has_field`] and [`SchemaSet::prune`]
     /// (its `additionalProperties: false` marks exactly the objects the API server prunes).
-    field_schema: Value,
+    schema: Value,
 }
 
 /// Every known kind with its validators, compiled once. `Send + Sync`; share it with `Arc`.
@@ -184,32 +184,24 @@ fn compile(schema: &Value) -> Result<Validator, String> {
 }
 
 impl SchemaSet {
-    /// Loads the embedded schema copies and compiles a Strict and a Prune validator per kind.
+    /// Loads the embedded schema copies and compiles one validator per kind (the Strict schema;
+    /// Prune mode prunes, then uses the same validator).
     pub fn embedded() -> Result<SchemaSet, SchemaError> {
         let mut raw = sources::load_all()?;
         raw.sort_by(|a, b| a.info.cmp(&b.info));
         let mut entries = Vec::with_capacity(raw.len());
         for kind in raw {
-            let compile_mode = |mode: Strictness| {
-                compile(&kind.source.converted(mode)).map_err(|detail| SchemaError::CompileSchema {
-                    api_version: kind.info.api_version(),
-                    kind: kind.info.kind.clone(),
-                    mode: match mode {
-                        Strictness::Strict => "strict",
-                        Strictness::Prune => "prune",
-                    },
-                    detail,
-                })
-            };
-            let strict = compile_mode(Strictness::Strict)?;
-            let prune = compile_mode(Strictness::Prune)?;
-            let field_schema = kind.source.converted(Strictness::Strict);
+            let schema = kind.source.converted(Strictness::Strict);
+            let validator = compile(&schema).map_err(|detail| SchemaError::CompileSchema {
+                api_version: kind.info.api_version(),
+                kind: kind.info.kind.clone(),
+                detail,
+            })?;
             entries.push(KindEntry {
                 info: kind.info,
                 name_rule: kind.name_rule,
-                strict,
-                prune,
-                field_schema,
+                validator,
+                schema,
             });
         }
         let mut index: HashMap<String, HashMap<String, usize>> = HashMap::new();
@@ -251,7 +243,40 @@ impl SchemaSet {
     }
 
     /// Validates a whole object. All violations are returned, metadata first.
+    ///
+    /// [`Strictness::Prune`] behaves as the API server without strict field validation: unknown
+    /// fields are pruned first (see [`prune`](Self::prune)), then the rest is validated, so a
+    /// field emptied by pruning can still violate e.g. `minProperties`.
     pub fn validate(&self, obj: &Value, mode: Strictness) -> Result<(), Violations> {
+        let entry = self.kind_of(obj)?;
+        let found = self.check(entry, obj);
+        let has_unknown = found
+            .iter()
+            .any(|v| v.reason == ViolationReason::UnknownField);
+        if mode == Strictness::Prune && has_unknown {
+            // Pruning removes exactly what Strict reported as unknown; re-check the pruned copy.
+            let mut pruned = obj.clone();
+            prune::prune_object(&entry.schema, &mut pruned, OBJECT_META_FIELDS);
+            let rest: Vec<Violation> = self
+                .check(entry, &pruned)
+                .into_iter()
+                .filter(|v| v.reason != ViolationReason::UnknownField)
+                .collect();
+            return if rest.is_empty() {
+                Ok(())
+            } else {
+                Err(Violations(rest))
+            };
+        }
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(found))
+        }
+    }
+
+    /// The served kind an object names, or the violation a server answers instead.
+    fn kind_of(&self, obj: &Value) -> Result<&KindEntry, Violations> {
         let Some(map) = obj.as_object() else {
             return Err(Violations(vec![Violation::new(
                 "",
@@ -280,21 +305,26 @@ impl SchemaSet {
             }
             return Err(Violations(missing));
         };
-        let entry = match self.entry(api_version, kind) {
-            Some(entry) if entry.info.served => entry,
+        match self.entry(api_version, kind) {
+            Some(entry) if entry.info.served => Ok(entry),
             _ => {
                 let error = SchemaError::UnknownKind {
                     api_version: api_version.into(),
                     kind: kind.into(),
                 };
-                return Err(Violations(vec![Violation::new(
+                Err(Violations(vec![Violation::new(
                     "kind",
                     ViolationReason::UnknownKind,
                     error.to_string(),
-                )]));
+                )]))
             }
-        };
-        let mut out = match map.get("metadata").filter(|m| !m.is_null()) {
+        }
+    }
+
+    /// Every violation of `obj` under the Strict rules (unknown fields included).
+    fn check(&self, entry: &KindEntry, obj: &Value) -> Vec<Violation> {
+        let metadata = obj.get("metadata").filter(|m| !m.is_null());
+        let mut out = match metadata {
             Some(meta) => {
                 meta::validate_object_meta_with(meta, entry.info.namespaced, entry.name_rule)
             }
@@ -304,9 +334,7 @@ impl SchemaSet {
                 "Required value: name or generateName is required",
             )],
         };
-        if mode == Strictness::Strict
-            && let Some(Value::Object(meta)) = map.get("metadata")
-        {
+        if let Some(Value::Object(meta)) = metadata {
             for key in meta
                 .keys()
                 .filter(|key| !OBJECT_META_FIELDS.contains(&key.as_str()))
@@ -330,31 +358,41 @@ impl SchemaSet {
                     convert::MAX_NESTING
                 ),
             ));
-            return Err(Violations(out));
+            return out;
         }
         let stripped = shape
             .has_null_member
             .then(|| convert::without_null_members(obj));
         let instance = stripped.as_ref().unwrap_or(obj);
-        let validator = match mode {
-            Strictness::Strict => &entry.strict,
-            Strictness::Prune => &entry.prune,
-        };
-        for error in validator.iter_errors(instance) {
+        for error in entry.validator.iter_errors(instance) {
             out.extend(convert::map_error(&error, instance));
         }
-        if out.is_empty() {
-            Ok(())
-        } else {
-            Err(Violations(out))
+        if shape.has_null_member {
+            // Null members were removed before validation (the server prunes them), but an
+            // undeclared field is unknown whatever its value: find those on the original.
+            let mut probe = obj.clone();
+            for field in prune::prune_object(&entry.schema, &mut probe, OBJECT_META_FIELDS) {
+                let known = out
+                    .iter()
+                    .any(|v| v.reason == ViolationReason::UnknownField && v.field == field);
+                if !known {
+                    let message = format!("unknown field {}", violation::quote(&field));
+                    out.push(Violation::new(
+                        field,
+                        ViolationReason::UnknownField,
+                        message,
+                    ));
+                }
+            }
         }
+        out
     }
 
     /// Removes the fields the kind's schema does not declare, as the API server prunes custom
     /// resources (maps and `x-kubernetes-preserve-unknown-fields` subtrees are kept; unknown
     /// `metadata` fields are dropped). Returns the removed field paths, sorted; a server in
-    /// `fieldValidation=Warn` mode reports each as [`unknown_field_warning`]. Validate with
-    /// [`Strictness::Prune`] afterwards.
+    /// `fieldValidation=Warn` mode reports each as [`unknown_field_warning`]. Validating the
+    /// pruned object in either mode gives the verdict [`Strictness::Prune`] gives the original.
     pub fn prune(&self, obj: &mut Value) -> Result<Vec<String>, SchemaError> {
         let api_version = obj
             .get("apiVersion")
@@ -367,11 +405,9 @@ impl SchemaSet {
             .unwrap_or_default()
             .to_string();
         match self.entry(&api_version, &kind) {
-            Some(entry) if entry.info.served => Ok(prune::prune_object(
-                &entry.field_schema,
-                obj,
-                OBJECT_META_FIELDS,
-            )),
+            Some(entry) if entry.info.served => {
+                Ok(prune::prune_object(&entry.schema, obj, OBJECT_META_FIELDS))
+            }
             _ => Err(SchemaError::UnknownKind { api_version, kind }),
         }
     }
@@ -398,7 +434,7 @@ impl SchemaSet {
                 _ => false,
             };
         }
-        let root = &entry.field_schema;
+        let root = &entry.schema;
         let mut node = root;
         for segment in segments {
             node = prune::resolve(root, node);

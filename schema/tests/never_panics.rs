@@ -173,13 +173,20 @@ proptest! {
             }
         }
         let mut pruned = object.clone();
-        if schemas().prune(&mut pruned).is_ok() {
-            // Whatever prune leaves must pass Prune-mode validation exactly as the original does
-            // in Prune mode (prune only removes what Prune mode ignores).
+        if let Ok(removed) = schemas().prune(&mut pruned) {
+            // Prune mode is "prune, then validate": the verdicts agree.
             prop_assert_eq!(
-                schemas().validate(&pruned, Strictness::Prune).is_ok(),
-                schemas().validate(&object, Strictness::Prune).is_ok()
+                schemas().validate(&object, Strictness::Prune).is_ok(),
+                schemas().validate(&pruned, Strictness::Strict).is_ok()
             );
+            // Pruning is idempotent.
+            let mut again = pruned.clone();
+            prop_assert_eq!(schemas().prune(&mut again).ok(), Some(Vec::new()));
+            prop_assert_eq!(&again, &pruned);
+            // A strictly valid object has nothing to prune.
+            if schemas().validate(&object, Strictness::Strict).is_ok() {
+                prop_assert!(removed.is_empty(), "pruned {:?} from a strictly valid object", removed);
+            }
         }
         let meta = object.get("metadata").cloned().unwrap_or(Value::Null);
         let _ = validate_object_meta(&meta, true);

@@ -824,3 +824,49 @@ fn cel_rules_read_whole_number_floats_as_integers() {
         "{message}"
     );
 }
+
+#[test]
+fn prune_mode_validates_what_remains_after_pruning() {
+    // `ipam` has minProperties 1: an object holding only an unknown field is pruned to `{}`,
+    // which a real server then rejects.
+    let mut cudn = fixture("cudn.yaml");
+    set(
+        &mut cudn,
+        "/spec/network/layer2/ipam",
+        json!({"lifecycleMode": "Persistent"}),
+    );
+    let violations = schemas()
+        .validate(&cudn, Strictness::Prune)
+        .expect_err("pruned ipam is empty");
+    assert!(
+        violations.contains(
+            "spec.network.layer2.ipam",
+            ViolationReason::FieldValueInvalid
+        ),
+        "{violations}"
+    );
+    assert!(
+        !violations
+            .0
+            .iter()
+            .any(|v| v.reason == ViolationReason::UnknownField)
+    );
+}
+
+#[test]
+fn an_unknown_field_set_to_null_is_still_unknown() {
+    let mut vm = fixture("virtualmachine.yaml");
+    set(
+        &mut vm,
+        "/spec/template/spec/domain/devices/interfaces/0/ipamClaimRef",
+        Value::Null,
+    );
+    expect_violation(
+        &vm,
+        "spec.template.spec.domain.devices.interfaces[0].ipamClaimRef",
+        ViolationReason::UnknownField,
+    );
+    schemas()
+        .validate(&vm, Strictness::Prune)
+        .expect("pruned in Prune mode");
+}
