@@ -538,19 +538,28 @@ impl EsClient {
                 (i, format!("{action}\n{body}\n"))
             })
             .collect();
+        let mut chunks: std::collections::VecDeque<Vec<(usize, String)>> = Default::default();
         let mut chunk: Vec<(usize, String)> = Vec::new();
         let mut chunk_bytes = 0;
         for line in lines {
             if !chunk.is_empty() && chunk_bytes + line.1.len() > self.max_bulk_bytes {
-                self.send_chunk(documents, std::mem::take(&mut chunk), &mut outcome)
-                    .await;
+                chunks.push_back(std::mem::take(&mut chunk));
                 chunk_bytes = 0;
             }
             chunk_bytes += line.1.len();
             chunk.push(line);
         }
         if !chunk.is_empty() {
-            self.send_chunk(documents, chunk, &mut outcome).await;
+            chunks.push_back(chunk);
+        }
+        while let Some(chunk) = chunks.pop_front() {
+            if let Some(too_large) = self.send_chunk(documents, chunk, &mut outcome).await {
+                // 413: the server's request size limit is below ours; halve and try again.
+                let mut first = too_large;
+                let second = first.split_off(first.len() / 2);
+                chunks.push_front(second);
+                chunks.push_front(first);
+            }
         }
         if outcome.is_complete() {
             info!(target = %outcome.target, indexed = outcome.indexed, requests = outcome.requests, "indexed documents");
@@ -560,12 +569,14 @@ impl EsClient {
         outcome
     }
 
+    /// Sends one bulk request with retries. Returns the chunk back, unsent, when the server
+    /// answered 413 and the chunk can still be split.
     async fn send_chunk(
         &self,
         documents: &[Document],
         mut pending: Vec<(usize, String)>,
         outcome: &mut IndexOutcome,
-    ) {
+    ) -> Option<Vec<(usize, String)>> {
         // Last problem per pending document position, for the residual failure report.
         let mut last: BTreeMap<usize, (Option<u16>, String)> = BTreeMap::new();
         let max_attempts = self.retry.max_attempts.max(1);
@@ -620,6 +631,12 @@ impl EsClient {
                         }
                     }
                 }
+                Ok(response)
+                    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && pending.len() > 1 =>
+                {
+                    warn!(target = %self.target(), documents = pending.len(), "bulk request too large for the server; splitting it");
+                    return Some(pending);
+                }
                 Ok(response) => {
                     let status = response.status();
                     retry_after = response
@@ -648,7 +665,7 @@ impl EsClient {
                 }
             }
             if retry.is_empty() {
-                return;
+                return None;
             }
             pending = retry;
             if attempt < max_attempts {
@@ -666,6 +683,7 @@ impl EsClient {
                 format!("gave up after {max_attempts} attempts: {reason}"),
             ));
         }
+        None
     }
 
     /// Quantile documents and the `jobSummary` of one run, for `compare` against ES uuids.
@@ -722,10 +740,14 @@ impl EsClient {
 }
 
 fn failure(documents: &[Document], i: usize, status: Option<u16>, reason: String) -> IndexFailure {
-    let document = &documents[i.min(documents.len().saturating_sub(1))];
+    // `i` always indexes `documents` (positions come from enumerating it).
+    let (id, metric_name) = documents
+        .get(i)
+        .map(|d| (d.id().to_owned(), d.metric_name().to_owned()))
+        .unwrap_or_default();
     IndexFailure {
-        id: document.id().to_owned(),
-        metric_name: document.metric_name().to_owned(),
+        id,
+        metric_name,
         status,
         reason,
     }

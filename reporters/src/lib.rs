@@ -1,6 +1,32 @@
 //! Turns the harness's measurement samples into kube-burner-compatible documents, writes them to
 //! `results/<uuid>/` as the run goes, indexes them into Elasticsearch/OpenSearch, evaluates
 //! thresholds, compares runs and renders the summary table and the HTML report.
+//!
+//! # How the harness uses it
+//!
+//! ```text
+//! // --es-server given: connect first, so its credentials are redacted from the run's files.
+//! let es = EsClient::connect(EsOptions { credentials: Credentials::from_env(), ..EsOptions::new(url, index) }).await?; // Err → exit 6
+//! let mut recorder = RunRecorder::start(results_root, run_description, es.redactor().clone())?;
+//! recorder.record(&samples)?;                        // after each iteration: documents on disk now
+//! let results = recorder.finish(&RunEnd { end, elapsed, execution_errors }, &thresholds)?;
+//! println!("{}", results.summary);                  // results.passed == false → exit 3
+//! let outcome = index_saved_results(&results.dir, &es).await?;   // !outcome.is_complete() → exit 6
+//!
+//! // vmbgp-bench index results/<uuid>
+//! index_saved_results(dir, &EsClient::connect(options).await?).await?;
+//! // vmbgp-bench compare A B [--output json]
+//! let c = compare_runs(&RunSource::from_arg(a), &RunSource::from_arg(b), &default_tolerances(), es.as_ref()).await?;
+//! print!("{}", c.to_table()); // or c.to_json(); c.has_regression() → exit 7
+//! ```
+//!
+//! Every value is a [`measured::Measured`]: observed, missing with a reason, or not applicable
+//! with a reason. Documents never hold 0, -1 or NaN for an unobserved value: the number is
+//! omitted and the reason is written under `missing` / `notApplicable`.
+//!
+//! Elasticsearch and OpenSearch are spoken to with plain `reqwest` and hand-built `_bulk`
+//! NDJSON; [`es`] says why (the `elasticsearch` crate is a perpetual alpha with no OpenSearch
+//! promise, the `opensearch` crate brings a second TLS provider, and `_bulk` is identical on both).
 
 pub mod builder;
 pub mod compare;
@@ -14,6 +40,8 @@ pub mod quantiles;
 pub mod redact;
 pub mod report;
 pub mod run;
+#[cfg(feature = "test-server")]
+pub mod test_server;
 pub mod thresholds;
 
 pub use hdrhistogram;

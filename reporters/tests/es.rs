@@ -37,7 +37,7 @@ fn fixture(root: &Path, uuid: &str, redactor: Redactor) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn connect_creates_index_without_mapping_and_installs_template() {
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     server.state.lock().unwrap().health_failures = 1;
     let template =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/elasticsearch/index-template.json");
@@ -63,7 +63,7 @@ async fn retries_429_500_and_timeouts_with_backoff_then_indexes_once() {
     let root = tempfile::tempdir().unwrap();
     let dir = fixture(root.path(), common::UUID, Redactor::new());
     let documents = load_documents(&dir).unwrap();
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     server.script([
         Behaviour::Status(429),
         Behaviour::Status(500),
@@ -96,7 +96,7 @@ async fn item_failures_are_retried_per_item_and_permanent_ones_reported() {
     let root = tempfile::tempdir().unwrap();
     let dir = fixture(root.path(), common::UUID, Redactor::new());
     let documents = load_documents(&dir).unwrap();
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     server.script([Behaviour::Items(vec![201, 429, 400, 503])]);
     let client = EsClient::connect(options(&server.url)).await.unwrap();
     let outcome = client.index_documents(&documents).await;
@@ -114,11 +114,31 @@ async fn item_failures_are_retried_per_item_and_permanent_ones_reported() {
 }
 
 #[tokio::test]
+async fn a_too_large_request_is_split() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let documents = load_documents(&dir).unwrap();
+    let server = EsTestServer::start().await.unwrap();
+    server.script([Behaviour::TooLarge, Behaviour::TooLarge]);
+    let client = EsClient::connect(options(&server.url)).await.unwrap();
+    let outcome = client.index_documents(&documents).await;
+    assert!(outcome.is_complete(), "{:?}", outcome.failures);
+    let n = documents.len();
+    let (half, rest) = (n / 2, n - n / 2);
+    let quarter = half / 2;
+    assert_eq!(
+        server.bulk_sizes(),
+        vec![n, half, quarter, half - quarter, rest]
+    );
+    assert_eq!(server.document_count(), n);
+}
+
+#[tokio::test]
 async fn residual_failures_keep_documents_local_and_a_later_index_completes() {
     let root = tempfile::tempdir().unwrap();
     let dir = fixture(root.path(), common::UUID, Redactor::new());
     let count = load_documents(&dir).unwrap().len();
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     server.script(vec![Behaviour::Status(500); 4]);
     let client = EsClient::connect(options(&server.url)).await.unwrap();
     let outcome = index_saved_results(&dir, &client).await.unwrap();
@@ -145,7 +165,7 @@ async fn index_uploads_each_document_exactly_once() {
     let root = tempfile::tempdir().unwrap();
     let dir = fixture(root.path(), common::UUID, Redactor::new());
     let documents = load_documents(&dir).unwrap();
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     let client = EsClient::connect(options(&server.url)).await.unwrap();
     let first = index_saved_results(&dir, &client).await.unwrap();
     assert_eq!(
@@ -176,7 +196,7 @@ async fn compare_reads_runs_from_elasticsearch_by_uuid() {
     let root = tempfile::tempdir().unwrap();
     let baseline = fixture(root.path(), "baseline-run", Redactor::new());
     let current = fixture(root.path(), "current-run", Redactor::new());
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     let client = EsClient::connect(options(&server.url)).await.unwrap();
     index_saved_results(&baseline, &client).await.unwrap();
     let comparison = compare_runs(
@@ -225,7 +245,7 @@ async fn a_canary_password_never_leaks() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let server = EsTestServer::start().await;
+    let server = EsTestServer::start().await.unwrap();
     let url_with_canary = format!(
         "http://elastic:{}@127.0.0.1:{}",
         common::CANARY,

@@ -1,0 +1,260 @@
+//! An Elasticsearch-compatible test server on 127.0.0.1:0 (feature `test-server`), for this
+//! crate's tests and the harness's lab runs with `--es-server`: `_cluster/health`, index
+//! HEAD/PUT, `_index_template`, `_bulk` (stores documents by `_id`, records every body) and
+//! `_search` (term on `uuid.keyword`, terms on `metricName.keyword`). A script makes the next
+//! `_bulk` requests answer 429, 500, time out, or return per-item errors.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Value, json};
+
+/// What the next `_bulk` request gets.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// Whole request fails with this status (and `Retry-After: 0`).
+    Status(u16),
+    /// Whole request answers 413 (a proxy with a small body limit).
+    TooLarge,
+    /// Answers after this delay (the client times out first); documents are still stored,
+    /// as a real cluster may do.
+    Delay(Duration),
+    /// Item statuses by position; items beyond the list succeed.
+    Items(Vec<u16>),
+}
+
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub documents: BTreeMap<(String, String), Value>,
+    pub bulk_bodies: Vec<String>,
+    pub bulk_times: Vec<Instant>,
+    pub authorization: Vec<Option<String>>,
+    pub indexes: BTreeSet<String>,
+    pub index_creations: usize,
+    pub templates: BTreeMap<String, Value>,
+    pub script: VecDeque<Behaviour>,
+    pub health_failures: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct EsTestServer {
+    pub url: String,
+    pub port: u16,
+    pub state: Arc<Mutex<Recorded>>,
+}
+
+impl EsTestServer {
+    /// Binds 127.0.0.1:0 and serves until the runtime shuts down.
+    pub async fn start() -> std::io::Result<Self> {
+        let state = Arc::new(Mutex::new(Recorded::default()));
+        let app = Router::new()
+            .route("/_cluster/health", get(health))
+            .route("/_bulk", post(bulk))
+            .route("/_index_template/{name}", put(template))
+            .route("/{index}", get(exists).head(exists).put(create))
+            .route("/{index}/_search", post(search))
+            // Elasticsearch accepts 100 MB requests by default (http.max_content_length).
+            .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        tokio::spawn(async move {
+            // Serving ends only with the runtime; an accept error ends the test server.
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(EsTestServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            state,
+        })
+    }
+
+    pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
+        lock(&self.state).script.extend(behaviours);
+    }
+
+    pub fn document_count(&self) -> usize {
+        lock(&self.state).documents.len()
+    }
+
+    pub fn bulk_bodies(&self) -> Vec<String> {
+        lock(&self.state).bulk_bodies.clone()
+    }
+
+    /// Documents per bulk request.
+    pub fn bulk_sizes(&self) -> Vec<usize> {
+        self.bulk_bodies()
+            .iter()
+            .map(|b| b.lines().filter(|l| !l.trim().is_empty()).count() / 2)
+            .collect()
+    }
+}
+
+type Shared = State<Arc<Mutex<Recorded>>>;
+
+/// A panicking handler must not hide what was recorded so far.
+fn lock(state: &Mutex<Recorded>) -> std::sync::MutexGuard<'_, Recorded> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn health(State(state): Shared) -> Response {
+    let mut state = lock(&state);
+    if state.health_failures > 0 {
+        state.health_failures -= 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, "{}").into_response();
+    }
+    axum::Json(json!({"cluster_name": "test", "status": "green"})).into_response()
+}
+
+async fn exists(State(state): Shared, Path(index): Path<String>) -> StatusCode {
+    if lock(&state).indexes.contains(&index) {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn create(State(state): Shared, Path(index): Path<String>) -> Response {
+    let mut state = lock(&state);
+    if !state.indexes.insert(index.clone()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"type": "resource_already_exists_exception"}})),
+        )
+            .into_response();
+    }
+    state.index_creations += 1;
+    axum::Json(json!({"acknowledged": true, "index": index})).into_response()
+}
+
+async fn template(State(state): Shared, Path(name): Path<String>, body: Bytes) -> Response {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    lock(&state).templates.insert(name, value);
+    axum::Json(json!({"acknowledged": true})).into_response()
+}
+
+async fn bulk(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response {
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let behaviour = {
+        let mut state = lock(&state);
+        state.bulk_bodies.push(text.clone());
+        state.bulk_times.push(Instant::now());
+        state.authorization.push(
+            headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        );
+        if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some("application/x-ndjson")
+        {
+            return (
+                StatusCode::NOT_ACCEPTABLE,
+                "bulk needs application/x-ndjson",
+            )
+                .into_response();
+        }
+        state.script.pop_front()
+    };
+    let item_statuses = match behaviour {
+        Some(Behaviour::Status(code)) => {
+            return (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [("retry-after", "0")],
+                axum::Json(json!({"error": {"type": "scripted", "reason": "scripted failure"}, "status": code})),
+            )
+                .into_response();
+        }
+        Some(Behaviour::TooLarge) => {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request entity too large").into_response();
+        }
+        Some(Behaviour::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            Vec::new()
+        }
+        Some(Behaviour::Items(statuses)) => statuses,
+        None => Vec::new(),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut items = Vec::new();
+    let mut errors = false;
+    let mut state = lock(&state);
+    for (position, pair) in lines.chunks(2).enumerate() {
+        let action: Option<Value> = serde_json::from_str(pair[0]).ok();
+        let meta = action.as_ref().and_then(|a| a.get("index"));
+        let index = meta.and_then(|m| m["_index"].as_str()).map(str::to_owned);
+        let id = meta.and_then(|m| m["_id"].as_str()).map(str::to_owned);
+        let source: Option<Value> = pair.get(1).and_then(|l| serde_json::from_str(l).ok());
+        let (Some(index), Some(id), Some(source)) = (index, id, source) else {
+            return (StatusCode::BAD_REQUEST, "malformed bulk line pair").into_response();
+        };
+        let status = item_statuses.get(position).copied().unwrap_or(0);
+        if status >= 300 {
+            errors = true;
+            let kind = if status == 429 {
+                "es_rejected_execution_exception"
+            } else {
+                "mapper_parsing_exception"
+            };
+            items.push(
+                json!({"index": {"_index": index, "_id": id, "status": status,
+                "error": {"type": kind, "reason": "scripted item failure"}}}),
+            );
+            continue;
+        }
+        let existed = state
+            .documents
+            .insert((index.clone(), id.clone()), source)
+            .is_some();
+        items.push(json!({"index": {"_index": index, "_id": id,
+            "result": if existed {"updated"} else {"created"},
+            "status": if existed {200} else {201}}}));
+    }
+    axum::Json(json!({"took": 1, "errors": errors, "items": items})).into_response()
+}
+
+async fn search(State(state): Shared, Path(index): Path<String>, body: Bytes) -> Response {
+    let query: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let filters = query
+        .pointer("/query/bool/filter")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let uuid = filters
+        .iter()
+        .find_map(|f| f.pointer("/term/uuid.keyword").and_then(Value::as_str))
+        .map(str::to_owned);
+    let metrics: Option<Vec<String>> = filters.iter().find_map(|f| {
+        f.pointer("/terms/metricName.keyword")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+    });
+    let state = lock(&state);
+    let hits: Vec<Value> = state
+        .documents
+        .iter()
+        .filter(|((i, _), _)| *i == index)
+        .filter(|(_, d)| uuid.as_deref().is_none_or(|u| d["uuid"] == u))
+        .filter(|(_, d)| {
+            metrics
+                .as_ref()
+                .is_none_or(|m| m.iter().any(|name| d["metricName"] == name.as_str()))
+        })
+        .map(|((i, id), d)| json!({"_index": i, "_id": id, "_source": d}))
+        .collect();
+    axum::Json(json!({"hits": {"total": {"value": hits.len()}, "hits": hits}})).into_response()
+}

@@ -1,0 +1,138 @@
+//! The `ci/` files name only metrics and quantiles this crate writes: the Grafana dashboard's
+//! queries, the Orion configuration, and the index template's pattern (which must match the
+//! project's default index and must not make the mapping strict).
+// Test helpers outside #[test] functions unwrap too: a failed setup step aborts the test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use vmbgp_reporters::local::load_documents;
+use vmbgp_reporters::redact::Redactor;
+
+fn ci(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ci")
+        .join(path)
+}
+
+/// (metricName, quantileName) pairs and metric names of the fixture run.
+fn written() -> (BTreeSet<String>, BTreeSet<(String, String)>) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = common::write_fixture_run(
+        root.path(),
+        common::UUID,
+        "http://127.0.0.1:9200",
+        Redactor::new(),
+    )
+    .dir;
+    let docs = load_documents(&dir).unwrap();
+    let metrics = docs.iter().map(|d| d.metric_name().to_owned()).collect();
+    let quantiles = docs
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d.metric_name().to_owned(),
+                d.text("quantileName")?.to_owned(),
+            ))
+        })
+        .collect();
+    (metrics, quantiles)
+}
+
+fn collect_queries(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(q)) = map.get("query") {
+                out.push(q.clone());
+            }
+            map.values().for_each(|v| collect_queries(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_queries(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn grafana_dashboard_queries_known_metrics_by_uuid() {
+    let (metrics, _) = written();
+    let dashboard: Value =
+        serde_json::from_str(&fs::read_to_string(ci("grafana/vmbgp-bench.json")).unwrap()).unwrap();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(variables.contains(&"uuid"));
+    let mut queries = Vec::new();
+    collect_queries(&dashboard["panels"], &mut queries);
+    assert!(queries.len() >= 10);
+    for query in queries {
+        assert!(
+            query.contains("uuid.keyword: \"$uuid\""),
+            "panel query not templated by uuid: {query}"
+        );
+        let metric = query
+            .split("metricName.keyword: \"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("query without metricName: {query}"));
+        assert!(
+            metrics.contains(metric),
+            "dashboard queries unknown metric {metric}"
+        );
+    }
+}
+
+#[test]
+fn orion_config_names_written_quantiles() {
+    let (_, quantiles) = written();
+    let text = fs::read_to_string(ci("orion/vmbgp-bench.yaml")).unwrap();
+    let mut metric = None;
+    let mut checked = 0;
+    for line in text.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("metricName.keyword: ") {
+            metric = Some(m.to_owned());
+        }
+        if let Some(q) = line.strip_prefix("quantileName: ") {
+            let pair = (metric.clone().unwrap(), q.to_owned());
+            assert!(
+                quantiles.contains(&pair),
+                "Orion config names unknown quantile {pair:?}"
+            );
+            checked += 1;
+        }
+        if let Some(field) = line.strip_prefix("metric_of_interest: ") {
+            assert!(
+                ["P99", "P95", "P50", "min", "max", "avg", "missingCount"].contains(&field),
+                "{field}"
+            );
+        }
+    }
+    assert!(checked >= 8);
+}
+
+#[test]
+fn index_template_matches_the_index_and_keeps_dynamic_keyword_fields() {
+    let template: Value =
+        serde_json::from_str(&fs::read_to_string(ci("elasticsearch/index-template.json")).unwrap())
+            .unwrap();
+    let patterns = template["index_patterns"].as_array().unwrap();
+    assert!(patterns.iter().any(|p| {
+        let p = p.as_str().unwrap();
+        "ripsaw-kube-burner-vm-bgp".starts_with(p.trim_end_matches('*'))
+    }));
+    let mappings = &template["template"]["mappings"];
+    assert_eq!(mappings["dynamic"], Value::Bool(true));
+    let text = mappings["dynamic_templates"].to_string();
+    assert!(
+        text.contains("\"keyword\""),
+        "strings must keep a .keyword sub-field"
+    );
+    assert_eq!(mappings["properties"]["timestamp"]["type"], "date");
+}
