@@ -1,14 +1,25 @@
 //! Carries out each command and decides its exit code. `main.rs` only parses, sets up logging and
 //! calls [`execute`]; everything here is testable in-process.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use vmbgp_reporters::redact::Redactor;
+use vmbgp_reporters::run::{RunEnd, RunRecorder};
+
 use crate::cli::{CheckArgs, Cli, Command, PlanArgs, RenderArgs, RunArgs};
+use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
 use crate::exit::ExitCode;
 use crate::kube::check::{Report, preflight};
-use crate::kube::{KubeError, connect};
+use crate::kube::{Cluster, KubeError, connect};
+use crate::results::{RecorderSink, describe_run, report_thresholds};
+use crate::run::{Outcome, Stop};
 use crate::workload::{RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml};
 
 /// Why a command failed, with the exit code each cause maps to.
@@ -25,11 +36,8 @@ pub enum AppError {
     Preflight(Report),
     #[error("the Kubernetes API is unreachable:\n{0}")]
     Unreachable(Report),
-    #[error(
-        "the measuring run is not available yet: preflight passed, but orchestration of the \
-             measurements arrives with the run issue; use `render` to see what would be created"
-    )]
-    RunNotAvailable,
+    #[error("cannot write results: {0}")]
+    Results(String),
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
 }
@@ -41,7 +49,7 @@ impl AppError {
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
             }
-            AppError::RunNotAvailable | AppError::Output(_) => ExitCode::Internal,
+            AppError::Results(_) | AppError::Output(_) => ExitCode::Internal,
         }
     }
 }
@@ -107,9 +115,170 @@ async fn preflight_plan(
     Ok(report)
 }
 
+/// The flags the user gave, kube-burner style (`workloadFlags`: camelCase keys, string values).
+fn workload_flags(args: &PlanArgs) -> BTreeMap<String, String> {
+    let value = serde_json::json!({
+        "profile": args.profile,
+        "iterations": args.iterations,
+        "vmCount": args.vm_count,
+        "qps": args.qps,
+        "burst": args.burst,
+        "timeout": args.timeout,
+        "gc": args.gc,
+        "network": args.network,
+        "supernet": args.supernet,
+        "subnet": args.subnet,
+        "vmIpRange": args.vm_ip_range,
+        "namePrefix": args.name_prefix,
+        "bgpPeerIp": args.bgp_peer_ip,
+        "peerAsn": args.peer_asn,
+        "clusterAsn": args.cluster_asn,
+        "frrNamespace": args.frr_namespace,
+        "esIndex": args.es_index,
+    });
+    let mut flags = BTreeMap::new();
+    if let Some(map) = value.as_object() {
+        for (key, value) in map {
+            match value {
+                Value::Null => {}
+                Value::String(text) => {
+                    flags.insert(key.clone(), text.clone());
+                }
+                other => {
+                    flags.insert(key.clone(), other.to_string());
+                }
+            }
+        }
+    }
+    flags
+}
+
+/// Cancels `cancel` on SIGINT or SIGTERM.
+fn cancel_on_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::warn!("signal received: stopping creation, keeping results, cleaning up");
+        cancel.cancel();
+    });
+}
+
 async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
     let plan = plan_from_args(&args.plan)?;
-    let report = preflight_plan(&plan, Duration::from_secs(10), None).await?;
-    write!(out, "{report}").map_err(AppError::Output)?;
-    Err(AppError::RunNotAvailable)
+    let manifests = render_plan(&plan, &Templates::builtin()?)?;
+    let timeout = Duration::from_secs(10);
+    let cluster = connect(plan.kubeconfig.as_deref(), plan.context.as_deref(), timeout).await?;
+    let report = preflight(&cluster, &plan, None).await;
+    if !report.reachable() {
+        return Err(AppError::Unreachable(report));
+    }
+    if report.blocking() {
+        return Err(AppError::Preflight(report));
+    }
+    let nodes = count_nodes(&cluster).await;
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    run_plan(
+        &plan,
+        &cluster,
+        &report,
+        nodes,
+        &manifests,
+        workload_flags(&args.plan),
+        cancel,
+        out,
+    )
+    .await
+}
+
+async fn count_nodes(cluster: &Cluster) -> u64 {
+    let nodes: Api<DynamicObject> = Api::all_with(
+        cluster.client.clone(),
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes"),
+    );
+    match nodes.list(&ListParams::default()).await {
+        Ok(list) => list.items.len() as u64,
+        Err(e) => {
+            tracing::warn!("cannot list nodes: {e}");
+            0
+        }
+    }
+}
+
+/// Runs a validated plan against a connected cluster and writes its results.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_plan(
+    plan: &Plan,
+    cluster: &Cluster,
+    report: &Report,
+    nodes: u64,
+    manifests: &[crate::workload::Manifest],
+    flags: BTreeMap<String, String>,
+    cancel: CancellationToken,
+    out: &mut (dyn Write + Send),
+) -> Result<ExitCode, AppError> {
+    let clock = RunClock::start();
+    let description = describe_run(
+        plan,
+        &clock,
+        report.server_version.as_deref().unwrap_or_default(),
+        nodes,
+        flags,
+    );
+    let recorder = RunRecorder::start(&plan.indexing.results_dir, description, Redactor::new())
+        .map_err(|e| AppError::Results(e.to_string()))?;
+    tracing::info!("run {}: results in {}", plan.uuid, recorder.dir().display());
+    let mut sink = RecorderSink {
+        recorder,
+        write_errors: Vec::new(),
+    };
+    let outcome = crate::run::run(plan, &cluster.client, clock, manifests, cancel, &mut sink).await;
+    let (mut outcome, run_error) = match outcome {
+        Ok(outcome) => (outcome, None),
+        Err(e) => (Outcome::default(), Some(e)),
+    };
+    if let Some(e) = &run_error {
+        outcome
+            .execution_errors
+            .push(format!("the run failed: {e}"));
+    }
+    let elapsed = outcome.ended.unwrap_or_else(|| clock.now()).since_anchor();
+    let end = RunEnd {
+        end: clock.wall(clock.now()).0,
+        elapsed,
+        execution_errors: outcome.execution_errors.clone(),
+    };
+    let write_errors = sink.write_errors.clone();
+    let results = sink
+        .recorder
+        .finish(&end, &report_thresholds(&plan.thresholds))
+        .map_err(|e| AppError::Results(e.to_string()))?;
+    writeln!(out, "{}", results.summary).map_err(AppError::Output)?;
+    writeln!(
+        out,
+        "results: {}\nreport:  {}",
+        results.dir.display(),
+        results.report_path.display()
+    )
+    .map_err(AppError::Output)?;
+    if !write_errors.is_empty() {
+        return Err(AppError::Results(write_errors.join("; ")));
+    }
+    Ok(match (outcome.stopped, run_error, results.passed) {
+        (Some(Stop::Interrupted), _, _) => ExitCode::Interrupted,
+        (Some(Stop::TimedOut), _, _) => ExitCode::Timeout,
+        (None, Some(_), _) => ExitCode::Internal,
+        (None, None, false) => ExitCode::ThresholdsViolated,
+        (None, None, true) => ExitCode::Ok,
+    })
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: profile + flags → validated [`config::Plan`] (pure)
 //! - [`workload`]: manifests and the external router's FRR configuration from `workloads/` templates
-//! - [`kube`]: cluster access and preflight checks
+//! - [`kube`]: cluster access, preflight checks, rate-limited apply, label-selected watches
+//! - [`run`]: phase orchestration; [`measure`]: what each measurement records; [`results`]: hand-off to the reporters
 //! - [`clock`]: the only place that reads time
 //! - [`exit`]: the one exit-code table
 //! - [`cli`], [`app`]: the command line and what each command does
@@ -13,6 +14,9 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod kube;
+pub mod measure;
+pub mod results;
+pub mod run;
 pub mod workload;
 
 /// The one clock (see [`vmbgp_host::clock`]).

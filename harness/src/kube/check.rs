@@ -189,7 +189,13 @@ async fn check_cudn_fields(cluster: &Cluster, plan: &Plan) -> Vec<Finding> {
     };
     let crd = match crds.get_opt(&crd_name).await {
         Ok(Some(crd)) => crd,
-        Ok(None) => return Vec::new(), // already reported as not served
+        Ok(None) => {
+            return vec![Finding::new(
+                "cudn schema",
+                Status::Warn,
+                format!("the CRD object {crd_name} is not readable; its fields were not probed"),
+            )];
+        }
         Err(e) => {
             return vec![Finding::new(
                 "cudn schema",

@@ -1,7 +1,9 @@
 //! Kubernetes access: building a client from a kubeconfig (retries off so throttling is measured,
 //! bounded connect/read timeouts) and the API resources the harness speaks.
 
+pub mod apply;
 pub mod check;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;

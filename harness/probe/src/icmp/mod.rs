@@ -4,9 +4,11 @@
 //!
 //! Structure: one socket opened inside the chosen netns; one sender thread that sleeps until the
 //! next probe is due (a heap of per-target due instants) and sends; one receiver thread blocked
-//! in `recvmsg` that stamps every message with [`RunClock::now`] right after it returns, then
-//! records it. Both record into per-target [`stream::Stream`]s behind one mutex; reports are
-//! computed from that compact state on demand ([`IcmpProber::snapshot`], [`IcmpProber::finish`]).
+//! in `recvmsg` that stamps every message with [`RunClock::now`] right after it returns and
+//! queues it. Per-target [`stream::Stream`]s live behind one state mutex; whoever takes it (the
+//! sender each wake-up, a snapshot) first records the queued arrivals, so the receiver never
+//! waits for that lock and its stamps are never delayed by it. Reports are computed from that
+//! compact state on demand ([`IcmpProber::snapshot`], [`IcmpProber::finish`]).
 //!
 //! Why not surge-ping: it stamps RTTs with its own `Instant` (not the run clock), needs one task
 //! and one timer per in-flight probe (100k/s at 1,000 targets × 100/s), is closed-loop per
@@ -208,12 +210,61 @@ struct Shared {
     socket_drops: AtomicU64,
     foreign: AtomicU64,
     mismatched: AtomicU64,
+    /// Replies and errors stamped by the receiver, waiting to be recorded. The receiver only
+    /// ever takes this small lock (for a push), never the state lock, so a sender or a snapshot
+    /// holding the state lock cannot delay the receive stamps.
+    arrivals: Mutex<Vec<Arrival>>,
 }
 
 impl Shared {
+    /// Locks the state and records every queued arrival first, so no decision (a timeout, a
+    /// report) is taken on stale data.
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a thread panicked mid-update; the counters are still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply_arrivals(&mut state);
+        state
+    }
+
+    fn apply_arrivals(&self, state: &mut State) {
+        let pending = {
+            let mut queue = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *queue)
+        };
+        for arrival in pending {
+            match arrival {
+                Arrival::Reply { source, tag, at } => {
+                    let Some(stream) = state.streams.get_mut(&tag.target_id) else {
+                        continue;
+                    };
+                    if stream.addr != source {
+                        self.mismatched.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    if stream.on_reply(tag.probe_no, at, self.limits.timeout) == ReplyKind::Unknown
+                    {
+                        self.mismatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Arrival::Error { source, error } => {
+                    let Some(stream) = state.streams.get_mut(&error.tag.target_id) else {
+                        continue;
+                    };
+                    if stream.addr.octets() != error.original_destination {
+                        self.mismatched.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let reason = format!(
+                        "{} from {source}",
+                        packet::describe_error(error.icmp_type, error.code)
+                    );
+                    stream.on_error(error.tag.probe_no, reason);
+                }
+            }
+        }
     }
 }
 
@@ -284,6 +335,7 @@ impl IcmpProber {
             socket_drops: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
+            arrivals: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
         for (name, body) in [
@@ -408,14 +460,20 @@ impl IcmpProber {
     /// `pending`, not lost.
     pub fn snapshot(&self) -> ProbeSnapshot {
         let now = self.shared.clock.now();
-        let mut state = self.shared.lock();
         let limits = self.shared.limits;
+        let ids: Vec<u32> = self.shared.lock().streams.keys().copied().collect();
         let mut targets = BTreeMap::new();
-        for stream in state.streams.values_mut() {
-            stream.advance(now, &limits);
-            targets.insert(IpAddr::V4(stream.addr), stream.report(&limits));
+        // A few targets per lock hold, so the sender keeps its schedule while reports are built.
+        for chunk in ids.chunks(SNAPSHOT_CHUNK) {
+            let mut state = self.shared.lock();
+            for id in chunk {
+                if let Some(stream) = state.streams.get_mut(id) {
+                    stream.advance(now, &limits);
+                    targets.insert(IpAddr::V4(stream.addr), stream.report(&limits));
+                }
+            }
         }
-        let stats = self.stats(&state);
+        let stats = self.stats(&self.shared.lock());
         ProbeSnapshot {
             at: now,
             targets,
@@ -506,7 +564,9 @@ fn lookup(state: &State, addr: IpAddr) -> Result<u32, ProbeError> {
     }
 }
 
-/// How many probes the sender sends before letting the receiver take the lock.
+/// Targets reported per state-lock hold in a snapshot.
+const SNAPSHOT_CHUNK: usize = 32;
+/// How many probes the sender sends before letting others take the lock.
 const SEND_BATCH: usize = 64;
 /// How often streams that are not being sent to get their timeouts resolved.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
@@ -523,6 +583,7 @@ fn sender_loop(shared: &Shared) {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
+        shared.apply_arrivals(&mut state);
         let now = shared.clock.now();
         if now >= next_sweep {
             for stream in state.streams.values_mut() {
@@ -619,6 +680,7 @@ fn sender_loop(shared: &Shared) {
 /// Messages received before the receiver records them under one lock.
 const RECV_BATCH: usize = 64;
 
+#[derive(Debug)]
 enum Arrival {
     Reply {
         source: Ipv4Addr,
@@ -674,38 +736,7 @@ fn receiver_loop(shared: &Shared) {
         if arrivals.is_empty() {
             continue;
         }
-        let mut state = shared.lock();
-        for arrival in arrivals.drain(..) {
-            match arrival {
-                Arrival::Reply { source, tag, at } => {
-                    let Some(stream) = state.streams.get_mut(&tag.target_id) else {
-                        continue;
-                    };
-                    if stream.addr != source {
-                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if stream.on_reply(tag.probe_no, at, shared.limits.timeout)
-                        == ReplyKind::Unknown
-                    {
-                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Arrival::Error { source, error } => {
-                    let Some(stream) = state.streams.get_mut(&error.tag.target_id) else {
-                        continue;
-                    };
-                    if stream.addr.octets() != error.original_destination {
-                        shared.mismatched.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let reason = format!(
-                        "{} from {source}",
-                        packet::describe_error(error.icmp_type, error.code)
-                    );
-                    stream.on_error(error.tag.probe_no, reason);
-                }
-            }
-        }
+        let mut queue = shared.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        queue.append(&mut arrivals);
     }
 }

@@ -1,0 +1,39 @@
+//! Measurements: each kind consumes stamped observations on the hot path (requests the harness
+//! sent, watch events it received) and only records; it turns what it recorded into the reporters'
+//! samples afterwards, when the run asks for a batch. Measurements never write files or talk to
+//! Elasticsearch — the reporters do.
+
+pub mod vm_latency;
+
+use vmbgp_reporters::input::{MeasurementKind, Samples};
+
+use crate::kube::apply::Request;
+use crate::kube::watch::WatchMessage;
+
+/// Something the harness observed, already stamped with the run clock.
+#[derive(Debug, Clone, Copy)]
+pub enum Observation<'a> {
+    /// A create/delete request the harness sent, with its t0 and response instant.
+    Request(&'a Request),
+    /// A watch event.
+    Watch(&'a WatchMessage),
+}
+
+/// Which samples a batch should contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// Everything about objects of this iteration is final.
+    Iteration(u32),
+    /// The run is over: everything still pending is final.
+    All,
+}
+
+/// One kind of measurement.
+pub trait Measurement: Send {
+    fn kind(&self) -> MeasurementKind;
+    /// Records an observation (hot path: no I/O, no heavy computation).
+    fn observe(&mut self, observation: Observation<'_>);
+    /// Moves the samples that `batch` makes final into `out`; values never observed become
+    /// `Missing` with the reason.
+    fn collect(&mut self, batch: Batch, out: &mut Samples);
+}

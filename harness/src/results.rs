@@ -1,0 +1,145 @@
+//! Hands the run's samples to the reporters: describes the run (`jobSummary`), writes each batch to
+//! `results/<uuid>/` as soon as it is final, and converts the profile's thresholds into the
+//! reporters' (documents carry milliseconds and percentages).
+
+use std::collections::BTreeMap;
+
+use vmbgp_reporters::input::{
+    AdvertisementMode, ClusterMetadata, MeasurementKind, RunDescription, Samples,
+};
+use vmbgp_reporters::measured::Measured;
+use vmbgp_reporters::run::RunRecorder;
+use vmbgp_reporters::thresholds::{Bound, Statistic, Threshold as ReportThreshold};
+
+use crate::clock::RunClock;
+use crate::config::{Plan, Stat, Threshold, ThresholdBound};
+use crate::run::Sink;
+
+/// `<version>@<commit>`, as kube-burner writes it.
+pub fn version() -> String {
+    format!("{}@{}", env!("CARGO_PKG_VERSION"), env!("VMBGP_GIT_COMMIT"))
+}
+
+/// The measurements this build takes; thresholds on others are reported as not evaluated.
+pub const ENABLED_MEASUREMENTS: &[MeasurementKind] = &[MeasurementKind::VmLatency];
+
+/// Describes the run for `jobSummary`.
+pub fn describe_run(
+    plan: &Plan,
+    clock: &RunClock,
+    k8s_version: &str,
+    total_nodes: u64,
+    workload_flags: BTreeMap<String, String>,
+) -> RunDescription {
+    RunDescription {
+        uuid: plan.uuid.clone(),
+        job_name: plan.job_name.clone(),
+        job_iterations: u64::from(plan.iterations),
+        job_config: serde_json::to_value(plan).unwrap_or_default(),
+        start: clock.started_at().0,
+        version: version(),
+        workload_flags,
+        cluster: ClusterMetadata {
+            k8s_version: k8s_version.to_string(),
+            kubevirt_version: Measured::missing("the KubeVirt CR is not read by this version"),
+            total_nodes,
+            frr_version: Measured::missing(
+                "read from the BMP Initiation message, which this version does not collect yet",
+            ),
+            mode: AdvertisementMode::Subnet,
+        },
+        measurements: ENABLED_MEASUREMENTS.to_vec(),
+    }
+}
+
+/// The profile's thresholds in the reporters' terms.
+pub fn report_thresholds(thresholds: &[Threshold]) -> Vec<ReportThreshold> {
+    thresholds
+        .iter()
+        .map(|t| {
+            let bound = match t.bound {
+                ThresholdBound::MaxDuration(d) => Bound::AtMost(d.as_secs_f64() * 1000.0),
+                ThresholdBound::MinDuration(d) => Bound::AtLeast(d.as_secs_f64() * 1000.0),
+                ThresholdBound::MaxPercent(v) | ThresholdBound::MaxNumber(v) => Bound::AtMost(v),
+                ThresholdBound::MinPercent(v) | ThresholdBound::MinNumber(v) => Bound::AtLeast(v),
+            };
+            let statistic = match t.stat {
+                Stat::P99 => Statistic::P99,
+                Stat::P95 => Statistic::P95,
+                Stat::P90 => Statistic::P90,
+                Stat::P50 => Statistic::P50,
+                Stat::Min => Statistic::Min,
+                Stat::Max => Statistic::Max,
+                Stat::Avg => Statistic::Avg,
+                Stat::Count => Statistic::Count,
+                Stat::MissingCount => Statistic::MissingCount,
+            };
+            ReportThreshold {
+                metric_name: format!("{}QuantilesMeasurement", t.metric),
+                quantile_name: t.quantile.clone(),
+                statistic,
+                bound,
+            }
+        })
+        .collect()
+}
+
+/// Writes each batch to disk as it arrives and reports progress on stderr.
+#[derive(Debug)]
+pub struct RecorderSink {
+    pub recorder: RunRecorder,
+    /// Errors writing results; the run goes on (the samples stay in memory) and reports them.
+    pub write_errors: Vec<String>,
+}
+
+impl Sink for RecorderSink {
+    fn batch(&mut self, samples: &Samples) {
+        if let Err(e) = self.recorder.record(samples) {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            tracing::error!("cannot write results: {message}");
+            self.write_errors.push(message);
+        }
+    }
+
+    fn progress(&mut self, line: &str) {
+        tracing::info!("{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, load_profile, plan};
+
+    #[test]
+    fn profile_thresholds_become_millisecond_and_percent_bounds() {
+        let plan = plan(
+            &load_profile("vm-bgp").expect("profile"),
+            &Overrides::default(),
+        )
+        .expect("plan");
+        let converted = report_thresholds(&plan.thresholds);
+        assert_eq!(
+            converted[0].metric_name,
+            "routeConvergenceQuantilesMeasurement"
+        );
+        assert_eq!(converted[0].bound, Bound::AtMost(5000.0));
+        assert_eq!(converted[1].bound, Bound::AtLeast(99.0));
+        assert_eq!(converted[2].statistic, Statistic::MissingCount);
+        assert_eq!(converted[2].bound, Bound::AtMost(0.0));
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let v = version();
+        assert!(
+            v.starts_with(env!("CARGO_PKG_VERSION")) && v.contains('@'),
+            "{v}"
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! Phase orchestration of a run: watches → peering template → per iteration its networks (wait
+//! until created and accepted) and its VMs at `--qps` (wait until ready; churn: delete and wait) →
+//! migrations → cleanup by run label (`--gc`) → results. Every wait is bounded, by its own limit
+//! and by the global `--timeout`; SIGINT/SIGTERM stop creating, keep what was measured, clean up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::DynamicObject;
+use serde_json::Value;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use vmbgp_reporters::input::Samples;
+
+use crate::clock::{MonoStamp, RunClock};
+use crate::config::{Plan, Shape};
+use crate::kube::apply::{Applier, ApplyError, Request, resource_for};
+use crate::kube::watch::{Change, WatchMessage, WatchSpec, spawn_watches};
+use crate::kube::{
+    CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
+    VIRTUAL_MACHINE, VMI, VMIM,
+};
+use crate::measure::vm_latency::VmLatency;
+use crate::measure::{Batch, Measurement, Observation};
+use crate::workload::{Manifest, labels};
+
+/// How long the watches may take to list what exists before the run starts.
+pub const WATCH_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// CUDN NetworkCreated and RouteAdvertisements Accepted (OVN-K's e2e allows 5 s and 30 s).
+pub const NETWORK_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Every VM of an iteration ready (OVN-K's e2e allows 5 min per VMI).
+pub const VM_READY_TIMEOUT: Duration = Duration::from_secs(600);
+/// A migration completes (OVN-K's e2e allows 20 min).
+pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(1200);
+/// Deleted objects are gone (churn deletes and the final cleanup).
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("the watches did not list the cluster's objects within {0:?}")]
+    WatchSync(Duration),
+}
+
+/// Why the run stopped early, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Interrupted,
+    TimedOut,
+}
+
+/// What the run did, for the caller to report and map to an exit code.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Harness-side failures: objects refused, waits that expired, cleanup left-overs.
+    pub execution_errors: Vec<String>,
+    pub stopped: Option<Stop>,
+    /// Samples, batch by batch, in the order they became final.
+    pub batches: Vec<Samples>,
+    /// When the run loop ended.
+    pub ended: Option<MonoStamp>,
+}
+
+/// Receives each batch of samples as soon as it is final (the caller writes it to disk at once).
+pub trait Sink: Send {
+    fn batch(&mut self, samples: &Samples);
+    /// A one-line progress report.
+    fn progress(&mut self, line: &str);
+}
+
+/// The last state of every object the watches reported, for the waits.
+#[derive(Debug, Default)]
+struct World {
+    objects: HashMap<(&'static str, String, String), Arc<DynamicObject>>,
+    synced: BTreeSet<&'static str>,
+}
+
+impl World {
+    fn key(
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> (&'static str, String, String) {
+        (
+            resource.plural,
+            namespace.unwrap_or_default().to_string(),
+            name.to_string(),
+        )
+    }
+
+    fn apply(&mut self, message: &WatchMessage) {
+        match message {
+            WatchMessage::Object {
+                resource,
+                change,
+                object,
+                ..
+            } => {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let key = Self::key(resource, object.metadata.namespace.as_deref(), &name);
+                match change {
+                    Change::Applied => {
+                        self.objects.insert(key, Arc::clone(object));
+                    }
+                    Change::Deleted => {
+                        self.objects.remove(&key);
+                    }
+                }
+            }
+            WatchMessage::Synced { resource, .. } => {
+                self.synced.insert(resource.plural);
+            }
+            WatchMessage::Error { .. } => {}
+        }
+    }
+
+    fn get(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<&DynamicObject> {
+        self.objects
+            .get(&Self::key(resource, namespace, name))
+            .map(|o| o.as_ref())
+    }
+}
+
+fn condition_true(object: &DynamicObject, kind: &str) -> bool {
+    object.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        })
+}
+
+/// A VM counts as ready when its VM reports Ready and its VMI runs.
+fn vm_ready(world: &World, namespace: &str, name: &str) -> bool {
+    let vm_ready = world
+        .get(&VIRTUAL_MACHINE, Some(namespace), name)
+        .is_some_and(|vm| {
+            condition_true(vm, "Ready") || vm.data["status"]["ready"] == Value::Bool(true)
+        });
+    let vmi_running = world
+        .get(&VMI, Some(namespace), name)
+        .is_some_and(|vmi| vmi.data["status"]["phase"] == "Running");
+    vm_ready && vmi_running
+}
+
+fn network_ready(world: &World, name: &str) -> bool {
+    let cudn = world
+        .get(&CUDN, None, name)
+        .is_some_and(|o| condition_true(o, "NetworkCreated"));
+    let ra = world
+        .get(&ROUTE_ADVERTISEMENTS, None, name)
+        .is_some_and(|o| o.data["status"]["status"] == "Accepted" || condition_true(o, "Accepted"));
+    cudn && ra
+}
+
+fn migration_done(world: &World, namespace: &str, name: &str) -> bool {
+    world.get(&VMIM, Some(namespace), name).is_some_and(|m| {
+        matches!(
+            m.data["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        )
+    })
+}
+
+/// The run loop's state: the clock, the applier, the event stream and what it fed.
+struct Runner<'a> {
+    plan: &'a Plan,
+    clock: RunClock,
+    applier: Applier,
+    events: UnboundedReceiver<WatchMessage>,
+    world: World,
+    measurements: Vec<Box<dyn Measurement>>,
+    cancel: CancellationToken,
+    deadline: Instant,
+    outcome: Outcome,
+    sink: &'a mut dyn Sink,
+}
+
+/// Why a wait ended.
+enum Waited {
+    Done,
+    Expired,
+    Stopped(Stop),
+}
+
+impl Runner<'_> {
+    fn feed(&mut self, message: &WatchMessage) {
+        self.world.apply(message);
+        for m in &mut self.measurements {
+            m.observe(Observation::Watch(message));
+        }
+    }
+
+    fn record_request(&mut self, request: &Request) {
+        for m in &mut self.measurements {
+            m.observe(Observation::Request(request));
+        }
+        if let Some(error) = &request.error {
+            self.outcome.execution_errors.push(format!(
+                "{} {}{}: {error}",
+                request.resource.kind,
+                request
+                    .namespace
+                    .as_deref()
+                    .map(|ns| format!("{ns}/"))
+                    .unwrap_or_default(),
+                request.name
+            ));
+        }
+    }
+
+    fn stop_reason(&self) -> Option<Stop> {
+        if self.cancel.is_cancelled() {
+            Some(Stop::Interrupted)
+        } else if Instant::now() >= self.deadline {
+            Some(Stop::TimedOut)
+        } else {
+            None
+        }
+    }
+
+    /// Processes events until `done` holds, `limit` passes, or the run must stop.
+    async fn wait_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> Waited {
+        let until = (Instant::now() + limit).min(self.deadline);
+        loop {
+            // Apply everything already queued before judging.
+            while let Ok(message) = self.events.try_recv() {
+                self.feed(&message);
+            }
+            if done(&self.world) {
+                return Waited::Done;
+            }
+            if self.cancel.is_cancelled() {
+                return Waited::Stopped(Stop::Interrupted);
+            }
+            let received = tokio::select! {
+                _ = self.cancel.cancelled() => return Waited::Stopped(Stop::Interrupted),
+                _ = tokio::time::sleep_until(until) => None,
+                message = self.events.recv() => message,
+            };
+            match received {
+                Some(message) => self.feed(&message),
+                None if Instant::now() >= self.deadline => return Waited::Stopped(Stop::TimedOut),
+                None if Instant::now() >= until => return Waited::Expired,
+                // The channel closed: every watch ended, nothing more will arrive.
+                None => return Waited::Expired,
+            }
+        }
+    }
+
+    /// Waits, turning an expiry into an execution error naming what did not happen.
+    async fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&World) -> bool,
+    ) -> Result<(), Stop> {
+        match self.wait_until(limit, done).await {
+            Waited::Done => Ok(()),
+            Waited::Expired => {
+                self.outcome.execution_errors.push(format!(
+                    "timed out after {}: {what}",
+                    humantime::format_duration(limit)
+                ));
+                Ok(())
+            }
+            Waited::Stopped(stop) => Err(stop),
+        }
+    }
+
+    async fn create_all(&mut self, manifests: &[&Manifest]) -> Result<(), RunError> {
+        for manifest in manifests {
+            if self.stop_reason().is_some() {
+                return Ok(());
+            }
+            let request = self.applier.create(&manifest.object).await?;
+            self.record_request(&request);
+            // Keep the world current while creating, so waits start from fresh state.
+            while let Ok(message) = self.events.try_recv() {
+                self.feed(&message);
+            }
+        }
+        Ok(())
+    }
+
+    fn collect(&mut self, batch: Batch) {
+        let mut samples = Samples::default();
+        for m in &mut self.measurements {
+            m.collect(batch, &mut samples);
+        }
+        if !samples.is_empty() {
+            self.sink.batch(&samples);
+            self.outcome.batches.push(samples);
+        }
+    }
+
+    fn progress(&mut self, line: String) {
+        self.sink.progress(&line);
+    }
+
+    async fn run(&mut self, manifests: &[Manifest]) -> Result<(), RunError> {
+        let plan = self.plan;
+        let of_kind = |kind: &str, iteration: u32| -> Vec<&Manifest> {
+            manifests
+                .iter()
+                .filter(|m| m.kind() == kind && m.iteration == iteration)
+                .collect()
+        };
+        // Run-wide: the peering template.
+        self.create_all(&of_kind(FRR_CONFIGURATION.kind, 0)).await?;
+        let vm_iterations = match plan.shape {
+            Shape::Migration => 1,
+            Shape::Scale | Shape::Churn => plan.iterations,
+        };
+        for iteration in 0..vm_iterations {
+            if let Some(stop) = self.stop_reason() {
+                self.outcome.stopped = Some(stop);
+                return Ok(());
+            }
+            let networks: Vec<&Manifest> = manifests
+                .iter()
+                .filter(|m| {
+                    m.iteration == iteration
+                        && [NAMESPACE.kind, CUDN.kind, ROUTE_ADVERTISEMENTS.kind]
+                            .contains(&m.kind())
+                })
+                .collect();
+            self.create_all(&networks).await?;
+            let names: Vec<String> = plan
+                .networks
+                .iter()
+                .filter(|n| n.iteration == iteration)
+                .map(|n| n.name.clone())
+                .collect();
+            if !names.is_empty() {
+                let what = format!("networks {} created and advertised", names.join(", "));
+                if let Err(stop) = self
+                    .wait_for(&what, NETWORK_READY_TIMEOUT, |w| {
+                        names.iter().all(|n| network_ready(w, n))
+                    })
+                    .await
+                {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+            }
+            let vms = of_kind(VIRTUAL_MACHINE.kind, iteration);
+            self.create_all(&vms).await?;
+            let keys: Vec<(String, String)> = vms
+                .iter()
+                .map(|m| {
+                    (
+                        m.namespace().unwrap_or_default().to_string(),
+                        m.name().to_string(),
+                    )
+                })
+                .collect();
+            let what = format!("{} VMs of iteration {iteration} ready", keys.len());
+            let waited = self
+                .wait_for(&what, VM_READY_TIMEOUT, |w| {
+                    keys.iter().all(|(ns, n)| vm_ready(w, ns, n))
+                })
+                .await;
+            let ready = keys
+                .iter()
+                .filter(|(ns, n)| vm_ready(&self.world, ns, n))
+                .count();
+            if plan.shape != Shape::Migration {
+                self.collect(Batch::Iteration(iteration));
+            }
+            self.progress(format!(
+                "iteration {}/{}: {} VMs created, {ready} ready",
+                iteration + 1,
+                vm_iterations,
+                keys.len()
+            ));
+            if let Err(stop) = waited {
+                self.outcome.stopped = Some(stop);
+                return Ok(());
+            }
+            if plan.shape == Shape::Churn {
+                for (ns, name) in &keys {
+                    let request = self.applier.delete(&VIRTUAL_MACHINE, Some(ns), name).await;
+                    self.record_request(&request);
+                }
+                let what = format!("VMs of iteration {iteration} deleted");
+                if let Err(stop) = self
+                    .wait_for(&what, DELETE_TIMEOUT, |w| {
+                        keys.iter().all(|(ns, n)| {
+                            w.get(&VMI, Some(ns), n).is_none()
+                                && w.get(&VIRTUAL_MACHINE, Some(ns), n).is_none()
+                        })
+                    })
+                    .await
+                {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+            }
+        }
+        if plan.shape == Shape::Migration {
+            for round in 0..plan.iterations {
+                if let Some(stop) = self.stop_reason() {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+                let migrations = of_kind(VMIM.kind, round);
+                self.create_all(&migrations).await?;
+                let keys: Vec<(String, String)> = migrations
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.namespace().unwrap_or_default().to_string(),
+                            m.name().to_string(),
+                        )
+                    })
+                    .collect();
+                let what = format!("{} migrations of round {round} completed", keys.len());
+                if let Err(stop) = self
+                    .wait_for(&what, MIGRATION_TIMEOUT, |w| {
+                        keys.iter().all(|(ns, n)| migration_done(w, ns, n))
+                    })
+                    .await
+                {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+                self.progress(format!(
+                    "migration round {}/{}: {} migrations done",
+                    round + 1,
+                    plan.iterations,
+                    keys.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    async fn cleanup(&mut self) {
+        // Children first: migrations and VMs, then advertisements, networks, namespaces, template.
+        let order = [
+            VMIM,
+            VIRTUAL_MACHINE,
+            ROUTE_ADVERTISEMENTS,
+            NAMESPACE,
+            CUDN,
+            FRR_CONFIGURATION,
+        ];
+        let mut deleted = Vec::new();
+        for resource in order {
+            let mut targets: Vec<(Option<String>, String)> = self
+                .world
+                .objects
+                .iter()
+                .filter(|((plural, _, _), object)| {
+                    *plural == resource.plural
+                        && object
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(labels::UUID))
+                            == Some(&self.plan.uuid)
+                })
+                .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
+                .collect();
+            targets.sort();
+            for (ns, name) in targets {
+                let request = self.applier.delete(&resource, ns.as_deref(), &name).await;
+                self.record_request(&request);
+                deleted.push((resource, ns, name));
+            }
+        }
+        let uuid = self.plan.uuid.clone();
+        let gone = |w: &World| {
+            !w.objects.values().any(|o| {
+                o.metadata.labels.as_ref().and_then(|l| l.get(labels::UUID)) == Some(&uuid)
+                    && o.metadata.deletion_timestamp.is_none()
+            }) && !w
+                .objects
+                .keys()
+                .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
+        };
+        // Cleanup runs after an interrupt or timeout too: give it its own bound.
+        self.deadline = Instant::now() + DELETE_TIMEOUT;
+        let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
+        match self.wait_until(DELETE_TIMEOUT, gone).await {
+            Waited::Done => {}
+            _ => self.outcome.execution_errors.push(format!(
+                "cleanup: objects labelled {}={} were still present after {}",
+                labels::UUID,
+                self.plan.uuid,
+                humantime::format_duration(DELETE_TIMEOUT)
+            )),
+        }
+        self.cancel = cancel;
+        self.progress(format!("cleanup: {} objects deleted", deleted.len()));
+    }
+}
+
+/// The kinds the run watches, all selected by label.
+fn watch_specs(plan: &Plan) -> Vec<WatchSpec> {
+    let by_run = format!("{}={}", labels::UUID, plan.uuid);
+    let mut specs: Vec<WatchSpec> = [
+        NAMESPACE,
+        CUDN,
+        ROUTE_ADVERTISEMENTS,
+        FRR_CONFIGURATION,
+        VIRTUAL_MACHINE,
+        VMI,
+        VMIM,
+    ]
+    .into_iter()
+    .map(|resource| WatchSpec {
+        resource,
+        selector: by_run.clone(),
+    })
+    .collect();
+    // kubevirt-ipam-controller labels claims with their VM, not with the run's labels.
+    specs.push(WatchSpec {
+        resource: IPAM_CLAIM,
+        selector: "kubevirt.io/vm".to_string(),
+    });
+    specs
+}
+
+/// Runs the plan against a cluster. `manifests` are the rendered objects in apply order.
+pub async fn run(
+    plan: &Plan,
+    client: &kube::Client,
+    clock: RunClock,
+    manifests: &[Manifest],
+    cancel: CancellationToken,
+    sink: &mut dyn Sink,
+) -> Result<Outcome, RunError> {
+    for manifest in manifests {
+        if resource_for(manifest.api_version(), manifest.kind()).is_none() {
+            return Err(RunError::Apply(ApplyError::UnknownKind {
+                api_version: manifest.api_version().to_string(),
+                kind: manifest.kind().to_string(),
+                name: manifest.name().to_string(),
+            }));
+        }
+    }
+    let (tx, rx) = unbounded_channel();
+    let watch_cancel = CancellationToken::new();
+    let tasks = spawn_watches(client, clock, watch_specs(plan), tx, watch_cancel.clone());
+    let mut runner = Runner {
+        plan,
+        clock,
+        applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
+        events: rx,
+        world: World::default(),
+        measurements: vec![Box::new(VmLatency::new(&plan.vms))],
+        cancel,
+        deadline: Instant::now() + plan.timeout,
+        outcome: Outcome::default(),
+        sink,
+    };
+    let kinds = watch_specs(plan).len();
+    let synced = runner
+        .wait_until(WATCH_SYNC_TIMEOUT, |w| w.synced.len() >= kinds)
+        .await;
+    let result = match synced {
+        Waited::Done => runner.run(manifests).await,
+        Waited::Expired => Err(RunError::WatchSync(WATCH_SYNC_TIMEOUT)),
+        Waited::Stopped(stop) => {
+            runner.outcome.stopped = Some(stop);
+            Ok(())
+        }
+    };
+    match runner.outcome.stopped {
+        Some(Stop::Interrupted) => runner
+            .outcome
+            .execution_errors
+            .push("interrupted by a signal".to_string()),
+        Some(Stop::TimedOut) => runner.outcome.execution_errors.push(format!(
+            "the global --timeout of {} expired",
+            humantime::format_duration(plan.timeout)
+        )),
+        None => {}
+    }
+    // Whatever happened, what was measured is kept.
+    runner.collect(Batch::All);
+    if plan.gc {
+        runner.cleanup().await;
+    }
+    runner.outcome.ended = Some(runner.clock.now());
+    watch_cancel.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    result.map(|()| runner.outcome)
+}

@@ -1,0 +1,270 @@
+//! The real binary runs plans against the in-process lab API server (simulated controllers, no
+//! FRR): every VM's lifecycle is measured, results are written, exit codes follow the table, and
+//! the run leaves no object behind.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+use vmbgp_lab_api::{Lab, LabConfig};
+
+const PROFILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/lifecycle-only.yaml"
+);
+
+async fn start_lab() -> (Lab, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lab = Lab::start(LabConfig {
+        frr_namespace: "openshift-frr-k8s".into(),
+        ..LabConfig::default()
+    })
+    .await
+    .expect("lab starts");
+    lab.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .expect("kubeconfig");
+    (lab, dir)
+}
+
+async fn vmbgp_bench(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .arg("--results-dir")
+        .arg(dir.join("results"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run binary");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Objects still carrying the run's label, over every kind the harness creates.
+async fn leftovers(lab: &Lab, uuid: &str) -> Vec<String> {
+    let config = kube::Config::new(lab.url().parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+    let kinds = [
+        ("", "v1", "Namespace", "namespaces"),
+        (
+            "k8s.ovn.org",
+            "v1",
+            "ClusterUserDefinedNetwork",
+            "clusteruserdefinednetworks",
+        ),
+        (
+            "k8s.ovn.org",
+            "v1",
+            "RouteAdvertisements",
+            "routeadvertisements",
+        ),
+        (
+            "frrk8s.metallb.io",
+            "v1beta1",
+            "FRRConfiguration",
+            "frrconfigurations",
+        ),
+        ("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
+        (
+            "kubevirt.io",
+            "v1",
+            "VirtualMachineInstance",
+            "virtualmachineinstances",
+        ),
+    ];
+    let mut left = Vec::new();
+    for (group, version, kind, plural) in kinds {
+        let ar =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let list = api
+            .list(&ListParams::default().labels(&format!("vmbgp.io/uuid={uuid}")))
+            .await
+            .expect("list");
+        left.extend(
+            list.items
+                .iter()
+                .map(|o| format!("{kind} {}", o.metadata.name.clone().unwrap_or_default())),
+        );
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_the_lab_measures_every_vm_lifecycle_and_cleans_up() {
+    let (lab, dir) = start_lab().await;
+    let uuid = "lab-e2e-scale";
+    let (code, stdout, stderr) =
+        vmbgp_bench(dir.path(), &["run", "--profile", PROFILE, "--uuid", uuid]).await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = dir.path().join("results").join(uuid);
+    let summary = read_json(&results.join("jobSummary.json"));
+    let summary = summary
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or(summary);
+    assert_eq!(summary["passed"], Value::Bool(true), "{summary}");
+    assert_eq!(summary["jobConfig"]["jobIterations"], 2);
+    let latency_file = std::fs::read_dir(&results)
+        .expect("results dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("vmiLatencyMeasurement-"))
+        })
+        .expect("vmiLatencyMeasurement file");
+    let docs = read_json(&latency_file);
+    let docs = docs.as_array().expect("array");
+    assert_eq!(docs.len(), 6, "2 iterations × 3 VMs");
+    for doc in docs {
+        for field in [
+            "vmiCreatedLatency",
+            "vmiRunningLatency",
+            "vmReadyLatency",
+            "ipamClaimIPsAllocatedLatency",
+            "ipVisibleLatency",
+        ] {
+            let value = doc[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} missing in {doc}"));
+            assert!(value > 0.0, "{field} = {value} in {doc}");
+        }
+        assert!(
+            doc["vmReadyLatency"].as_f64() >= doc["vmiCreatedLatency"].as_f64(),
+            "ready after created: {doc}"
+        );
+    }
+    assert!(stdout.contains("results:"), "{stdout}");
+    let left = leftovers(&lab, uuid).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
+    lab.stop().await.expect("lab stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violated_threshold_exits_3_and_keeps_the_results() {
+    let (lab, dir) = start_lab().await;
+    let profile = std::fs::read_to_string(PROFILE)
+        .expect("profile")
+        .replace("max: 60s", "max: 1us");
+    let profile_path = dir.path().join("strict.yaml");
+    std::fs::write(&profile_path, profile).expect("write profile");
+    let uuid = "lab-e2e-threshold";
+    let (code, stdout, stderr) = vmbgp_bench(
+        dir.path(),
+        &[
+            "run",
+            "--profile",
+            profile_path.to_str().expect("utf8"),
+            "--uuid",
+            uuid,
+            "--iterations",
+            "1",
+            "--vm-count",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(3), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let summary = read_json(
+        &dir.path()
+            .join("results")
+            .join(uuid)
+            .join("jobSummary.json"),
+    );
+    let summary = summary
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or(summary);
+    assert_eq!(summary["passed"], Value::Bool(false));
+    assert!(
+        summary["executionErrors"].to_string().contains("VMReady"),
+        "{summary}"
+    );
+    assert!(leftovers(&lab, uuid).await.is_empty());
+    lab.stop().await.expect("lab stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_keeps_partial_results_cleans_up_and_exits_130() {
+    let (lab, dir) = start_lab().await;
+    let uuid = "lab-e2e-interrupt";
+    // Slow creates (1/s) so the signal lands mid-run.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args([
+            "run",
+            "--profile",
+            PROFILE,
+            "--uuid",
+            uuid,
+            "--iterations",
+            "3",
+            "--vm-count",
+            "5",
+            "--qps",
+            "1",
+            "--burst",
+            "1",
+        ])
+        .arg("--kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .arg("--results-dir")
+        .arg(dir.path().join("results"))
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+    // Wait until the run has created something, then interrupt it.
+    let results = dir.path().join("results").join(uuid);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !results.join("jobSummary.json").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the run ends after the interrupt")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let summary = read_json(&results.join("jobSummary.json"));
+    let summary = summary
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or(summary);
+    assert_eq!(summary["passed"], Value::Bool(false));
+    assert!(
+        summary["executionErrors"]
+            .to_string()
+            .contains("interrupted"),
+        "{summary}"
+    );
+    assert!(leftovers(&lab, uuid).await.is_empty());
+    lab.stop().await.expect("lab stops");
+}
