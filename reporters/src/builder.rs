@@ -532,7 +532,8 @@ impl DocumentBuilder {
                 Some(summary) => Measured::Observed(summary),
                 None => Measured::missing("no RTT sample"),
             },
-            other => other.as_ref().map(|_| unreachable_summary()),
+            Measured::Missing { reason } => Measured::missing(reason.clone()),
+            Measured::NotApplicable { reason } => Measured::not_applicable(reason.clone()),
         };
         for (field, pick) in [
             ("rttP50", (|s: &Summary| s.p50) as fn(&Summary) -> f64),
@@ -741,20 +742,6 @@ impl DocumentBuilder {
             documents.push(Document::from_serializable(&quantile_document)?);
         }
         Ok(documents)
-    }
-}
-
-/// Never called with data: maps a non-observed RTT histogram's reason through `Measured::map`.
-fn unreachable_summary() -> Summary {
-    Summary {
-        count: 0,
-        p99: 0.0,
-        p95: 0.0,
-        p90: None,
-        p50: 0.0,
-        min: 0.0,
-        max: 0.0,
-        avg: 0.0,
     }
 }
 

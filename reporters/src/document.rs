@@ -48,6 +48,19 @@ fn identity_fields(metric_name: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// Whether a file in a results directory holds documents: `jobSummary.json` or
+/// `<known metricName>-<jobName>.json`. Other JSON files (e.g. a saved `compare` output) are not
+/// ours to index.
+pub fn is_document_file(file_name: &str) -> bool {
+    if file_name == "jobSummary.json" {
+        return true;
+    }
+    file_name.ends_with(".json")
+        && file_name
+            .split_once('-')
+            .is_some_and(|(metric, _)| metric != JOB_SUMMARY && identity_fields(metric).is_some())
+}
+
 /// Whether documents of this metric name are quantile summaries.
 pub fn is_quantile_metric(metric_name: &str) -> bool {
     metric_name.ends_with("QuantilesMeasurement")
@@ -66,6 +79,8 @@ pub enum DocumentError {
     },
     #[error("a document must be a JSON object")]
     NotAnObject,
+    #[error("serializing a document")]
+    Serialize(#[source] serde_json::Error),
 }
 
 /// One document, ready to write locally and to index.
@@ -125,9 +140,7 @@ impl Document {
     }
 
     pub(crate) fn from_serializable(doc: &impl Serialize) -> Result<Self, DocumentError> {
-        // Serializing our own document structs to a Value cannot fail: they hold only strings,
-        // finite numbers (non-finite ones become `missing`), bools, maps with string keys.
-        let value = serde_json::to_value(doc).map_err(|_| DocumentError::NotAnObject)?;
+        let value = serde_json::to_value(doc).map_err(DocumentError::Serialize)?;
         Document::from_value(value)
     }
 

@@ -150,12 +150,8 @@ pub enum EsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("CA file {path} holds no usable PEM certificate")]
-    InvalidCaFile {
-        path: PathBuf,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("CA file {path} holds no usable PEM certificate: {problem}")]
+    InvalidCaFile { path: PathBuf, problem: String },
     #[error("building the HTTP client")]
     BuildClient(#[source] reqwest::Error),
     #[error("health check of {url} failed: {problem}")]
@@ -315,12 +311,18 @@ impl EsClient {
                 path: path.clone(),
                 source,
             })?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 EsError::InvalidCaFile {
                     path: path.clone(),
-                    source,
+                    problem: e.to_string(),
                 }
             })?;
+            if certificates.is_empty() {
+                return Err(EsError::InvalidCaFile {
+                    path: path.clone(),
+                    problem: "no CERTIFICATE block found".to_owned(),
+                });
+            }
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
@@ -884,6 +886,42 @@ mod tests {
         assert!(!error.to_string().contains("canary"), "{error}");
         let error = EsClient::new(EsOptions::new("http://h:9200", "a/b")).unwrap_err();
         assert!(matches!(error, EsError::InvalidIndex { .. }));
+    }
+
+    #[test]
+    fn tls_options_fail_clearly_on_a_bad_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = EsOptions::new("https://es.example:9200", "i");
+        options.ca_file = Some(dir.path().join("absent.pem"));
+        assert!(matches!(
+            EsClient::new(options.clone()),
+            Err(EsError::ReadCaFile { .. })
+        ));
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        options.ca_file = Some(bad);
+        let result = EsClient::new(options.clone());
+        assert!(
+            matches!(
+                result,
+                Err(EsError::InvalidCaFile { .. }) | Err(EsError::BuildClient(_))
+            ),
+            "{result:?}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no pem here\n").unwrap();
+        options.ca_file = Some(empty);
+        assert!(matches!(
+            EsClient::new(options.clone()),
+            Err(EsError::InvalidCaFile { .. })
+        ));
+        options.ca_file = None;
+        options.insecure_skip_verify = true;
+        assert!(EsClient::new(options).is_ok());
     }
 
     #[test]

@@ -182,8 +182,8 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LocalErr
     Ok(())
 }
 
-/// Reads every document array of a results directory (any `*.json` except the index state),
-/// in file-name order.
+/// Reads every document array of a results directory (`jobSummary.json` and
+/// `<metricName>-<jobName>.json`; other files are left alone), in file-name order.
 pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
     let read_err = |source| LocalError::Read {
         path: dir.to_owned(),
@@ -193,11 +193,9 @@ pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
         .map_err(read_err)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-            p.extension().is_some_and(|e| e == "json")
-                && name
-                    .as_deref()
-                    .is_some_and(|n| n != INDEX_STATE_FILE && !n.starts_with('.'))
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .is_some_and(|n| crate::document::is_document_file(&n))
         })
         .collect();
     paths.sort();
@@ -274,6 +272,18 @@ mod tests {
                 Err(LocalError::InvalidUuid { .. })
             ));
         }
+    }
+
+    #[test]
+    fn only_document_files_are_loaded() {
+        let root = tempfile::tempdir().unwrap();
+        let mut results = LocalResults::open(root.path(), "r", Redactor::new()).unwrap();
+        results.write(vec![doc("vm-1", 1.0)]).unwrap();
+        let dir = root.path().join("r");
+        fs::write(dir.join("compare.json"), "{\"not\": \"documents\"}").unwrap();
+        fs::write(dir.join(INDEX_STATE_FILE), "{}").unwrap();
+        fs::write(dir.join(".vmiLatencyMeasurement-job.json.tmp-1"), "[").unwrap();
+        assert_eq!(load_documents(&dir).unwrap().len(), 1);
     }
 
     #[test]

@@ -301,3 +301,60 @@ fn no_credential_reaches_any_file() {
     let summary = fs::read_to_string(dir.join("jobSummary.json")).unwrap();
     assert!(summary.contains("https://***@es.example:9200"));
 }
+
+#[test]
+fn compare_table_and_json_match_goldens() {
+    use vmbgp_reporters::compare::{compare, default_tolerances};
+    use vmbgp_reporters::document::Document;
+    let root = tempfile::tempdir().unwrap();
+    let baseline =
+        common::write_fixture_run(root.path(), "baseline-run", "http://h", Redactor::new());
+    let current =
+        common::write_fixture_run(root.path(), "current-run", "http://h", Redactor::new());
+    let baseline = load_documents(&baseline.dir).unwrap();
+    // The current run: route convergence 50 % slower, one more VM never Ready.
+    let current: Vec<Document> = load_documents(&current.dir)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let mut body = d.body().clone();
+            match d.text("quantileName") {
+                Some("AdvertiseFib") => {
+                    for stat in ["P99", "P95", "P50", "max"] {
+                        body[stat] = serde_json::json!(body[stat].as_f64().unwrap() * 1.5);
+                    }
+                }
+                Some("VMReady") => body["missingCount"] = serde_json::json!(2),
+                _ => {}
+            }
+            Document::from_value(body).unwrap()
+        })
+        .collect();
+    let comparison = compare(&baseline, &current, &default_tolerances());
+    assert!(comparison.has_regression());
+    check_golden("compare.txt", &comparison.to_table());
+    let json: Value = serde_json::from_str(&comparison.to_json()).unwrap();
+    assert_eq!(json["regression"], true);
+    let regressions: Vec<String> = json["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["verdict"] == "regression")
+        .map(|r| {
+            format!(
+                "{}/{} {}",
+                r["metricName"].as_str().unwrap(),
+                r["quantileName"].as_str().unwrap(),
+                r["statistic"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        regressions,
+        vec![
+            "routeConvergenceQuantilesMeasurement/AdvertiseFib P99",
+            "routeConvergenceQuantilesMeasurement/AdvertiseFib P50",
+            "vmiLatencyQuantilesMeasurement/VMReady missingCount",
+        ]
+    );
+}
