@@ -10,7 +10,8 @@
 //!   unknown fields, so unknown fields are reported like kubectl's strict field validation.
 //! - The root `metadata` accepts any object: `meta::validate_object_meta` checks it.
 //! - Only the formats Kubernetes checks are kept (`date-time`, `ipv4`, `ipv6`, `cidr`).
-//! - `x-kubernetes-validations` and `x-kubernetes-list-type` stay, as custom keywords.
+//! - `x-kubernetes-validations` and `x-kubernetes-list-type` stay, as custom keywords;
+//!   `default` stays for defaulting (the validator ignores it).
 
 use jsonschema::ValidationError;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -56,6 +57,8 @@ const COPIED: &[&str] = &[
     "required",
     "x-kubernetes-validations",
     "x-kubernetes-list-type",
+    // Not a validation keyword: kept for `SchemaSet::apply_defaults`.
+    "default",
     "x-kubernetes-list-map-keys",
 ];
 

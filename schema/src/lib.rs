@@ -35,6 +35,7 @@
 //!    [`Strictness::Strict`]. `Ignore`/`Warn`: [`SchemaSet::prune`] (what a server stores), then
 //!    `validate` with [`Strictness::Prune`]; with `Warn`, send one `Warning` header per removed
 //!    path, worded by [`unknown_field_warning`].
+//!    On create, [`SchemaSet::apply_defaults`] fills CRD defaults the way the server does.
 //! 3. On `Err(violations)`: HTTP status [`Violations::http_status`] (400 for unknown fields,
 //!    422 otherwise), `Status.message` from [`Violations::invalid_status_message`], and one
 //!    `details.causes[]` entry per violation: `reason` = [`ViolationReason::as_str`],
@@ -124,6 +125,8 @@ struct KindEntry {
     name_rule: NameRule,
     /// Compiled from `schema`.
     validator: Validator,
+    /// Whether `schema`'s `default`s are applied by [`SchemaSet::apply_defaults`].
+    server_defaults: bool,
     /// The converted Strict schema, walked by [`SchemaSet::has_field`] and [`SchemaSet::prune`]
     /// (its `additionalProperties: false` marks exactly the objects the API server prunes).
     schema: Value,
@@ -192,6 +195,7 @@ impl SchemaSet {
         let mut entries = Vec::with_capacity(raw.len());
         for kind in raw {
             let schema = kind.source.converted(Strictness::Strict);
+            let server_defaults = kind.source.has_server_defaults();
             let validator = compile(&schema).map_err(|detail| SchemaError::CompileSchema {
                 api_version: kind.info.api_version(),
                 kind: kind.info.kind.clone(),
@@ -201,6 +205,7 @@ impl SchemaSet {
                 info: kind.info,
                 name_rule: kind.name_rule,
                 validator,
+                server_defaults,
                 schema,
             });
         }
@@ -407,6 +412,33 @@ impl SchemaSet {
         match self.entry(&api_version, &kind) {
             Some(entry) if entry.info.served => {
                 Ok(prune::prune_object(&entry.schema, obj, OBJECT_META_FIELDS))
+            }
+            _ => Err(SchemaError::UnknownKind { api_version, kind }),
+        }
+    }
+
+    /// Applies the schema's defaults as the API server does on create (structural defaulting of
+    /// custom resources: an absent or null field with a `default` inside a present object gets
+    /// it; e.g. FRRConfiguration `toReceive.allowed.mode: filtered`). Returns the defaulted
+    /// paths, sorted. KubeVirt and core kinds have no schema defaults here (empty result).
+    pub fn apply_defaults(&self, obj: &mut Value) -> Result<Vec<String>, SchemaError> {
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match self.entry(&api_version, &kind) {
+            Some(entry) if entry.info.served => {
+                if entry.server_defaults && convert::shape(obj).depth <= convert::MAX_NESTING {
+                    Ok(prune::default_object(&entry.schema, obj))
+                } else {
+                    Ok(Vec::new())
+                }
             }
             _ => Err(SchemaError::UnknownKind { api_version, kind }),
         }

@@ -152,3 +152,48 @@ pub(crate) fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
 pub(crate) fn unknown_field_warning(path: &str) -> String {
     format!("unknown field {}", quote(path))
 }
+
+/// Fills absent fields that have a schema `default` (inside objects that are present), as the
+/// API server's structural defaulting does, then descends into every present field. Returns the
+/// defaulted field paths, sorted.
+pub(crate) fn default_object(root: &Value, object: &mut Value) -> Vec<String> {
+    let mut defaulted = Vec::new();
+    let mut pending: Vec<(&Value, &mut Value, String)> = vec![(root, object, String::new())];
+    while let Some((schema, value, path)) = pending.pop() {
+        let schema = resolve(root, schema);
+        match value {
+            Value::Object(map) => {
+                if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
+                    for (key, property) in properties {
+                        let property = resolve(root, property);
+                        if let Some(default) = property.get("default")
+                            && map.get(key).is_none_or(Value::is_null)
+                        {
+                            map.insert(key.clone(), default.clone());
+                            defaulted.push(join(&path, key));
+                        }
+                    }
+                    for (key, child) in map.iter_mut() {
+                        if let Some(child_schema) = properties.get(key) {
+                            pending.push((child_schema, child, join(&path, key)));
+                        }
+                    }
+                } else if let Some(values @ Value::Object(_)) = schema.get("additionalProperties") {
+                    for (key, child) in map.iter_mut() {
+                        pending.push((values, child, join(&path, key)));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                if let Some(item_schema) = schema.get("items") {
+                    for (index, item) in items.iter_mut().enumerate() {
+                        pending.push((item_schema, item, format!("{path}[{index}]")));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    defaulted.sort();
+    defaulted
+}

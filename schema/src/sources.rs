@@ -120,6 +120,12 @@ impl RawSchema {
         }
     }
 
+    /// Whether the schema's `default`s are the server's defaults. CRD schemas: yes. Swagger
+    /// definitions carry Go zero-value hints (`default: {}`) that KubeVirt's CRDs do not apply.
+    pub(crate) fn has_server_defaults(&self) -> bool {
+        matches!(self, RawSchema::Structural(_))
+    }
+
     /// The unconverted schema text a rule-coverage check walks.
     #[cfg(test)]
     pub(crate) fn documents(&self) -> Vec<&Value> {

@@ -188,6 +188,8 @@ proptest! {
                 prop_assert!(removed.is_empty(), "pruned {:?} from a strictly valid object", removed);
             }
         }
+        let mut defaulted = object.clone();
+        let _ = schemas().apply_defaults(&mut defaulted);
         let meta = object.get("metadata").cloned().unwrap_or(Value::Null);
         let _ = validate_object_meta(&meta, true);
         let _ = ra_controller_check(&object, std::slice::from_ref(&object));

@@ -870,3 +870,34 @@ fn an_unknown_field_set_to_null_is_still_unknown() {
         .validate(&vm, Strictness::Prune)
         .expect("pruned in Prune mode");
 }
+
+#[test]
+fn frr_defaults_are_applied_like_the_server() {
+    let mut frr = fixture("frrconfiguration.yaml");
+    let defaulted = schemas().apply_defaults(&mut frr).expect("known kind");
+    assert_eq!(
+        defaulted,
+        vec![
+            "spec.bgp.routers[0].neighbors[0].addressFamilies".to_string(),
+            "spec.bgp.routers[0].neighbors[0].dualStackAddressFamily".to_string(),
+        ],
+        "disableMP is set by the fixture; toAdvertise is absent, so its mode is not defaulted"
+    );
+    assert_eq!(
+        frr.pointer("/spec/bgp/routers/0/neighbors/0/dualStackAddressFamily"),
+        Some(&json!(false))
+    );
+    strict(&frr).expect("defaulted object validates");
+    let mut vm = fixture("virtualmachine.yaml");
+    let before = vm.clone();
+    assert!(
+        schemas()
+            .apply_defaults(&mut vm)
+            .expect("known kind")
+            .is_empty()
+    );
+    assert_eq!(
+        vm, before,
+        "swagger `default: {{}}` hints are not server defaults"
+    );
+}
