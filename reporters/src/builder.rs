@@ -52,7 +52,7 @@ impl Unit {
 }
 
 /// Samples of one quantile group.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct QuantileGroup {
     unit: Unit,
     /// Nanoseconds for `Unit::Millis`, plain values otherwise.
@@ -192,6 +192,9 @@ pub struct DocumentBuilder {
     metadata: Value,
     enabled: BTreeSet<MeasurementKind>,
     groups: BTreeMap<(&'static str, String), QuantileGroup>,
+    /// Ids of the per-object documents built so far: a sample given twice would count twice in
+    /// the quantiles, so it is refused.
+    seen: BTreeSet<String>,
 }
 
 impl DocumentBuilder {
@@ -204,6 +207,7 @@ impl DocumentBuilder {
             metadata,
             enabled: run.measurements.iter().copied().collect(),
             groups: BTreeMap::new(),
+            seen: BTreeSet::new(),
         };
         builder.register_groups(run.cluster.mode);
         builder
@@ -352,8 +356,32 @@ impl DocumentBuilder {
 
     /// Per-object documents for a batch of samples; their values also go into the quantile
     /// groups. Kinds that are not enabled still get per-object documents (the harness sent
-    /// them), but no quantile documents.
+    /// them), but no quantile documents. Each sample must be given once per run (e.g. BGP
+    /// sessions at the end): a repeated identity is refused and the batch leaves no trace.
     pub fn add(&mut self, samples: &Samples) -> Result<Vec<Document>, DocumentError> {
+        let snapshot = self.groups.clone();
+        let documents = match self.add_unchecked(samples) {
+            Ok(documents) => documents,
+            Err(error) => {
+                self.groups = snapshot;
+                return Err(error);
+            }
+        };
+        let mut batch = BTreeSet::new();
+        for document in &documents {
+            if self.seen.contains(document.id()) || !batch.insert(document.id().to_owned()) {
+                self.groups = snapshot;
+                return Err(DocumentError::DuplicateSample {
+                    metric_name: document.metric_name().to_owned(),
+                    identity: document.identity(),
+                });
+            }
+        }
+        self.seen.extend(batch);
+        Ok(documents)
+    }
+
+    fn add_unchecked(&mut self, samples: &Samples) -> Result<Vec<Document>, DocumentError> {
         let mut documents = Vec::new();
         for sample in &samples.vm_latency {
             documents.push(self.vm_latency(sample)?);

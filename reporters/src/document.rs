@@ -79,6 +79,11 @@ pub enum DocumentError {
     },
     #[error("a document must be a JSON object")]
     NotAnObject,
+    #[error("{metric_name} sample {identity} was already recorded in this run")]
+    DuplicateSample {
+        metric_name: String,
+        identity: String,
+    },
     #[error("serializing a document")]
     Serialize(#[source] serde_json::Error),
 }
@@ -142,6 +147,23 @@ impl Document {
     pub(crate) fn from_serializable(doc: &impl Serialize) -> Result<Self, DocumentError> {
         let value = serde_json::to_value(doc).map_err(DocumentError::Serialize)?;
         Document::from_value(value)
+    }
+
+    /// The identity fields as `field=value` pairs, for messages.
+    pub fn identity(&self) -> String {
+        identity_fields(&self.metric_name)
+            .unwrap_or(&[])
+            .iter()
+            .map(|f| {
+                let value = match self.body.get(*f) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                format!("{f}={value}")
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Deterministic document id (hex sha256 of uuid, metricName, jobName and identity fields).

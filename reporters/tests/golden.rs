@@ -358,3 +358,28 @@ fn compare_table_and_json_match_goldens() {
         ]
     );
 }
+
+#[test]
+fn a_sample_given_twice_is_refused_and_leaves_no_trace() {
+    let root = tempfile::tempdir().unwrap();
+    let mut recorder = RunRecorder::start(
+        root.path(),
+        common::run_description(common::UUID, "http://127.0.0.1:9200"),
+        Redactor::new(),
+    )
+    .unwrap();
+    recorder.record(&common::iteration_samples(0)).unwrap();
+    let error = recorder.record(&common::iteration_samples(0)).unwrap_err();
+    let message = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+    assert!(message.contains("already recorded"), "{message}");
+    recorder.record(&common::iteration_samples(1)).unwrap();
+    let results = recorder.finish(&common::run_end(), &[]).unwrap();
+    let docs = load_documents(&results.dir).unwrap();
+    let vm_ready = docs
+        .iter()
+        .find(|d| d.text("quantileName") == Some("VMReady"))
+        .unwrap();
+    // 2 VMs per iteration, 2 iterations, one VMReady missing: the refused batch did not count.
+    assert_eq!(vm_ready.number("count"), Some(3.0));
+    assert_eq!(vm_ready.number("missingCount"), Some(1.0));
+}
