@@ -8,7 +8,7 @@
 //! # API (all async entry points need a tokio runtime)
 //!
 //! **[`bmp`] — BMP station** (issue 6 `routeConvergence` → Adj-RIB-In; `bgpSessions` → Peer Up/Down)
-//! ```ignore
+//! ```text
 //! let config = BmpStationConfig::new("127.0.0.1:5000".parse()?)   // port 0 = any free port
 //!     .in_netns("ext")                                             // omit for the host's netns
 //!     .capture_to(results_dir);                                    // optional raw-stream artefact
@@ -34,7 +34,7 @@
 //! [`bmp::StreamDecoder`] decodes a recorded stream exactly as the station does (replays).
 //!
 //! **[`fib`] — kernel FIB watcher** (route usable at the external router)
-//! ```ignore
+//! ```text
 //! let (watcher, mut rx) = FibWatcher::start(FibWatcherConfig::new().in_netns("ext"), clock).await?;
 //! // FibEvent::Route(RouteChange { at, prefix: Ipv4Net, kind: Present|Added|Replaced|Removed,
 //! //                               next_hops: Vec<Ipv4Addr> /* sorted, ECMP */, protocol, table, .. })
@@ -43,7 +43,7 @@
 //! ```
 //!
 //! **[`vty`] — FRR access** (`--frr-vty-dir` or `--frr-exec`), one object-safe trait:
-//! ```ignore
+//! ```text
 //! let cli: Arc<dyn FrrCli> = Arc::new(VtyCli::new("/var/run/frr", Duration::from_secs(2)));
 //! let cli: Arc<dyn FrrCli> = Arc::new(ExecCli::from_prefix_str("podman exec frr", timeout)?);
 //! cli.json(Daemon::Bgpd, "show bgp ipv4 unicast 198.19.7.0/24 json").await?;  // serde_json::Value
@@ -52,7 +52,7 @@
 //! ```
 //!
 //! **[`session`] — BGP session poller** over any `FrrCli`:
-//! ```ignore
+//! ```text
 //! let (poller, mut rx) = SessionPoller::spawn(cli, clock, SessionPollerConfig::new(Duration::from_millis(100)));
 //! // SessionEvent::Sample(SessionSample { requested_at, answered_at, peers: BTreeMap<String, PeerSample> })
 //! // SessionEvent::Change(SessionChange { peer, not_before, seen_at, kind: StateChanged|Reset|Appeared|Disappeared })

@@ -274,8 +274,29 @@ async fn accept_loop(
 #[derive(Debug)]
 pub struct StreamDecoder {
     framer: framer::Framer,
-    /// Peers with a Peer Up on this connection: (address, distinguisher).
+    peers: PeerTracker,
+}
+
+/// Peers with a Peer Up on one connection: (address, distinguisher).
+#[derive(Debug, Default)]
+struct PeerTracker {
     peers_up: BTreeSet<(IpAddr, u64)>,
+}
+
+impl PeerTracker {
+    fn annotate(&mut self, message: &mut BmpMessage) {
+        match message {
+            BmpMessage::PeerUp(up) => {
+                self.peers_up
+                    .insert((up.peer.address, up.peer.distinguisher));
+            }
+            BmpMessage::PeerDown(down) => {
+                let key = (down.peer.address, down.peer.distinguisher);
+                down.without_peer_up = !self.peers_up.remove(&key);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl StreamDecoder {
@@ -283,7 +304,7 @@ impl StreamDecoder {
     pub fn new(max_message_len: usize) -> Self {
         StreamDecoder {
             framer: framer::Framer::new(max_message_len),
-            peers_up: BTreeSet::new(),
+            peers: PeerTracker::default(),
         }
     }
 
@@ -303,26 +324,22 @@ impl StreamDecoder {
         let next = self.framer.next_message()?;
         Some(next.map(|raw| {
             let mut message = decode::decode(raw);
-            self.annotate(&mut message);
+            self.peers.annotate(&mut message);
             message
         }))
     }
-
-    fn annotate(&mut self, message: &mut BmpMessage) {
-        match message {
-            BmpMessage::PeerUp(up) => {
-                self.peers_up
-                    .insert((up.peer.address, up.peer.distinguisher));
-            }
-            BmpMessage::PeerDown(down) => {
-                let key = (down.peer.address, down.peer.distinguisher);
-                down.without_peer_up = !self.peers_up.remove(&key);
-            }
-            _ => {}
-        }
-    }
 }
 
+/// What the reader hands the decoding task, in stream order.
+#[derive(Debug)]
+enum Raw {
+    Message(bytes::Bytes),
+    Event(BmpEventKind),
+}
+
+/// Reads one connection: stamps each read, splits it into messages and hands them on. Decoding
+/// runs in a separate task ([`decode_connection`]), so a burst larger than the decoder's rate
+/// (~5 µs per message) queues already-stamped messages instead of delaying the reads.
 async fn read_connection(
     mut stream: TcpStream,
     id: u64,
@@ -332,14 +349,12 @@ async fn read_connection(
     max_message_len: usize,
     capture: Option<PathBuf>,
 ) {
-    let mut decoder = StreamDecoder::new(max_message_len);
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let decoding = tokio::spawn(decode_connection(raw_rx, id, tx));
+    let mut framer = framer::Framer::new(max_message_len);
     let mut chunk = vec![0u8; READ_CHUNK];
-    let send = |at: MonoStamp, kind: BmpEventKind| {
-        let _ = tx.send(BmpEvent {
-            at,
-            connection: id,
-            kind,
-        });
+    let send = |at: MonoStamp, raw: Raw| {
+        let _ = raw_tx.send((at, raw));
     };
     let mut capture_file = match capture.map(|path| (std::fs::File::create(&path), path)) {
         None => None,
@@ -347,7 +362,10 @@ async fn read_connection(
         Some((Err(e), path)) => {
             send(
                 clock.now(),
-                BmpEventKind::CaptureError(format!("creating {}: {e}", path.display())),
+                Raw::Event(BmpEventKind::CaptureError(format!(
+                    "creating {}: {e}",
+                    path.display()
+                ))),
             );
             None
         }
@@ -357,49 +375,76 @@ async fn read_connection(
             biased;
             r = stream.read(&mut chunk) => r,
             _ = stop.changed() => {
-                send(clock.now(), BmpEventKind::Disconnected(DisconnectReason::StationStopped));
-                return;
+                send(
+                    clock.now(),
+                    Raw::Event(BmpEventKind::Disconnected(DisconnectReason::StationStopped)),
+                );
+                break;
             }
         };
         // The arrival instant of everything this read completed.
         let at = clock.now();
         let n = match read {
             Ok(0) => {
-                send(
-                    at,
-                    BmpEventKind::Disconnected(DisconnectReason::Closed {
-                        trailing_bytes: decoder.pending(),
-                    }),
-                );
-                return;
+                let reason = DisconnectReason::Closed {
+                    trailing_bytes: framer.pending(),
+                };
+                send(at, Raw::Event(BmpEventKind::Disconnected(reason)));
+                break;
             }
             Ok(n) => n,
             Err(e) => {
-                send(
-                    at,
-                    BmpEventKind::Disconnected(DisconnectReason::ReadError(e.to_string())),
-                );
-                return;
+                let reason = DisconnectReason::ReadError(e.to_string());
+                send(at, Raw::Event(BmpEventKind::Disconnected(reason)));
+                break;
             }
         };
-        if let Some(file) = capture_file.as_mut()
-            && let Err(e) = file.write_all(&chunk[..n])
-        {
-            send(at, BmpEventKind::CaptureError(e.to_string()));
-            capture_file = None;
-        }
-        decoder.push(&chunk[..n]);
-        while let Some(next) = decoder.next_message() {
+        framer.push(&chunk[..n]);
+        let mut lost = false;
+        while let Some(next) = framer.next_message() {
             match next {
-                Ok(message) => send(at, BmpEventKind::Message(message)),
+                Ok(message) => send(at, Raw::Message(message)),
                 Err(error) => {
-                    send(
-                        at,
-                        BmpEventKind::Disconnected(DisconnectReason::FramingLost(error)),
-                    );
-                    return; // dropping the stream closes it
+                    let reason = DisconnectReason::FramingLost(error);
+                    send(at, Raw::Event(BmpEventKind::Disconnected(reason)));
+                    lost = true;
                 }
             }
         }
+        if let Some(file) = capture_file.as_mut()
+            && let Err(e) = file.write_all(&chunk[..n])
+        {
+            send(at, Raw::Event(BmpEventKind::CaptureError(e.to_string())));
+            capture_file = None;
+        }
+        if lost {
+            break; // dropping the stream closes it
+        }
+    }
+    drop(raw_tx);
+    let _ = decoding.await;
+}
+
+/// Decodes a connection's messages in order and emits them with their arrival stamps.
+async fn decode_connection(
+    mut raw: mpsc::UnboundedReceiver<(MonoStamp, Raw)>,
+    id: u64,
+    tx: mpsc::UnboundedSender<BmpEvent>,
+) {
+    let mut peers = PeerTracker::default();
+    while let Some((at, item)) = raw.recv().await {
+        let kind = match item {
+            Raw::Message(bytes) => {
+                let mut message = decode::decode(bytes);
+                peers.annotate(&mut message);
+                BmpEventKind::Message(message)
+            }
+            Raw::Event(kind) => kind,
+        };
+        let _ = tx.send(BmpEvent {
+            at,
+            connection: id,
+            kind,
+        });
     }
 }
