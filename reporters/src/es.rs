@@ -586,7 +586,9 @@ impl EsClient {
             let body: String = pending.iter().map(|(_, line)| line.as_str()).collect();
             outcome.requests += 1;
             let sent = self
-                .request(reqwest::Method::POST, "_bulk")
+                // wait_for: documents are searchable when the request returns, so a `compare`
+                // right after a run finds them (kube-burner sleeps for this instead).
+                .request(reqwest::Method::POST, "_bulk?refresh=wait_for")
                 .header("Content-Type", "application/x-ndjson")
                 .body(body)
                 .send()

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::builder::{DocumentBuilder, JobStatus, job_summary};
 use crate::document::{Document, DocumentError, QuantileDocument};
 use crate::input::{RunDescription, Samples};
-use crate::local::{LocalError, LocalResults, REPORT_FILE, SUMMARY_FILE};
+use crate::local::{LocalError, LocalResults, REPORT_FILE, SUMMARY_FILE, load_documents};
 use crate::redact::Redactor;
 use crate::report::{RunView, render_html, render_summary};
 use crate::thresholds::{Threshold, ThresholdReport, evaluate_thresholds};
@@ -134,4 +134,43 @@ impl RunRecorder {
             documents: documents.len(),
         })
     }
+}
+
+/// Re-renders `summary.txt` and `report.html` of a saved results directory (e.g. after
+/// `index`, or with other thresholds) without touching its documents. `passed` is the saved
+/// `jobSummary`'s verdict combined with `thresholds` evaluated on the saved quantiles.
+pub fn render_saved_results(
+    dir: &Path,
+    thresholds: &[Threshold],
+    redactor: &Redactor,
+) -> Result<RunResults, RecordError> {
+    let documents = load_documents(dir)?;
+    let quantiles: Vec<QuantileDocument> = documents
+        .iter()
+        .filter_map(QuantileDocument::from_document)
+        .collect();
+    let threshold_report = evaluate_thresholds(thresholds, &quantiles);
+    let view = RunView::new(&documents);
+    let saved_passed = view
+        .job_summary
+        .and_then(|d| d.body().get("passed"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let summary = render_summary(&view, &threshold_report);
+    let html = render_html(&view, &threshold_report);
+    let write = |file: &str, text: &str| -> Result<PathBuf, RecordError> {
+        let path = dir.join(file);
+        crate::local::write_atomically(&path, redactor.redact(text).as_bytes())?;
+        Ok(path)
+    };
+    write(SUMMARY_FILE, &summary)?;
+    let report_path = write(REPORT_FILE, &html)?;
+    Ok(RunResults {
+        dir: dir.to_owned(),
+        passed: saved_passed && threshold_report.passed(),
+        thresholds: threshold_report,
+        summary,
+        report_path,
+        documents: documents.len(),
+    })
 }

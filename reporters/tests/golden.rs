@@ -383,3 +383,20 @@ fn a_sample_given_twice_is_refused_and_leaves_no_trace() {
     assert_eq!(vm_ready.number("count"), Some(3.0));
     assert_eq!(vm_ready.number("missingCount"), Some(1.0));
 }
+
+#[test]
+fn saved_results_render_the_same_report() {
+    let (_root, dir) = fixture_dir();
+    let summary = fs::read_to_string(dir.join("summary.txt")).unwrap();
+    let html = fs::read_to_string(dir.join("report.html")).unwrap();
+    fs::remove_file(dir.join("report.html")).unwrap();
+    let rendered = vmbgp_reporters::run::render_saved_results(
+        &dir,
+        &vmbgp_reporters::thresholds::default_thresholds(),
+        &Redactor::new(),
+    )
+    .unwrap();
+    assert!(!rendered.passed);
+    assert_eq!(rendered.summary, summary);
+    assert_eq!(fs::read_to_string(dir.join("report.html")).unwrap(), html);
+}
