@@ -9,10 +9,14 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use vmbgp_reporters::compare::{RunSource, Tolerance, compare_runs, default_tolerances};
+use vmbgp_reporters::es::{Credentials, EsClient, EsOptions, index_saved_results};
 use vmbgp_reporters::redact::Redactor;
 use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
-use crate::cli::{CheckArgs, Cli, Command, PlanArgs, RenderArgs, RunArgs};
+use crate::cli::{
+    CheckArgs, Cli, Command, CompareArgs, EsTlsArgs, IndexArgs, PlanArgs, RenderArgs, RunArgs,
+};
 use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
 use crate::exit::ExitCode;
@@ -38,6 +42,12 @@ pub enum AppError {
     Unreachable(Report),
     #[error("cannot write results: {0}")]
     Results(String),
+    #[error("Elasticsearch/OpenSearch: {0}")]
+    EsConfig(String),
+    #[error("{0}")]
+    Compare(String),
+    #[error("cannot read tolerances {path}: {message}")]
+    Tolerances { path: String, message: String },
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
 }
@@ -45,7 +55,11 @@ pub enum AppError {
 impl AppError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            AppError::Config(_) | AppError::Render(_) => ExitCode::InvalidInput,
+            AppError::Config(_)
+            | AppError::Render(_)
+            | AppError::EsConfig(_)
+            | AppError::Tolerances { .. } => ExitCode::InvalidInput,
+            AppError::Compare(_) => ExitCode::InvalidInput,
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
             }
@@ -68,6 +82,8 @@ pub async fn execute(cli: Cli, out: &mut (dyn Write + Send)) -> Result<ExitCode,
         Some(Command::Render(args)) => render(&args, out),
         Some(Command::FrrConfig(args)) => frr_config(&args, out),
         Some(Command::Check(args)) => check(&args, out).await,
+        Some(Command::Index(args)) => index(&args, out).await,
+        Some(Command::Compare(args)) => compare(&args, out).await,
     }
 }
 
@@ -176,6 +192,15 @@ fn cancel_on_signals(cancel: CancellationToken) {
 async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
     let plan = plan_from_args(&args.plan)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
+    // Built (not contacted) before anything is created, so a bad CA file is an input error.
+    let es = match &plan.indexing.es {
+        Some(target) => Some(es_client(
+            target.server.as_str(),
+            &target.index,
+            &args.plan.es_tls,
+        )?),
+        None => None,
+    };
     let timeout = Duration::from_secs(10);
     let cluster = connect(plan.kubeconfig.as_deref(), plan.context.as_deref(), timeout).await?;
     let report = preflight(&cluster, &plan, None).await;
@@ -188,17 +213,20 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     let nodes = count_nodes(&cluster).await;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    run_plan(
-        &plan,
-        &cluster,
-        &report,
-        nodes,
-        &manifests,
-        workload_flags(&args.plan),
-        cancel,
-        out,
+    let redactor = es.as_ref().map(|c| c.redactor().clone());
+    let flags = workload_flags(&args.plan);
+    let (code, dir) = run_plan(
+        &plan, &cluster, &report, nodes, &manifests, flags, redactor, cancel, out,
     )
-    .await
+    .await?;
+    match es {
+        // Indexing problems never hide a worse outcome (threshold, timeout, interrupt).
+        Some(client) => {
+            let indexed = upload(&dir, &client, out).await?;
+            Ok(if code == ExitCode::Ok { indexed } else { code })
+        }
+        None => Ok(code),
+    }
 }
 
 async fn count_nodes(cluster: &Cluster) -> u64 {
@@ -224,9 +252,10 @@ pub async fn run_plan(
     nodes: u64,
     manifests: &[crate::workload::Manifest],
     flags: BTreeMap<String, String>,
+    redactor: Option<Redactor>,
     cancel: CancellationToken,
     out: &mut (dyn Write + Send),
-) -> Result<ExitCode, AppError> {
+) -> Result<(ExitCode, std::path::PathBuf), AppError> {
     let clock = RunClock::start();
     let description = describe_run(
         plan,
@@ -235,8 +264,12 @@ pub async fn run_plan(
         nodes,
         flags,
     );
-    let recorder = RunRecorder::start(&plan.indexing.results_dir, description, Redactor::new())
-        .map_err(|e| AppError::Results(e.to_string()))?;
+    let recorder = RunRecorder::start(
+        &plan.indexing.results_dir,
+        description,
+        redactor.unwrap_or_default(),
+    )
+    .map_err(|e| AppError::Results(e.to_string()))?;
     tracing::info!("run {}: results in {}", plan.uuid, recorder.dir().display());
     let mut sink = RecorderSink {
         recorder,
@@ -274,11 +307,129 @@ pub async fn run_plan(
     if !write_errors.is_empty() {
         return Err(AppError::Results(write_errors.join("; ")));
     }
-    Ok(match (outcome.stopped, run_error, results.passed) {
+    let code = match (outcome.stopped, run_error, results.passed) {
         (Some(Stop::Interrupted), _, _) => ExitCode::Interrupted,
         (Some(Stop::TimedOut), _, _) => ExitCode::Timeout,
         (None, Some(_), _) => ExitCode::Internal,
         (None, None, false) => ExitCode::ThresholdsViolated,
         (None, None, true) => ExitCode::Ok,
+    };
+    Ok((code, results.dir))
+}
+
+/// Builds the Elasticsearch/OpenSearch client (no network traffic yet).
+fn es_client(server: &str, index: &str, tls: &EsTlsArgs) -> Result<EsClient, AppError> {
+    let mut options = EsOptions::new(server, index);
+    options.credentials = Credentials::from_env();
+    options.insecure_skip_verify = tls.es_insecure_skip_verify;
+    options.ca_file = tls.es_ca_file.clone();
+    options.index_template = tls.es_index_template.clone();
+    EsClient::new(options).map_err(|e| AppError::EsConfig(error_chain(&e)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// Uploads a results directory; exit 6 unless every document is in the index.
+async fn upload(
+    dir: &std::path::Path,
+    client: &EsClient,
+    out: &mut (dyn Write + Send),
+) -> Result<ExitCode, AppError> {
+    if let Err(e) = client.ensure_index().await {
+        writeln!(
+            out,
+            "indexing: {} unreachable or refused the index: {}",
+            client.display_url(),
+            error_chain(&e)
+        )
+        .map_err(AppError::Output)?;
+        writeln!(
+            out,
+            "indexing: the documents stay in {}; upload them later with `vmbgp-bench index`",
+            dir.display()
+        )
+        .map_err(AppError::Output)?;
+        return Ok(ExitCode::NotIndexed);
+    }
+    let outcome = match index_saved_results(dir, client).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Err(AppError::Results(error_chain(&e))),
+    };
+    writeln!(
+        out,
+        "indexing: {} documents indexed, {} already present, {} failed ({} requests) into {}",
+        outcome.indexed,
+        outcome.already_indexed,
+        outcome.failures.len(),
+        outcome.requests,
+        outcome.target
+    )
+    .map_err(AppError::Output)?;
+    for failure in outcome.failures.iter().take(20) {
+        writeln!(
+            out,
+            "  not indexed: {} ({}): {}",
+            failure.id, failure.metric_name, failure.reason
+        )
+        .map_err(AppError::Output)?;
+    }
+    Ok(if outcome.is_complete() {
+        ExitCode::Ok
+    } else {
+        ExitCode::NotIndexed
+    })
+}
+
+async fn index(args: &IndexArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    let client = es_client(&args.es_server, &args.es_index, &args.tls)?;
+    upload(&args.dir, &client, out).await
+}
+
+async fn compare(args: &CompareArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    let tolerances = match &args.tolerances {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| AppError::Tolerances {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            serde_saphyr::from_str::<Vec<Tolerance>>(&text).map_err(|e| AppError::Tolerances {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+        }
+        None => default_tolerances(),
+    };
+    let es = match (&args.es_server, &args.es_index) {
+        (Some(server), Some(index)) => Some(es_client(server, index, &args.tls)?),
+        (None, None) => None,
+        _ => {
+            return Err(AppError::EsConfig(
+                "--es-server and --es-index must be given together".into(),
+            ));
+        }
+    };
+    let baseline = RunSource::from_arg(&args.baseline);
+    let current = RunSource::from_arg(&args.current);
+    let comparison = compare_runs(&baseline, &current, &tolerances, es.as_ref())
+        .await
+        .map_err(|e| AppError::Compare(error_chain(&e)))?;
+    let text = if args.json {
+        comparison.to_json()
+    } else {
+        comparison.to_table()
+    };
+    writeln!(out, "{text}").map_err(AppError::Output)?;
+    Ok(if comparison.has_regression() {
+        ExitCode::Regression
+    } else {
+        ExitCode::Ok
     })
 }

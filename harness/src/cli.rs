@@ -42,6 +42,68 @@ pub enum Command {
     FrrConfig(PlanArgs),
     /// Preflight: check that the cluster has what a run needs, and report every finding.
     Check(CheckArgs),
+    /// Upload a saved results directory to Elasticsearch/OpenSearch (idempotent: no duplicates).
+    Index(IndexArgs),
+    /// Compare two runs (result directories or uuids in Elasticsearch); exit 7 on a regression.
+    Compare(CompareArgs),
+}
+
+/// TLS and template options of the Elasticsearch/OpenSearch connection.
+#[derive(Debug, Clone, Default, Args)]
+pub struct EsTlsArgs {
+    /// Do not verify the server's TLS certificate (self-signed test clusters only).
+    #[arg(long)]
+    pub es_insecure_skip_verify: bool,
+    /// PEM file with CA certificates to trust in addition to the built-in roots.
+    #[arg(long, value_name = "PATH")]
+    pub es_ca_file: Option<PathBuf>,
+    /// Install this index template before indexing (e.g. ci/elasticsearch/index-template.json).
+    #[arg(long, value_name = "PATH")]
+    pub es_index_template: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// A results directory written by a run (results/<uuid>).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Elasticsearch/OpenSearch URL (credentials may be in the URL, or in VMBGP_ES_USERNAME/PASSWORD).
+    #[arg(long, env = "ES_SERVER", value_name = "URL", hide_env_values = true)]
+    pub es_server: String,
+    /// Index to write to, e.g. ripsaw-kube-burner-vm-bgp.
+    #[arg(long, value_name = "INDEX")]
+    pub es_index: String,
+    #[command(flatten)]
+    pub tls: EsTlsArgs,
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The baseline run: a results directory, or a uuid looked up in --es-server.
+    #[arg(value_name = "BASELINE")]
+    pub baseline: String,
+    /// The run to judge: a results directory, or a uuid looked up in --es-server.
+    #[arg(value_name = "CURRENT")]
+    pub current: String,
+    /// Print the comparison as JSON (for CI) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// YAML or JSON list of tolerances replacing the defaults (metricName, quantileName, statistic,
+    /// percent, minAbsolute, direction).
+    #[arg(long, value_name = "PATH")]
+    pub tolerances: Option<PathBuf>,
+    /// Elasticsearch/OpenSearch URL, when a run is given by uuid.
+    #[arg(long, env = "ES_SERVER", value_name = "URL", hide_env_values = true)]
+    pub es_server: Option<String>,
+    /// Index holding the runs given by uuid.
+    #[arg(long, value_name = "INDEX")]
+    pub es_index: Option<String>,
+    #[command(flatten)]
+    pub tls: EsTlsArgs,
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,6 +200,8 @@ pub struct PlanArgs {
     /// Elasticsearch/OpenSearch index, e.g. ripsaw-kube-burner-vm-bgp; requires --es-server.
     #[arg(long, value_name = "INDEX")]
     pub es_index: Option<String>,
+    #[command(flatten)]
+    pub es_tls: EsTlsArgs,
     /// Also write kube-burner's local-indexing layout (collected-metrics-<uuid>/).
     #[arg(long)]
     pub local_indexing: bool,

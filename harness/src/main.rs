@@ -13,6 +13,8 @@ fn main() -> std::process::ExitCode {
         Some(Command::Render(a)) => a.plan.log_level,
         Some(Command::FrrConfig(a)) => a.log_level,
         Some(Command::Check(a)) => a.plan.log_level,
+        Some(Command::Index(a)) => a.log_level,
+        Some(Command::Compare(a)) => a.log_level,
         None => cli.run.plan.log_level,
     };
     tracing_subscriber::fmt()

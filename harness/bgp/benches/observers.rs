@@ -112,12 +112,14 @@ fn main() {
         });
         let mut received = 0usize;
         let mut last_at = start;
+        let mut delivered = start;
         while received < total {
             match rx.recv().await {
                 Some(e) => {
                     if let BmpEventKind::Message(vmbgp_bgp::bmp::BmpMessage::RouteMonitoring(_)) = e.kind {
                         received += 1;
                         last_at = e.at;
+                        delivered = clock.now();
                     }
                 }
                 None => break,
@@ -125,12 +127,15 @@ fn main() {
         }
         let (client, written) = writer.await.expect("writer");
         drop(client);
-        let took = last_at.since(start).unwrap_or_default();
+        let stamped = last_at.since(start).unwrap_or_default();
+        let decoded = delivered.since(start).unwrap_or_default();
         println!(
-            "station over loopback: {received} Route Monitoring events in {took:?} = {:.0} events/s; \
-             last event stamped {:?} after the last write returned",
-            received as f64 / took.as_secs_f64(),
-            last_at.since(written)
+            "station over loopback: {received} Route Monitoring messages read+stamped in {stamped:?} \
+             ({:.0}/s; last stamp {:?} after the last write returned), decoded+delivered in \
+             {decoded:?} ({:.0} events/s)",
+            received as f64 / stamped.as_secs_f64(),
+            last_at.since(written),
+            received as f64 / decoded.as_secs_f64(),
         );
         station.stop().await;
 

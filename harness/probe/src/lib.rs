@@ -40,11 +40,13 @@
 //! 64-bit probe number) that matches replies independent of the socket type and never wraps.
 //! IPv4 only for now.
 //!
-//! **Open loop.** A sender thread keeps a per-target schedule and sends when a probe is due,
-//! whether earlier ones were answered or not, stamping the actual send instant next to the
-//! scheduled one; when it falls more than `max_send_lag` behind it skips slots and counts them.
-//! A receiver thread stamps each message right after `recvmsg` returns and reads the kernel's
-//! drop counter (`socket_drops`: when non-zero some loss is the harness's own).
+//! **Open loop.** One thread keeps a per-target schedule and sends when a probe is due, whether
+//! earlier ones were answered or not, stamping the actual send instant next to the scheduled
+//! one; when it falls more than `max_send_lag` behind it skips slots and counts them. The same
+//! thread reads the socket after every send and whenever `ppoll` reports data, stamping each
+//! message right after `recvmsg` returns, and reads the kernel's drop counter (`socket_drops`:
+//! when non-zero some loss is the harness's own). The prober needs a tokio runtime with the time
+//! driver only for `remove_target`/`finish` (they wait for probes in flight).
 //!
 //! # TCP throughput ([`tcp`])
 //!

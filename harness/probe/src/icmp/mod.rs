@@ -2,18 +2,21 @@
 //! schedule (rate changeable while running), probes are sent when due whether or not earlier ones
 //! were answered, and both the scheduled and the actual send instant are kept.
 //!
-//! Structure: one socket opened inside the chosen netns; one sender thread that sleeps until the
-//! next probe is due (a heap of per-target due instants) and sends; one receiver thread blocked
-//! in `recvmsg` that stamps every message with [`RunClock::now`] right after it returns and
-//! queues it. Per-target [`stream::Stream`]s live behind one state mutex; whoever takes it (the
-//! sender each wake-up, a snapshot) first records the queued arrivals, so the receiver never
-//! waits for that lock and its stamps are never delayed by it. Reports are computed from that
-//! compact state on demand ([`IcmpProber::snapshot`], [`IcmpProber::finish`]).
+//! Structure: one socket opened inside the chosen netns and one event-loop thread. The loop
+//! sends the probes that are due (a heap of per-target due instants), reads the socket after
+//! every send, and otherwise sleeps in `ppoll` until the next probe is due or a message arrives;
+//! each message is stamped with [`RunClock::now`] right after `recvmsg` returns, before any lock
+//! is taken. Per-target [`stream::Stream`]s live behind one state mutex; stamped arrivals are
+//! queued and whoever takes that mutex (the loop, a snapshot) records them first, so no timeout
+//! is decided on stale data. Reports are computed from that compact state on demand
+//! ([`IcmpProber::snapshot`], [`IcmpProber::finish`]); a snapshot holds the mutex for 32 targets
+//! at a time, which bounds how long the loop (and a stamp) can wait for it.
 //!
 //! Why not surge-ping: it stamps RTTs with its own `Instant` (not the run clock), needs one task
 //! and one timer per in-flight probe (100k/s at 1,000 targets × 100/s), is closed-loop per
-//! pinger (`ping().await` waits for the reply), and hides the kernel's drop counter. Dedicated
-//! threads also stamp closer to the kernel than a tokio task woken by the reactor.
+//! pinger (`ping().await` waits for the reply), and hides the kernel's drop counter. A dedicated
+//! thread also stamps closer to the kernel than a tokio task woken by the reactor, and one thread
+//! for sending and receiving avoids a wake-up (context switch) per reply.
 
 mod packet;
 pub mod report;
@@ -23,8 +26,10 @@ pub(crate) mod stream;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -198,7 +203,9 @@ struct State {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
+    /// A byte sent here wakes the event loop (a target added, a rate changed, stop).
+    wake_tx: UnixDatagram,
+    wake_rx: UnixDatagram,
     stop: AtomicBool,
     clock: RunClock,
     config: ProberConfig,
@@ -210,13 +217,24 @@ struct Shared {
     socket_drops: AtomicU64,
     foreign: AtomicU64,
     mismatched: AtomicU64,
-    /// Replies and errors stamped by the receiver, waiting to be recorded. The receiver only
-    /// ever takes this small lock (for a push), never the state lock, so a sender or a snapshot
-    /// holding the state lock cannot delay the receive stamps.
+    /// Replies and errors already stamped by the event loop, waiting to be recorded (the loop
+    /// stamps and queues before it takes the state lock).
     arrivals: Mutex<Vec<Arrival>>,
 }
 
 impl Shared {
+    fn wake(&self) {
+        // A full buffer means a wake-up is already pending.
+        let _ = self.wake_tx.send(&[1]);
+    }
+
+    fn queue(&self, local: &mut Vec<Arrival>) {
+        if !local.is_empty() {
+            let mut queue = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+            queue.append(local);
+        }
+    }
+
     /// Locks the state and records every queued arrival first, so no decision (a timeout, a
     /// report) is taken on stale data.
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -268,18 +286,18 @@ impl Shared {
     }
 }
 
-/// The running prober. Dropping it stops its threads (without a report); call
+/// The running prober. Dropping it stops its thread (without a report); call
 /// [`IcmpProber::finish`] to get the final reports.
 #[derive(Debug)]
 pub struct IcmpProber {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 static NONCE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl IcmpProber {
-    /// Opens the socket in `config.netns` and starts the sender and receiver threads.
+    /// Opens the socket in `config.netns` and starts the event-loop thread.
     pub fn start(clock: RunClock, config: ProberConfig) -> Result<IcmpProber, ProbeError> {
         let timeout_cap = Duration::from_micros(stream::RTT_HISTOGRAM_MAX_US);
         if config.timeout.is_zero() || config.timeout > timeout_cap {
@@ -314,6 +332,13 @@ impl IcmpProber {
             max_loss_periods: config.max_loss_periods,
         };
         let run_deadline = MonoStamp::from_offset(now.since_anchor() + config.max_run);
+        let (wake_tx, wake_rx) = UnixDatagram::pair()
+            .and_then(|(tx, rx)| {
+                tx.set_nonblocking(true)?;
+                rx.set_nonblocking(true)?;
+                Ok((tx, rx))
+            })
+            .map_err(|source| ProbeError::Thread { source })?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 streams: HashMap::new(),
@@ -323,7 +348,8 @@ impl IcmpProber {
                 send_lag_us: stream::new_rtt_histogram(),
                 probes_sent: 0,
             }),
-            wake: Condvar::new(),
+            wake_tx,
+            wake_rx,
             stop: AtomicBool::new(false),
             clock,
             config,
@@ -337,19 +363,15 @@ impl IcmpProber {
             mismatched: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
         });
-        let mut threads = Vec::new();
-        for (name, body) in [
-            ("probe-icmp-send", sender_loop as fn(&Shared)),
-            ("probe-icmp-recv", receiver_loop as fn(&Shared)),
-        ] {
-            let s = Arc::clone(&shared);
-            let handle = std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(move || body(&s))
-                .map_err(|source| ProbeError::Thread { source })?;
-            threads.push(handle);
-        }
-        Ok(IcmpProber { shared, threads })
+        let looped = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("probe-icmp".to_string())
+            .spawn(move || event_loop(&looped))
+            .map_err(|source| ProbeError::Thread { source })?;
+        Ok(IcmpProber {
+            shared,
+            thread: Some(thread),
+        })
     }
 
     /// The socket type in use.
@@ -397,7 +419,7 @@ impl IcmpProber {
             .schedule
             .push(Reverse((add(now, spec.first_probe_delay), id, 0)));
         drop(state);
-        self.shared.wake.notify_one();
+        self.shared.wake();
         Ok(())
     }
 
@@ -425,7 +447,7 @@ impl IcmpProber {
             schedule.push(Reverse((due, id, stream.generation)));
         }
         drop(state);
-        self.shared.wake.notify_one();
+        self.shared.wake();
         Ok(())
     }
 
@@ -481,7 +503,7 @@ impl IcmpProber {
         }
     }
 
-    /// Stops every stream, waits (at most the timeout) for probes in flight, stops the threads
+    /// Stops every stream, waits (at most the timeout) for probes in flight, stops the thread
     /// and returns the final reports.
     pub async fn finish(mut self) -> ProbeSnapshot {
         {
@@ -493,15 +515,11 @@ impl IcmpProber {
         self.wait_resolved(None).await;
         let snapshot = self.snapshot();
         self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_all();
-        let threads = std::mem::take(&mut self.threads);
-        // The threads notice `stop` within RECV_POLL; join them off the async runtime.
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
+        self.shared.wake();
+        if let Some(thread) = self.thread.take() {
+            // The loop wakes on the byte `wake` sent; join it off the async runtime.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         snapshot
     }
 
@@ -549,7 +567,7 @@ impl IcmpProber {
 impl Drop for IcmpProber {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.wake.notify_all();
+        self.shared.wake();
     }
 }
 
@@ -566,7 +584,7 @@ fn lookup(state: &State, addr: IpAddr) -> Result<u32, ProbeError> {
 
 /// Targets reported per state-lock hold in a snapshot.
 const SNAPSHOT_CHUNK: usize = 32;
-/// How many probes the sender sends before letting others take the lock.
+/// Probes sent per state-lock hold.
 const SEND_BATCH: usize = 64;
 /// How often streams that are not being sent to get their timeouts resolved.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
@@ -575,109 +593,156 @@ fn add(at: MonoStamp, d: Duration) -> MonoStamp {
     MonoStamp::from_offset(at.since_anchor() + d)
 }
 
-fn sender_loop(shared: &Shared) {
-    let mut buf = [0u8; REQUEST_LEN];
+/// Longest sleep of the event loop (also the sweep period).
+const MAX_SLEEP: Duration = SWEEP_EVERY;
+
+/// The one thread: sends due probes, receives and stamps replies, sleeps in `ppoll` until the
+/// next probe is due, a message arrives, or it is woken.
+fn event_loop(shared: &Shared) {
+    let mut send_buf = [0u8; REQUEST_LEN];
+    let mut recv_buf = [0u8; 1536];
+    let mut drops = 0u32;
+    let mut local: Vec<Arrival> = Vec::with_capacity(RECV_BATCH);
     let mut next_sweep = shared.clock.now();
-    let mut state = shared.lock();
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
-        shared.apply_arrivals(&mut state);
-        let now = shared.clock.now();
-        if now >= next_sweep {
-            for stream in state.streams.values_mut() {
-                if stream.stopped.is_none() && now >= shared.run_deadline {
-                    stream.stop(StopReason::RunDeadline);
+        drain_socket(shared, &mut recv_buf, &mut drops, &mut local);
+        shared.queue(&mut local);
+        let (wait, more_due) = {
+            let mut state = shared.lock();
+            let now = shared.clock.now();
+            if now >= next_sweep {
+                for stream in state.streams.values_mut() {
+                    if stream.stopped.is_none() && now >= shared.run_deadline {
+                        stream.stop(StopReason::RunDeadline);
+                    }
+                    stream.advance(now, &shared.limits);
                 }
-                stream.advance(now, &shared.limits);
+                next_sweep = add(now, SWEEP_EVERY);
             }
-            next_sweep = add(now, SWEEP_EVERY);
-        }
-        let mut batch = 0;
-        while batch < SEND_BATCH {
-            let Some(&Reverse((due, id, generation))) = state.schedule.peek() else {
-                break;
-            };
-            if due > now {
-                break;
-            }
-            state.schedule.pop();
-            let State {
-                streams,
-                schedule,
-                send_lag_us,
-                probes_sent,
-                ..
-            } = &mut *state;
-            let Some(stream) = streams.get_mut(&id) else {
-                continue;
-            };
-            if stream.generation != generation || stream.stopped.is_some() {
-                continue;
-            }
-            if let Some(reason) = stream.limit_reached(now) {
-                stream.stop(reason);
-                continue;
-            }
-            if let Some(rate) = stream.advance(now, &shared.limits) {
-                stream.rate = rate;
-            }
-            let interval = stream.rate.interval();
-            // Open loop: keep the schedule; when too far behind, skip the missed slots and count them.
-            let mut scheduled = due;
-            let behind = now.since(due).unwrap_or_default();
-            if behind > shared.config.max_send_lag {
-                let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
-                stream.schedule_skipped += missed;
-                scheduled = add(due, interval * u32::try_from(missed).unwrap_or(u32::MAX));
-            }
-            let tag = ProbeTag {
-                nonce: shared.nonce,
-                target_id: id,
-                probe_no: stream.next_probe,
-            };
-            let message = packet::build_echo_request(shared.identifier, tag, &mut buf);
-            let sent = shared.clock.now();
-            let outcome = match shared.socket.send_to(message, stream.addr) {
-                Ok(()) => SendOutcome::Sent,
-                Err(e) if socket::is_network_refusal(&e) => {
-                    SendOutcome::NetworkError(e.to_string())
-                }
-                Err(e) => SendOutcome::LocalError(e.to_string()),
-            };
-            stream.record_send(scheduled, sent, outcome);
-            *probes_sent += 1;
-            let lag_us = sent.since(scheduled).unwrap_or_default().as_micros();
-            send_lag_us.saturating_record(u64::try_from(lag_us).unwrap_or(u64::MAX).max(1));
-            schedule.push(Reverse((add(scheduled, interval), id, generation)));
-            batch += 1;
-        }
-        if batch == SEND_BATCH {
-            // More may be due: give the receiver a chance at the lock, then continue.
-            drop(state);
-            std::thread::yield_now();
-            state = shared.lock();
-            continue;
-        }
-        let now = shared.clock.now();
-        let next_due = state
-            .schedule
-            .peek()
-            .map(|Reverse((due, _, _))| due.since(now).unwrap_or_default())
-            .unwrap_or(SWEEP_EVERY);
-        let wait = next_due.min(next_sweep.since(now).unwrap_or_default());
-        if wait.is_zero() {
-            continue;
-        }
-        state = match shared.wake.wait_timeout(state, wait) {
-            Ok((guard, _)) => guard,
-            Err(poisoned) => poisoned.into_inner().0,
+            let sent = send_due(
+                shared,
+                &mut state,
+                now,
+                &mut send_buf,
+                &mut recv_buf,
+                &mut drops,
+                &mut local,
+            );
+            shared.queue(&mut local);
+            shared.apply_arrivals(&mut state);
+            let now = shared.clock.now();
+            let until_due = state
+                .schedule
+                .peek()
+                .map(|Reverse((due, _, _))| due.since(now).unwrap_or_default())
+                .unwrap_or(MAX_SLEEP);
+            let wait = until_due
+                .min(next_sweep.since(now).unwrap_or_default())
+                .min(MAX_SLEEP);
+            (wait, sent == SEND_BATCH)
         };
+        if more_due || wait.is_zero() {
+            continue;
+        }
+        sleep_until_event(shared, wait);
     }
 }
 
-/// Messages received before the receiver records them under one lock.
+/// Sends the probes that are due (at most [`SEND_BATCH`]); after each send, reads what has
+/// arrived so replies are stamped as soon as possible. Returns how many were sent.
+fn send_due(
+    shared: &Shared,
+    state: &mut State,
+    now: MonoStamp,
+    send_buf: &mut [u8; REQUEST_LEN],
+    recv_buf: &mut [u8],
+    drops: &mut u32,
+    local: &mut Vec<Arrival>,
+) -> usize {
+    let mut batch = 0;
+    while batch < SEND_BATCH {
+        let Some(&Reverse((due, id, generation))) = state.schedule.peek() else {
+            break;
+        };
+        if due > now {
+            break;
+        }
+        state.schedule.pop();
+        let State {
+            streams,
+            schedule,
+            send_lag_us,
+            probes_sent,
+            ..
+        } = state;
+        let Some(stream) = streams.get_mut(&id) else {
+            continue;
+        };
+        if stream.generation != generation || stream.stopped.is_some() {
+            continue;
+        }
+        if let Some(reason) = stream.limit_reached(now) {
+            stream.stop(reason);
+            continue;
+        }
+        stream.advance(now, &shared.limits);
+        let interval = stream.rate.interval();
+        // Open loop: keep the schedule; when too far behind, skip the missed slots and count them.
+        let mut scheduled = due;
+        let behind = now.since(due).unwrap_or_default();
+        if behind > shared.config.max_send_lag {
+            let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u64;
+            stream.schedule_skipped += missed;
+            scheduled = add(due, interval * u32::try_from(missed).unwrap_or(u32::MAX));
+        }
+        let tag = ProbeTag {
+            nonce: shared.nonce,
+            target_id: id,
+            probe_no: stream.next_probe,
+        };
+        let message = packet::build_echo_request(shared.identifier, tag, send_buf);
+        let sent = shared.clock.now();
+        let outcome = match shared.socket.send_to(message, stream.addr) {
+            Ok(()) => SendOutcome::Sent,
+            Err(e) if socket::is_network_refusal(&e) => SendOutcome::NetworkError(e.to_string()),
+            Err(e) => SendOutcome::LocalError(e.to_string()),
+        };
+        stream.record_send(scheduled, sent, outcome);
+        *probes_sent += 1;
+        let lag_us = sent.since(scheduled).unwrap_or_default().as_micros();
+        send_lag_us.saturating_record(u64::try_from(lag_us).unwrap_or(u64::MAX).max(1));
+        schedule.push(Reverse((add(scheduled, interval), id, generation)));
+        batch += 1;
+        drain_socket(shared, recv_buf, drops, local);
+    }
+    batch
+}
+
+/// Sleeps until the socket is readable, a wake-up byte arrives, or `wait` has passed.
+fn sleep_until_event(shared: &Shared, wait: Duration) {
+    use nix::poll::{PollFd, PollFlags, ppoll};
+    let mut fds = [
+        PollFd::new(shared.socket.as_fd(), PollFlags::POLLIN),
+        PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN),
+    ];
+    let timeout = nix::sys::time::TimeSpec::from_duration(wait);
+    if ppoll(&mut fds, Some(timeout), None).is_err() {
+        // EINTR or a transient failure: the loop simply runs again.
+        return;
+    }
+    let woken = fds[1]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN));
+    if woken {
+        let mut byte = [0u8; 16];
+        while shared.wake_rx.recv(&mut byte).is_ok() {}
+    }
+}
+
+/// Messages read per drain of the socket.
 const RECV_BATCH: usize = 64;
 
 #[derive(Debug)]
@@ -693,50 +758,38 @@ enum Arrival {
     },
 }
 
-fn receiver_loop(shared: &Shared) {
-    let mut buf = [0u8; 1536];
-    let mut drops = 0u32;
-    let mut arrivals: Vec<Arrival> = Vec::with_capacity(RECV_BATCH);
-    while !shared.stop.load(Ordering::Relaxed) {
-        arrivals.clear();
-        for i in 0..RECV_BATCH {
-            let received = shared.socket.recv(&mut buf, i > 0, &mut drops);
-            let at = shared.clock.now();
-            let datagram = match received {
-                Ok(Some(d)) => d,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ICMP receive failed");
-                    std::thread::sleep(socket::RECV_POLL);
-                    break;
-                }
-            };
-            match packet::parse_icmp(datagram.icmp) {
-                Received::EchoReply(tag) if tag.nonce == shared.nonce => {
-                    arrivals.push(Arrival::Reply {
-                        source: datagram.source,
-                        tag,
-                        at,
-                    })
-                }
-                Received::Error(error) if error.tag.nonce == shared.nonce => {
-                    arrivals.push(Arrival::Error {
-                        source: datagram.source,
-                        error,
-                    })
-                }
-                _ => {
-                    shared.foreign.fetch_add(1, Ordering::Relaxed);
-                }
+/// Reads everything queued on the socket (at most [`RECV_BATCH`]), stamping each message right
+/// after `recvmsg` returns; our replies and errors go to `local`.
+fn drain_socket(shared: &Shared, buf: &mut [u8], drops: &mut u32, local: &mut Vec<Arrival>) {
+    for _ in 0..RECV_BATCH {
+        let received = shared.socket.recv(buf, drops);
+        let at = shared.clock.now();
+        let datagram = match received {
+            Ok(Some(d)) => d,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "ICMP receive failed");
+                break;
+            }
+        };
+        match packet::parse_icmp(datagram.icmp) {
+            Received::EchoReply(tag) if tag.nonce == shared.nonce => local.push(Arrival::Reply {
+                source: datagram.source,
+                tag,
+                at,
+            }),
+            Received::Error(error) if error.tag.nonce == shared.nonce => {
+                local.push(Arrival::Error {
+                    source: datagram.source,
+                    error,
+                })
+            }
+            _ => {
+                shared.foreign.fetch_add(1, Ordering::Relaxed);
             }
         }
-        shared
-            .socket_drops
-            .store(u64::from(drops), Ordering::Relaxed);
-        if arrivals.is_empty() {
-            continue;
-        }
-        let mut queue = shared.arrivals.lock().unwrap_or_else(|p| p.into_inner());
-        queue.append(&mut arrivals);
     }
+    shared
+        .socket_drops
+        .store(u64::from(*drops), Ordering::Relaxed);
 }

@@ -4,8 +4,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
 use serde::Serialize;
@@ -33,9 +32,6 @@ pub enum SocketKind {
     /// in a new netns); ICMP errors are not delivered to it.
     Dgram,
 }
-
-/// How long a blocking receive waits before checking whether the prober stopped.
-pub(crate) const RECV_POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug)]
 pub(crate) struct IcmpSocket {
@@ -70,7 +66,7 @@ impl IcmpSocket {
             socket.set_recv_buffer_size(recv_buffer)?;
         }
         setsockopt(&socket, sockopt::RxqOvfl, &1)?;
-        socket.set_read_timeout(Some(RECV_POLL))?;
+        socket.set_nonblocking(true)?;
         Ok(IcmpSocket { socket, kind })
     }
 
@@ -80,20 +76,11 @@ impl IcmpSocket {
         self.socket.send_to(message, &addr).map(|_| ())
     }
 
-    /// Receives one message; `Ok(None)` when nothing arrived within [`RECV_POLL`] (or, with
-    /// `dont_wait`, at once). `drops` is updated with the kernel's cumulative drop counter.
-    pub fn recv<'b>(
-        &self,
-        buf: &'b mut [u8],
-        dont_wait: bool,
-        drops: &mut u32,
-    ) -> io::Result<Option<Datagram<'b>>> {
+    /// Receives one message without waiting; `Ok(None)` when nothing is queued. `drops` is
+    /// updated with the kernel's cumulative drop counter.
+    pub fn recv<'b>(&self, buf: &'b mut [u8], drops: &mut u32) -> io::Result<Option<Datagram<'b>>> {
         let mut cmsg = nix::cmsg_space!(u32);
-        let flags = if dont_wait {
-            MsgFlags::MSG_DONTWAIT
-        } else {
-            MsgFlags::empty()
-        };
+        let flags = MsgFlags::MSG_DONTWAIT;
         let (len, source) = {
             let mut iov = [io::IoSliceMut::new(buf)];
             let msg = match recvmsg::<SockaddrIn>(
@@ -128,6 +115,12 @@ impl IcmpSocket {
             SocketKind::Dgram => data,
         };
         Ok(Some(Datagram { source, icmp }))
+    }
+}
+
+impl AsFd for IcmpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 }
 
