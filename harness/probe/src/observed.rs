@@ -70,6 +70,20 @@ pub(crate) mod ser {
         s.serialize_u64(nanos(*d))
     }
 
+    /// An observed duration as nanoseconds (`{"status": "value", "value": <ns>}`).
+    pub(crate) fn observed_duration<S: Serializer>(
+        d: &super::Observed<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::Serialize;
+        match d {
+            super::Observed::Value { value } => super::Observed::value(nanos(*value)).serialize(s),
+            super::Observed::Missing { reason } => {
+                super::Observed::<u64>::missing(reason.clone()).serialize(s)
+            }
+        }
+    }
+
     fn nanos(d: Duration) -> u64 {
         u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
     }

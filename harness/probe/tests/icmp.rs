@@ -80,6 +80,8 @@ async fn live_address_answers_with_sane_rtts() {
     assert_eq!(r.loss_derived_convergence.get(), Some(&Duration::ZERO));
     assert!(r.loss_periods.is_empty());
     assert!(snapshot.never_reachable().is_empty());
+    let json = serde_json::to_value(&snapshot).expect("snapshot serializes");
+    assert_eq!(json["targets"][FAR]["replied"], r.replied);
     assert_eq!(snapshot.merged_rtt().map(|h| h.len()), Some(r.replied));
 }
 
@@ -278,4 +280,39 @@ async fn dgram_is_refused_in_a_fresh_namespace_with_a_clear_error() {
     let err = IcmpProber::start(RunClock::start(), cfg).expect_err("ping sockets are disabled");
     let text = err.to_string();
     assert!(text.contains("ping_group_range"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_targets_share_one_socket_without_mixing_replies() {
+    let pair = NetnsPair::new("many");
+    let count = 200u32;
+    let addrs: Vec<String> = (0..count)
+        .map(|i| format!("198.19.{}.{}", 2 + i / 250, 1 + i % 250))
+        .collect();
+    for a in &addrs {
+        pair.add_far_address(a);
+    }
+    let clock = RunClock::start();
+    let prober = IcmpProber::start(clock, config(&pair, 500, 5)).expect("start prober");
+    for a in &addrs {
+        prober.add_target(spec(a, 50)).expect("add");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let snapshot = prober.finish().await;
+    assert_eq!(snapshot.targets.len(), addrs.len());
+    assert_eq!(snapshot.stats.mismatched_replies, 0);
+    for (target, r) in &snapshot.targets {
+        assert!(r.sent >= 5, "{target}: sent {}", r.sent);
+        assert_eq!(r.replied + r.lost, r.sent, "{target}: {r:?}");
+        assert!(r.first_reply.is_observed(), "{target}: {r:?}");
+    }
+    let total: u64 = snapshot.targets.values().map(|r| r.replied).sum();
+    assert_eq!(snapshot.merged_rtt().map(|h| h.len()), Some(total));
+}
+
+#[test]
+fn the_prober_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<IcmpProber>();
+    shareable::<vmbgp_probe::egress::EgressEndpoint>();
 }

@@ -156,10 +156,19 @@ pub struct TargetReport {
     pub sustained: Observed<ProbeEvent>,
     /// Sum of the intervals of probes lost before `sustained` (RFC 7747 route-specific
     /// loss-derived convergence time, measured from the first probe).
+    #[serde(
+        serialize_with = "ser::observed_duration",
+        rename = "lossDerivedConvergenceNs"
+    )]
     pub loss_derived_convergence: Observed<Duration>,
     /// Sum of the intervals of all lost probes.
+    #[serde(serialize_with = "ser::observed_duration", rename = "lossTimeTotalNs")]
     pub loss_time_total: Observed<Duration>,
     /// The longest loss period's loss-derived length (0 when probes resolved and none was lost).
+    #[serde(
+        serialize_with = "ser::observed_duration",
+        rename = "lossOfConnectivityNs"
+    )]
     pub loss_of_connectivity: Observed<Duration>,
     /// Loss periods in order (the currently open one last, with `end: None`).
     pub loss_periods: Vec<LossPeriod>,

@@ -837,4 +837,25 @@ mod tests {
         s.stop(StopReason::ProberFinished);
         assert_eq!(s.limit_reached(ms(0)), Some(StopReason::StoppedByCaller));
     }
+
+    /// The report's JSON shape is what the harness writes to results/<uuid>/ until the reporters
+    /// take over; a change to it must be deliberate (`UPDATE_GOLDEN=1` rewrites the file).
+    #[test]
+    fn report_json_matches_the_golden_file() {
+        let mut s = stream(100);
+        run(&mut s, 12, |n| n >= 2 && !(6..=7).contains(&n));
+        s.advance(ms(500), &LIMITS);
+        let json = serde_json::to_string_pretty(&s.report(&LIMITS)).expect("json") + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/target_report.json");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &json).expect("write golden");
+        }
+        let golden =
+            std::fs::read_to_string(&path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+        assert_eq!(
+            json, golden,
+            "report JSON changed; rerun with UPDATE_GOLDEN=1 if intended"
+        );
+    }
 }

@@ -80,7 +80,7 @@ pub struct ThroughputReport {
     /// Smoothed RTT at the end, µs.
     pub smoothed_rtt_us: Observed<u32>,
     /// Longest time between samples without acknowledged progress (resolution `sample_every`).
-    #[serde(rename = "longestStall")]
+    #[serde(serialize_with = "ser::observed_duration", rename = "longestStallNs")]
     pub longest_stall: Observed<Duration>,
     /// True when the connection was established and lasted the whole duration without error.
     pub survived: bool,
