@@ -289,6 +289,11 @@ async fn observers_see_advertise_ecmp_withdraw_and_restart_on_real_frr() {
         .expect("vtysh summary");
     let peers = vmbgp_bgp::session::parse_summary(&summary);
     assert_eq!(peers.len(), 2, "{summary}");
+    let bogus = exec
+        .run(Daemon::Bgpd, "show no-such-thing")
+        .await
+        .expect("vtysh runs");
+    assert!(!bogus.ok(), "an unknown command is not success: {bogus:?}");
     assert!(
         peers
             .values()
@@ -312,6 +317,16 @@ async fn observers_see_advertise_ecmp_withdraw_and_restart_on_real_frr() {
         matches!(e, FibEvent::Route(r) if r.prefix == prefix_v4 && r.kind == RouteChangeKind::Removed)
     })
     .await;
+
+    // Statistics reports (`bmp stats interval 1000`) decode with per-peer counters.
+    let stats = wait_for(&mut bmp, &mut events, common::NEW, WAIT, "Stats", |e| {
+        matches!(&e.kind, BmpEventKind::Message(BmpMessage::Stats(s)) if !s.counters.is_empty())
+    })
+    .await;
+    let BmpEventKind::Message(BmpMessage::Stats(stats)) = &events[stats].kind else {
+        unreachable!()
+    };
+    assert!(matches!(stats.peer.address, a if a == IpAddr::V4(N1) || a == IpAddr::V4(N2)));
 
     // A restart of node 1's bgpd: BMP Peer Down (a real one) and Peer Up again; the poller sees it.
     lab.restart_bgpd(&lab.nodes[0].clone());

@@ -52,6 +52,7 @@ fn startup_capture_decodes_to_the_scenario() {
     let mut ups = Vec::new();
     let mut announced = Vec::new();
     let mut withdrawn = Vec::new();
+    let mut stats = 0;
     for m in &messages {
         match m {
             BmpMessage::PeerUp(u) => {
@@ -61,6 +62,10 @@ fn startup_capture_decodes_to_the_scenario() {
                 ups.push(u.peer.address);
             }
             BmpMessage::PeerDown(d) => downs.push((d.peer.address, d.without_peer_up)),
+            BmpMessage::Stats(s) => {
+                assert!(!s.counters.is_empty(), "{s:?}");
+                stats += 1;
+            }
             BmpMessage::RouteMonitoring(rm) => {
                 // FRR 8.4 sends End-of-RIB only for peers already up when BMP connects; here
                 // they came up afterwards, so every Route Monitoring carries a prefix.
@@ -83,6 +88,7 @@ fn startup_capture_decodes_to_the_scenario() {
             _ => {}
         }
     }
+    assert!(stats >= 2, "statistics reports (bmp stats interval 1000)");
     // Both nodes announce and withdraw, in both policy views.
     for peer in [N1, N2] {
         for policy in [Policy::PrePolicy, Policy::PostPolicy] {
@@ -200,4 +206,28 @@ proptest! {
         let _ = replay(&bytes, 64);
         let _ = decode(Bytes::from(bytes));
     }
+}
+
+/// The fixtures README's size and sha256 columns describe the files that are there.
+#[test]
+fn fixture_readme_rows_match_the_files() {
+    use sha2::{Digest, Sha256};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let readme = std::fs::read_to_string(format!("{dir}/README.md")).expect("README");
+    let mut checked = 0;
+    for line in readme.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`');
+        let size: usize = cells[4].parse().expect("size column");
+        let sha = cells[5].trim_matches('`');
+        let bytes = std::fs::read(format!("{dir}/{name}")).expect("fixture file");
+        assert_eq!(bytes.len(), size, "{name}");
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(digest, sha, "{name}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
 }

@@ -46,7 +46,12 @@ async fn station_stamps_decodes_and_closes_on_lost_framing() {
     assert!(first.at >= before);
     let mut messages = Vec::new();
     let mut last_at = first.at;
-    while messages.len() < 16 {
+    let expected = {
+        let mut d = vmbgp_bgp::bmp::StreamDecoder::new(vmbgp_bgp::bmp::DEFAULT_MAX_MESSAGE_LEN);
+        d.push(STARTUP);
+        std::iter::from_fn(|| d.next_message()).count()
+    };
+    while messages.len() < expected {
         let e = next(&mut rx).await;
         assert_eq!(e.connection, first.connection);
         assert!(e.at >= last_at, "stamps in order");

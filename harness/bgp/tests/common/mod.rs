@@ -171,7 +171,8 @@ impl FrrLab {
             ExtBmp::None => String::new(),
             ExtBmp::Startup(port) => format!(
                 " bmp targets harness\n  bmp connect 127.0.0.1 port {port} min-retry 100 max-retry 1000\n  \
-                 bmp monitor ipv4 unicast pre-policy\n  bmp monitor ipv4 unicast post-policy\n exit\n"
+                 bmp monitor ipv4 unicast pre-policy\n  bmp monitor ipv4 unicast post-policy\n  \
+                 bmp stats interval 1000\n exit\n"
             ),
         };
         format!(
