@@ -217,6 +217,7 @@ struct Shared {
     socket_drops: AtomicU64,
     foreign: AtomicU64,
     mismatched: AtomicU64,
+    recv_errors: AtomicU64,
     /// Replies and errors already stamped by the event loop, waiting to be recorded (the loop
     /// stamps and queues before it takes the state lock).
     arrivals: Mutex<Vec<Arrival>>,
@@ -361,6 +362,7 @@ impl IcmpProber {
             socket_drops: AtomicU64::new(0),
             foreign: AtomicU64::new(0),
             mismatched: AtomicU64::new(0),
+            recv_errors: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
         });
         let looped = Arc::clone(&shared);
@@ -555,6 +557,7 @@ impl IcmpProber {
             socket_drops: self.shared.socket_drops.load(Ordering::Relaxed),
             foreign_messages: self.shared.foreign.load(Ordering::Relaxed),
             mismatched_replies: self.shared.mismatched.load(Ordering::Relaxed),
+            receive_errors: self.shared.recv_errors.load(Ordering::Relaxed),
             send_lag: match RttSummary::of(&state.send_lag_us) {
                 Some(s) => Observed::value(s),
                 None => Observed::missing("no probe sent"),
@@ -608,7 +611,7 @@ fn event_loop(shared: &Shared) {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
-        drain_socket(shared, &mut recv_buf, &mut drops, &mut local);
+        let failed = drain_socket(shared, &mut recv_buf, &mut drops, &mut local);
         shared.queue(&mut local);
         let (wait, more_due) = {
             let mut state = shared.lock();
@@ -645,6 +648,11 @@ fn event_loop(shared: &Shared) {
             (wait, sent == SEND_BATCH)
         };
         if more_due || wait.is_zero() {
+            continue;
+        }
+        if failed {
+            // A socket in a persistent error state would make ppoll return at once: pace the loop.
+            std::thread::sleep(wait.min(Duration::from_millis(1)));
             continue;
         }
         sleep_until_event(shared, wait);
@@ -716,7 +724,7 @@ fn send_due(
         send_lag_us.saturating_record(u64::try_from(lag_us).unwrap_or(u64::MAX).max(1));
         schedule.push(Reverse((add(scheduled, interval), id, generation)));
         batch += 1;
-        drain_socket(shared, recv_buf, drops, local);
+        let _ = drain_socket(shared, recv_buf, drops, local);
     }
     batch
 }
@@ -759,8 +767,14 @@ enum Arrival {
 }
 
 /// Reads everything queued on the socket (at most [`RECV_BATCH`]), stamping each message right
-/// after `recvmsg` returns; our replies and errors go to `local`.
-fn drain_socket(shared: &Shared, buf: &mut [u8], drops: &mut u32, local: &mut Vec<Arrival>) {
+/// after `recvmsg` returns; our replies and errors go to `local`. Returns true when the receive
+/// failed (not merely "nothing queued").
+fn drain_socket(
+    shared: &Shared,
+    buf: &mut [u8],
+    drops: &mut u32,
+    local: &mut Vec<Arrival>,
+) -> bool {
     for _ in 0..RECV_BATCH {
         let received = shared.socket.recv(buf, drops);
         let at = shared.clock.now();
@@ -768,8 +782,11 @@ fn drain_socket(shared: &Shared, buf: &mut [u8], drops: &mut u32, local: &mut Ve
             Ok(Some(d)) => d,
             Ok(None) => break,
             Err(e) => {
-                tracing::warn!(error = %e, "ICMP receive failed");
-                break;
+                // Log the first failure only; the count is in the stats.
+                if shared.recv_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %e, "ICMP receive failed");
+                }
+                return true;
             }
         };
         match packet::parse_icmp(datagram.icmp) {
@@ -792,4 +809,5 @@ fn drain_socket(shared: &Shared, buf: &mut [u8], drops: &mut u32, local: &mut Ve
     shared
         .socket_drops
         .store(u64::from(*drops), Ordering::Relaxed);
+    false
 }

@@ -205,6 +205,8 @@ pub struct ProberStats {
     pub foreign_messages: u64,
     /// Replies that named one of our targets but came from another address.
     pub mismatched_replies: u64,
+    /// Failed receive calls (other than "nothing queued").
+    pub receive_errors: u64,
     /// Send lag (actual − scheduled) over all probes, µs.
     pub send_lag: Observed<RttSummary>,
     pub probes_sent: u64,
