@@ -19,6 +19,8 @@
 //! prober.add_target(TargetSpec::new(vm, "ns/vm-1"))?;
 //! // Before a live migration, and back afterwards.
 //! prober.set_rate(vm, ProbeRate::MIGRATION)?;
+//! let counts = prober.progress(); // targets / answered / sustained, for a progress bar
+//! let one = prober.target_report(vm)?; // one target's report now
 //! let now = prober.snapshot(); // reports at this instant; probes within the timeout are pending
 //! let report = prober.remove_target(vm).await?; // the VM is deleted: its final report
 //! let all = prober.finish().await; // every remaining target's final report + prober stats

@@ -298,6 +298,11 @@ async fn many_targets_share_one_socket_without_mixing_replies() {
         prober.add_target(spec(a, 50)).expect("add");
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
+    let progress = prober.progress();
+    assert_eq!(progress.targets, addrs.len());
+    assert_eq!(progress.answered, addrs.len(), "{progress:?}");
+    let one = prober.target_report(addr(&addrs[0])).expect("one report");
+    assert!(one.replied > 0);
     let snapshot = prober.finish().await;
     assert_eq!(snapshot.targets.len(), addrs.len());
     assert_eq!(snapshot.stats.mismatched_replies, 0);

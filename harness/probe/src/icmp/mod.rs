@@ -160,6 +160,17 @@ pub struct ProbeSnapshot {
     pub stats: ProberStats,
 }
 
+/// Counts over all targets (see [`IcmpProber::progress`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeProgress {
+    pub targets: usize,
+    /// Targets that answered at least once.
+    pub answered: usize,
+    /// Targets whose reachability is sustained.
+    pub sustained: usize,
+}
+
 impl ProbeSnapshot {
     /// All targets' RTTs in one histogram (µs), or `None` when no target was answered.
     pub fn merged_rtt(&self) -> Option<Histogram<u32>> {
@@ -503,6 +514,34 @@ impl IcmpProber {
             targets,
             stats,
         }
+    }
+
+    /// One target's report at this instant.
+    pub fn target_report(&self, addr: IpAddr) -> Result<TargetReport, ProbeError> {
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let id = lookup(&state, addr)?;
+        let stream = state
+            .streams
+            .get_mut(&id)
+            .ok_or(ProbeError::UnknownTarget { addr })?;
+        stream.advance(now, &self.shared.limits);
+        Ok(stream.report(&self.shared.limits))
+    }
+
+    /// Counts for a progress display, without building reports.
+    pub fn progress(&self) -> ProbeProgress {
+        let now = self.shared.clock.now();
+        let mut state = self.shared.lock();
+        let mut progress = ProbeProgress::default();
+        for stream in state.streams.values_mut() {
+            stream.advance(now, &self.shared.limits);
+            let (answered, sustained) = stream.progress();
+            progress.targets += 1;
+            progress.answered += usize::from(answered);
+            progress.sustained += usize::from(sustained);
+        }
+        progress
     }
 
     /// Stops every stream, waits (at most the timeout) for probes in flight, stops the thread

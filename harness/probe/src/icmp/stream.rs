@@ -437,6 +437,11 @@ impl Stream {
         }
     }
 
+    /// Whether any reply arrived / reachability is sustained (cheap, for progress counts).
+    pub fn progress(&self) -> (bool, bool) {
+        (self.first_reply.is_some(), self.sustained.is_some())
+    }
+
     /// Whether probes are still waiting for a reply or timeout.
     pub fn has_unresolved(&self) -> bool {
         self.window.iter().any(|p| p.outcome == Outcome::Pending)
