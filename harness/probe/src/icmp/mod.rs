@@ -343,7 +343,7 @@ impl IcmpProber {
             sustain_count: config.sustain_count,
             max_loss_periods: config.max_loss_periods,
         };
-        let run_deadline = MonoStamp::from_offset(now.since_anchor() + config.max_run);
+        let run_deadline = add(now, config.max_run);
         let (wake_tx, wake_rx) = UnixDatagram::pair()
             .and_then(|(tx, rx)| {
                 tx.set_nonblocking(true)?;
@@ -414,8 +414,7 @@ impl IcmpProber {
         }
         let id = state.next_id;
         state.next_id = state.next_id.wrapping_add(1).max(1);
-        let deadline = MonoStamp::from_offset(now.since_anchor() + spec.max_duration)
-            .min(self.shared.run_deadline);
+        let deadline = add(now, spec.max_duration).min(self.shared.run_deadline);
         let stream = Stream::new(
             id,
             addr,
@@ -454,7 +453,7 @@ impl IcmpProber {
             stream.generation = stream.generation.wrapping_add(1);
             let due = stream
                 .last_scheduled
-                .map(|last| MonoStamp::from_offset(last.since_anchor() + rate.interval()))
+                .map(|last| add(last, rate.interval()))
                 .unwrap_or(now)
                 .max(now);
             schedule.push(Reverse((due, id, stream.generation)));
@@ -631,8 +630,9 @@ const SEND_BATCH: usize = 64;
 /// How often streams that are not being sent to get their timeouts resolved.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
-fn add(at: MonoStamp, d: Duration) -> MonoStamp {
-    MonoStamp::from_offset(at.since_anchor() + d)
+/// `at + d`, saturating (a caller's `Duration::MAX` bound means "no bound", not a panic).
+pub(crate) fn add(at: MonoStamp, d: Duration) -> MonoStamp {
+    MonoStamp::from_offset(at.since_anchor().saturating_add(d))
 }
 
 /// Longest sleep of the event loop (also the sweep period).

@@ -152,7 +152,7 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
             format!("cannot set a write timeout: {e}"),
         );
     }
-    let deadline = MonoStamp::from_offset(connected.since_anchor() + req.duration);
+    let deadline = crate::icmp::add(connected, req.duration);
     let chunk = vec![0x5au8; WRITE_CHUNK];
     let mut bytes_written = 0u64;
     let mut error = None;
@@ -173,7 +173,7 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
         let now = clock.now();
         if now >= next_sample {
             sample(now, &mut samples);
-            next_sample = MonoStamp::from_offset(now.since_anchor() + req.sample_every);
+            next_sample = crate::icmp::add(now, req.sample_every);
         }
         if now >= deadline {
             break;
