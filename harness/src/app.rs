@@ -271,10 +271,10 @@ pub async fn run_plan(
     )
     .map_err(|e| AppError::Results(e.to_string()))?;
     tracing::info!("run {}: results in {}", plan.uuid, recorder.dir().display());
-    let mut sink = RecorderSink {
+    let mut sink = RecorderSink::new(
         recorder,
-        write_errors: Vec::new(),
-    };
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let outcome = crate::run::run(plan, &cluster.client, clock, manifests, cancel, &mut sink).await;
     let (mut outcome, run_error) = match outcome {
         Ok(outcome) => (outcome, None),
@@ -291,6 +291,7 @@ pub async fn run_plan(
         elapsed,
         execution_errors: outcome.execution_errors.clone(),
     };
+    sink.finish_progress();
     let write_errors = sink.write_errors.clone();
     let results = sink
         .recorder

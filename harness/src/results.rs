@@ -84,12 +84,53 @@ pub fn report_thresholds(thresholds: &[Threshold]) -> Vec<ReportThreshold> {
         .collect()
 }
 
-/// Writes each batch to disk as it arrives and reports progress on stderr.
+/// Writes each batch to disk as it arrives and reports progress on stderr: a bar on a terminal,
+/// otherwise a line each time another 10 % of the VMs is ready.
 #[derive(Debug)]
 pub struct RecorderSink {
     pub recorder: RunRecorder,
     /// Errors writing results; the run goes on (the samples stay in memory) and reports them.
     pub write_errors: Vec<String>,
+    bar: Option<indicatif::ProgressBar>,
+    /// The last tenth (0–10) reported as a line.
+    reported_tenth: Option<u64>,
+}
+
+impl RecorderSink {
+    /// `terminal`: draw a progress bar (stderr is a terminal) instead of 10 % lines.
+    pub fn new(recorder: RunRecorder, terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} VMs ready {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        RecorderSink {
+            recorder,
+            write_errors: Vec::new(),
+            bar,
+            reported_tenth: None,
+        }
+    }
+
+    /// Clears the progress bar before the summary is printed.
+    pub fn finish_progress(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The progress line for non-terminals.
+pub fn progress_line(p: &crate::run::Progress) -> String {
+    format!(
+        "progress: {}/{} VMs ready ({} created, {} running, {} failed)",
+        p.ready, p.total, p.created, p.running, p.failed
+    )
 }
 
 impl Sink for RecorderSink {
@@ -107,7 +148,30 @@ impl Sink for RecorderSink {
     }
 
     fn progress(&mut self, line: &str) {
-        tracing::info!("{line}");
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => tracing::info!("{line}"),
+        }
+    }
+
+    fn counts(&mut self, p: &crate::run::Progress) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(p.total);
+                bar.set_position(p.ready);
+                bar.set_message(format!(
+                    "({} created, {} running, {} failed)",
+                    p.created, p.running, p.failed
+                ));
+            }
+            None => {
+                let tenth = (p.ready * 10).checked_div(p.total).unwrap_or(10);
+                if self.reported_tenth != Some(tenth) {
+                    self.reported_tenth = Some(tenth);
+                    tracing::info!("{}", progress_line(p));
+                }
+            }
+        }
     }
 }
 
@@ -132,6 +196,21 @@ mod tests {
         assert_eq!(converted[1].bound, Bound::AtLeast(99.0));
         assert_eq!(converted[2].statistic, Statistic::MissingCount);
         assert_eq!(converted[2].bound, Bound::AtMost(0.0));
+    }
+
+    #[test]
+    fn progress_line_has_every_count() {
+        let line = progress_line(&crate::run::Progress {
+            total: 720,
+            created: 100,
+            running: 90,
+            ready: 72,
+            failed: 1,
+        });
+        assert_eq!(
+            line,
+            "progress: 72/720 VMs ready (100 created, 90 running, 1 failed)"
+        );
     }
 
     #[test]

@@ -65,12 +65,32 @@ pub struct Outcome {
     pub ended: Option<MonoStamp>,
 }
 
+/// VM counts for progress reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// VMs the plan creates in all.
+    pub total: u64,
+    /// Create requests sent.
+    pub created: u64,
+    /// VMIs observed Running.
+    pub running: u64,
+    /// VMs observed ready.
+    pub ready: u64,
+    /// Create requests refused.
+    pub failed: u64,
+}
+
 /// Receives each batch of samples as soon as it is final (the caller writes it to disk at once).
 pub trait Sink: Send {
     fn batch(&mut self, samples: &Samples);
-    /// A one-line progress report.
+    /// A one-line note about a phase (iteration done, cleanup).
     fn progress(&mut self, line: &str);
+    /// VM counts, at most every [`PROGRESS_INTERVAL`] and at phase ends.
+    fn counts(&mut self, progress: &Progress);
 }
+
+/// How often VM counts are reported while the run waits or creates.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The last state of every object the watches reported, for the waits.
 #[derive(Debug, Default)]
@@ -184,6 +204,13 @@ struct Runner<'a> {
     deadline: Instant,
     outcome: Outcome,
     sink: &'a mut dyn Sink,
+    progress: Progress,
+    last_progress: Option<Instant>,
+    /// True while sending deletes, so they are not counted as creations.
+    deleting: bool,
+    /// VMs already counted as running / ready (a churned VM stays counted).
+    running: BTreeSet<(String, String)>,
+    ready: BTreeSet<(String, String)>,
 }
 
 /// Why a wait ended.
@@ -199,11 +226,63 @@ impl Runner<'_> {
         for m in &mut self.measurements {
             m.observe(Observation::Watch(message));
         }
+        if let WatchMessage::Object {
+            resource,
+            object,
+            change: Change::Applied,
+            ..
+        } = message
+            && (*resource == VMI || *resource == VIRTUAL_MACHINE)
+        {
+            let key = (
+                object.metadata.namespace.clone().unwrap_or_default(),
+                object.metadata.name.clone().unwrap_or_default(),
+            );
+            if *resource == VMI && object.data["status"]["phase"] == "Running" {
+                self.running.insert(key.clone());
+            }
+            if vm_ready(&self.world, &key.0, &key.1) {
+                self.ready.insert(key);
+            }
+            self.report_counts(false);
+        }
+    }
+
+    /// Reports VM counts, at most every PROGRESS_INTERVAL unless `force`.
+    fn report_counts(&mut self, force: bool) {
+        let now = Instant::now();
+        if !force
+            && self
+                .last_progress
+                .is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL)
+        {
+            return;
+        }
+        self.last_progress = Some(now);
+        self.progress.running = self.running.len() as u64;
+        self.progress.ready = self.ready.len() as u64;
+        self.sink.counts(&self.progress);
     }
 
     fn record_request(&mut self, request: &Request) {
         for m in &mut self.measurements {
             m.observe(Observation::Request(request));
+        }
+        if request.resource == VIRTUAL_MACHINE
+            && self
+                .plan
+                .vms
+                .iter()
+                .any(|v| v.name == request.name && Some(&v.namespace) == request.namespace.as_ref())
+        {
+            // Deletes of VMs (churn, cleanup) are not creations.
+            if !self.deleting {
+                self.progress.created += 1;
+                if request.error.is_some() {
+                    self.progress.failed += 1;
+                }
+                self.report_counts(false);
+            }
         }
         if let Some(error) = &request.error {
             self.outcome.execution_errors.push(format!(
@@ -388,11 +467,14 @@ impl Runner<'_> {
                 self.outcome.stopped = Some(stop);
                 return Ok(());
             }
+            self.report_counts(true);
             if plan.shape == Shape::Churn {
+                self.deleting = true;
                 for (ns, name) in &keys {
                     let request = self.applier.delete(&VIRTUAL_MACHINE, Some(ns), name).await;
                     self.record_request(&request);
                 }
+                self.deleting = false;
                 let what = format!("VMs of iteration {iteration} deleted");
                 if let Err(stop) = self
                     .wait_for(&what, DELETE_TIMEOUT, |w| {
@@ -448,6 +530,7 @@ impl Runner<'_> {
 
     /// Deletes everything the run created, selected by its run label, and waits until it is gone.
     async fn cleanup(&mut self) {
+        self.deleting = true;
         // Children first: migrations and VMs, then advertisements, networks, namespaces, template.
         let order = [
             VMIM,
@@ -566,6 +649,14 @@ pub async fn run(
         deadline: Instant::now() + plan.timeout,
         outcome: Outcome::default(),
         sink,
+        progress: Progress {
+            total: plan.vms.len() as u64,
+            ..Progress::default()
+        },
+        last_progress: None,
+        deleting: false,
+        running: BTreeSet::new(),
+        ready: BTreeSet::new(),
     };
     let kinds = watch_specs(plan).len();
     let synced = runner

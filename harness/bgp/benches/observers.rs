@@ -189,6 +189,24 @@ fn main() {
             before[before.len() - 1],
             percentile(&after, 0.5)
         );
+        // The floor itself: netlink-native add/delete of a blackhole /32 in an unused table.
+        let mut config = vmbgp_bgp::fib::calibrate::CalibrationConfig::new().in_netns(netns.clone());
+        config.samples = 200;
+        let mut report = vmbgp_bgp::fib::calibrate::calibrate_event_latency(config, clock)
+            .await
+            .expect("calibration");
+        report.add.sort();
+        report.remove.sort();
+        for (name, v) in [("add", &report.add), ("delete", &report.remove)] {
+            println!(
+                "fib calibration ({name}, netlink request sent → event stamped, n={}): min {:?} p50 {:?} p99 {:?} max {:?}",
+                v.len(),
+                v[0],
+                percentile(v, 0.5),
+                percentile(v, 0.99),
+                v[v.len() - 1]
+            );
+        }
         // Batch: 2,000 routes in one `ip -batch`.
         let batch: String = (0..2000u32)
             .map(|i| format!("route add 198.19.{}.{}/32 via 198.18.0.2\n", 100 + i / 250, i % 250 + 1))

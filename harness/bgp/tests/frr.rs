@@ -483,3 +483,42 @@ async fn runtime_bmp_target_gets_dummy_opens_and_still_reports_peer_up() {
     station.stop().await;
     save_fixture(&lab, "frr-8.4.4-runtime-target-dummy-open.bmp");
 }
+
+/// The FIB watcher's own floor: a netlink add/delete of a blackhole /32 in an unused table, in a
+/// scratch namespace, to the watcher's stamp.
+#[tokio::test]
+async fn fib_calibration_measures_the_netlink_event_floor() {
+    common::require_prerequisites();
+    let netns = format!("vbgp-{}-calib", std::process::id());
+    let ok = std::process::Command::new("ip")
+        .args(["netns", "add", &netns])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "ip netns add");
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+    let _del = Del(netns.clone());
+    let mut config = vmbgp_bgp::fib::calibrate::CalibrationConfig::new().in_netns(netns.clone());
+    config.samples = 10;
+    let report = vmbgp_bgp::fib::calibrate::calibrate_event_latency(config, RunClock::start())
+        .await
+        .expect("calibration");
+    assert_eq!(report.add.len(), 10);
+    assert_eq!(report.remove.len(), 10);
+    // Nothing is left in the calibration table.
+    let out = std::process::Command::new("ip")
+        .args(["-n", &netns, "route", "show", "table", "25464"])
+        .output()
+        .expect("ip route");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -123,6 +123,11 @@ async fn address_that_appears_goes_away_and_returns() {
 
     assert_eq!(r.loss_periods.len(), 2, "{:#?}", r.loss_periods);
     assert_eq!(r.loss_periods_since(del.0).count(), 1);
+    let window = r.loss_since(minus(del.0, 3));
+    assert_eq!((window.periods, window.still_losing), (1, false));
+    assert_eq!(window.lost, r.loss_periods[1].lost);
+    assert_eq!(window.recovered_at, r.loss_periods[1].first_reply_after);
+    assert!(window.longest_reply_gap.expect("gap") >= window.loss_derived);
     let (initial, outage) = (r.loss_periods[0], r.loss_periods[1]);
     assert!(initial.before_first_reply && initial.first_lost_probe == 0);
     assert_eq!(

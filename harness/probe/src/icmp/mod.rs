@@ -93,7 +93,8 @@ pub struct ProberConfig {
     pub max_targets: usize,
     /// Bound on the prober's lifetime: every stream stops sending after this.
     pub max_run: Duration,
-    /// Loss periods kept per target (the longest is always kept).
+    /// Loss periods kept per target: the first 16 and the most recent rest (the longest is
+    /// always reported as `loss_of_connectivity`).
     pub max_loss_periods: usize,
     /// Socket receive buffer (bytes); large enough for a burst of replies from every target.
     pub recv_buffer: usize,

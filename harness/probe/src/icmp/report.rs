@@ -191,6 +191,59 @@ impl TargetReport {
     pub fn loss_periods_since(&self, at: MonoStamp) -> impl Iterator<Item = &LossPeriod> {
         self.loss_periods.iter().filter(move |p| p.start >= at)
     }
+
+    /// What happened to reachability since `at` (a migration window), from the kept loss periods.
+    pub fn loss_since(&self, at: MonoStamp) -> LossSince {
+        let mut summary = LossSince {
+            periods: 0,
+            lost: 0,
+            loss_derived: Duration::ZERO,
+            longest: None,
+            longest_reply_gap: None,
+            recovered_at: None,
+            still_losing: false,
+        };
+        for p in self.loss_periods_since(at) {
+            summary.periods += 1;
+            summary.lost += p.lost;
+            summary.loss_derived += p.loss_derived;
+            if summary
+                .longest
+                .is_none_or(|l: LossPeriod| p.loss_derived > l.loss_derived)
+            {
+                summary.longest = Some(*p);
+            }
+            if let (Some(before), Some(after)) = (p.last_reply_before, p.first_reply_after)
+                && let Some(gap) = after.since(before)
+            {
+                summary.longest_reply_gap =
+                    Some(summary.longest_reply_gap.map_or(gap, |g| g.max(gap)));
+            }
+            summary.recovered_at = p.first_reply_after;
+            summary.still_losing = p.end.is_none();
+        }
+        summary
+    }
+}
+
+/// Loss within a window (see [`TargetReport::loss_since`]). Counts of 0 are observations:
+/// the periods are complete for the window unless `loss_periods_dropped` of the report is > 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LossSince {
+    pub periods: usize,
+    pub lost: u64,
+    #[serde(serialize_with = "ser::duration", rename = "lossDerivedNs")]
+    pub loss_derived: Duration,
+    /// The longest loss period in the window (its loss-of-connectivity period).
+    pub longest: Option<LossPeriod>,
+    /// The longest reply-to-reply gap around a loss period in the window.
+    pub longest_reply_gap: Option<Duration>,
+    /// Arrival of the reply that ended the last loss period (time to reachability after switch-over).
+    #[serde(serialize_with = "ser::opt_stamp", rename = "recoveredAtNs")]
+    pub recovered_at: Option<MonoStamp>,
+    /// The last loss period had not ended when the report was made.
+    pub still_losing: bool,
 }
 
 /// Prober-wide figures: what the socket and the sender saw.

@@ -25,6 +25,9 @@ pub(crate) fn new_rtt_histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(1, RTT_HISTOGRAM_MAX_US, 2).expect("constant histogram bounds")
 }
 
+/// Loss periods always kept from the start of a stream; the rest of the bound keeps the latest.
+const LOSS_PERIODS_HEAD: usize = 16;
+
 /// Stream-independent settings.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamLimits {
@@ -32,7 +35,7 @@ pub(crate) struct StreamLimits {
     pub timeout: Duration,
     /// Consecutive replies that make reachability "sustained".
     pub sustain_count: u32,
-    /// Loss periods kept per target.
+    /// Loss periods kept per target: the first 16 and the most recent rest.
     pub max_loss_periods: usize,
 }
 
@@ -141,7 +144,10 @@ pub(crate) struct Stream {
     loss_time_before_sustained: Duration,
     loss_time_total: Duration,
     open_loss: Option<OpenLoss>,
-    loss_periods: Vec<LossPeriod>,
+    /// The first loss periods (the convergence wait is the first one).
+    loss_periods_head: Vec<LossPeriod>,
+    /// The most recent ones (migrations late in a run); the middle is dropped and counted.
+    loss_periods_tail: VecDeque<LossPeriod>,
     loss_periods_dropped: u64,
     longest_loss: Option<LossPeriod>,
     rtt: Histogram<u32>,
@@ -194,7 +200,8 @@ impl Stream {
             loss_time_before_sustained: Duration::ZERO,
             loss_time_total: Duration::ZERO,
             open_loss: None,
-            loss_periods: Vec::new(),
+            loss_periods_head: Vec::new(),
+            loss_periods_tail: VecDeque::new(),
             loss_periods_dropped: 0,
             longest_loss: None,
             rtt: new_rtt_histogram(),
@@ -423,11 +430,21 @@ impl Stream {
         {
             self.longest_loss = Some(period);
         }
-        if self.loss_periods.len() < limits.max_loss_periods {
-            self.loss_periods.push(period);
-        } else {
+        let head_cap = limits.max_loss_periods.min(LOSS_PERIODS_HEAD);
+        let tail_cap = limits.max_loss_periods - head_cap;
+        if self.loss_periods_head.len() < head_cap {
+            self.loss_periods_head.push(period);
+            return;
+        }
+        if tail_cap == 0 {
+            self.loss_periods_dropped += 1;
+            return;
+        }
+        if self.loss_periods_tail.len() == tail_cap {
+            self.loss_periods_tail.pop_front();
             self.loss_periods_dropped += 1;
         }
+        self.loss_periods_tail.push_back(period);
     }
 
     /// Stops sending (the stream keeps resolving what is in flight).
@@ -500,7 +517,8 @@ impl Stream {
                 "no probe resolved yet (all still within the timeout)".to_string()
             }
         };
-        let mut loss_periods = self.loss_periods.clone();
+        let mut loss_periods = self.loss_periods_head.clone();
+        loss_periods.extend(self.loss_periods_tail.iter().copied());
         let mut longest = self.longest_loss;
         if let Some(open) = &self.open_loss {
             let period = open.as_period(None);
@@ -787,25 +805,31 @@ mod tests {
     }
 
     #[test]
-    fn loss_periods_are_bounded_but_the_longest_is_kept() {
+    fn loss_periods_keep_the_first_and_the_latest_and_the_longest() {
         let limits = StreamLimits {
-            max_loss_periods: 2,
+            max_loss_periods: LOSS_PERIODS_HEAD + 2,
             ..LIMITS
         };
         let mut s = stream(100);
-        // Outages of 1, 2, 3, 4, 5 probes separated by one answer each.
+        // 16 one-probe outages, then outages of 5, 1, 2, 3 probes, each followed by an answer.
+        let mut outages = vec![1usize; LOSS_PERIODS_HEAD];
+        outages.extend([5, 1, 2, 3]);
         let mut answered = Vec::new();
-        for outage in 1..=5 {
+        for outage in &outages {
             answered.push(true);
-            answered.extend(std::iter::repeat_n(false, outage));
+            answered.extend(std::iter::repeat_n(false, *outage));
         }
         answered.push(true);
         run(&mut s, answered.len() as u64, |n| answered[n as usize]);
-        s.advance(ms(10_000), &limits);
+        s.advance(ms(100_000), &limits);
         let r = s.report(&limits);
-        assert_eq!(r.loss_periods.len(), 2);
-        assert_eq!(r.loss_periods_dropped, 3);
-        assert_eq!(r.lost, 15);
+        let kept: Vec<u64> = r.loss_periods.iter().map(|p| p.lost).collect();
+        let mut expected = vec![1u64; LOSS_PERIODS_HEAD];
+        expected.extend([2, 3]);
+        assert_eq!(kept, expected, "first 16, then the latest 2");
+        assert_eq!(r.loss_periods_dropped, 2);
+        assert_eq!(r.lost, 16 + 5 + 1 + 2 + 3);
+        // The longest (5 probes) was dropped from the list but is still the loss of connectivity.
         assert_eq!(
             r.loss_of_connectivity.get(),
             Some(&Duration::from_millis(50))

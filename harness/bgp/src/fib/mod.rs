@@ -8,6 +8,8 @@
 //! `net.ipv4.nexthop_compat_mode` is 1 (the default). When it is 0, `next_hops` is empty and
 //! `nexthop_id` is set: the next hops were not observed, they are not "none".
 
+pub mod calibrate;
+
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
