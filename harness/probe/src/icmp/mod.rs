@@ -38,7 +38,7 @@ use vmbgp_host::clock::{MonoStamp, RunClock};
 use vmbgp_host::netns::in_netns;
 
 pub use report::{
-    LossPeriod, ProbeEvent, ProberStats, ReplyGap, RttSummary, StopReason, TargetReport,
+    LossPeriod, LossSince, ProbeEvent, ProberStats, ReplyGap, RttSummary, StopReason, TargetReport,
 };
 pub use socket::{SocketChoice, SocketKind};
 
