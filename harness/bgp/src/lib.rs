@@ -40,6 +40,8 @@
 //! //                               next_hops: Vec<Ipv4Addr> /* sorted, ECMP */, protocol, table, .. })
 //! // FibEvent::DumpComplete { at } after the initial dump; FibEvent::Overrun { at } = events lost
 //! watcher.stop().await;
+//! // The watcher's own floor (request sent → event stamped; blackhole /32 in an unused table):
+//! let report = fib::calibrate::calibrate_event_latency(CalibrationConfig::new().in_netns("ext"), clock).await?;
 //! ```
 //!
 //! **[`vty`] — FRR access** (`--frr-vty-dir` or `--frr-exec`), one object-safe trait:
