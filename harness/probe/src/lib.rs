@@ -17,8 +17,12 @@
 //! // Per VM, when it is created (t0): 100/s until 100 consecutive replies, then 10/s.
 //! let vm = "198.19.0.10".parse().expect("ip");
 //! prober.add_target(TargetSpec::new(vm, "ns/vm-1"))?;
-//! // Before a live migration, and back afterwards.
+//! // Around a live migration: 1000/s, then the window's loss from the report.
+//! let migration_started = clock.now();
 //! prober.set_rate(vm, ProbeRate::MIGRATION)?;
+//! // ... migration completes ...
+//! let window = prober.target_report(vm)?.loss_since(migration_started);
+//! prober.set_rate(vm, ProbeRate::STEADY)?;
 //! let counts = prober.progress(); // targets / answered / sustained, for a progress bar
 //! let one = prober.target_report(vm)?; // one target's report now
 //! let now = prober.snapshot(); // reports at this instant; probes within the timeout are pending
@@ -33,7 +37,8 @@
 //! intervals of probes lost before `sustained`), `loss_periods` (runs of consecutive lost probes
 //! with start/end instants and loss-derived length), `loss_of_connectivity` (the longest),
 //! `longest_reply_gap`, the RTT summary and its HDR histogram (µs, merge for an overall view),
-//! send lag and skipped slots (coordinated omission made visible), `last_error`.
+//! send lag and skipped slots (coordinated omission made visible), `last_error`;
+//! `loss_since(t)` summarises a window (migration loss, longest gap, recovery instant).
 //!
 //! **Socket type.** One `SOCK_RAW` ICMP socket when the process has CAP_NET_RAW (root: the
 //! harness's case; required in a fresh netns such as the lab's `ext`, whose
