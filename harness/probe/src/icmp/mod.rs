@@ -6,7 +6,7 @@
 //! sends the probes that are due (a heap of per-target due instants), reads the socket after
 //! every send, and otherwise sleeps in `ppoll` until the next probe is due or a message arrives;
 //! each message is stamped with [`RunClock::now`] right after `recvmsg` returns, before any lock
-//! is taken. Per-target [`stream::Stream`]s live behind one state mutex; stamped arrivals are
+//! is taken. Per-target `stream::Stream`s live behind one state mutex; stamped arrivals are
 //! queued and whoever takes that mutex (the loop, a snapshot) records them first, so no timeout
 //! is decided on stale data. Reports are computed from that compact state on demand
 //! ([`IcmpProber::snapshot`], [`IcmpProber::finish`]); a snapshot holds the mutex for 32 targets
