@@ -85,6 +85,22 @@ pub enum Error {
     /// Waiting for a condition timed out.
     #[error("timed out after {after_ms} ms waiting for {what}")]
     Timeout { what: String, after_ms: u128 },
+    /// The lab API server (part 1) failed.
+    #[cfg(feature = "api")]
+    #[error("lab API: {op}")]
+    LabApi {
+        op: &'static str,
+        #[source]
+        source: vmbgp_lab_api::LabError,
+    },
+    /// Talking to the lab API through kube-rs failed.
+    #[cfg(feature = "api")]
+    #[error("kube client: {op}")]
+    Kube {
+        op: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The lab's background worker has stopped (the lab was shut down).
     #[error("the lab's {worker} worker has stopped")]
     WorkerGone { worker: &'static str },

@@ -20,7 +20,7 @@ use crate::names::{LabNames, Router, node_name};
 use crate::process;
 use crate::state::{self, StateStore, TeardownReport};
 use crate::topology;
-use crate::truth::{GroundTruthSink, NoGroundTruth};
+use crate::truth::{GroundTruthSink, JsonlGroundTruth, NoGroundTruth};
 use crate::vmhost::{VmPorts, start_services};
 use crate::vty::Vty;
 
@@ -44,6 +44,9 @@ pub struct LabNetConfig {
     /// Where a VM's guest sends its egress GET when it first appears (host must be reachable from the
     /// vmhosts, e.g. `http://198.18.0.155:PORT/egress` with the harness listening inside ext).
     pub egress_url: Option<String>,
+    /// When no ground-truth sink is passed to `up`, write network ground truth to this JSON-lines file
+    /// (recorded in the state file, so teardown removes it).
+    pub ground_truth_file: Option<PathBuf>,
 }
 
 impl LabNetConfig {
@@ -62,6 +65,7 @@ impl LabNetConfig {
             frr_bin_dir: PathBuf::from(DEFAULT_FRR_BIN_DIR),
             vm_ports: VmPorts::default(),
             egress_url: None,
+            ground_truth_file: None,
         }
     }
 }
@@ -166,7 +170,16 @@ impl LabNet {
             &config.lab_id,
             created_state_dir,
         )?);
-        let truth = truth.unwrap_or_else(|| Arc::new(NoGroundTruth));
+        let truth: Arc<dyn GroundTruthSink> = match (truth, &config.ground_truth_file) {
+            (Some(t), _) => t,
+            (None, Some(path)) => {
+                store.record_path(path)?;
+                Arc::new(
+                    JsonlGroundTruth::create(path).map_err(|e| Error::io("creating", path, e))?,
+                )
+            }
+            (None, None) => Arc::new(NoGroundTruth),
+        };
         match Self::build(config.clone(), names, store, truth).await {
             Ok(lab) => Ok(lab),
             Err(e) => {
@@ -360,6 +373,11 @@ impl LabNet {
                 command: "teardown".into(),
                 detail: e.to_string(),
             })?
+    }
+
+    /// Records a file or directory the caller is about to create for this lab, so teardown removes it.
+    pub fn record_path(&self, path: &Path) -> Result<()> {
+        self.store.record_path(path)
     }
 
     /// The lab's state directory.

@@ -50,6 +50,15 @@ pub fn validate_nodes(nodes: u16) -> Result<()> {
 pub async fn create(names: &LabNames, nodes: u16, store: &StateStore) -> Result<()> {
     validate_nodes(nodes)?;
     let all = all_netns(names, nodes);
+    // Refuse before recording anything: a netns with one of our names belongs to someone else
+    // (another lab with the same id), and teardown must never delete it.
+    let existing = crate::state::existing_netns();
+    if let Some(taken) = all.iter().find(|n| existing.contains(n)) {
+        return Err(Error::InvalidLabId {
+            lab_id: names.lab_id().to_string(),
+            reason: format!("netns {taken} already exists (another lab with this id?)"),
+        });
+    }
     store.record_netns(&all)?;
 
     let sw = names.switch_netns();

@@ -95,6 +95,56 @@ impl GroundTruthSink for MemoryGroundTruth {
     }
 }
 
+/// A sink appending one JSON line per event (`monoNs` since the sink's start, `wall` RFC 3339 ns, the
+/// event's fields), flushed per line; also kept in memory. The lab API's log has no kinds for these
+/// events, so the network half writes `<state_dir>/net-ground-truth.jsonl` next to it; `wall` makes
+/// the two files mergeable.
+#[derive(Debug)]
+pub struct JsonlGroundTruth {
+    start: Instant,
+    file: Mutex<std::io::BufWriter<std::fs::File>>,
+    memory: MemoryGroundTruth,
+}
+
+impl JsonlGroundTruth {
+    /// Creates (truncates) the file.
+    pub fn create(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(JsonlGroundTruth {
+            start: Instant::now(),
+            file: Mutex::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+            memory: MemoryGroundTruth::default(),
+        })
+    }
+
+    /// All events so far.
+    pub fn events(&self) -> Vec<(Instant, DateTime<Utc>, NetEvent)> {
+        self.memory.events()
+    }
+}
+
+impl GroundTruthSink for JsonlGroundTruth {
+    fn record(&self, at: Instant, wall: DateTime<Utc>, event: NetEvent) {
+        use std::io::Write;
+        let mono = at.saturating_duration_since(self.start);
+        let mut line = serde_json::to_value(&event).unwrap_or_default();
+        if let Some(o) = line.as_object_mut() {
+            o.insert(
+                "monoNs".into(),
+                serde_json::json!(u64::try_from(mono.as_nanos()).unwrap_or(u64::MAX)),
+            );
+            o.insert(
+                "wall".into(),
+                serde_json::json!(wall.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+            );
+        }
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+        self.memory.record(at, wall, event);
+    }
+}
+
 /// Records an event stamped now.
 pub(crate) fn record_now(sink: &dyn GroundTruthSink, event: NetEvent) {
     sink.record(Instant::now(), Utc::now(), event);

@@ -159,8 +159,42 @@ async fn http_from_ext(lab: &LabNet, addr: Ipv4Addr) -> VmHttpReply {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecmp_route_ping_move_withdraw_and_bmp() {
-    let (_guard, lab) = common::up("ecmp", 2).await;
+    let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
+    let (_guard, lab) = common::up_with(
+        "ecmp",
+        2,
+        |c| c.egress_url = Some("http://198.18.0.155:18080/egress".into()),
+        Some(truth.clone()),
+    )
+    .await;
     let info = lab.info();
+    // The harness's egress echo endpoint, inside ext: records the source address of each request.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let echo = netns::tokio_listener_in(
+        &info.ext_netns,
+        SocketAddr::from(([198, 18, 0, 155], 18080)),
+    )
+    .await
+    .expect("egress endpoint in ext");
+    {
+        let seen = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push(peer.ip().to_string());
+                    "ok"
+                }
+            },
+        );
+        tokio::spawn(async move {
+            let _ = axum::serve(
+                echo,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+    }
     // The harness's BMP listener: inside ext's netns on 127.0.0.1 (ext's bgpd connects to it).
     let bmp = netns::tokio_listener_in(
         &info.ext_netns,
@@ -215,8 +249,34 @@ async fn ecmp_route_ping_move_withdraw_and_bmp() {
         "unNATed: the VM sees ext's address"
     );
 
+    // The guest's egress call reached the harness endpoint from the VM's own address.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen
+        .lock()
+        .expect("lock")
+        .contains(&"198.19.1.10".to_string())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "egress call seen: {:?}",
+            seen.lock().expect("lock")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events: Vec<vmbgp_lab_net::truth::NetEvent> =
+        truth.events().into_iter().map(|(_, _, e)| e).collect();
+    assert!(
+        events.contains(&vmbgp_lab_net::truth::NetEvent::AddressAdded {
+            address: vm,
+            node: "node-2".into(),
+            vm: Some("ns/vm-a".into())
+        })
+    );
+
     // Migration switch-over: the VM now answers from node-1.
     lab.dataplane().place(vm, 1, None).await.expect("move");
+    assert!(truth.events().iter().any(|(_, _, e)| matches!(e,
+        vmbgp_lab_net::truth::NetEvent::AddressMoved { from, to, vm: Some(v), .. } if from == "node-2" && to == "node-1" && v == "ns/vm-a")));
     assert!(ping_from_ext(&lab, vm).await, "ping after the move");
     assert_eq!(http_from_ext(&lab, vm).await.node, "node-1");
 

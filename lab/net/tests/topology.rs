@@ -37,15 +37,35 @@ async fn up_then_down_leaves_nothing() {
     common::assert_nothing_left(&id, &dir);
 }
 
-/// A failed `up` (here: ext's bgpd cannot start because its config is refused... we make zebra's
-/// binary dir wrong after the netns exist) cleans up after itself.
+/// A failed `up` (bgpd cannot start, after the netns exist and every zebra runs) removes everything it
+/// created: zebras stopped by pid, netns deleted, files removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_up_cleans_up() {
     common::require_prerequisites();
     let (id, dir) = common::unique("failed");
     let _guard = TeardownGuard::new(&dir);
-    // Another lab id's netns name collides with nothing; force a failure by occupying a netns name
-    // this lab will try to create: `ip netns add` of an existing name fails mid-way.
+    // An FRR directory whose bgpd is /bin/false: zebra starts, bgpd's start fails mid-way.
+    let fake = std::env::temp_dir().join(format!("vmbgp-labnet-fakefrr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fake);
+    std::fs::create_dir_all(&fake).expect("mkdir");
+    std::os::unix::fs::symlink("/usr/lib/frr/zebra", fake.join("zebra")).expect("symlink");
+    std::os::unix::fs::symlink("/bin/false", fake.join("bgpd")).expect("symlink");
+    let mut config = LabNetConfig::new(&id, &dir, 2, common::ext_config(2, common::BMP_PORT));
+    config.frr_bin_dir = fake.clone();
+    let result = LabNet::up(config, None).await;
+    std::fs::remove_dir_all(&fake).expect("remove fake FRR dir");
+    let err = result.expect_err("up must fail when bgpd cannot start");
+    assert!(err.to_string().contains("bgpd"), "{err}");
+    common::assert_nothing_left(&id, &dir);
+}
+
+/// A netns name that already exists (another lab with the same id) is refused before anything is
+/// created or recorded, so teardown never deletes someone else's netns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colliding_lab_id_is_refused_and_the_other_netns_is_kept() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("collide");
+    let _guard = TeardownGuard::new(&dir);
     let names = vmbgp_lab_net::LabNames::new(&id).expect("names");
     let occupied = names.vmhost_netns(2);
     std::process::Command::new("ip")
@@ -57,12 +77,14 @@ async fn failed_up_cleans_up() {
         None,
     )
     .await;
-    // Remove our blocker before asserting (it is not part of the lab).
+    let kept = state::existing_netns().contains(&occupied);
     std::process::Command::new("ip")
         .args(["netns", "del", &occupied])
         .status()
         .expect("ip netns del");
-    assert!(result.is_err(), "up must fail when a netns name is taken");
+    let err = result.expect_err("up must fail when a netns name is taken");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert!(kept, "the other lab's netns was not touched");
     common::assert_nothing_left(&id, &dir);
 }
 

@@ -186,7 +186,12 @@ async fn run(
                 }
             }
             _ = poll.tick() => {
+                let all: Vec<NamedConfig> = configs.values().cloned().collect();
                 for (i, st) in states.iter_mut().enumerate() {
+                    // Retry an apply that failed (FRR was unreachable, e.g. restarting).
+                    if ready.0 && ready.1 && st.last_rendered.is_none() && st.reload.starts_with("error") {
+                        reconcile_node(st, &all, &labels, truth.as_ref()).await;
+                    }
                     // Retry a status write that failed earlier.
                     publish_node_state(&client, st).await;
                     let router = Router::Node(i as u16 + 1);

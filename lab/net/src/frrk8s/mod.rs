@@ -2,6 +2,7 @@
 //! frr-k8s, apply it to the node's daemons over their vty sockets, and report state.
 
 pub mod apply;
+#[cfg(feature = "api")]
 pub mod controller;
 pub mod model;
 pub mod render;

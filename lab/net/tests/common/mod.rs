@@ -39,15 +39,22 @@ pub fn ext_config(nodes: u16, bmp_port: u16) -> String {
 
 /// Brings up a lab with a teardown guard (declared first so it drops last).
 pub async fn up(tag: &str, nodes: u16) -> (TeardownGuard, LabNet) {
+    up_with(tag, nodes, |_| {}, None).await
+}
+
+/// Like [`up`], with a config tweak and a ground-truth sink.
+pub async fn up_with(
+    tag: &str,
+    nodes: u16,
+    tweak: impl FnOnce(&mut LabNetConfig),
+    truth: Option<std::sync::Arc<dyn vmbgp_lab_net::truth::GroundTruthSink>>,
+) -> (TeardownGuard, LabNet) {
     require_prerequisites();
     let (id, dir) = unique(tag);
     let guard = TeardownGuard::new(&dir);
-    let lab = LabNet::up(
-        LabNetConfig::new(&id, &dir, nodes, ext_config(nodes, BMP_PORT)),
-        None,
-    )
-    .await
-    .expect("lab up");
+    let mut config = LabNetConfig::new(&id, &dir, nodes, ext_config(nodes, BMP_PORT));
+    tweak(&mut config);
+    let lab = LabNet::up(config, truth).await.expect("lab up");
     (guard, lab)
 }
 
