@@ -480,6 +480,32 @@ async fn runtime_bmp_target_gets_dummy_opens_and_still_reports_peer_up() {
         is_rm(e, N1, prefix, true)
     })
     .await;
+    // Removing the target ends the BMP session from FRR's side: FRR 8.4 just closes it, without a
+    // Termination message.
+    ext_cli
+        .configure(
+            Daemon::Bgpd,
+            &["router bgp 64512".into(), "no bmp targets late".into()],
+        )
+        .await
+        .expect("remove the BMP target");
+    let end = wait_for(
+        &mut bmp,
+        &mut events,
+        common::NEW,
+        WAIT,
+        "session end",
+        |e| matches!(e.kind, BmpEventKind::Disconnected(_)),
+    )
+    .await;
+    assert!(
+        matches!(
+            events[end].kind,
+            BmpEventKind::Disconnected(DisconnectReason::Closed { trailing_bytes: 0 })
+        ),
+        "{:?}",
+        events[end]
+    );
     station.stop().await;
     save_fixture(&lab, "frr-8.4.4-runtime-target-dummy-open.bmp");
 }
