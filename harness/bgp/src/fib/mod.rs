@@ -30,6 +30,9 @@ use vmbgp_host::netns::{NetnsError, in_netns};
 /// `RTNLGRP_IPV4_ROUTE` from `linux/rtnetlink.h`: the multicast group of IPv4 route changes.
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 
+/// The sysctl that decides whether routes using nexthop objects carry their gateways.
+const NEXTHOP_COMPAT_MODE: &str = "/proc/sys/net/ipv4/nexthop_compat_mode";
+
 /// Sequence number of our dump request, to tell its replies from notifications.
 const DUMP_SEQUENCE: u32 = 0x766d_6267; // "vmbg"
 
@@ -155,6 +158,7 @@ pub enum FibEvent {
 pub struct FibWatcher {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    nexthop_compat_mode: Option<bool>,
 }
 
 impl FibWatcher {
@@ -178,7 +182,7 @@ impl FibWatcher {
         // The socket is created on the namespace's thread; registering it with this runtime's
         // reactor there needs the runtime's context.
         let runtime = tokio::runtime::Handle::current();
-        let mut socket = in_netns(config.netns.as_deref(), move || {
+        let socket = in_netns(config.netns.as_deref(), move || {
             let _context = runtime.enter();
             let mut socket = TokioSocket::new(NETLINK_ROUTE).map_err(|e| ("open", e))?;
             let raw = socket.socket_mut();
@@ -187,9 +191,15 @@ impl FibWatcher {
             raw.bind_auto().map_err(|e| ("bind", e))?;
             raw.add_membership(RTNLGRP_IPV4_ROUTE)
                 .map_err(|e| ("join RTNLGRP_IPV4_ROUTE", e))?;
-            Ok::<_, (&'static str, std::io::Error)>(socket)
+            // /proc/sys/net shows the namespace of the thread that opens it: this one.
+            let compat = std::fs::read_to_string(NEXTHOP_COMPAT_MODE)
+                .ok()
+                .and_then(|v| v.trim().parse::<u8>().ok())
+                .map(|v| v != 0);
+            Ok::<_, (&'static str, std::io::Error)>((socket, compat))
         })?
         .map_err(|(op, e)| wrap(op)(e))?;
+        let (mut socket, nexthop_compat_mode) = socket;
         let mut address = SocketAddr::new(0, 0);
         socket
             .socket_mut()
@@ -212,9 +222,18 @@ impl FibWatcher {
             FibWatcher {
                 stop,
                 task: Some(task),
+                nexthop_compat_mode,
             },
             rx,
         ))
+    }
+
+    /// `net.ipv4.nexthop_compat_mode` of the watched namespace, read at start: `Some(true)` means
+    /// routes using nexthop objects still report their gateways (so `next_hops` is complete);
+    /// `Some(false)` means such routes arrive with only `nexthop_id` and their next hops are not
+    /// observed; `None` when the kernel has no such setting (no nexthop objects) or it was unreadable.
+    pub fn nexthop_compat_mode(&self) -> Option<bool> {
+        self.nexthop_compat_mode
     }
 
     /// Stops reading and waits for the task; the event channel closes afterwards.
