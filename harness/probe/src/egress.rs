@@ -1,7 +1,8 @@
 //! The egress echo endpoint: an HTTP server (axum) listening inside the chosen netns on the
-//! egress endpoint address. VMs call `GET /egress?uuid=<run uuid>&vm=<namespace>/<name>`; the
-//! endpoint records the TCP peer (source) address and the claimed VM, stamped with the run clock,
-//! and answers with the source address it saw. [`EgressEndpoint::verdict`] compares the sources a
+//! egress endpoint address. VMs call `GET /egress?uuid=<run uuid>&vm=<namespace>/<name>`
+//! (optionally `&addr=<vm ip>`; the lab's simulated guests send their address in the
+//! `x-vmbgp-vm-address` header instead); the endpoint records the TCP peer (source) address and
+//! the claimed VM, stamped with the run clock, and answers with the source address it saw. [`EgressEndpoint::verdict`] compares the sources a
 //! VM was seen from with the VM's own address: equal means its traffic left unNATed.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
@@ -56,6 +57,8 @@ pub struct EgressRecord {
     pub source: SocketAddr,
     /// The `vm` query parameter (`namespace/name`), when given.
     pub claimed_vm: Option<String>,
+    /// The VM address the caller claims (`addr` query parameter or `x-vmbgp-vm-address` header).
+    pub claimed_address: Option<IpAddr>,
     /// The `uuid` query parameter, when given.
     pub uuid: Option<String>,
 }
@@ -105,17 +108,28 @@ pub struct EgressEndpoint {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The header the lab's simulated guests put their address in.
+pub const VM_ADDRESS_HEADER: &str = "x-vmbgp-vm-address";
+
 async fn egress_handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> (StatusCode, String) {
     let at = app.clock.now();
     let claimed_vm = params.get("vm").cloned();
+    let claimed_address = params
+        .get("addr")
+        .map(String::as_str)
+        .or_else(|| headers.get(VM_ADDRESS_HEADER).and_then(|v| v.to_str().ok()))
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    let identified = claimed_vm.is_some() || claimed_address.is_some();
     let record = EgressRecord {
         at,
         source: peer,
-        claimed_vm: claimed_vm.clone(),
+        claimed_vm,
+        claimed_address,
         uuid: params.get("uuid").cloned(),
     };
     {
@@ -126,12 +140,13 @@ async fn egress_handler(
             log.not_kept += 1;
         }
     }
-    match claimed_vm {
-        Some(_) => (StatusCode::OK, format!("{}\n", peer.ip())),
-        None => (
+    if identified {
+        (StatusCode::OK, format!("{}\n", peer.ip()))
+    } else {
+        (
             StatusCode::BAD_REQUEST,
             format!("missing ?vm=namespace/name; source {}\n", peer.ip()),
-        ),
+        )
     }
 }
 
@@ -203,7 +218,8 @@ impl EgressEndpoint {
         (log.records.clone(), log.not_kept)
     }
 
-    /// Compares the sources `vm` (`namespace/name`) was seen from with its address.
+    /// Compares the sources `vm` (`namespace/name`) was seen from with its address. A call counts
+    /// for the VM when it names it, or names no VM but claims its address.
     pub fn verdict(&self, vm: &str, vm_addr: IpAddr) -> EgressVerdict {
         let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         verdict_of(&log.records, self.run_uuid.as_deref(), vm, vm_addr)
@@ -251,10 +267,12 @@ fn verdict_of(
     let mut first_seen = None;
     let mut calls = 0u64;
     let mut sources: Vec<IpAddr> = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.claimed_vm.as_deref() == Some(vm))
-    {
+    let vm_addr_c = canonical(vm_addr);
+    let for_this_vm = |r: &&EgressRecord| match r.claimed_vm.as_deref() {
+        Some(name) => name == vm,
+        None => r.claimed_address.map(canonical) == Some(vm_addr_c),
+    };
+    for r in records.iter().filter(for_this_vm) {
         if let Some(want) = run_uuid
             && r.uuid.as_deref() != Some(want)
         {
@@ -269,7 +287,7 @@ fn verdict_of(
         }
     }
     let Some(first_seen) = first_seen else {
-        let mut reason = format!("no call to /egress claimed vm={vm}");
+        let mut reason = format!("no call to /egress claimed vm={vm} or address {vm_addr}");
         if other_runs > 0 {
             reason.push_str(&format!(
                 " with this run's uuid ({other_runs} from other runs)"
@@ -317,7 +335,25 @@ mod tests {
             at: MonoStamp::from_offset(Duration::from_millis(ms)),
             source: format!("{source}:40000").parse().expect("addr"),
             claimed_vm: vm.map(str::to_string),
+            claimed_address: None,
             uuid: uuid.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_call_claiming_only_the_address_counts_for_that_vm() {
+        let mut by_address = rec(1, "198.18.4.2", None, None);
+        by_address.claimed_address = Some("198.19.0.30".parse().expect("ip"));
+        match verdict_of(
+            &[by_address],
+            None,
+            "ns/a",
+            "198.19.0.30".parse().expect("ip"),
+        ) {
+            EgressVerdict::Natted { sources, .. } => {
+                assert_eq!(sources, vec!["198.18.4.2".parse::<IpAddr>().expect("ip")])
+            }
+            other => panic!("expected NATed, got {other:?}"),
         }
     }
 

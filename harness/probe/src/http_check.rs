@@ -29,6 +29,8 @@ pub struct HttpGet {
     pub source: Option<IpAddr>,
     /// Bound on the whole exchange (connect + response).
     pub timeout: Duration,
+    /// Extra request headers (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl HttpGet {
@@ -39,6 +41,7 @@ impl HttpGet {
             path: path.into(),
             source: None,
             timeout: Duration::from_secs(5),
+            headers: Vec::new(),
         }
     }
 }
@@ -148,10 +151,13 @@ async fn exchange(clock: &RunClock, req: &HttpGet, check: &mut HttpCheck) {
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let request = http::Request::get(req.path.as_str())
+    let mut request = http::Request::get(req.path.as_str())
         .header(http::header::HOST, req.target.to_string())
-        .header(http::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new());
+        .header(http::header::CONNECTION, "close");
+    for (name, value) in &req.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request.body(Empty::<Bytes>::new());
     let request = match request {
         Ok(r) => r,
         Err(e) => return fail(check, format!("invalid request path {:?}: {e}", req.path)),

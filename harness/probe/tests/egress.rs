@@ -48,8 +48,25 @@ async fn egress_endpoint_records_the_true_source_of_each_vm() {
     let b = http_get(&clock, &call(FAR, "ns/vm-b")).await;
     assert!(b.ok(), "{b:?}");
 
+    // The lab's simulated guests name only their address, in a header.
+    let vm_c = "198.19.0.32";
+    pair.add_far_address(vm_c);
+    let mut by_header = HttpGet::new(listen, "/egress?uuid=run-1");
+    by_header.netns = Some(pair.far.clone());
+    by_header.source = Some(ip(vm_c));
+    by_header.headers = vec![("x-vmbgp-vm-address".into(), vm_c.into())];
+    assert!(http_get(&clock, &by_header).await.ok());
+    assert!(matches!(
+        endpoint.verdict("ns/vm-c", ip(vm_c)),
+        EgressVerdict::Unnated { calls: 1, .. }
+    ));
+    // No identification at all: 400, recorded, counted for nobody.
+    let mut anonymous = HttpGet::new(listen, "/egress");
+    anonymous.netns = Some(pair.far.clone());
+    assert_eq!(http_get(&clock, &anonymous).await.status.get(), Some(&400));
+
     let (records, not_kept) = endpoint.records();
-    assert_eq!((records.len(), not_kept), (2, 0));
+    assert_eq!((records.len(), not_kept), (4, 0));
     assert_eq!(records[0].source.ip(), ip(vm_a));
     assert_eq!(records[0].claimed_vm.as_deref(), Some("ns/vm-a"));
     assert_eq!(records[0].uuid.as_deref(), Some("run-1"));
@@ -64,11 +81,11 @@ async fn egress_endpoint_records_the_true_source_of_each_vm() {
         other => panic!("expected NATed, got {other:?}"),
     }
     assert!(matches!(
-        endpoint.verdict("ns/vm-c", ip("198.19.0.32")),
+        endpoint.verdict("ns/vm-d", ip("198.19.0.33")),
         EgressVerdict::NotSeen { .. }
     ));
     let (records, _) = endpoint.shutdown().await;
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
