@@ -39,6 +39,7 @@
 //! // FibEvent::Route(RouteChange { at, prefix: Ipv4Net, kind: Present|Added|Replaced|Removed,
 //! //                               next_hops: Vec<Ipv4Addr> /* sorted, ECMP */, protocol, table, .. })
 //! // FibEvent::DumpComplete { at } after the initial dump; FibEvent::Overrun { at } = events lost
+//! watcher.nexthop_compat_mode();   // Some(false): ECMP gateways of nhid routes are not observed
 //! watcher.stop().await;
 //! // The watcher's own floor (request sent → event stamped; blackhole /32 in an unused table):
 //! let report = fib::calibrate::calibrate_event_latency(CalibrationConfig::new().in_netns("ext"), clock).await?;

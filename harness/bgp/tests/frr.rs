@@ -470,6 +470,11 @@ async fn runtime_bmp_target_gets_dummy_opens_and_still_reports_peer_up() {
             "FRR 8.4 sends dummy OPENs to a late target: {up:?}"
         );
     }
+    // Peers already up when BMP connects: their (empty) tables end with End-of-RIB.
+    wait_for(&mut bmp, &mut events, 0, WAIT, "End-of-RIB", |e| {
+        matches!(&e.kind, BmpEventKind::Message(BmpMessage::RouteMonitoring(rm)) if rm.end_of_rib)
+    })
+    .await;
     // Route Monitoring still works on such a session.
     let n1 = VtyCli::new(lab.nodes[0].vty_dir(), Duration::from_secs(2));
     n1.configure(Daemon::Bgpd, &network_lines("198.19.8.0/24", true))
