@@ -1,0 +1,269 @@
+//! The whole lab through kube-rs: objects applied to the lab API make real routes. A CUDN advertised by
+//! a RouteAdvertisements appears in ext's kernel FIB with every node as next hop (OVN-K generates the
+//! FRRConfigurations, the frr-k8s emulation applies them); a VM's address answers pings through it;
+//! FRRNodeState and BGPSessionState report the routers' real state, including a bgpd restart; deleting
+//! the RouteAdvertisements withdraws the route.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+use vmbgp_lab_net::frrk8s::controller::FrrK8sSettings;
+use vmbgp_lab_net::integrated::{IntegratedConfig, IntegratedLab};
+use vmbgp_lab_net::{LabNetConfig, Router, TeardownGuard};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn obj(v: Value) -> DynamicObject {
+    serde_json::from_value(v).expect("object")
+}
+
+fn api(
+    client: &kube::Client,
+    ns: Option<&str>,
+    gv: (&str, &str),
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(gv.0, gv.1, kind), plural);
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+async fn ext_nexthops(netns: &str, prefix: &str) -> Vec<Ipv4Addr> {
+    let out = tokio::process::Command::new("ip")
+        .args(["-n", netns, "-j", "route", "show", prefix])
+        .output()
+        .await
+        .expect("ip route");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut hops: Vec<Ipv4Addr> = Vec::new();
+    for r in v.as_array().cloned().unwrap_or_default() {
+        if let Some(g) = r["gateway"].as_str() {
+            hops.push(g.parse().expect("gateway"));
+        }
+        for h in r["nexthops"].as_array().cloned().unwrap_or_default() {
+            if let Some(g) = h["gateway"].as_str() {
+                hops.push(g.parse().expect("gateway"));
+            }
+        }
+    }
+    hops.sort();
+    hops
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn ping(netns: &str, addr: &str) -> bool {
+    tokio::process::Command::new("ip")
+        .args([
+            "netns", "exec", netns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr,
+        ])
+        .output()
+        .await
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+async fn session_states(client: &kube::Client, node: &str) -> Vec<(String, String)> {
+    let list = api(
+        client,
+        Some("frr-k8s-system"),
+        ("frrk8s.metallb.io", "v1beta1"),
+        "BGPSessionState",
+        "bgpsessionstates",
+    )
+    .list(&ListParams::default().labels(&format!("frrk8s.metallb.io/node={node}")))
+    .await
+    .expect("list BGPSessionState");
+    list.items
+        .iter()
+        .map(|o| {
+            (
+                o.data["status"]["peer"].as_str().unwrap_or("").to_string(),
+                o.data["status"]["bgpStatus"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advertised_cudn_routes_vm_traffic_and_status_objects_follow_frr() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("api");
+    let _guard = TeardownGuard::new(&dir);
+    let mut config = IntegratedConfig::new(LabNetConfig::new(
+        &id,
+        &dir,
+        2,
+        common::ext_config(2, common::BMP_PORT),
+    ));
+    config.api.boot_delay = vmbgp_lab_api::BootDelay::Fixed { ms: 20 };
+    config.frrk8s = FrrK8sSettings {
+        session_poll: Duration::from_millis(100),
+        ..FrrK8sSettings::default()
+    };
+    let lab = IntegratedLab::up(config).await.expect("integrated lab up");
+    assert!(lab.kubeconfig().exists());
+    let client = lab.client();
+    let ext = lab.net.info().ext_netns;
+
+    // What the harness renders: namespace + CUDN + FRR template + RouteAdvertisements.
+    api(&client, None, ("", "v1"), "Namespace", "namespaces")
+        .create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vmbgp-1", "labels": {
+            "k8s.ovn.org/primary-user-defined-network": "", "vmbgp.io/cudn": "l2-a"}}})))
+        .await
+        .expect("namespace");
+    api(&client, None, ("k8s.ovn.org", "v1"), "ClusterUserDefinedNetwork", "clusteruserdefinednetworks")
+        .create(&PostParams::default(), &obj(json!({
+            "apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
+            "metadata": {"name": "l2-a", "labels": {"vmbgp.io/advertise": "true"}},
+            "spec": {"namespaceSelector": {"matchLabels": {"vmbgp.io/cudn": "l2-a"}}, "network": {"topology": "Layer2", "layer2": {
+                "role": "Primary", "subnets": ["198.19.5.0/24"], "ipam": {"lifecycle": "Persistent"}}}},
+        })))
+        .await
+        .expect("cudn");
+    api(&client, Some("frr-k8s-system"), ("frrk8s.metallb.io", "v1beta1"), "FRRConfiguration", "frrconfigurations")
+        .create(&PostParams::default(), &obj(json!({
+            "apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+            "metadata": {"name": "vmbgp-peer-external", "namespace": "frr-k8s-system", "labels": {"vmbgp.io/frr-template": "true"}},
+            "spec": {"nodeSelector": {}, "bgp": {"routers": [{"asn": 64513, "neighbors": [{
+                "address": "198.18.0.155", "asn": 64512, "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "1s"}]}]}},
+        })))
+        .await
+        .expect("frr template");
+    let ras = api(
+        &client,
+        None,
+        ("k8s.ovn.org", "v1"),
+        "RouteAdvertisements",
+        "routeadvertisements",
+    );
+    ras.create(&PostParams::default(), &obj(json!({
+        "apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements", "metadata": {"name": "vmbgp-l2-a"},
+        "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {},
+            "frrConfigurationSelector": {"matchLabels": {"vmbgp.io/frr-template": "true"}},
+            "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"vmbgp.io/advertise": "true"}}}}]},
+    })))
+    .await
+    .expect("route advertisements");
+
+    // The CUDN's /24 at ext with every node as next hop.
+    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
+    eventually("198.19.5.0/24 with both nodes at ext", || {
+        let ext = ext.clone();
+        let both = both.clone();
+        async move { ext_nexthops(&ext, "198.19.5.0/24").await == both }
+    })
+    .await;
+
+    // FRRNodeState reports the running config and success; BGPSessionState says Established.
+    let node_states = api(
+        &client,
+        None,
+        ("frrk8s.metallb.io", "v1beta1"),
+        "FRRNodeState",
+        "frrnodestates",
+    );
+    eventually("FRRNodeState node-1 success", || {
+        let node_states = node_states.clone();
+        async move {
+            node_states
+                .get_opt("node-1")
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|s| {
+                    s.data["status"]["lastReloadResult"] == "success"
+                        && s.data["status"]["lastConversionResult"] == "success"
+                        && s.data["status"]["runningConfig"]
+                            .as_str()
+                            .is_some_and(|c| c.contains("network 198.19.5.0/24"))
+                })
+        }
+    })
+    .await;
+    eventually("BGPSessionState node-1 Established", || {
+        let client = client.clone();
+        async move {
+            session_states(&client, "node-1").await
+                == vec![("198.18.0.155".to_string(), "Established".to_string())]
+        }
+    })
+    .await;
+
+    // A VM with a static IP runs on some node; ext pings it through the ECMP route.
+    api(&client, Some("vmbgp-1"), ("kubevirt.io", "v1"), "VirtualMachine", "virtualmachines")
+        .create(&PostParams::default(), &obj(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "vm-1"},
+            "spec": {"runStrategy": "Always", "template": {
+                "metadata": {"annotations": {"network.kubevirt.io/addresses": "{\"default\": [\"198.19.5.10\"]}"}},
+                "spec": {
+                    "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]}, "resources": {"requests": {"memory": "1Gi"}}},
+                    "networks": [{"name": "default", "pod": {}}]}}},
+        })))
+        .await
+        .expect("vm");
+    eventually("ext pings the VM", || {
+        let ext = ext.clone();
+        async move { ping(&ext, "198.19.5.10").await }
+    })
+    .await;
+
+    // A node bgpd restart shows in BGPSessionState (not Established) and recovers.
+    let mut saw_down = false;
+    lab.net
+        .restart_bgpd(Router::Node(1))
+        .await
+        .expect("restart");
+    let start = Instant::now();
+    loop {
+        let states = session_states(&client, "node-1").await;
+        let established = states == vec![("198.18.0.155".to_string(), "Established".to_string())];
+        saw_down |= !established;
+        if saw_down && established {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "session state after restart: {states:?}, saw down: {saw_down}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Deleting the RouteAdvertisements withdraws the route.
+    ras.delete("vmbgp-l2-a", &DeleteParams::default())
+        .await
+        .expect("delete RA");
+    eventually("198.19.5.0/24 gone from ext", || {
+        let ext = ext.clone();
+        async move { ext_nexthops(&ext, "198.19.5.0/24").await.is_empty() }
+    })
+    .await;
+    assert!(!ping(&ext, "198.19.5.10").await, "no route, no reply");
+
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+    common::assert_nothing_left(&id, &dir);
+}
