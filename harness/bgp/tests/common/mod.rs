@@ -176,12 +176,14 @@ impl FrrLab {
             ),
         };
         format!(
-            "hostname ext\n!\nrouter bgp 64512\n bgp router-id {EXT_ADDR}\n no bgp ebgp-requires-policy\n \
+            "hostname ext\n!\nbgp community-list standard CL-VM100 seq 5 permit 64512:100\n\
+             route-map VM-IN permit 10\n match community CL-VM100\n set local-preference 200\nexit\n\
+             route-map VM-IN permit 100\nexit\n!\nrouter bgp 64512\n bgp router-id {EXT_ADDR}\n no bgp ebgp-requires-policy\n \
              no bgp default ipv4-unicast\n neighbor NODES peer-group\n neighbor NODES remote-as 64513\n \
              neighbor NODES timers 3 9\n neighbor NODES timers connect 1\n \
              neighbor NODES advertisement-interval 0\n neighbor 198.18.0.1 peer-group NODES\n \
              neighbor 198.18.0.2 peer-group NODES\n !\n address-family ipv4 unicast\n  maximum-paths 64\n  \
-             neighbor NODES activate\n  neighbor NODES soft-reconfiguration inbound\n exit-address-family\n \
+             neighbor NODES activate\n  neighbor NODES soft-reconfiguration inbound\n  neighbor NODES route-map VM-IN in\n exit-address-family\n \
              !\n{bmp}exit\n!\n"
         )
     }
