@@ -290,7 +290,7 @@ impl Lab {
             .ok_or_else(|| LabError::Config(format!("unknown kind {api_version} {kind}")))?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let (_, mut rx) = self.store.list_and_subscribe(kind_id);
+            let mut rx = self.store.subscribe(kind_id);
             if let Some(o) = self.store.get_opt(kind_id, namespace, name)
                 && pred(&o)
             {

@@ -1,4 +1,56 @@
 //! The lab's Kubernetes-API-compatible server and the simulated KubeVirt, IPAM and OVN-Kubernetes controllers.
+//!
+//! A [`Lab`] runs, in-process, an HTTP API server on 127.0.0.1 that real clients (kube-rs, the Python
+//! `kubernetes` client, kubectl) accept, an in-memory [`store::Store`] with Kubernetes semantics, and
+//! controllers that behave like KubeVirt, kubevirt-ipam-controller and OVN-Kubernetes' cluster manager. It
+//! records a ground-truth log of what it really did and when ([`GroundTruth`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), vmbgp_lab_api::LabError> {
+//! use std::time::Duration;
+//! use vmbgp_lab_api::{Lab, LabConfig};
+//! let lab = Lab::start(LabConfig { nodes: 3, ..Default::default() }).await?;
+//! lab.write_kubeconfig(std::path::Path::new("/tmp/lab.kubeconfig"))?;
+//! println!("API at {}", lab.url());
+//! // ... apply manifests with any client, then wait on the lab's own view:
+//! let vmi = lab
+//!     .wait_for("kubevirt.io/v1", "VirtualMachineInstance", Some("ns"), "vm-1", Duration::from_secs(30), |o| {
+//!         o["status"]["phase"] == "Running"
+//!     })
+//!     .await?;
+//! # let _ = vmi;
+//! lab.stop().await
+//! # }
+//! ```
+//!
+//! # The seam for part 2 (`vmbgp-lab-net`)
+//!
+//! * **Dataplane.** Implement [`Dataplane`] and start the lab with
+//!   [`Lab::start_with`]`(config, Arc::new(your_dataplane), None)`. The KubeVirt controller calls
+//!   [`Dataplane::vm_up`] right after it writes VMI phase `Running` (node + IPs), [`Dataplane::vm_moved`] at a
+//!   live migration's switch-over (before the VMI's `nodeName` changes), and [`Dataplane::vm_down`] when the
+//!   VMI is being deleted (before its finalizer is removed, so the VMI disappears only after the address
+//!   is gone). Each call's return instant is logged to ground truth (`dataplane_up`, `dataplane_moved`,
+//!   `dataplane_down`, or `dataplane_failed` with the error). The default [`NoDataplane`] only records.
+//! * **frr-k8s emulation.** The OVN-K controller writes `ovnk-generated-*` FRRConfigurations (namespace
+//!   [`LabConfig::frr_namespace`], label `k8s.ovn.org/route-advertisements=<ra>`, `nodeSelector`
+//!   `kubernetes.io/hostname: node-i`). Part 2 watches them through the HTTP API ([`Lab::url`] /
+//!   [`Lab::write_kubeconfig`]) with kube-rs and writes `FRRNodeState` / `BGPSessionState` back; both kinds
+//!   are served with their status subresource. Nodes are `node-1..N`, labelled `kubernetes.io/hostname`,
+//!   with InternalIP `198.18.0.<i>` (DESIGN §5).
+//!
+//! # Fidelity notes
+//!
+//! * Server-side apply is approximated: maps merge recursively, lists and scalars are replaced, there are no
+//!   managedFields and no conflicts. Strategic merge patches are refused for custom kinds (415) as on a real
+//!   server and treated as merge patches for core kinds.
+//! * A paginated list is not a snapshot: later pages show the current state (a real server serves the
+//!   snapshot at the first page's resourceVersion).
+//! * Unknown fields are pruned by default and rejected with 400 `strict decoding error` under
+//!   `fieldValidation=Strict` (kubectl's default); schema and CEL violations are 422 `Invalid` with
+//!   `details.causes[]`. Validation comes from `vmbgp-schema`.
+//! * Watch history is bounded per kind ([`LabConfig::watch_history`]); resuming from an older
+//!   resourceVersion gets an in-stream `ERROR` event with code 410, which clients answer by re-listing.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

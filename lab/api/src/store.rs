@@ -441,6 +441,30 @@ impl Store {
         })
     }
 
+    /// Objects of a kind in `namespace` whose name starts with `prefix` (a key-range scan).
+    pub fn list_name_prefix(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        prefix: &str,
+    ) -> Vec<Arc<Value>> {
+        let Ok(kind) = self.kind(kind_id) else {
+            return Vec::new();
+        };
+        let ns = if kind.namespaced {
+            namespace.unwrap_or_default().to_string()
+        } else {
+            String::new()
+        };
+        let inner = self.lock();
+        inner.tables[kind_id]
+            .objects
+            .range::<ObjKey, _>((ns.clone(), prefix.to_string())..)
+            .take_while(|(k, _)| k.0 == ns && k.1.starts_with(prefix))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// Every object of a kind (all namespaces), cloned Arcs in key order.
     pub fn all(&self, kind_id: KindId) -> Vec<Arc<Value>> {
         let inner = self.lock();
@@ -522,6 +546,15 @@ impl Store {
         match inner.tables.get(kind_id) {
             Some(t) => (t.objects.values().cloned().collect(), t.sender.subscribe()),
             None => (Vec::new(), broadcast::channel(1).1),
+        }
+    }
+
+    /// Subscribes to a kind's events from now on.
+    pub fn subscribe(&self, kind_id: KindId) -> broadcast::Receiver<Arc<WatchEvent>> {
+        let inner = self.lock();
+        match inner.tables.get(kind_id) {
+            Some(t) => t.sender.subscribe(),
+            None => broadcast::channel(1).1,
         }
     }
 

@@ -392,11 +392,23 @@ async fn duplicate_static_ip_gives_ip_address_conflict_and_deleting_the_vm_relea
             .len()
             == 1
     );
-    // The address is free again for a new VM.
-    vms.create(&PostParams::default(), &vm("third", Some("198.19.2.50")))
-        .await
-        .expect("third");
-    assert_eq!(running_ip(&t, "vmbgp-1", "third").await, "198.19.2.50");
+    // The address is free again: the conflicting VM's allocation is retried and succeeds.
+    assert_eq!(running_ip(&t, "vmbgp-1", "second").await, "198.19.2.50");
+    let second = t
+        .lab
+        .store()
+        .get(
+            t.lab
+                .kind("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
+                .expect("kind"),
+            Some("vmbgp-1"),
+            "second.default",
+        )
+        .expect("claim");
+    assert_eq!(
+        condition(&second, "IPsAllocated").map(|c| c["reason"].clone()),
+        Some(json!("SuccessfulAllocation"))
+    );
     t.lab.stop().await.expect("stop");
 }
 
@@ -797,5 +809,46 @@ async fn live_migration_moves_the_vm_and_keeps_its_ip() {
         .expect("moved");
     assert!(moved.at >= switch[0].at);
     assert_eq!(moved.detail["from_node"], json!(source));
+    t.lab.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn an_exhausted_subnet_gives_subnet_exhausted() {
+    let t = common::start(config()).await;
+    let client = common::client(&t).await;
+    // A /30 has two hosts; the first is the gateway, so one VM fits.
+    network(&t, &client, "tiny", "l2-tiny", "198.19.6.0/30", json!({})).await;
+    let vms = api(
+        &client,
+        Some("tiny"),
+        "kubevirt.io",
+        "v1",
+        "VirtualMachine",
+        "virtualmachines",
+    );
+    vms.create(&PostParams::default(), &vm("fits", None))
+        .await
+        .expect("fits");
+    assert_eq!(running_ip(&t, "tiny", "fits").await, "198.19.6.2");
+    vms.create(&PostParams::default(), &vm("overflow", None))
+        .await
+        .expect("overflow");
+    let claim = t
+        .lab
+        .wait_for(
+            "k8s.cni.cncf.io/v1alpha1",
+            "IPAMClaim",
+            Some("tiny"),
+            "overflow.default",
+            WAIT,
+            |o| condition(o, "IPsAllocated").is_some(),
+        )
+        .await
+        .expect("judged");
+    let cond = condition(&claim, "IPsAllocated").expect("condition");
+    assert_eq!(
+        (cond["status"].as_str(), cond["reason"].as_str()),
+        (Some("False"), Some("SubnetExhausted"))
+    );
     t.lab.stop().await.expect("stop");
 }

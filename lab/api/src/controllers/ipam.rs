@@ -16,7 +16,6 @@ use super::{
     watch_kind,
 };
 use crate::ground_truth::{GroundTruthKind, ObjectRef};
-use crate::selector::LabelSelector;
 use crate::store::{ListOptions, WriteOptions};
 
 /// The finalizer kubevirt-ipam-controller puts on claims.
@@ -31,6 +30,9 @@ pub const ADDRESSES_ANNOTATION: &str = "network.kubevirt.io/addresses";
 pub struct Allocator {
     networks: HashMap<String, BTreeMap<IpAddr, String>>,
     hints: HashMap<(String, IpNet), u128>,
+    /// `(namespace, vm)` whose claims failed allocation; retried when an address is freed (as the real
+    /// launcher pod's sandbox creation is retried).
+    pub waiting: std::collections::BTreeSet<(String, String)>,
 }
 
 fn to_u128(ip: IpAddr) -> u128 {
@@ -79,20 +81,6 @@ impl Allocator {
             });
         }
         out
-    }
-
-    /// Owners whose key starts with `prefix`.
-    pub fn owners_with_prefix(&self, prefix: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .networks
-            .values()
-            .flat_map(|m| m.values())
-            .filter(|o| o.starts_with(prefix))
-            .cloned()
-            .collect();
-        v.sort();
-        v.dedup();
-        v
     }
 
     /// Picks the next free host of `subnet` not in `excluded` nets or `excluded_ips`.
@@ -244,16 +232,25 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
     let vm_key = |o: &Value, _: Option<&crate::store::WatchEvent>| vec![ns_name(o)];
     watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), vm_key);
     watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), vm_key);
-    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), |o, _| {
+    let c1 = ctx.clone();
+    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), move |o, ev| {
+        let mut keys = Vec::new();
+        if let Some(e) = ev.filter(|e| e.event_type == crate::store::EventType::Deleted) {
+            release_claim(&c1, o, e.at);
+            if let Ok(mut a) = c1.ipam.lock() {
+                keys.extend(std::mem::take(&mut a.waiting));
+            }
+        }
         let (ns, name) = ns_name(o);
         let vm = o
             .pointer(&format!("/metadata/labels/{}", VM_LABEL.replace('/', "~1")))
             .and_then(Value::as_str)
             .map(str::to_string);
-        vec![(
+        keys.push((
             ns,
             vm.unwrap_or_else(|| name.split('.').next().unwrap_or_default().to_string()),
-        )]
+        ));
+        keys
     });
     let c2 = ctx.clone();
     watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), move |o, _| {
@@ -293,19 +290,17 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
     if let Some(vmi) = live_vmi {
         ensure_claims(ctx, ns, vm_name, vm.as_deref(), vmi);
     }
-    let claims = ctx
+    // Claims are named `<vm>.<network>`: a key-range scan finds this VM's claims.
+    let claims: Vec<_> = ctx
         .store
-        .list(
-            ctx.k.claim,
-            Some(ns),
-            &ListOptions {
-                label_selector: LabelSelector::parse(&format!("{VM_LABEL}={vm_name}"))
-                    .unwrap_or_default(),
-                ..Default::default()
-            },
-        )
-        .map(|l| l.items)
-        .unwrap_or_default();
+        .list_name_prefix(ctx.k.claim, Some(ns), &format!("{vm_name}."))
+        .into_iter()
+        .filter(|c| {
+            c.pointer(&format!("/metadata/labels/{}", VM_LABEL.replace('/', "~1")))
+                .and_then(Value::as_str)
+                == Some(vm_name)
+        })
+        .collect();
     let vm_gone = vm.as_ref().is_none_or(|v| is_deleting(v));
     for claim in &claims {
         let (_, cname) = ns_name(claim);
@@ -332,29 +327,23 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
             allocate(ctx, claim, vmi);
         }
     }
-    // Release addresses of claims that no longer exist.
-    let prefix = format!("claim:{ns}/{vm_name}.");
-    let owners = ctx
+}
+
+/// OVN-K frees a claim's addresses when the claim is deleted.
+fn release_claim(ctx: &Ctx, claim: &Value, at: std::time::Instant) {
+    let (ns, cname) = ns_name(claim);
+    let freed = ctx
         .ipam
         .lock()
-        .map(|a| a.owners_with_prefix(&prefix))
+        .map(|mut a| a.release(&format!("claim:{ns}/{cname}")))
         .unwrap_or_default();
-    for owner in owners {
-        let cname = owner
-            .trim_start_matches(&format!("claim:{ns}/"))
-            .to_string();
-        if ctx.store.get_opt(ctx.k.claim, Some(ns), &cname).is_none() {
-            let freed = ctx
-                .ipam
-                .lock()
-                .map(|mut a| a.release(&owner))
-                .unwrap_or_default();
-            ctx.gt.record(
-                GroundTruthKind::IpReleased,
-                ObjectRef::new("IPAMClaim", ns, &cname),
-                json!({"ips": freed.iter().map(|(_, ip)| ip.to_string()).collect::<Vec<_>>()}),
-            );
-        }
+    if !freed.is_empty() {
+        ctx.gt.record_at(
+            at,
+            GroundTruthKind::IpReleased,
+            ObjectRef::new("IPAMClaim", &ns, &cname),
+            json!({"ips": freed.iter().map(|(_, ip)| ip.to_string()).collect::<Vec<_>>()}),
+        );
     }
 }
 
@@ -543,6 +532,12 @@ fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
             }
         }
         Err((reason, message)) => {
+            if let Ok(mut a) = ctx.ipam.lock() {
+                let vm = str_at(claim, "/metadata/labels/kubevirt.io~1vm")
+                    .unwrap_or_default()
+                    .to_string();
+                a.waiting.insert((ns.clone(), vm));
+            }
             let already = claim
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)

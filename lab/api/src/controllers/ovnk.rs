@@ -396,14 +396,18 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
             None => return Err("networkSelectionType missing".to_string()),
         }
     }
+    // What the RA controller (not admission) refuses: EgressIP on Layer2, non-primary networks.
+    let selected: Vec<Value> = networks.iter().map(|n| (**n).clone()).collect();
+    let refused = vmbgp_schema::ra_controller_check(ra, &selected);
+    if !refused.is_empty() {
+        return Err(refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "));
+    }
     for n in &networks {
-        let topo = cudn_topology(n);
         let cname = ns_name(n).1;
-        if advertisements.iter().any(|a| a == "EgressIP") && topo == "Layer2" {
-            return Err(format!(
-                "EgressIP advertisement is currently not supported for Layer2 networks, network: {cname}"
-            ));
-        }
         if condition_status(n, "NetworkCreated") != Some("True") {
             return Err(format!(
                 "configuration pending: network {cname} is not created yet"
