@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::document::{self, Document, DocumentError, HistogramBucket, MeasuredFields, Metadata};
 use crate::input::*;
-use crate::measured::{Measured, Timing, duration_millis, round3};
+use crate::measured::{Measured, Timing, duration_millis, nanos_to_millis, round3};
 use crate::quantiles::{
     Summary, hdr_buckets_millis, hdr_summary_millis, kube_burner_summary,
     kube_burner_summary_millis, new_nanos_histogram,
@@ -570,9 +570,12 @@ impl DocumentBuilder {
             ("rttMax", |s| s.max),
         ] {
             fields.number(field, &rtt_summary.as_ref().map(pick));
-            if rtt_summary.is_observed() {
-                // HDR histogram with 3 significant figures: 0.1 % relative error.
-                fields.resolution.insert(field.to_owned(), 0.001);
+            if let Measured::Observed(h) = &sample.rtt_nanos
+                && rtt_summary.is_observed()
+            {
+                fields
+                    .resolution
+                    .insert(field.to_owned(), hdr_resolution_millis(h));
             }
         }
         if let Some(group) = self.groups.get_mut(&(metric, "RTT".to_owned())) {
@@ -747,10 +750,9 @@ impl DocumentBuilder {
                 } else {
                     "kube-burner".to_owned()
                 },
-                resolution: if group.histogram.is_some() {
-                    summary.map(|s| round3(s.p50 * 0.001).max(0.001))
-                } else {
-                    group.coarsest_resolution_ms
+                resolution: match &group.histogram {
+                    Some(h) => Some(hdr_resolution_millis(h)),
+                    None => group.coarsest_resolution_ms,
                 },
                 missing_reasons: group.missing.clone(),
                 not_applicable_reasons: group.not_applicable.clone(),
@@ -771,6 +773,13 @@ impl DocumentBuilder {
         }
         Ok(documents)
     }
+}
+
+/// Width of the HDR bucket holding the P99 value (3 significant figures: ≤ 0.1 % of it), in ms,
+/// never below the 1 µs the documents can show.
+fn hdr_resolution_millis(histogram: &Histogram<u64>) -> f64 {
+    let p99 = histogram.value_at_quantile(0.99);
+    nanos_to_millis(histogram.equivalent_range(p99) as f64).max(0.001)
 }
 
 /// "no observed sample; 3 missing: <reason> (2); <reason> (1)".

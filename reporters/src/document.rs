@@ -339,7 +339,7 @@ pub struct QuantileDocument {
     pub metric_name: String,
     pub job_name: String,
     pub metadata: Value,
-    /// Observed samples.
+    /// Observed samples (for `RTT`: RTT probes; `missingCount` then counts VMs without any).
     pub count: u64,
     pub missing_count: u64,
     pub not_applicable_count: u64,
