@@ -466,4 +466,48 @@ mod tests {
             json!({"d":1.5,"resolution":{"d":0.001},"missing":{"a":"timed out after 600 s","c":"non-finite value NaN"},"notApplicable":{"b":"subnet mode"}})
         );
     }
+
+    fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-zA-Z]{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just(VMI_LATENCY),
+                Just(JOB_SUMMARY),
+                Just(ROUTE_CONVERGENCE_QUANTILES)
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("uuid".to_owned()),
+                        Just("metricName".to_owned()),
+                        Just("jobName".to_owned()),
+                        Just("quantileName".to_owned()),
+                        "[a-z]{1,8}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reading_any_json_never_panics(value in arbitrary_json()) {
+            if let Ok(document) = Document::from_value(value) {
+                proptest::prop_assert_eq!(document.id().len(), 64);
+                let _ = QuantileDocument::from_document(&document);
+                let _ = document.identity();
+            }
+        }
+    }
 }

@@ -223,4 +223,19 @@ mod tests {
         assert_eq!(buckets.iter().map(|b| b.1).sum::<u64>(), 10_000);
         assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn summaries_are_ordered_finite_and_within_range(
+            values in proptest::collection::vec(-10_000_000_000i64..10_000_000_000, 1..300)
+        ) {
+            let s = kube_burner_summary_millis(&values).unwrap();
+            for v in [s.p50, s.p95, s.p99, s.min, s.max, s.avg] {
+                proptest::prop_assert!(v.is_finite());
+                proptest::prop_assert!(v >= s.min && v <= s.max);
+            }
+            proptest::prop_assert!(s.p50 <= s.p95 && s.p95 <= s.p99);
+            proptest::prop_assert_eq!(s.count, values.len() as u64);
+        }
+    }
 }
