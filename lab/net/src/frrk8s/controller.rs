@@ -180,10 +180,14 @@ async fn run(
                 dirty = false;
                 reconcile_at.as_mut().reset(tokio::time::Instant::now() + far);
                 let all: Vec<NamedConfig> = configs.values().cloned().collect();
-                for st in &mut states {
-                    reconcile_node(st, &all, &labels, truth.as_ref()).await;
-                    publish_node_state(&client, st).await;
-                }
+                // Nodes are independent FRR instances: apply to all of them concurrently, as each
+                // node's own frr-k8s pod would.
+                let (all, labels, truth, client) = (&all, &labels, truth.as_ref(), &client);
+                futures::future::join_all(states.iter_mut().map(|st| async move {
+                    reconcile_node(st, all, labels, truth).await;
+                    publish_node_state(client, st).await;
+                }))
+                .await;
             }
             _ = poll.tick() => {
                 let all: Vec<NamedConfig> = configs.values().cloned().collect();
