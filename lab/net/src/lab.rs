@@ -173,10 +173,17 @@ impl LabNet {
         let truth: Arc<dyn GroundTruthSink> = match (truth, &config.ground_truth_file) {
             (Some(t), _) => t,
             (None, Some(path)) => {
-                store.record_path(path)?;
-                Arc::new(
-                    JsonlGroundTruth::create(path).map_err(|e| Error::io("creating", path, e))?,
-                )
+                let created = store.record_path(path).and_then(|()| {
+                    JsonlGroundTruth::create(path).map_err(|e| Error::io("creating", path, e))
+                });
+                match created {
+                    Ok(t) => Arc::new(t),
+                    Err(e) => {
+                        let dir = config.state_dir.clone();
+                        let _ = tokio::task::spawn_blocking(move || state::teardown(&dir)).await;
+                        return Err(e);
+                    }
+                }
             }
             (None, None) => Arc::new(NoGroundTruth),
         };

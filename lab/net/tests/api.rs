@@ -322,3 +322,82 @@ async fn advertised_cudn_routes_vm_traffic_and_status_objects_follow_frr() {
     assert!(report.problems.is_empty(), "{report:?}");
     common::assert_nothing_left(&id, &dir);
 }
+
+/// With a debounce, changes arriving close together are applied to FRR once, like frr-k8s's reloader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debounce_coalesces_close_changes_into_one_apply() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("debounce");
+    let _guard = TeardownGuard::new(&dir);
+    let mut config = IntegratedConfig::new(LabNetConfig::new(
+        &id,
+        &dir,
+        1,
+        common::ext_config(1, common::BMP_PORT),
+    ));
+    config.frrk8s = FrrK8sSettings {
+        debounce: Some(Duration::from_millis(500)),
+        ..FrrK8sSettings::default()
+    };
+    let lab = IntegratedLab::up(config).await.expect("integrated lab up");
+    let client = lab.client();
+    let configs = api(
+        &client,
+        Some("frr-k8s-system"),
+        ("frrk8s.metallb.io", "v1beta1"),
+        "FRRConfiguration",
+        "frrconfigurations",
+    );
+    // Let the initial (empty) reconcile happen first.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 0..3 {
+        let prefix = format!("198.19.7.{}/32", 10 + i);
+        configs
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+                    "metadata": {"name": format!("hostroute-{i}"), "namespace": "frr-k8s-system"},
+                    "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-1"}},
+                        "bgp": {"routers": [{"asn": 64513, "prefixes": [prefix], "neighbors": [{
+                            "address": "198.18.0.155", "asn": 64512,
+                            "toAdvertise": {"allowed": {"prefixes": [prefix]}}}]}]}},
+                })),
+            )
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let path = dir.join(vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE);
+    let applies_with_prefixes = || -> Vec<Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| {
+                e["event"] == "frrConfigApplied"
+                    && e["prefixesAdded"].as_array().is_some_and(|a| !a.is_empty())
+            })
+            .collect()
+    };
+    eventually("the debounced apply", || {
+        let n = applies_with_prefixes().len();
+        async move { n > 0 }
+    })
+    .await;
+    // Longer than the debounce: no further apply follows.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let applies = applies_with_prefixes();
+    assert_eq!(
+        applies.len(),
+        1,
+        "one apply for three close changes: {applies:?}"
+    );
+    assert_eq!(
+        applies[0]["prefixesAdded"],
+        json!(["198.19.7.10/32", "198.19.7.11/32", "198.19.7.12/32"])
+    );
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+    common::assert_nothing_left(&id, &dir);
+}
