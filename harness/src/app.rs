@@ -22,8 +22,8 @@ use crate::config::{ConfigError, Plan, load_profile, plan};
 use crate::exit::ExitCode;
 use crate::kube::check::{Report, preflight};
 use crate::kube::{Cluster, KubeError, connect};
-use crate::results::{RecorderSink, describe_run, report_thresholds};
-use crate::run::{Outcome, Stop};
+use crate::results::{RecorderSink, describe_run, enabled_measurements, report_thresholds};
+use crate::run::{Observers, Outcome, Stop};
 use crate::workload::{RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml};
 
 /// Why a command failed, with the exit code each cause maps to.
@@ -215,8 +215,18 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     cancel_on_signals(cancel.clone());
     let redactor = es.as_ref().map(|c| c.redactor().clone());
     let flags = workload_flags(&args.plan);
+    let observers = Observers {
+        netns: args.netns.clone(),
+        bmp_listen: args.observe_bgp.then(|| {
+            args.bmp_listen.unwrap_or_else(|| {
+                std::net::SocketAddr::from((plan.bgp.bmp.address, plan.bgp.bmp.port))
+            })
+        }),
+        fib: args.observe_bgp,
+        expected_next_hops: nodes,
+    };
     let (code, dir) = run_plan(
-        &plan, &cluster, &report, nodes, &manifests, flags, redactor, cancel, out,
+        &plan, &cluster, &report, nodes, &manifests, flags, redactor, &observers, cancel, out,
     )
     .await?;
     match es {
@@ -253,6 +263,7 @@ pub async fn run_plan(
     manifests: &[crate::workload::Manifest],
     flags: BTreeMap<String, String>,
     redactor: Option<Redactor>,
+    observers: &Observers,
     cancel: CancellationToken,
     out: &mut (dyn Write + Send),
 ) -> Result<(ExitCode, std::path::PathBuf), AppError> {
@@ -263,6 +274,7 @@ pub async fn run_plan(
         report.server_version.as_deref().unwrap_or_default(),
         nodes,
         flags,
+        enabled_measurements(observers.bmp_listen.is_some() || observers.fib),
     );
     let recorder = RunRecorder::start(
         &plan.indexing.results_dir,
@@ -275,7 +287,16 @@ pub async fn run_plan(
         recorder,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
-    let outcome = crate::run::run(plan, &cluster.client, clock, manifests, cancel, &mut sink).await;
+    let outcome = crate::run::run(
+        plan,
+        &cluster.client,
+        clock,
+        manifests,
+        observers,
+        cancel,
+        &mut sink,
+    )
+    .await;
     let (mut outcome, run_error) = match outcome {
         Ok(outcome) => (outcome, None),
         Err(e) => (Outcome::default(), Some(e)),

@@ -272,6 +272,16 @@ impl PlanArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
+    /// Network namespace of the external router's view: the BMP listener and the FIB watcher
+    /// open their sockets there (the lab's external router netns, or none on the router host).
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Where the BMP station listens [default: the --bmp-target address, as the router sees it].
+    #[arg(long, value_name = "IP:PORT")]
+    pub bmp_listen: Option<std::net::SocketAddr>,
+    /// Observe BGP at the external router (BMP station and kernel FIB watcher).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub observe_bgp: bool,
 }
 
 #[derive(Debug, Clone, Args)]

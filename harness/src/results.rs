@@ -20,8 +20,15 @@ pub fn version() -> String {
     format!("{}@{}", env!("CARGO_PKG_VERSION"), env!("VMBGP_GIT_COMMIT"))
 }
 
-/// The measurements this build takes; thresholds on others are reported as not evaluated.
-pub const ENABLED_MEASUREMENTS: &[MeasurementKind] = &[MeasurementKind::VmLatency];
+/// The measurements a run takes: VM lifecycle always, route convergence when it observes BGP at
+/// the external router. Thresholds on other kinds are reported as skipped, not passed.
+pub fn enabled_measurements(observes_bgp: bool) -> Vec<MeasurementKind> {
+    let mut kinds = vec![MeasurementKind::VmLatency];
+    if observes_bgp {
+        kinds.push(MeasurementKind::RouteConvergence);
+    }
+    kinds
+}
 
 /// Describes the run for `jobSummary`.
 pub fn describe_run(
@@ -30,6 +37,7 @@ pub fn describe_run(
     k8s_version: &str,
     total_nodes: u64,
     workload_flags: BTreeMap<String, String>,
+    measurements: Vec<MeasurementKind>,
 ) -> RunDescription {
     RunDescription {
         uuid: plan.uuid.clone(),
@@ -48,7 +56,7 @@ pub fn describe_run(
             ),
             mode: AdvertisementMode::Subnet,
         },
-        measurements: ENABLED_MEASUREMENTS.to_vec(),
+        measurements,
     }
 }
 

@@ -22,9 +22,12 @@ use crate::kube::{
     CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
     VIRTUAL_MACHINE, VMI, VMIM,
 };
+use crate::measure::route_convergence::{RouteConvergence, Sources};
 use crate::measure::vm_latency::VmLatency;
 use crate::measure::{Batch, Measurement, Observation};
 use crate::workload::{Manifest, labels};
+use vmbgp_bgp::bmp::{BmpStation, BmpStationConfig};
+use vmbgp_bgp::fib::{FibWatcher, FibWatcherConfig};
 
 /// How long the watches may take to list what exists before the run starts.
 pub const WATCH_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -45,6 +48,30 @@ pub enum RunError {
     #[error("the watches did not list the cluster's objects within {0:?}")]
     WatchSync(Duration),
 }
+
+/// Everything the run loop consumes, each already stamped where it was observed.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    Watch(WatchMessage),
+    Bmp(vmbgp_bgp::bmp::BmpEvent),
+    Fib(vmbgp_bgp::fib::FibEvent),
+}
+
+/// Where the harness observes the external router (it runs on the router's host).
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    /// Network namespace of the BMP listener and the FIB watcher (`--netns`); `None`: this host's.
+    pub netns: Option<String>,
+    /// BMP listen address; `None`: BMP is not observed.
+    pub bmp_listen: Option<std::net::SocketAddr>,
+    /// Watch the kernel FIB.
+    pub fib: bool,
+    /// Next hops the external router should get for an advertised network (the node count).
+    pub expected_next_hops: u64,
+}
+
+/// How long, after cleanup, the run waits for withdrawals still expected.
+pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the run stopped early, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +224,7 @@ struct Runner<'a> {
     plan: &'a Plan,
     clock: RunClock,
     applier: Applier,
-    events: UnboundedReceiver<WatchMessage>,
+    events: UnboundedReceiver<RunEvent>,
     world: World,
     measurements: Vec<Box<dyn Measurement>>,
     cancel: CancellationToken,
@@ -221,7 +248,22 @@ enum Waited {
 }
 
 impl Runner<'_> {
-    fn feed(&mut self, message: &WatchMessage) {
+    fn feed(&mut self, event: &RunEvent) {
+        let message = match event {
+            RunEvent::Watch(message) => message,
+            RunEvent::Bmp(bmp) => {
+                for m in &mut self.measurements {
+                    m.observe(Observation::Bmp(bmp));
+                }
+                return;
+            }
+            RunEvent::Fib(fib) => {
+                for m in &mut self.measurements {
+                    m.observe(Observation::Fib(fib));
+                }
+                return;
+            }
+        };
         self.world.apply(message);
         for m in &mut self.measurements {
             m.observe(Observation::Watch(message));
@@ -586,9 +628,44 @@ impl Runner<'_> {
                 humantime::format_duration(DELETE_TIMEOUT)
             )),
         }
+        // Withdrawals follow the deletes by a BGP hop or two: wait for those still expected.
+        self.deadline = Instant::now() + WITHDRAW_TIMEOUT;
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.feed(&event);
+            }
+            if !self.measurements.iter().any(|m| m.pending()) || Instant::now() >= self.deadline {
+                break;
+            }
+            match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
+                Ok(Some(event)) => self.feed(&event),
+                Ok(None) | Err(_) => break,
+            }
+        }
         self.cancel = cancel;
         self.progress(format!("cleanup: {} objects deleted", deleted.len()));
     }
+}
+
+/// Forwards one source's events into the run loop's channel until cancelled or either side closes.
+fn forward<T: Send + 'static>(
+    mut rx: UnboundedReceiver<T>,
+    tx: tokio::sync::mpsc::UnboundedSender<RunEvent>,
+    wrap: fn(T) -> RunEvent,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let item = tokio::select! {
+                _ = cancel.cancelled() => return,
+                item = rx.recv() => item,
+            };
+            let Some(item) = item else { return };
+            if tx.send(wrap(item)).is_err() {
+                return;
+            }
+        }
+    })
 }
 
 /// The kinds the run watches, all selected by label.
@@ -623,6 +700,7 @@ pub async fn run(
     client: &kube::Client,
     clock: RunClock,
     manifests: &[Manifest],
+    observers: &Observers,
     cancel: CancellationToken,
     sink: &mut dyn Sink,
 ) -> Result<Outcome, RunError> {
@@ -635,16 +713,89 @@ pub async fn run(
             }));
         }
     }
-    let (tx, rx) = unbounded_channel();
+    let (tx, rx) = unbounded_channel::<RunEvent>();
     let watch_cancel = CancellationToken::new();
-    let tasks = spawn_watches(client, clock, watch_specs(plan), tx, watch_cancel.clone());
+    let mut tasks = Vec::new();
+    let mut sources = Sources {
+        bmp_off: Some("BMP is not observed in this run (no BMP listen address)".into()),
+        fib_off: Some("the external router's FIB is not observed in this run".into()),
+        withdraw_measured: plan.gc,
+    };
+    let mut station = None;
+    if let Some(listen) = observers.bmp_listen {
+        let mut config = BmpStationConfig::new(listen);
+        if let Some(netns) = &observers.netns {
+            config = config.in_netns(netns.clone());
+        }
+        match BmpStation::start(config, clock).await {
+            Ok((started, bmp_rx)) => {
+                sink.progress(&format!(
+                    "BMP station listening on {}",
+                    started.local_addr()
+                ));
+                tasks.push(forward(
+                    bmp_rx,
+                    tx.clone(),
+                    RunEvent::Bmp,
+                    watch_cancel.clone(),
+                ));
+                station = Some(started);
+                sources.bmp_off = None;
+            }
+            Err(e) => {
+                let reason = format!("the BMP station could not listen on {listen}: {e}");
+                sink.progress(&reason);
+                sources.bmp_off = Some(reason);
+            }
+        }
+    }
+    let mut fib_watcher = None;
+    if observers.fib {
+        let mut config = FibWatcherConfig::new();
+        if let Some(netns) = &observers.netns {
+            config = config.in_netns(netns.clone());
+        }
+        match FibWatcher::start(config, clock).await {
+            Ok((started, fib_rx)) => {
+                tasks.push(forward(
+                    fib_rx,
+                    tx.clone(),
+                    RunEvent::Fib,
+                    watch_cancel.clone(),
+                ));
+                fib_watcher = Some(started);
+                sources.fib_off = None;
+            }
+            Err(e) => {
+                let reason = format!("the FIB watcher could not start: {e}");
+                sink.progress(&reason);
+                sources.fib_off = Some(reason);
+            }
+        }
+    }
+    let (watch_tx, watch_rx) = unbounded_channel::<WatchMessage>();
+    tasks.extend(spawn_watches(
+        client,
+        clock,
+        watch_specs(plan),
+        watch_tx,
+        watch_cancel.clone(),
+    ));
+    tasks.push(forward(watch_rx, tx, RunEvent::Watch, watch_cancel.clone()));
     let mut runner = Runner {
         plan,
         clock,
         applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
         events: rx,
         world: World::default(),
-        measurements: vec![Box::new(VmLatency::new(&plan.vms))],
+        measurements: vec![
+            Box::new(VmLatency::new(&plan.vms)),
+            Box::new(RouteConvergence::new(
+                &plan.networks,
+                observers.expected_next_hops,
+                sources,
+            )),
+        ],
         cancel,
         deadline: Instant::now() + plan.timeout,
         outcome: Outcome::default(),
@@ -681,15 +832,21 @@ pub async fn run(
         )),
         None => {}
     }
-    // Whatever happened, what was measured is kept.
-    runner.collect(Batch::All);
     if plan.gc {
         runner.cleanup().await;
     }
+    // Whatever happened, what was measured is kept (after cleanup: it measures withdrawal).
+    runner.collect(Batch::All);
     runner.outcome.ended = Some(runner.clock.now());
     watch_cancel.cancel();
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(station) = station {
+        station.stop().await;
+    }
+    if let Some(watcher) = fib_watcher {
+        watcher.stop().await;
     }
     result.map(|()| runner.outcome)
 }

@@ -3,6 +3,7 @@
 //! samples afterwards, when the run asks for a batch. Measurements never write files or talk to
 //! Elasticsearch — the reporters do.
 
+pub mod route_convergence;
 pub mod vm_latency;
 
 use vmbgp_reporters::input::{MeasurementKind, Samples};
@@ -17,6 +18,10 @@ pub enum Observation<'a> {
     Request(&'a Request),
     /// A watch event.
     Watch(&'a WatchMessage),
+    /// A BMP message (or session event) from the external router.
+    Bmp(&'a vmbgp_bgp::bmp::BmpEvent),
+    /// A change in the external router's kernel FIB.
+    Fib(&'a vmbgp_bgp::fib::FibEvent),
 }
 
 /// Which samples a batch should contain.
@@ -36,4 +41,9 @@ pub trait Measurement: Send {
     /// Moves the samples that `batch` makes final into `out`; values never observed become
     /// `Missing` with the reason.
     fn collect(&mut self, batch: Batch, out: &mut Samples);
+    /// Whether it still expects observations for actions already taken (e.g. a withdrawal after
+    /// a delete), so the run may wait a bounded time before collecting.
+    fn pending(&self) -> bool {
+        false
+    }
 }

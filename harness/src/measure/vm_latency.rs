@@ -341,7 +341,7 @@ impl Measurement for VmLatency {
                     self.observe_claim(*at, object);
                 }
             }
-            Observation::Watch(_) => {}
+            Observation::Watch(_) | Observation::Bmp(_) | Observation::Fib(_) => {}
         }
     }
 
