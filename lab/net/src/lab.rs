@@ -121,10 +121,15 @@ pub fn check_prerequisites(frr_bin_dir: &Path) -> Result<()> {
             });
         }
     }
-    if !Path::new(&frr_bin_dir.join("../x86_64-linux-gnu/frr/modules/bgpd_bmp.so")).exists()
-        && !Path::new("/usr/lib/x86_64-linux-gnu/frr/modules/bgpd_bmp.so").exists()
-        && !Path::new("/usr/lib/aarch64-linux-gnu/frr/modules/bgpd_bmp.so").exists()
-    {
+    // ext needs the BMP module (Debian ships it as /usr/lib/<triplet>/frr/modules/bgpd_bmp.so).
+    let bmp_found = std::fs::read_dir("/usr/lib")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.path().join("frr/modules/bgpd_bmp.so").exists())
+        })
+        .unwrap_or(false);
+    if !bmp_found {
         return Err(Error::PrerequisiteMissing {
             what: "FRR BMP module bgpd_bmp.so".into(),
             install_hint: "apt-get install -y frr",

@@ -10,7 +10,7 @@
 //! Interfaces are created directly inside the lab's namespaces, so their short names never collide
 //! with other labs or the host; only the netns names carry the lab id.
 
-use crate::cmd::{run_ip_batch, run_ip_batch_sync};
+use crate::cmd::run_ip_batch;
 use crate::error::{Error, Result};
 use crate::names::{
     LabNames, MAX_NODES, ROUTER_PREFIX_LEN, Router, switch_port, vmhost_link_addresses,
@@ -210,10 +210,4 @@ pub async fn set_uplink(names: &LabNames, router: Router, up: bool) -> Result<()
     )
     .await
     .map(|_| ())
-}
-
-/// Deletes the given netns (best effort, used when tearing down without a state file is impossible).
-pub fn delete_netns(names: &[String]) -> Result<()> {
-    let batch: String = names.iter().map(|n| format!("netns del {n}\n")).collect();
-    run_ip_batch_sync(None, &batch)
 }
