@@ -180,6 +180,8 @@ async fn bench_memory(dir: &std::path::Path) {
         nodes: 10,
         boot_delay: BootDelay::Fixed { ms: 0 },
         phase_step_ms: 0,
+        watch_history: env_usize("LAB_BENCH_HISTORY", LabConfig::default().watch_history),
+        watch_channel: env_usize("LAB_BENCH_CHANNEL", LabConfig::default().watch_channel),
         ..Default::default()
     })
     .await
@@ -209,13 +211,15 @@ async fn bench_memory(dir: &std::path::Path) {
     .expect("nad");
     let api = vm_api(&client, "scale");
     let start = Instant::now();
-    let objects: Vec<DynamicObject> = (0..n)
-        .map(|i| serde_json::from_value(vm(&format!("vm-{i:05}"))).expect("vm"))
-        .collect();
-    futures::stream::iter(objects.iter())
-        .map(|o| {
+    // Objects are built lazily so the benchmark's own copies do not inflate the lab's figure.
+    futures::stream::iter(0..n)
+        .map(|i| {
             let api = api.clone();
-            async move { api.create(&PostParams::default(), o).await }
+            async move {
+                let o: DynamicObject =
+                    serde_json::from_value(vm(&format!("vm-{i:05}"))).expect("vm");
+                api.create(&PostParams::default(), &o).await
+            }
         })
         .buffer_unordered(64)
         .try_for_each(|_| async { Ok(()) })
@@ -250,6 +254,20 @@ async fn bench_memory(dir: &std::path::Path) {
         .count();
     let claims = lab.store().count(claim_kind);
     let after = rss_mb();
+    let json_bytes: usize = [
+        lab.kind("kubevirt.io/v1", "VirtualMachine").expect("vm"),
+        vmi_kind,
+        claim_kind,
+    ]
+    .iter()
+    .flat_map(|k| lab.store().all(*k))
+    .map(|o| serde_json::to_vec(o.as_ref()).map(|v| v.len()).unwrap_or(0))
+    .sum();
+    println!(
+        "memory detail: stored VM+VMI+claim objects serialize to {:.1} MB of JSON; {} ground-truth events in memory",
+        json_bytes as f64 / 1e6,
+        lab.ground_truth().events().len()
+    );
     println!(
         "memory: {n} VMs created in {:.1} s; {running} VMIs Running and {claims} IPAMClaims after {:.1} s; process RSS {} MB (before the lab: {} MB)",
         created.as_secs_f64(),

@@ -70,7 +70,7 @@ impl Default for LabConfig {
             ovn_namespace: "ovn-kubernetes".to_string(),
             bookmark_interval_ms: 5000,
             watch_history: 10_000,
-            watch_channel: 16_384,
+            watch_channel: 4096,
             controllers: true,
             default_pod_network: "198.18.128.0/20".to_string(),
         }
