@@ -15,7 +15,8 @@ use vmbgp_reporters::redact::Redactor;
 use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
 use crate::cli::{
-    CheckArgs, Cli, Command, CompareArgs, EsTlsArgs, IndexArgs, PlanArgs, RenderArgs, RunArgs,
+    CheckArgs, Cli, Command, CompareArgs, EsTlsArgs, IndexArgs, LabCommand, LabUpArgs, PlanArgs,
+    RenderArgs, RunArgs,
 };
 use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
@@ -48,6 +49,8 @@ pub enum AppError {
     Compare(String),
     #[error("cannot read tolerances {path}: {message}")]
     Tolerances { path: String, message: String },
+    #[error(transparent)]
+    Lab(#[from] crate::lab::LabError),
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
 }
@@ -60,6 +63,8 @@ impl AppError {
             | AppError::EsConfig(_)
             | AppError::Tolerances { .. } => ExitCode::InvalidInput,
             AppError::Compare(_) => ExitCode::InvalidInput,
+            AppError::Lab(crate::lab::LabError::Render(_)) => ExitCode::InvalidInput,
+            AppError::Lab(_) => ExitCode::EnvironmentUnavailable,
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
             }
@@ -84,6 +89,7 @@ pub async fn execute(cli: Cli, out: &mut (dyn Write + Send)) -> Result<ExitCode,
         Some(Command::Check(args)) => check(&args, out).await,
         Some(Command::Index(args)) => index(&args, out).await,
         Some(Command::Compare(args)) => compare(&args, out).await,
+        Some(Command::Lab(command)) => lab(command, out).await,
     }
 }
 
@@ -201,9 +207,57 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
         )?),
         None => None,
     };
+    if args.lab {
+        return run_on_lab(&args, plan, &manifests, es, out).await;
+    }
+    run_connected(&args, &plan, &manifests, es, None, out).await
+}
+
+/// `run --lab`: up, run, down — the lab comes down whatever the run did.
+async fn run_on_lab(
+    args: &RunArgs,
+    mut plan: Plan,
+    manifests: &[crate::workload::Manifest],
+    es: Option<EsClient>,
+    out: &mut (dyn Write + Send),
+) -> Result<ExitCode, AppError> {
+    let state_dir = crate::lab::run_state_dir();
+    let config = crate::lab::lab_config(
+        &plan,
+        &args.lab_shape.lab_id,
+        &state_dir,
+        args.lab_shape.nodes,
+    )?;
+    tracing::info!(
+        "bringing up the lab ({} nodes) in {}",
+        args.lab_shape.nodes,
+        state_dir.display()
+    );
+    let lab = crate::lab::up_in_process(config).await?;
+    plan.kubeconfig = Some(lab.kubeconfig().to_path_buf());
+    plan.context = None;
+    let ext_netns = lab.net.info().ext_netns;
+    let result = run_connected(args, &plan, manifests, es, Some(ext_netns), out).await;
+    let down = crate::lab::down_in_process(lab).await;
+    let _ = std::fs::remove_dir(&state_dir);
+    match (result, down) {
+        (Ok(code), Ok(())) => Ok(code),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+    }
+}
+
+async fn run_connected(
+    args: &RunArgs,
+    plan: &Plan,
+    manifests: &[crate::workload::Manifest],
+    es: Option<EsClient>,
+    lab_netns: Option<String>,
+    out: &mut (dyn Write + Send),
+) -> Result<ExitCode, AppError> {
     let timeout = Duration::from_secs(10);
     let cluster = connect(plan.kubeconfig.as_deref(), plan.context.as_deref(), timeout).await?;
-    let report = preflight(&cluster, &plan, None).await;
+    let report = preflight(&cluster, plan, None).await;
     if !report.reachable() {
         return Err(AppError::Unreachable(report));
     }
@@ -216,7 +270,7 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     let redactor = es.as_ref().map(|c| c.redactor().clone());
     let flags = workload_flags(&args.plan);
     let observers = Observers {
-        netns: args.netns.clone(),
+        netns: lab_netns.or_else(|| args.netns.clone()),
         bmp_listen: args.observe_bgp.then(|| {
             args.bmp_listen.unwrap_or_else(|| {
                 std::net::SocketAddr::from((plan.bgp.bmp.address, plan.bgp.bmp.port))
@@ -454,4 +508,74 @@ async fn compare(args: &CompareArgs, out: &mut (dyn Write + Send)) -> Result<Exi
     } else {
         ExitCode::Ok
     })
+}
+
+async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    match command {
+        LabCommand::Up(args) => {
+            let plan = plan_from_args(&args.plan)?;
+            // Validate the lab's shape here, before a process is started.
+            crate::lab::lab_config(&plan, &args.lab.lab_id, &args.dir.state_dir, args.lab.nodes)?;
+            let serve_args = serve_args(&args);
+            crate::lab::up_detached(&args.dir.state_dir, &serve_args, out).await?;
+            Ok(ExitCode::Ok)
+        }
+        LabCommand::Serve(args) => {
+            let plan = plan_from_args(&args.plan)?;
+            let config = crate::lab::lab_config(
+                &plan,
+                &args.lab.lab_id,
+                &args.dir.state_dir,
+                args.lab.nodes,
+            )?;
+            crate::lab::serve(config, &plan).await?;
+            Ok(ExitCode::Ok)
+        }
+        LabCommand::Status(args) => Ok(if crate::lab::status(&args.state_dir, out).await? {
+            ExitCode::Ok
+        } else {
+            ExitCode::EnvironmentUnavailable
+        }),
+        LabCommand::Down(args) => {
+            crate::lab::down(&args.state_dir, out).await?;
+            Ok(ExitCode::Ok)
+        }
+    }
+}
+
+/// The command line of the `lab serve` process `lab up` starts: the same lab and plan.
+fn serve_args(args: &LabUpArgs) -> Vec<String> {
+    let mut out = vec![
+        "lab".to_string(),
+        "serve".to_string(),
+        "--state-dir".to_string(),
+        args.dir.state_dir.display().to_string(),
+        "--nodes".to_string(),
+        args.lab.nodes.to_string(),
+        "--lab-id".to_string(),
+        args.lab.lab_id.clone(),
+        "--profile".to_string(),
+        args.plan.profile.clone(),
+    ];
+    let plan = &args.plan;
+    let pairs: [(&str, Option<String>); 8] = [
+        ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),
+        ("--peer-asn", plan.peer_asn.map(|v| v.to_string())),
+        ("--cluster-asn", plan.cluster_asn.map(|v| v.to_string())),
+        ("--frr-namespace", plan.frr_namespace.clone()),
+        ("--node-cidr", plan.node_cidr.clone()),
+        ("--bmp-target", plan.bmp_target.clone()),
+        (
+            "--node-ips",
+            plan.node_ips.as_ref().map(|ips| ips.join(",")),
+        ),
+        ("--uuid", plan.uuid.clone()),
+    ];
+    for (flag, value) in pairs {
+        if let Some(value) = value {
+            out.push(flag.to_string());
+            out.push(value);
+        }
+    }
+    out
 }

@@ -46,6 +46,53 @@ pub enum Command {
     Index(IndexArgs),
     /// Compare two runs (result directories or uuids in Elasticsearch); exit 7 on a regression.
     Compare(CompareArgs),
+    /// The embedded lab: API server, simulated controllers, FRR routers in network namespaces (root).
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start a lab in the background and print its kubeconfig, external router netns, vty socket and BMP target.
+    Up(LabUpArgs),
+    /// Report whether the lab's process, namespaces, daemons and BGP sessions are up.
+    Status(LabDirArgs),
+    /// Stop the lab and remove every namespace, process and file it created (also after a failed up).
+    Down(LabDirArgs),
+    /// Run a lab in the foreground until SIGTERM (what `lab up` starts).
+    #[command(hide = true)]
+    Serve(LabUpArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabDirArgs {
+    /// The lab's state directory.
+    #[arg(long, value_name = "DIR", default_value = crate::lab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabUpArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
+    #[command(flatten)]
+    pub lab: LabArgs,
+    /// The plan whose external-router configuration and frr-k8s namespace the lab uses.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+/// Shape of the embedded lab.
+#[derive(Debug, Clone, Args)]
+pub struct LabArgs {
+    /// Cluster nodes (each an FRR router and a VM host).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=150))]
+    pub nodes: u16,
+    /// Lab name; every network namespace it creates carries it (a-z, 0-9, -; at most 32).
+    #[arg(long, default_value = "vmbgp")]
+    pub lab_id: String,
 }
 
 /// TLS and template options of the Elasticsearch/OpenSearch connection.
@@ -282,6 +329,11 @@ pub struct RunArgs {
     /// Observe BGP at the external router (BMP station and kernel FIB watcher).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub observe_bgp: bool,
+    /// Bring up the embedded lab for this run and take it down afterwards (root; needs FRR).
+    #[arg(long)]
+    pub lab: bool,
+    #[command(flatten)]
+    pub lab_shape: LabArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,7 +4,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vmbgp_bench::app::execute;
-use vmbgp_bench::cli::{Cli, Command};
+use vmbgp_bench::cli::{Cli, Command, LabCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
         Some(Command::Check(a)) => a.plan.log_level,
         Some(Command::Index(a)) => a.log_level,
         Some(Command::Compare(a)) => a.log_level,
+        Some(Command::Lab(LabCommand::Up(a) | LabCommand::Serve(a))) => a.dir.log_level,
+        Some(Command::Lab(LabCommand::Status(a) | LabCommand::Down(a))) => a.log_level,
         None => cli.run.plan.log_level,
     };
     tracing_subscriber::fmt()

@@ -31,7 +31,10 @@ use vmbgp_bgp::fib::{FibWatcher, FibWatcherConfig};
 
 /// How long the watches may take to list what exists before the run starts.
 pub const WATCH_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
-/// CUDN NetworkCreated and RouteAdvertisements Accepted (OVN-K's e2e allows 5 s and 30 s).
+/// The external router's BGP sessions come up after the peering template is applied.
+pub const SESSIONS_TIMEOUT: Duration = Duration::from_secs(120);
+/// CUDN NetworkCreated, RouteAdvertisements Accepted, and the network's route observed at the
+/// external router (OVN-K's e2e allows 5 s, 30 s and 30 s).
 pub const NETWORK_READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Every VM of an iteration ready (OVN-K's e2e allows 5 min per VMI).
 pub const VM_READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -219,6 +222,28 @@ fn migration_done(world: &World, namespace: &str, name: &str) -> bool {
     })
 }
 
+/// The run's measurements; the waits also ask them what has been observed.
+struct Measurements {
+    vm_latency: VmLatency,
+    routes: RouteConvergence,
+}
+
+impl Measurements {
+    fn all(&mut self) -> [&mut dyn Measurement; 2] {
+        [&mut self.vm_latency, &mut self.routes]
+    }
+
+    fn observe(&mut self, observation: Observation<'_>) {
+        for m in self.all() {
+            m.observe(observation);
+        }
+    }
+
+    fn pending(&mut self) -> bool {
+        self.all().iter().any(|m| m.pending())
+    }
+}
+
 /// The run loop's state: the clock, the applier, the event stream and what it fed.
 struct Runner<'a> {
     plan: &'a Plan,
@@ -226,7 +251,7 @@ struct Runner<'a> {
     applier: Applier,
     events: UnboundedReceiver<RunEvent>,
     world: World,
-    measurements: Vec<Box<dyn Measurement>>,
+    measurements: Measurements,
     cancel: CancellationToken,
     deadline: Instant,
     outcome: Outcome,
@@ -235,6 +260,8 @@ struct Runner<'a> {
     last_progress: Option<Instant>,
     /// True while sending deletes, so they are not counted as creations.
     deleting: bool,
+    /// BGP peers the external router should have (one per node).
+    expected_peers: usize,
     /// VMs already counted as running / ready (a churned VM stays counted).
     running: BTreeSet<(String, String)>,
     ready: BTreeSet<(String, String)>,
@@ -252,22 +279,16 @@ impl Runner<'_> {
         let message = match event {
             RunEvent::Watch(message) => message,
             RunEvent::Bmp(bmp) => {
-                for m in &mut self.measurements {
-                    m.observe(Observation::Bmp(bmp));
-                }
+                self.measurements.observe(Observation::Bmp(bmp));
                 return;
             }
             RunEvent::Fib(fib) => {
-                for m in &mut self.measurements {
-                    m.observe(Observation::Fib(fib));
-                }
+                self.measurements.observe(Observation::Fib(fib));
                 return;
             }
         };
         self.world.apply(message);
-        for m in &mut self.measurements {
-            m.observe(Observation::Watch(message));
-        }
+        self.measurements.observe(Observation::Watch(message));
         if let WatchMessage::Object {
             resource,
             object,
@@ -307,9 +328,7 @@ impl Runner<'_> {
     }
 
     fn record_request(&mut self, request: &Request) {
-        for m in &mut self.measurements {
-            m.observe(Observation::Request(request));
-        }
+        self.measurements.observe(Observation::Request(request));
         if request.resource == VIRTUAL_MACHINE
             && self
                 .plan
@@ -351,14 +370,18 @@ impl Runner<'_> {
     }
 
     /// Processes events until `done` holds, `limit` passes, or the run must stop.
-    async fn wait_until(&mut self, limit: Duration, done: impl Fn(&World) -> bool) -> Waited {
+    async fn wait_until(
+        &mut self,
+        limit: Duration,
+        done: impl Fn(&World, &Measurements) -> bool,
+    ) -> Waited {
         let until = (Instant::now() + limit).min(self.deadline);
         loop {
             // Apply everything already queued before judging.
             while let Ok(message) = self.events.try_recv() {
                 self.feed(&message);
             }
-            if done(&self.world) {
+            if done(&self.world, &self.measurements) {
                 return Waited::Done;
             }
             if self.cancel.is_cancelled() {
@@ -384,7 +407,7 @@ impl Runner<'_> {
         &mut self,
         what: &str,
         limit: Duration,
-        done: impl Fn(&World) -> bool,
+        done: impl Fn(&World, &Measurements) -> bool,
     ) -> Result<(), Stop> {
         match self.wait_until(limit, done).await {
             Waited::Done => Ok(()),
@@ -416,7 +439,7 @@ impl Runner<'_> {
 
     fn collect(&mut self, batch: Batch) {
         let mut samples = Samples::default();
-        for m in &mut self.measurements {
+        for m in self.measurements.all() {
             m.collect(batch, &mut samples);
         }
         if !samples.is_empty() {
@@ -437,8 +460,24 @@ impl Runner<'_> {
                 .filter(|m| m.kind() == kind && m.iteration == iteration)
                 .collect()
         };
-        // Run-wide: the peering template.
+        // Run-wide: the peering template, then the sessions it brings up (so no network's
+        // convergence includes session establishment).
         self.create_all(&of_kind(FRR_CONFIGURATION.kind, 0)).await?;
+        if self.measurements.routes.observes_bmp() && self.expected_peers > 0 {
+            let peers = self.expected_peers;
+            let what = format!(
+                "the external router's BGP sessions with {peers} nodes established (BMP Peer Up)"
+            );
+            if let Err(stop) = self
+                .wait_for(&what, SESSIONS_TIMEOUT, |_, m| m.routes.peers_up() >= peers)
+                .await
+            {
+                self.outcome.stopped = Some(stop);
+                return Ok(());
+            }
+            let up = self.measurements.routes.peers_up();
+            self.progress(format!("BGP sessions up: {up} of {peers}"));
+        }
         let vm_iterations = match plan.shape {
             Shape::Migration => 1,
             Shape::Scale | Shape::Churn => plan.iterations,
@@ -466,8 +505,10 @@ impl Runner<'_> {
             if !names.is_empty() {
                 let what = format!("networks {} created and advertised", names.join(", "));
                 if let Err(stop) = self
-                    .wait_for(&what, NETWORK_READY_TIMEOUT, |w| {
-                        names.iter().all(|n| network_ready(w, n))
+                    .wait_for(&what, NETWORK_READY_TIMEOUT, |w, m| {
+                        names
+                            .iter()
+                            .all(|n| network_ready(w, n) && m.routes.advertised(n))
                     })
                     .await
                 {
@@ -488,7 +529,7 @@ impl Runner<'_> {
                 .collect();
             let what = format!("{} VMs of iteration {iteration} ready", keys.len());
             let waited = self
-                .wait_for(&what, VM_READY_TIMEOUT, |w| {
+                .wait_for(&what, VM_READY_TIMEOUT, |w, _| {
                     keys.iter().all(|(ns, n)| vm_ready(w, ns, n))
                 })
                 .await;
@@ -519,7 +560,7 @@ impl Runner<'_> {
                 self.deleting = false;
                 let what = format!("VMs of iteration {iteration} deleted");
                 if let Err(stop) = self
-                    .wait_for(&what, DELETE_TIMEOUT, |w| {
+                    .wait_for(&what, DELETE_TIMEOUT, |w, _| {
                         keys.iter().all(|(ns, n)| {
                             w.get(&VMI, Some(ns), n).is_none()
                                 && w.get(&VIRTUAL_MACHINE, Some(ns), n).is_none()
@@ -551,7 +592,7 @@ impl Runner<'_> {
                     .collect();
                 let what = format!("{} migrations of round {round} completed", keys.len());
                 if let Err(stop) = self
-                    .wait_for(&what, MIGRATION_TIMEOUT, |w| {
+                    .wait_for(&what, MIGRATION_TIMEOUT, |w, _| {
                         keys.iter().all(|(ns, n)| migration_done(w, ns, n))
                     })
                     .await
@@ -607,7 +648,7 @@ impl Runner<'_> {
             }
         }
         let uuid = self.plan.uuid.clone();
-        let gone = |w: &World| {
+        let gone = |w: &World, _: &Measurements| {
             !w.objects.values().any(|o| {
                 o.metadata.labels.as_ref().and_then(|l| l.get(labels::UUID)) == Some(&uuid)
                     && o.metadata.deletion_timestamp.is_none()
@@ -634,7 +675,7 @@ impl Runner<'_> {
             while let Ok(event) = self.events.try_recv() {
                 self.feed(&event);
             }
-            if !self.measurements.iter().any(|m| m.pending()) || Instant::now() >= self.deadline {
+            if !self.measurements.pending() || Instant::now() >= self.deadline {
                 break;
             }
             match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
@@ -788,14 +829,11 @@ pub async fn run(
         applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
         events: rx,
         world: World::default(),
-        measurements: vec![
-            Box::new(VmLatency::new(&plan.vms)),
-            Box::new(RouteConvergence::new(
-                &plan.networks,
-                observers.expected_next_hops,
-                sources,
-            )),
-        ],
+        measurements: Measurements {
+            vm_latency: VmLatency::new(&plan.vms),
+            routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
+        },
+        expected_peers: observers.expected_next_hops as usize,
         cancel,
         deadline: Instant::now() + plan.timeout,
         outcome: Outcome::default(),
@@ -811,7 +849,7 @@ pub async fn run(
     };
     let kinds = watch_specs(plan).len();
     let synced = runner
-        .wait_until(WATCH_SYNC_TIMEOUT, |w| w.synced.len() >= kinds)
+        .wait_until(WATCH_SYNC_TIMEOUT, |w, _| w.synced.len() >= kinds)
         .await;
     let result = match synced {
         Waited::Done => runner.run(manifests).await,

@@ -46,8 +46,8 @@ async fn lab_run(lab_dir: &Path, uuid: &str, extra: &[&str]) -> (Option<i32>, St
         kubeconfig.to_str().expect("utf8"),
         "--results-dir",
         results.to_str().expect("utf8"),
-        "--bmp-listen",
-        "127.0.0.1:0",
+        "--observe-bgp",
+        "false",
     ];
     args.extend_from_slice(extra);
     bench(&args).await

@@ -40,10 +40,10 @@ struct NetworkTrack {
     iteration: u32,
     advertise: Trigger,
     withdraw: Trigger,
-    /// First post-policy announcement after t0.
+    /// First announcement after t0, in either Adj-RIB-In view.
     adj_rib_in: Option<MonoStamp>,
-    /// Peers (by address) currently announcing the prefix, post-policy.
-    announcing: BTreeSet<IpAddr>,
+    /// (peer, view) pairs currently holding the prefix; withdrawn when none is left.
+    announcing: BTreeSet<(IpAddr, Policy)>,
     withdrawn_adj_rib_in: Option<MonoStamp>,
     fib: Option<MonoStamp>,
     all_next_hops: Option<MonoStamp>,
@@ -72,6 +72,8 @@ pub struct RouteConvergence {
     /// The BMP session from the external router was seen.
     bmp_connected: bool,
     fib_overrun: bool,
+    /// Peers the external router reports up (BMP Peer Up without a later Peer Down).
+    peers_up: BTreeSet<IpAddr>,
 }
 
 impl RouteConvergence {
@@ -103,6 +105,33 @@ impl RouteConvergence {
             sources,
             bmp_connected: false,
             fib_overrun: false,
+            peers_up: BTreeSet::new(),
+        }
+    }
+
+    /// How many BGP peers the external router reports up, through BMP.
+    pub fn peers_up(&self) -> usize {
+        self.peers_up.len()
+    }
+
+    /// Whether BMP is observed at all in this run.
+    pub fn observes_bmp(&self) -> bool {
+        self.sources.bmp_off.is_none()
+    }
+
+    /// Whether the network's advertisement has been observed as far as this run can observe it:
+    /// every expected next hop in the FIB (or, without a FIB watcher, in BMP).
+    pub fn advertised(&self, network: &str) -> bool {
+        let Some(track) = self.networks.get(network) else {
+            return true;
+        };
+        match (&self.sources.fib_off, &self.sources.bmp_off) {
+            (None, _) => track.all_next_hops.is_some(),
+            (Some(_), None) => {
+                let peers: BTreeSet<IpAddr> = track.announcing.iter().map(|(p, _)| *p).collect();
+                peers.len() as u64 >= self.expected_next_hops
+            }
+            (Some(_), Some(_)) => true,
         }
     }
 
@@ -116,13 +145,32 @@ impl RouteConvergence {
     fn observe_bmp(&mut self, event: &BmpEvent) {
         match &event.kind {
             BmpEventKind::Connected { .. } => self.bmp_connected = true,
+            BmpEventKind::Disconnected(_) => self.peers_up.clear(),
+            BmpEventKind::Message(BmpMessage::PeerUp(up)) => {
+                self.peers_up.insert(up.peer.address);
+            }
+            BmpEventKind::Message(BmpMessage::PeerDown(down)) => {
+                // A peer going down takes its routes out of the Adj-RIB-In with it.
+                let peer = down.peer.address;
+                self.peers_up.remove(&peer);
+                for track in self.networks.values_mut() {
+                    track.announcing.retain(|(p, _)| *p != peer);
+                    if track.announcing.is_empty()
+                        && track.withdraw.sent.is_some_and(|t0| event.at >= t0)
+                    {
+                        track.withdrawn_adj_rib_in.get_or_insert(event.at);
+                    }
+                }
+            }
+            // Pre-policy is the Adj-RIB-In as received; post-policy follows it. Either view counts,
+            // so a router that monitors only one of them is measured too.
             BmpEventKind::Message(BmpMessage::RouteMonitoring(rm))
-                if rm.peer.policy == Policy::PostPolicy =>
+                if rm.peer.policy != Policy::LocRib =>
             {
-                let peer = rm.peer.address;
+                let key = (rm.peer.address, rm.peer.policy);
                 for route in &rm.announced {
                     if let Some(track) = self.track_for(route.prefix) {
-                        track.announcing.insert(peer);
+                        track.announcing.insert(key);
                         if track.advertise.sent.is_some_and(|t0| event.at >= t0) {
                             track.adj_rib_in.get_or_insert(event.at);
                         }
@@ -130,7 +178,7 @@ impl RouteConvergence {
                 }
                 for prefix in &rm.withdrawn {
                     if let Some(track) = self.track_for(*prefix) {
-                        track.announcing.remove(&peer);
+                        track.announcing.remove(&key);
                         if track.announcing.is_empty()
                             && track.withdraw.sent.is_some_and(|t0| event.at >= t0)
                         {
