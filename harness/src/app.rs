@@ -280,7 +280,7 @@ async fn run_connected(
         expected_next_hops: nodes,
     };
     let (code, dir) = run_plan(
-        &plan, &cluster, &report, nodes, &manifests, flags, redactor, &observers, cancel, out,
+        plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,
     )
     .await?;
     match es {
@@ -531,13 +531,13 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
             crate::lab::serve(config, &plan).await?;
             Ok(ExitCode::Ok)
         }
-        LabCommand::Status(args) => Ok(if crate::lab::status(&args.state_dir, out).await? {
+        LabCommand::Status(args) => Ok(if crate::lab::status(&args.dir.state_dir, out).await? {
             ExitCode::Ok
         } else {
             ExitCode::EnvironmentUnavailable
         }),
         LabCommand::Down(args) => {
-            crate::lab::down(&args.state_dir, out).await?;
+            crate::lab::down(&args.dir.state_dir, out).await?;
             Ok(ExitCode::Ok)
         }
     }

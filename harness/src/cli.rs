@@ -56,9 +56,9 @@ pub enum LabCommand {
     /// Start a lab in the background and print its kubeconfig, external router netns, vty socket and BMP target.
     Up(LabUpArgs),
     /// Report whether the lab's process, namespaces, daemons and BGP sessions are up.
-    Status(LabDirArgs),
+    Status(LabStateArgs),
     /// Stop the lab and remove every namespace, process and file it created (also after a failed up).
-    Down(LabDirArgs),
+    Down(LabStateArgs),
     /// Run a lab in the foreground until SIGTERM (what `lab up` starts).
     #[command(hide = true)]
     Serve(LabUpArgs),
@@ -69,6 +69,12 @@ pub struct LabDirArgs {
     /// The lab's state directory.
     #[arg(long, value_name = "DIR", default_value = crate::lab::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabStateArgs {
+    #[command(flatten)]
+    pub dir: LabDirArgs,
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
 }

@@ -612,40 +612,61 @@ impl Runner<'_> {
     }
 
     /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    /// Deletes the run's objects of one kind (selected by the run label); returns how many.
+    async fn delete_kind(&mut self, resource: Resource) -> usize {
+        let mut targets: Vec<(Option<String>, String)> = self
+            .world
+            .objects
+            .iter()
+            .filter(|((plural, _, _), object)| {
+                *plural == resource.plural
+                    && object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(labels::UUID))
+                        == Some(&self.plan.uuid)
+            })
+            .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
+            .collect();
+        targets.sort();
+        for (ns, name) in &targets {
+            let request = self.applier.delete(&resource, ns.as_deref(), name).await;
+            self.record_request(&request);
+        }
+        targets.len()
+    }
+
+    /// Feeds events until no measurement expects more, or `limit` passes.
+    async fn settle(&mut self, limit: Duration) {
+        let until = Instant::now() + limit;
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.feed(&event);
+            }
+            if !self.measurements.pending() || Instant::now() >= until {
+                return;
+            }
+            match tokio::time::timeout_at(until, self.events.recv()).await {
+                Ok(Some(event)) => self.feed(&event),
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
+    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
+    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     async fn cleanup(&mut self) {
         self.deleting = true;
-        // Children first: migrations and VMs, then advertisements, networks, namespaces, template.
-        let order = [
-            VMIM,
-            VIRTUAL_MACHINE,
-            ROUTE_ADVERTISEMENTS,
-            NAMESPACE,
-            CUDN,
-            FRR_CONFIGURATION,
-        ];
-        let mut deleted = Vec::new();
-        for resource in order {
-            let mut targets: Vec<(Option<String>, String)> = self
-                .world
-                .objects
-                .iter()
-                .filter(|((plural, _, _), object)| {
-                    *plural == resource.plural
-                        && object
-                            .metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get(labels::UUID))
-                            == Some(&self.plan.uuid)
-                })
-                .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
-                .collect();
-            targets.sort();
-            for (ns, name) in targets {
-                let request = self.applier.delete(&resource, ns.as_deref(), &name).await;
-                self.record_request(&request);
-                deleted.push((resource, ns, name));
-            }
+        let mut deleted = 0;
+        for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
+            deleted += self.delete_kind(resource).await;
+        }
+        self.settle(WITHDRAW_TIMEOUT).await;
+        for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
+            deleted += self.delete_kind(resource).await;
         }
         let uuid = self.plan.uuid.clone();
         let gone = |w: &World, _: &Measurements| {
@@ -669,22 +690,8 @@ impl Runner<'_> {
                 humantime::format_duration(DELETE_TIMEOUT)
             )),
         }
-        // Withdrawals follow the deletes by a BGP hop or two: wait for those still expected.
-        self.deadline = Instant::now() + WITHDRAW_TIMEOUT;
-        loop {
-            while let Ok(event) = self.events.try_recv() {
-                self.feed(&event);
-            }
-            if !self.measurements.pending() || Instant::now() >= self.deadline {
-                break;
-            }
-            match tokio::time::timeout_at(self.deadline, self.events.recv()).await {
-                Ok(Some(event)) => self.feed(&event),
-                Ok(None) | Err(_) => break,
-            }
-        }
         self.cancel = cancel;
-        self.progress(format!("cleanup: {} objects deleted", deleted.len()));
+        self.progress(format!("cleanup: {deleted} objects deleted"));
     }
 }
 

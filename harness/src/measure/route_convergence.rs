@@ -145,13 +145,17 @@ impl RouteConvergence {
     fn observe_bmp(&mut self, event: &BmpEvent) {
         match &event.kind {
             BmpEventKind::Connected { .. } => self.bmp_connected = true,
-            BmpEventKind::Disconnected(_) => self.peers_up.clear(),
+            BmpEventKind::Disconnected(reason) => {
+                tracing::debug!(?reason, "BMP session closed");
+                self.peers_up.clear();
+            }
             BmpEventKind::Message(BmpMessage::PeerUp(up)) => {
                 self.peers_up.insert(up.peer.address);
             }
             BmpEventKind::Message(BmpMessage::PeerDown(down)) => {
                 // A peer going down takes its routes out of the Adj-RIB-In with it.
                 let peer = down.peer.address;
+                tracing::debug!(at = ?event.at, %peer, "BMP peer down");
                 self.peers_up.remove(&peer);
                 for track in self.networks.values_mut() {
                     track.announcing.retain(|(p, _)| *p != peer);
@@ -170,6 +174,7 @@ impl RouteConvergence {
                 let key = (rm.peer.address, rm.peer.policy);
                 for route in &rm.announced {
                     if let Some(track) = self.track_for(route.prefix) {
+                        tracing::debug!(at = ?event.at, peer = %key.0, policy = ?key.1, prefix = %route.prefix, "BMP announce");
                         track.announcing.insert(key);
                         if track.advertise.sent.is_some_and(|t0| event.at >= t0) {
                             track.adj_rib_in.get_or_insert(event.at);
@@ -178,6 +183,7 @@ impl RouteConvergence {
                 }
                 for prefix in &rm.withdrawn {
                     if let Some(track) = self.track_for(*prefix) {
+                        tracing::debug!(at = ?event.at, peer = %key.0, policy = ?key.1, prefix = %prefix, left = track.announcing.len(), "BMP withdraw");
                         track.announcing.remove(&key);
                         if track.announcing.is_empty()
                             && track.withdraw.sent.is_some_and(|t0| event.at >= t0)

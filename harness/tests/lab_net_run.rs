@@ -1,0 +1,216 @@
+//! End to end on the full lab (root, FRR): `run --lab` for every profile measures VM lifecycle and
+//! real route convergence and leaves no namespace behind; `lab up` / `status` / `down` work, also
+//! when the lab's process was killed.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(args)
+        .output()
+        .expect("run binary");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A lab id unique to this test process and test.
+fn lab_id(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+fn netns_of(lab_id: &str) -> Vec<String> {
+    let output = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.contains(&format!("-{lab_id}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+fn documents(dir: &Path, prefix: &str) -> Vec<Value> {
+    let file = std::fs::read_dir(dir)
+        .expect("results")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix} file in {}", dir.display()));
+    let text = std::fs::read_to_string(file).expect("read");
+    serde_json::from_str::<Value>(&text)
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn require_lab_prerequisites() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab tests need root (network namespaces, FRR); ci/test.sh runs as root"
+    );
+    assert!(
+        Path::new("/usr/lib/frr/bgpd").exists(),
+        "FRR is missing: apt-get install frr (ci/test.sh installs it)"
+    );
+}
+
+fn run_lab(profile: &str, iterations: &str, vms: &str, test: &str) -> (tempfile::TempDir, String) {
+    require_lab_prerequisites();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = lab_id(test);
+    let uuid = format!("lab-{id}");
+    let (code, stdout, stderr) = bench(&[
+        "run",
+        "--lab",
+        "--lab-id",
+        &id,
+        "--profile",
+        profile,
+        "--iterations",
+        iterations,
+        "--vm-count",
+        vms,
+        "--uuid",
+        &uuid,
+        "--results-dir",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        code,
+        Some(0),
+        "{profile}: stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        netns_of(&id).is_empty(),
+        "{profile}: namespaces left: {:?}",
+        netns_of(&id)
+    );
+    (dir, uuid)
+}
+
+/// Every advertise and withdraw value of every network was observed (not reported as 0 or missing).
+fn assert_routes_observed(results: &Path, networks: usize) {
+    let routes = documents(results, "routeConvergenceMeasurement-");
+    assert_eq!(routes.len(), networks, "{routes:?}");
+    for doc in &routes {
+        for field in [
+            "advertiseAdjRibInLatency",
+            "advertiseFibLatency",
+            "advertiseAllNextHopsLatency",
+            "withdrawAdjRibInLatency",
+            "withdrawFibLatency",
+        ] {
+            let value = doc[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} not observed: {doc}"));
+            assert!(value > 0.0, "{field} = {value}: {doc}");
+        }
+    }
+}
+
+#[test]
+fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
+    let (dir, uuid) = run_lab("vm-bgp", "3", "5", "scale");
+    let results = dir.path().join(&uuid);
+    assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 15);
+    assert_routes_observed(&results, 3);
+}
+
+#[test]
+fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
+    let (dir, uuid) = run_lab("vm-bgp-churn", "2", "3", "churn");
+    let results = dir.path().join(&uuid);
+    let vms = documents(&results, "vmiLatencyMeasurement-");
+    assert_eq!(vms.len(), 6);
+    assert_routes_observed(&results, 1);
+}
+
+#[test]
+fn migration_run_on_the_lab_completes_every_migration() {
+    let (dir, uuid) = run_lab("vm-bgp-migration", "2", "2", "migr");
+    let results = dir.path().join(&uuid);
+    assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 2);
+}
+
+#[test]
+fn lab_up_status_down_and_down_after_a_killed_lab() {
+    require_lab_prerequisites();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("lab");
+    let state_arg = state.to_str().expect("utf8");
+    let id = lab_id("updown");
+    let (code, stdout, stderr) = bench(&[
+        "lab",
+        "up",
+        "--state-dir",
+        state_arg,
+        "--lab-id",
+        &id,
+        "--nodes",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("kubeconfig") && stdout.contains("bgpdVty") && stdout.contains("bmpTarget"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = bench(&["lab", "status", "--state-dir", state_arg]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let status: Value = serde_json::from_str(&stdout).expect("status json");
+    assert_eq!(status["healthy"], Value::Bool(true), "{status}");
+    // A second up on the same state directory is refused.
+    let (code, _, stderr) = bench(&["lab", "up", "--state-dir", state_arg, "--lab-id", &id]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("already up"), "{stderr}");
+    let (code, stdout, stderr) = bench(&["lab", "down", "--state-dir", state_arg]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(netns_of(&id).is_empty(), "left: {:?}", netns_of(&id));
+    assert!(!state.exists(), "state directory left behind");
+
+    // A lab whose process was killed (as a crashed up would be) is still removed by down.
+    let (code, stdout, stderr) = bench(&[
+        "lab",
+        "up",
+        "--state-dir",
+        state_arg,
+        "--lab-id",
+        &id,
+        "--nodes",
+        "1",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let pid_line = std::fs::read_to_string(state.join("serve.pid")).expect("pid file");
+    let pid = pid_line.split_whitespace().next().expect("pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !netns_of(&id).is_empty(),
+        "the killed lab's namespaces outlive it"
+    );
+    let (code, stdout, stderr) = bench(&["lab", "down", "--state-dir", state_arg]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        netns_of(&id).is_empty(),
+        "left after down: {:?}",
+        netns_of(&id)
+    );
+}
