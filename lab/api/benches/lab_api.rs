@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use vmbgp_lab_api::store::WriteOptions;
-use vmbgp_lab_api::{BootDelay, Lab, LabConfig};
+use vmbgp_lab_api::{BootDelay, GroundTruthKind, Lab, LabConfig};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -233,25 +233,16 @@ async fn bench_memory(dir: &std::path::Path) {
         .kind("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
         .expect("claim");
     let deadline = Instant::now() + Duration::from_secs(600);
+    // Counted from ground truth: listing 10,000 VMIs every poll would itself churn memory.
     loop {
-        let running = lab
-            .store()
-            .all(vmi_kind)
-            .iter()
-            .filter(|v| v["status"]["phase"] == "Running")
-            .count();
-        if running == n || Instant::now() > deadline {
+        let running = lab.ground_truth().count(GroundTruthKind::VmiRunning);
+        if running >= n || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let settled = start.elapsed();
-    let running = lab
-        .store()
-        .all(vmi_kind)
-        .iter()
-        .filter(|v| v["status"]["phase"] == "Running")
-        .count();
+    let running = lab.ground_truth().count(GroundTruthKind::VmiRunning);
     let claims = lab.store().count(claim_kind);
     let after = rss_mb();
     let json_bytes: usize = [

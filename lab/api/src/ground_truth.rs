@@ -149,6 +149,14 @@ impl GroundTruth {
         self.events.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
+    /// Number of events of one kind so far.
+    pub fn count(&self, event: GroundTruthKind) -> usize {
+        self.events
+            .lock()
+            .map(|e| e.iter().filter(|r| r.event == event).count())
+            .unwrap_or(0)
+    }
+
     /// Events of one kind about one object name (any namespace when `namespace` is `None`).
     pub fn find(
         &self,

@@ -45,7 +45,8 @@ pub struct LabConfig {
     pub ovn_namespace: String,
     /// How often a watch asking for bookmarks gets one.
     pub bookmark_interval_ms: u64,
-    /// Events kept per kind for watch resumption; older resourceVersions get 410 Gone.
+    /// Events kept per kind for watch resumption; older resourceVersions get 410 Gone. A real API server's
+    /// watch cache keeps 100 per resource by default; 1000 leaves room for bursts.
     pub watch_history: usize,
     /// How far a watcher may fall behind before its stream is closed.
     pub watch_channel: usize,
@@ -69,7 +70,7 @@ impl Default for LabConfig {
             frr_namespace: "frr-k8s-system".to_string(),
             ovn_namespace: "ovn-kubernetes".to_string(),
             bookmark_interval_ms: 5000,
-            watch_history: 10_000,
+            watch_history: 1000,
             watch_channel: 4096,
             controllers: true,
             default_pod_network: "198.18.128.0/20".to_string(),
