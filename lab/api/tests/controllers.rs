@@ -852,3 +852,112 @@ async fn an_exhausted_subnet_gives_subnet_exhausted() {
     );
     t.lab.stop().await.expect("stop");
 }
+
+/// A dataplane that records what the KubeVirt controller asks of it.
+#[derive(Debug, Default)]
+struct RecordingDataplane {
+    calls: std::sync::Mutex<Vec<(String, vmbgp_lab_api::VmAddress, Option<String>)>>,
+}
+
+impl vmbgp_lab_api::Dataplane for RecordingDataplane {
+    fn vm_up(&self, vm: vmbgp_lab_api::VmAddress) -> vmbgp_lab_api::DataplaneFuture<'_> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(("up".into(), vm, None));
+        Box::pin(async { Ok(()) })
+    }
+    fn vm_moved(
+        &self,
+        vm: vmbgp_lab_api::VmAddress,
+        from_node: String,
+    ) -> vmbgp_lab_api::DataplaneFuture<'_> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(("moved".into(), vm, Some(from_node)));
+        Box::pin(async { Ok(()) })
+    }
+    fn vm_down(&self, vm: vmbgp_lab_api::VmAddress) -> vmbgp_lab_api::DataplaneFuture<'_> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(("down".into(), vm, None));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn the_dataplane_seam_sees_up_move_and_down_with_node_and_ip() {
+    let dataplane = std::sync::Arc::new(RecordingDataplane::default());
+    let lab = vmbgp_lab_api::Lab::start_with(config(), dataplane.clone(), None)
+        .await
+        .expect("lab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let t = common::TestLab::from_parts(lab, kubeconfig, dir);
+    let client = common::client(&t).await;
+    network(&t, &client, "dp", "l2-dp", "198.19.7.0/24", json!({})).await;
+    let vms = api(
+        &client,
+        Some("dp"),
+        "kubevirt.io",
+        "v1",
+        "VirtualMachine",
+        "virtualmachines",
+    );
+    vms.create(&PostParams::default(), &vm("dp-vm", Some("198.19.7.7")))
+        .await
+        .expect("vm");
+    running_ip(&t, "dp", "dp-vm").await;
+    let vmims = api(
+        &client,
+        Some("dp"),
+        "kubevirt.io",
+        "v1",
+        "VirtualMachineInstanceMigration",
+        "virtualmachineinstancemigrations",
+    );
+    vmims
+        .create(&PostParams::default(), &obj(json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration", "metadata": {"name": "m1"}, "spec": {"vmiName": "dp-vm"}})))
+        .await
+        .expect("vmim");
+    t.lab
+        .wait_for(
+            "kubevirt.io/v1",
+            "VirtualMachineInstanceMigration",
+            Some("dp"),
+            "m1",
+            WAIT,
+            |o| o["status"]["phase"] == "Succeeded",
+        )
+        .await
+        .expect("migrated");
+    vms.delete("dp-vm", &DeleteParams::default())
+        .await
+        .expect("delete");
+    t.lab
+        .ground_truth()
+        .wait_for(WAIT, |e| e.event == GroundTruthKind::DataplaneDown)
+        .await
+        .expect("down");
+    let calls = dataplane.calls.lock().expect("lock").clone();
+    let kinds: Vec<&str> = calls.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["up", "moved", "down"]);
+    let (_, up, _) = &calls[0];
+    assert_eq!((up.namespace.as_str(), up.vm.as_str()), ("dp", "dp-vm"));
+    assert_eq!(
+        up.ips,
+        vec!["198.19.7.7".parse::<std::net::IpAddr>().expect("ip")]
+    );
+    assert_eq!(up.network.as_deref(), Some("cluster_udn_l2-dp"));
+    let (_, moved, from) = &calls[1];
+    assert_eq!(from.as_deref(), Some(up.node.as_str()));
+    assert_ne!(moved.node, up.node);
+    assert_eq!(
+        calls[2].1.node, moved.node,
+        "removed from the node it migrated to"
+    );
+    t.lab.stop().await.expect("stop");
+}

@@ -499,3 +499,47 @@ async fn injected_errors_reach_the_client() {
         .expect("healthy again");
     t.lab.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn gone_on_resume_fault_answers_every_resumed_watch_with_410() {
+    let t = common::start(LabConfig {
+        controllers: false,
+        ..Default::default()
+    })
+    .await;
+    let client = common::client(&t).await;
+    let vms: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &common::vm_resource());
+    let created = vms
+        .create(&PostParams::default(), &vm("r-1", json!({})))
+        .await
+        .expect("create");
+    let rv = created.metadata.resource_version.expect("rv");
+    t.lab.set_faults(FaultConfig {
+        gone_on_resume: true,
+        ..Default::default()
+    });
+    let mut stream = vms
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410),
+        other => panic!("expected an in-stream 410, got {other:?}"),
+    }
+    t.lab.set_faults(FaultConfig::default());
+    let mut stream = vms
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    vms.create(&PostParams::default(), &vm("r-2", json!({})))
+        .await
+        .expect("create");
+    match stream.next().await {
+        Some(Ok(WatchEvent::Added(o))) => assert_eq!(o.metadata.name.as_deref(), Some("r-2")),
+        other => panic!("expected ADDED r-2, got {other:?}"),
+    }
+    t.lab.stop().await.expect("stop");
+}

@@ -12,6 +12,16 @@ pub struct TestLab {
     _dir: tempfile::TempDir,
 }
 
+impl TestLab {
+    pub fn from_parts(lab: Lab, kubeconfig: PathBuf, dir: tempfile::TempDir) -> Self {
+        TestLab {
+            lab,
+            kubeconfig,
+            _dir: dir,
+        }
+    }
+}
+
 pub async fn start(config: LabConfig) -> TestLab {
     let lab = Lab::start(config).await.expect("lab starts");
     let dir = tempfile::tempdir().expect("tempdir");
