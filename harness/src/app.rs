@@ -20,6 +20,7 @@ use crate::cli::{
 };
 use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
+use crate::error_chain;
 use crate::exit::ExitCode;
 use crate::kube::check::{Report, preflight};
 use crate::kube::{Cluster, KubeError, connect};
@@ -401,16 +402,6 @@ fn es_client(server: &str, index: &str, tls: &EsTlsArgs) -> Result<EsClient, App
     options.ca_file = tls.es_ca_file.clone();
     options.index_template = tls.es_index_template.clone();
     EsClient::new(options).map_err(|e| AppError::EsConfig(error_chain(&e)))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// Uploads a results directory; exit 6 unless every document is in the index.

@@ -15,6 +15,7 @@ use vmbgp_lab_net::lab::LabNetConfig;
 use vmbgp_lab_net::vmhost::VmPorts;
 
 use crate::config::Plan;
+use crate::error_chain;
 use crate::workload::{Templates, render_external_frr};
 
 /// Where `lab up` keeps its state when `--state-dir` is not given.
@@ -115,27 +116,20 @@ pub async fn up_in_process(config: IntegratedConfig) -> Result<IntegratedLab, La
     require_root()?;
     IntegratedLab::up(config)
         .await
-        .map_err(|e| LabError::Up(chain(&e)))
+        .map_err(|e| LabError::Up(error_chain(&e)))
 }
 
 /// Takes an in-process lab down; problems are reported, not hidden.
 pub async fn down_in_process(lab: IntegratedLab) -> Result<(), LabError> {
-    let report = lab.down().await.map_err(|e| LabError::Down(chain(&e)))?;
+    let report = lab
+        .down()
+        .await
+        .map_err(|e| LabError::Down(error_chain(&e)))?;
     if report.problems.is_empty() {
         Ok(())
     } else {
         Err(LabError::Down(report.problems.join("; ")))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// `lab serve`: brings the lab up, writes the ready file, serves until SIGTERM/SIGINT, takes it down.
@@ -251,7 +245,7 @@ pub async fn status(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<bo
     let info = std::fs::read_to_string(&ready).unwrap_or_else(|_| "{}".to_string());
     let net = vmbgp_lab_net::lab::status(state_dir)
         .await
-        .map_err(|e| LabError::Down(chain(&e)))?;
+        .map_err(|e| LabError::Down(error_chain(&e)))?;
     let healthy =
         serve.is_some() && net.netns.values().all(|up| *up) && net.daemons.values().all(|up| *up);
     let report = json!({
@@ -288,7 +282,7 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
         let dir = state_dir.to_path_buf();
         match tokio::task::spawn_blocking(move || vmbgp_lab_net::teardown(&dir)).await {
             Ok(Ok(report)) => problems.extend(report.problems),
-            Ok(Err(e)) => problems.push(chain(&e)),
+            Ok(Err(e)) => problems.push(error_chain(&e)),
             Err(e) => problems.push(e.to_string()),
         }
     }

@@ -23,3 +23,14 @@ pub mod workload;
 
 /// The one clock (see [`vmbgp_host::clock`]).
 pub use vmbgp_host::clock;
+
+/// An error and its causes on one line (`what failed: because: because`), for messages and results.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}

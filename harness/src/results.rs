@@ -144,12 +144,7 @@ pub fn progress_line(p: &crate::run::Progress) -> String {
 impl Sink for RecorderSink {
     fn batch(&mut self, samples: &Samples) {
         if let Err(e) = self.recorder.record(samples) {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let message = crate::error_chain(&e);
             tracing::error!("cannot write results: {message}");
             self.write_errors.push(message);
         }
