@@ -519,7 +519,10 @@ fn render(
     let now = sel(&ev.object);
     match ev.event_type {
         crate::store::EventType::Modified => {
-            let before = ev.previous.as_deref().is_some_and(sel);
+            let before = ev
+                .previous_labels
+                .as_ref()
+                .is_some_and(|l| labels.matches_labels(Some(l)) && fields.matches(&ev.object));
             match (before, now) {
                 (true, true) => Some(ev.line()),
                 (false, true) => Some(event_line("ADDED", &ev.object)),

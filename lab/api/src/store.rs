@@ -90,8 +90,10 @@ pub struct WatchEvent {
     pub event_type: EventType,
     pub rv: u64,
     pub object: Arc<Value>,
-    /// The object before this change (MODIFIED only); selectors use it to turn MODIFIED into ADDED/DELETED.
-    pub previous: Option<Arc<Value>>,
+    /// The labels before this change (MODIFIED only); selectors use them to turn MODIFIED into
+    /// ADDED/DELETED. Only labels are kept: name and namespace (the field selectors) cannot change, and
+    /// holding the whole previous object would double the memory of the event history.
+    pub previous_labels: Option<Map<String, Value>>,
     /// Commit instant.
     pub at: Instant,
     line: OnceLock<Bytes>,
@@ -111,7 +113,12 @@ impl WatchEvent {
             event_type,
             rv,
             object,
-            previous,
+            previous_labels: previous.map(|p| {
+                p.pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            }),
             at,
             line: OnceLock::new(),
         }

@@ -543,3 +543,60 @@ async fn gone_on_resume_fault_answers_every_resumed_watch_with_410() {
     }
     t.lab.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_label_selected_watch_sees_objects_enter_and_leave_the_selection() {
+    let t = common::start(LabConfig {
+        controllers: false,
+        ..Default::default()
+    })
+    .await;
+    let client = common::client(&t).await;
+    let vms: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), "default", &common::vm_resource());
+    vms.create(&PostParams::default(), &vm("sel", json!({"team": "b"})))
+        .await
+        .expect("create");
+    let rv = t.lab.store().resource_version().to_string();
+    let mut stream = vms
+        .watch(&WatchParams::default().labels("team=a").timeout(5), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    vms.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .expect("enter");
+    vms.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "1"}}})),
+    )
+    .await
+    .expect("stay");
+    vms.patch(
+        "sel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}})),
+    )
+    .await
+    .expect("leave");
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("event in time")
+        {
+            Some(Ok(WatchEvent::Added(_))) => kinds.push("ADDED"),
+            Some(Ok(WatchEvent::Modified(_))) => kinds.push("MODIFIED"),
+            Some(Ok(WatchEvent::Deleted(_))) => kinds.push("DELETED"),
+            Some(Ok(WatchEvent::Bookmark(_))) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "MODIFIED", "DELETED"]);
+    t.lab.stop().await.expect("stop");
+}
