@@ -279,6 +279,7 @@ async fn run_connected(
         }),
         fib: args.observe_bgp,
         expected_next_hops: nodes,
+        probe_vms: args.probe_vms,
     };
     let (code, dir) = run_plan(
         plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,
@@ -329,7 +330,10 @@ pub async fn run_plan(
         report.server_version.as_deref().unwrap_or_default(),
         nodes,
         flags,
-        enabled_measurements(observers.bmp_listen.is_some() || observers.fib),
+        enabled_measurements(
+            observers.bmp_listen.is_some() || observers.fib,
+            observers.probe_vms,
+        ),
     );
     let recorder = RunRecorder::start(
         &plan.indexing.results_dir,

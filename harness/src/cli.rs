@@ -335,6 +335,10 @@ pub struct RunArgs {
     /// Observe BGP at the external router (BMP station and kernel FIB watcher).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub observe_bgp: bool,
+    /// Probe every VM with ICMP from the external router's view (--netns); needs root. Only where
+    /// the VM addresses are routed to this host: the traffic goes to the VMs' addresses.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub probe_vms: bool,
     /// Bring up the embedded lab for this run and take it down afterwards (root; needs FRR).
     #[arg(long)]
     pub lab: bool,

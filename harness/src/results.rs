@@ -21,11 +21,14 @@ pub fn version() -> String {
 }
 
 /// The measurements a run takes: VM lifecycle always, route convergence when it observes BGP at
-/// the external router. Thresholds on other kinds are reported as skipped, not passed.
-pub fn enabled_measurements(observes_bgp: bool) -> Vec<MeasurementKind> {
+/// the external router, reachability when it probes the VMs. Thresholds on other kinds are reported as skipped, not passed.
+pub fn enabled_measurements(observes_bgp: bool, probes_vms: bool) -> Vec<MeasurementKind> {
     let mut kinds = vec![MeasurementKind::VmLatency];
     if observes_bgp {
         kinds.push(MeasurementKind::RouteConvergence);
+    }
+    if probes_vms {
+        kinds.push(MeasurementKind::VmReachability);
     }
     kinds
 }

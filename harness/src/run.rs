@@ -22,6 +22,7 @@ use crate::kube::{
     CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
     VIRTUAL_MACHINE, VMI, VMIM,
 };
+use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
 use crate::measure::vm_latency::VmLatency;
 use crate::measure::{Batch, Measurement, Observation};
@@ -71,7 +72,14 @@ pub struct Observers {
     pub fib: bool,
     /// Next hops the external router should get for an advertised network (the node count).
     pub expected_next_hops: u64,
+    /// Probe every VM with ICMP from `netns` (only where VM addresses are routed: the router's host).
+    pub probe_vms: bool,
 }
+
+/// How long the run waits for an iteration's VMs to answer probes steadily.
+pub const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Waits re-check their condition at least this often (some sources, like probes, send no events).
+const WAIT_RECHECK: Duration = Duration::from_millis(50);
 
 /// How long, after cleanup, the run waits for withdrawals still expected.
 pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(30);
@@ -226,11 +234,12 @@ fn migration_done(world: &World, namespace: &str, name: &str) -> bool {
 struct Measurements {
     vm_latency: VmLatency,
     routes: RouteConvergence,
+    reach: Reachability,
 }
 
 impl Measurements {
-    fn all(&mut self) -> [&mut dyn Measurement; 2] {
-        [&mut self.vm_latency, &mut self.routes]
+    fn all(&mut self) -> [&mut dyn Measurement; 3] {
+        [&mut self.vm_latency, &mut self.routes, &mut self.reach]
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
@@ -390,6 +399,7 @@ impl Runner<'_> {
             let received = tokio::select! {
                 _ = self.cancel.cancelled() => return Waited::Stopped(Stop::Interrupted),
                 _ = tokio::time::sleep_until(until) => None,
+                _ = tokio::time::sleep(WAIT_RECHECK) => continue,
                 message = self.events.recv() => message,
             };
             match received {
@@ -537,6 +547,20 @@ impl Runner<'_> {
                 .iter()
                 .filter(|(ns, n)| vm_ready(&self.world, ns, n))
                 .count();
+            if waited.is_ok() && self.measurements.reach.active() {
+                let what = format!("VMs of iteration {iteration} answering probes steadily");
+                if let Err(stop) = self
+                    .wait_for(&what, REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
+                    .await
+                {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+            }
+            if plan.shape == Shape::Churn {
+                // Their streams end before the VMs are deleted: deletion is not loss.
+                self.measurements.reach.finish_vms(&keys).await;
+            }
             if plan.shape != Shape::Migration {
                 self.collect(Batch::Iteration(iteration));
             }
@@ -660,6 +684,7 @@ impl Runner<'_> {
     /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     async fn cleanup(&mut self) {
         self.deleting = true;
+        self.measurements.reach.finish_all().await;
         let mut deleted = 0;
         for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
             deleted += self.delete_kind(resource).await;
@@ -821,6 +846,14 @@ pub async fn run(
             }
         }
     }
+    let reach = if observers.probe_vms {
+        Reachability::start(clock, observers.netns.clone(), &plan.probes, &plan.vms)
+    } else {
+        Reachability::disabled(&plan.probes, &plan.vms)
+    };
+    if let Err(reason) = reach.status() {
+        sink.progress(reason);
+    }
     let (watch_tx, watch_rx) = unbounded_channel::<WatchMessage>();
     tasks.extend(spawn_watches(
         client,
@@ -839,6 +872,7 @@ pub async fn run(
         measurements: Measurements {
             vm_latency: VmLatency::new(&plan.vms),
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
+            reach,
         },
         expected_peers: observers.expected_next_hops as usize,
         cancel,

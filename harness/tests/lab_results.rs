@@ -48,6 +48,8 @@ async fn lab_run(lab_dir: &Path, uuid: &str, extra: &[&str]) -> (Option<i32>, St
         results.to_str().expect("utf8"),
         "--observe-bgp",
         "false",
+        "--probe-vms",
+        "false",
     ];
     args.extend_from_slice(extra);
     bench(&args).await
