@@ -270,3 +270,47 @@ async fn interrupt_keeps_partial_results_cleans_up_and_exits_130() {
     assert!(leftovers(&lab, uuid).await.is_empty());
     lab.stop().await.expect("lab stops");
 }
+
+/// Everything `render` produces, for every profile, applies cleanly and in order to the lab.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rendered_profile_applies_cleanly_to_the_lab() {
+    use vmbgp_bench::cli::PlanArgs;
+    use vmbgp_bench::config::BUILTIN_PROFILES;
+    use vmbgp_bench::kube::apply::Applier;
+    use vmbgp_bench::workload::{Templates, render_plan};
+    for (profile, _) in BUILTIN_PROFILES {
+        let (lab, dir) = start_lab().await;
+        let plan = vmbgp_bench::app::plan_from_args(&PlanArgs {
+            profile: profile.to_string(),
+            uuid: Some(format!("apply-{profile}")),
+            ..PlanArgs::default()
+        })
+        .expect("plan");
+        let manifests =
+            render_plan(&plan, &Templates::builtin().expect("templates")).expect("render");
+        let cluster = vmbgp_bench::kube::connect(
+            Some(&dir.path().join("kubeconfig")),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("connect");
+        let mut applier = Applier::new(
+            cluster.client.clone(),
+            vmbgp_bench::clock::RunClock::start(),
+            1000,
+            1000,
+        );
+        for manifest in &manifests {
+            let request = applier.create(&manifest.object).await.expect("known kind");
+            assert_eq!(
+                request.error,
+                None,
+                "{profile}: {} {} was refused",
+                manifest.kind(),
+                manifest.name()
+            );
+        }
+        lab.stop().await.expect("lab stops");
+    }
+}
