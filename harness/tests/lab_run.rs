@@ -314,3 +314,57 @@ async fn every_rendered_profile_applies_cleanly_to_the_lab() {
         lab.stop().await.expect("lab stops");
     }
 }
+
+/// `check` against the lab: every finding is reported and none blocks; a wrong frr-k8s namespace does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_every_finding_against_the_lab() {
+    let (lab, dir) = start_lab().await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["check", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .await
+        .expect("run binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for check in [
+        "api",
+        "crd virtualmachines.kubevirt.io",
+        "crd clusteruserdefinednetworks.k8s.ovn.org",
+        "crd routeadvertisements.k8s.ovn.org",
+        "crd ipamclaims.k8s.cni.cncf.io",
+        "frr-k8s namespace",
+        "leftovers",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.contains(check)),
+            "{check} not ok:\n{stdout}"
+        );
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args([
+            "check",
+            "--frr-namespace",
+            "frr-k8s-nowhere",
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .output()
+        .await
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("FAIL") && stderr.contains("frr-k8s-nowhere"),
+        "{stderr}"
+    );
+    lab.stop().await.expect("lab stops");
+}
