@@ -9,6 +9,7 @@ ITERATIONS=${ITERATIONS:-72}
 VM_COUNT=${VM_COUNT:-10}
 BIN=${BIN:-target/release/vmbgp-bench}
 STATE=$(mktemp -d /tmp/vmbgp-bench-lab.XXXXXX)
+chmod 755 "$STATE"   # the frr user must reach the lab's state directory
 RESULTS=$(mktemp -d /tmp/vmbgp-bench-results.XXXXXX)
 TIMING=$(mktemp /tmp/vmbgp-bench-time.XXXXXX)
 cleanup() {

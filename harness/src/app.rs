@@ -372,6 +372,10 @@ pub async fn run_plan(
         execution_errors: outcome.execution_errors.clone(),
     };
     sink.finish_progress();
+    if let Some(version) = outcome.frr_version.clone() {
+        sink.recorder.cluster_mut().frr_version =
+            vmbgp_reporters::measured::Measured::Observed(version);
+    }
     let write_errors = sink.write_errors.clone();
     let results = sink
         .recorder

@@ -72,6 +72,28 @@ pub fn require_root() -> Result<(), LabError> {
     }
 }
 
+/// FRR's daemons run as user `frr`, which must be able to reach the state directory: every
+/// existing ancestor must be searchable by others.
+pub fn check_state_dir(state_dir: &Path) -> Result<(), LabError> {
+    use std::os::unix::fs::PermissionsExt;
+    let absolute = std::path::absolute(state_dir).map_err(io("resolving", state_dir))?;
+    for dir in absolute.ancestors().skip(1) {
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            return Err(LabError::Up(format!(
+                "{} is not searchable by other users (mode {:o}), so the frr user cannot reach the lab's \
+                 state directory {}; use another --state-dir or chmod o+x {}",
+                dir.display(),
+                meta.permissions().mode() & 0o7777,
+                state_dir.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The lab configuration for a plan: the external router runs exactly what `frr-config` prints.
 pub fn lab_config(
     plan: &Plan,
@@ -79,6 +101,7 @@ pub fn lab_config(
     state_dir: &Path,
     nodes: u16,
 ) -> Result<IntegratedConfig, LabError> {
+    check_state_dir(state_dir)?;
     let ext_config = render_external_frr(plan, &Templates::builtin()?)?;
     let mut net = LabNetConfig::new(lab_id, state_dir, nodes, ext_config);
     net.vm_ports = VmPorts {
@@ -219,7 +242,10 @@ pub async fn up_detached(
         }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            // lab serve removed what it created; the log is in the error, so nothing stays behind.
             let _ = std::fs::remove_file(&pid_path);
+            let _ = std::fs::remove_file(&log_path);
+            let _ = std::fs::remove_dir(state_dir);
             return Err(LabError::Up(format!(
                 "lab serve exited ({status}) before it was ready:\n{log}"
             )));

@@ -101,6 +101,8 @@ pub struct Outcome {
     pub batches: Vec<Samples>,
     /// When the run loop ended.
     pub ended: Option<MonoStamp>,
+    /// The external router's FRR version, from BMP.
+    pub frr_version: Option<String>,
 }
 
 /// VM counts for progress reports.
@@ -917,6 +919,7 @@ pub async fn run(
     // Whatever happened, what was measured is kept (after cleanup: it measures withdrawal).
     runner.collect(Batch::All);
     runner.outcome.ended = Some(runner.clock.now());
+    runner.outcome.frr_version = runner.measurements.routes.frr_version().map(str::to_string);
     watch_cancel.cancel();
     for task in tasks {
         let _ = task.await;

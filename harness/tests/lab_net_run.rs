@@ -127,6 +127,25 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
     let results = dir.path().join(&uuid);
     assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 15);
     assert_routes_observed(&results, 3);
+    // Every VM answered: first reply observed, from its create request.
+    let reach = documents(&results, "vmReachabilityMeasurement-");
+    assert_eq!(reach.len(), 15);
+    for doc in &reach {
+        let first = doc["firstReplyLatency"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no first reply: {doc}"));
+        assert!(first > 0.0, "{doc}");
+    }
+    // The external router's FRR version, from BMP Initiation, is in jobSummary.
+    let summary = documents(&results, "jobSummary");
+    let version = summary[0]["frrVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        version.starts_with('8') || version.contains("FRRouting"),
+        "frrVersion {version:?}"
+    );
 }
 
 #[test]

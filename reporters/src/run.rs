@@ -81,6 +81,12 @@ impl RunRecorder {
         self.results.dir()
     }
 
+    /// Cluster facts learned while the run went (e.g. the external router's FRR version from the
+    /// BMP Initiation message); the final `jobSummary` carries them.
+    pub fn cluster_mut(&mut self) -> &mut crate::input::ClusterMetadata {
+        &mut self.run.cluster
+    }
+
     /// Writes the per-object documents of a batch of samples now (crash-safe).
     pub fn record(&mut self, samples: &Samples) -> Result<(), RecordError> {
         if samples.is_empty() {

@@ -74,6 +74,8 @@ pub struct RouteConvergence {
     fib_overrun: bool,
     /// Peers the external router reports up (BMP Peer Up without a later Peer Down).
     peers_up: BTreeSet<IpAddr>,
+    /// The external router's FRR version, from the BMP Initiation message.
+    frr_version: Option<String>,
 }
 
 impl RouteConvergence {
@@ -106,7 +108,13 @@ impl RouteConvergence {
             bmp_connected: false,
             fib_overrun: false,
             peers_up: BTreeSet::new(),
+            frr_version: None,
         }
+    }
+
+    /// The external router's FRR version, when its BMP Initiation message said.
+    pub fn frr_version(&self) -> Option<&str> {
+        self.frr_version.as_deref()
     }
 
     /// How many BGP peers the external router reports up, through BMP.
@@ -145,6 +153,11 @@ impl RouteConvergence {
     fn observe_bmp(&mut self, event: &BmpEvent) {
         match &event.kind {
             BmpEventKind::Connected { .. } => self.bmp_connected = true,
+            BmpEventKind::Message(BmpMessage::Initiation(init)) => {
+                if let Some(version) = init.frr_version.clone().or_else(|| init.sys_descr.clone()) {
+                    self.frr_version = Some(version);
+                }
+            }
             BmpEventKind::Disconnected(reason) => {
                 tracing::debug!(?reason, "BMP session closed");
                 self.peers_up.clear();
