@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use vmbgp_reporters::compare::{RunSource, Tolerance, compare_runs, default_tolerances};
 use vmbgp_reporters::es::{Credentials, EsClient, EsOptions, index_saved_results};
+use vmbgp_reporters::measured::Measured;
 use vmbgp_reporters::redact::Redactor;
 use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
@@ -295,6 +296,28 @@ async fn run_connected(
     }
 }
 
+/// KubeVirt's version from its custom resource (`status.observedKubeVirtVersion`), where readable.
+async fn kubevirt_version(cluster: &Cluster) -> Measured<String> {
+    let kubevirts: Api<DynamicObject> = Api::all_with(
+        cluster.client.clone(),
+        &crate::kube::KUBEVIRT.api_resource(),
+    );
+    match kubevirts.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .find_map(|kv| kv.data["status"]["observedKubeVirtVersion"].as_str())
+            .map(|v| Measured::Observed(v.to_string()))
+            .unwrap_or_else(|| {
+                Measured::missing("no KubeVirt custom resource reports observedKubeVirtVersion")
+            }),
+        Err(e) => Measured::missing(format!(
+            "the KubeVirt custom resource is not readable: {}",
+            crate::kube::apply::describe(&e)
+        )),
+    }
+}
+
 async fn count_nodes(cluster: &Cluster) -> u64 {
     let nodes: Api<DynamicObject> = Api::all_with(
         cluster.client.clone(),
@@ -323,11 +346,13 @@ pub async fn run_plan(
     cancel: CancellationToken,
     out: &mut (dyn Write + Send),
 ) -> Result<(ExitCode, std::path::PathBuf), AppError> {
+    let kubevirt = kubevirt_version(cluster).await;
     let clock = RunClock::start();
     let description = describe_run(
         plan,
         &clock,
         report.server_version.as_deref().unwrap_or_default(),
+        kubevirt,
         nodes,
         flags,
         enabled_measurements(

@@ -38,6 +38,7 @@ pub fn describe_run(
     plan: &Plan,
     clock: &RunClock,
     k8s_version: &str,
+    kubevirt_version: Measured<String>,
     total_nodes: u64,
     workload_flags: BTreeMap<String, String>,
     measurements: Vec<MeasurementKind>,
@@ -52,7 +53,7 @@ pub fn describe_run(
         workload_flags,
         cluster: ClusterMetadata {
             k8s_version: k8s_version.to_string(),
-            kubevirt_version: Measured::missing("the KubeVirt CR is not read by this version"),
+            kubevirt_version,
             total_nodes,
             frr_version: Measured::missing(
                 "read from the BMP Initiation message, which this version does not collect yet",

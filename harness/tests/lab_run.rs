@@ -118,6 +118,12 @@ async fn run_on_the_lab_measures_every_vm_lifecycle_and_cleans_up() {
         .unwrap_or(summary);
     assert_eq!(summary["passed"], Value::Bool(true), "{summary}");
     assert_eq!(summary["jobConfig"]["jobIterations"], 2);
+    // The lab serves no KubeVirt CR: the version is missing with the reason, never made up.
+    assert!(summary.get("kubevirtVersion").is_none(), "{summary}");
+    let reason = summary["missing"]["kubevirtVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("not readable"), "{summary}");
     let latency_file = std::fs::read_dir(&results)
         .expect("results dir")
         .filter_map(Result::ok)

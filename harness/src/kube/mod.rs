@@ -128,6 +128,7 @@ macro_rules! resource {
 }
 
 resource!(NAMESPACE, "", "v1", "Namespace", "namespaces", false);
+resource!(KUBEVIRT, "kubevirt.io", "v1", "KubeVirt", "kubevirts", true);
 resource!(
     VIRTUAL_MACHINE,
     "kubevirt.io",
