@@ -26,6 +26,7 @@ pub fn enabled_measurements(observes_bgp: bool, probes_vms: bool) -> Vec<Measure
     let mut kinds = vec![MeasurementKind::VmLatency];
     if observes_bgp {
         kinds.push(MeasurementKind::RouteConvergence);
+        kinds.push(MeasurementKind::BgpSession);
     }
     if probes_vms {
         kinds.push(MeasurementKind::VmReachability);

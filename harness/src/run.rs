@@ -22,6 +22,7 @@ use crate::kube::{
     CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
     VIRTUAL_MACHINE, VMI, VMIM,
 };
+use crate::measure::bgp_sessions::BgpSessions;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
 use crate::measure::vm_latency::VmLatency;
@@ -237,11 +238,17 @@ struct Measurements {
     vm_latency: VmLatency,
     routes: RouteConvergence,
     reach: Reachability,
+    sessions: BgpSessions,
 }
 
 impl Measurements {
-    fn all(&mut self) -> [&mut dyn Measurement; 3] {
-        [&mut self.vm_latency, &mut self.routes, &mut self.reach]
+    fn all(&mut self) -> [&mut dyn Measurement; 4] {
+        [
+            &mut self.vm_latency,
+            &mut self.routes,
+            &mut self.reach,
+            &mut self.sessions,
+        ]
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
@@ -489,6 +496,9 @@ impl Runner<'_> {
             }
             let up = self.measurements.routes.peers_up();
             self.progress(format!("BGP sessions up: {up} of {peers}"));
+            // Session stability is observed from here until cleanup removes the peering.
+            let now = self.clock.now();
+            self.measurements.sessions.open(now);
         }
         let vm_iterations = match plan.shape {
             Shape::Migration => 1,
@@ -686,6 +696,8 @@ impl Runner<'_> {
     /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     async fn cleanup(&mut self) {
         self.deleting = true;
+        let now = self.clock.now();
+        self.measurements.sessions.close(now);
         self.measurements.reach.finish_all().await;
         let mut deleted = 0;
         for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
@@ -848,6 +860,7 @@ pub async fn run(
             }
         }
     }
+    let sources_bmp_off = sources.bmp_off.clone();
     let reach = if observers.probe_vms {
         Reachability::start(clock, observers.netns.clone(), &plan.probes, &plan.vms)
     } else {
@@ -875,6 +888,7 @@ pub async fn run(
             vm_latency: VmLatency::new(&plan.vms),
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
             reach,
+            sessions: BgpSessions::new(sources_bmp_off),
         },
         expected_peers: observers.expected_next_hops as usize,
         cancel,

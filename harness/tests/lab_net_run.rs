@@ -136,6 +136,12 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
             .unwrap_or_else(|| panic!("no first reply: {doc}"));
         assert!(first > 0.0, "{doc}");
     }
+    // One session sample per node, up for the whole window, no flaps.
+    let sessions = documents(&results, "bgpSessionMeasurement-");
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    for doc in &sessions {
+        assert_eq!(doc["uptimePercent"].as_f64(), Some(100.0), "{doc}");
+    }
     // The external router's FRR version, from BMP Initiation, is in jobSummary.
     let summary = documents(&results, "jobSummary");
     let version = summary[0]["frrVersion"]

@@ -3,6 +3,7 @@
 //! samples afterwards, when the run asks for a batch. Measurements never write files or talk to
 //! Elasticsearch — the reporters do.
 
+pub mod bgp_sessions;
 pub mod reachability;
 pub mod route_convergence;
 pub mod vm_latency;
