@@ -281,6 +281,8 @@ async fn run_connected(
         fib: args.observe_bgp,
         expected_next_hops: nodes,
         probe_vms: args.probe_vms,
+        // The endpoint stands where the VMs call it: the router's side, like the probes.
+        egress: args.probe_vms.then_some(plan.probes.egress_endpoint),
     };
     let (code, dir) = run_plan(
         plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,
@@ -358,6 +360,7 @@ pub async fn run_plan(
         enabled_measurements(
             observers.bmp_listen.is_some() || observers.fib,
             observers.probe_vms,
+            observers.egress.is_some(),
         ),
     );
     let recorder = RunRecorder::start(

@@ -104,6 +104,8 @@ pub fn lab_config(
     check_state_dir(state_dir)?;
     let ext_config = render_external_frr(plan, &Templates::builtin()?)?;
     let mut net = LabNetConfig::new(lab_id, state_dir, nodes, ext_config);
+    // VMs call the harness's egress endpoint from their own addresses, as the template's cloud-init does.
+    net.egress_url = Some(format!("http://{}/egress", plan.probes.egress_endpoint));
     net.vm_ports = VmPorts {
         http: plan.vm_template.http_port,
         sink: plan.vm_template.sink_port,

@@ -22,7 +22,11 @@ pub fn version() -> String {
 
 /// The measurements a run takes: VM lifecycle always, route convergence when it observes BGP at
 /// the external router, reachability when it probes the VMs. Thresholds on other kinds are reported as skipped, not passed.
-pub fn enabled_measurements(observes_bgp: bool, probes_vms: bool) -> Vec<MeasurementKind> {
+pub fn enabled_measurements(
+    observes_bgp: bool,
+    probes_vms: bool,
+    egress: bool,
+) -> Vec<MeasurementKind> {
     let mut kinds = vec![MeasurementKind::VmLatency];
     if observes_bgp {
         kinds.push(MeasurementKind::RouteConvergence);
@@ -30,6 +34,9 @@ pub fn enabled_measurements(observes_bgp: bool, probes_vms: bool) -> Vec<Measure
     }
     if probes_vms {
         kinds.push(MeasurementKind::VmReachability);
+    }
+    if egress {
+        kinds.push(MeasurementKind::VmEgress);
     }
     kinds
 }

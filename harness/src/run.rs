@@ -23,6 +23,7 @@ use crate::kube::{
     VIRTUAL_MACHINE, VMI, VMIM,
 };
 use crate::measure::bgp_sessions::BgpSessions;
+use crate::measure::egress::Egress;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
 use crate::measure::vm_latency::VmLatency;
@@ -75,6 +76,8 @@ pub struct Observers {
     pub expected_next_hops: u64,
     /// Probe every VM with ICMP from `netns` (only where VM addresses are routed: the router's host).
     pub probe_vms: bool,
+    /// Where the egress echo endpoint listens (in `netns`); `None`: egress is not measured.
+    pub egress: Option<std::net::SocketAddr>,
 }
 
 /// How long the run waits for an iteration's VMs to answer probes steadily.
@@ -239,15 +242,17 @@ struct Measurements {
     routes: RouteConvergence,
     reach: Reachability,
     sessions: BgpSessions,
+    egress: Egress,
 }
 
 impl Measurements {
-    fn all(&mut self) -> [&mut dyn Measurement; 4] {
+    fn all(&mut self) -> [&mut dyn Measurement; 5] {
         [
             &mut self.vm_latency,
             &mut self.routes,
             &mut self.reach,
             &mut self.sessions,
+            &mut self.egress,
         ]
     }
 
@@ -869,6 +874,13 @@ pub async fn run(
     if let Err(reason) = reach.status() {
         sink.progress(reason);
     }
+    let egress = match observers.egress {
+        Some(listen) => Egress::start(clock, observers.netns.clone(), listen, &plan.vms).await,
+        None => Egress::disabled("the egress endpoint is not run in this run", &plan.vms),
+    };
+    if let Err(reason) = egress.status() {
+        sink.progress(reason);
+    }
     let (watch_tx, watch_rx) = unbounded_channel::<WatchMessage>();
     tasks.extend(spawn_watches(
         client,
@@ -889,6 +901,7 @@ pub async fn run(
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
             reach,
             sessions: BgpSessions::new(sources_bmp_off),
+            egress,
         },
         expected_peers: observers.expected_next_hops as usize,
         cancel,
@@ -932,6 +945,7 @@ pub async fn run(
     }
     // Whatever happened, what was measured is kept (after cleanup: it measures withdrawal).
     runner.collect(Batch::All);
+    runner.measurements.egress.shutdown().await;
     runner.outcome.ended = Some(runner.clock.now());
     runner.outcome.frr_version = runner.measurements.routes.frr_version().map(str::to_string);
     watch_cancel.cancel();

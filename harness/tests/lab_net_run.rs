@@ -136,6 +136,13 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
             .unwrap_or_else(|| panic!("no first reply: {doc}"));
         assert!(first > 0.0, "{doc}");
     }
+    // Every VM's egress call reached the harness from the VM's own address.
+    let egress = documents(&results, "vmEgressMeasurement-");
+    assert_eq!(egress.len(), 15);
+    for doc in &egress {
+        assert_eq!(doc["unNATed"], Value::Bool(true), "{doc}");
+        assert_eq!(doc["sourceAddressSeen"], doc["vmAddress"], "{doc}");
+    }
     // One session sample per node, up for the whole window, no flaps.
     let sessions = documents(&results, "bgpSessionMeasurement-");
     assert_eq!(sessions.len(), 3, "{sessions:?}");

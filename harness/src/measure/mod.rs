@@ -4,6 +4,7 @@
 //! Elasticsearch — the reporters do.
 
 pub mod bgp_sessions;
+pub mod egress;
 pub mod reachability;
 pub mod route_convergence;
 pub mod vm_latency;
