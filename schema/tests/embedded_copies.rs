@@ -2,22 +2,30 @@
 
 use std::path::Path;
 
-const SHARED_CRDS: &str = "/work/shared/crds";
+/// The shared tree beside the checkout (where CI puts it), else the workplace's copy.
+const SHARED_CRDS_CANDIDATES: [&str; 2] = [
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/crds"),
+    "/work/shared/crds",
+];
 
 #[test]
 fn embedded_copies_equal_the_shared_originals() {
-    let shared = Path::new(SHARED_CRDS);
-    if !shared.is_dir() {
+    let Some(shared) = SHARED_CRDS_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_dir())
+    else {
         // Outside the project's machines the shared tree does not exist; CI always has it.
-        eprintln!("{SHARED_CRDS} is absent: drift check skipped");
+        eprintln!("no shared/crds beside the checkout or at /work/shared: drift check skipped");
         return;
-    }
+    };
+    let shared_crds = shared.display().to_string();
     for (name, embedded) in vmbgp_schema::EMBEDDED_FILES {
         let original = std::fs::read_to_string(shared.join(name))
             .unwrap_or_else(|e| panic!("reading {name}: {e}"));
         assert!(
             original == *embedded,
-            "crds/{name} differs from {SHARED_CRDS}/{name}: copy it again"
+            "crds/{name} differs from {shared_crds}/{name}: copy it again"
         );
     }
     let mut shared_schema_files: Vec<String> = std::fs::read_dir(shared)
