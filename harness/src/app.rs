@@ -241,7 +241,7 @@ async fn run_on_lab(
     let ext_netns = lab.net.info().ext_netns;
     let result = run_connected(args, &plan, manifests, es, Some(ext_netns), out).await;
     let down = crate::lab::down_in_process(lab).await;
-    let _ = std::fs::remove_dir(&state_dir);
+    crate::lab::remove_empty_state_dir(&state_dir);
     match (result, down) {
         (Ok(code), Ok(())) => Ok(code),
         (Err(e), _) => Err(e),

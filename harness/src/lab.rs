@@ -323,13 +323,25 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
         }
     }
     // The state directory goes too when nothing else is in it.
-    let _ = std::fs::remove_dir(state_dir);
+    remove_empty_state_dir(state_dir);
     if problems.is_empty() {
         writeln!(out, "lab down: {} removed", state_dir.display())
             .map_err(io("writing to", Path::new("stdout")))?;
         Ok(())
     } else {
         Err(LabError::Down(problems.join("; ")))
+    }
+}
+
+/// Removes a lab state directory when empty, and the harness's own root of them (`/run/vmbgp-bench`)
+/// when that is empty too; other directories are left alone.
+pub fn remove_empty_state_dir(state_dir: &Path) {
+    let _ = std::fs::remove_dir(state_dir);
+    let root = Path::new(DEFAULT_STATE_DIR).parent();
+    if state_dir.parent() == root
+        && let Some(root) = root
+    {
+        let _ = std::fs::remove_dir(root);
     }
 }
 
