@@ -19,7 +19,7 @@ use crate::error_chain;
 use crate::workload::{Templates, render_external_frr};
 
 /// Where `lab up` keeps its state when `--state-dir` is not given.
-pub const DEFAULT_STATE_DIR: &str = "/run/vmbgp-bench/lab";
+pub const DEFAULT_STATE_DIR: &str = "/run/vmbgp-bench-lab";
 /// Written by `lab serve` once the lab is up: what `lab up` prints and `lab status` reads.
 pub const READY_FILE: &str = "lab.json";
 /// The `lab serve` process's PID and its start time (to tell it from a reused PID).
@@ -333,19 +333,13 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
     }
 }
 
-/// Removes a lab state directory when empty, and the harness's own root of them (`/run/vmbgp-bench`)
-/// when that is empty too; other directories are left alone.
+/// Removes a lab state directory when it is empty. State directories have no shared parent of
+/// the harness's, so concurrent labs never race over one.
 pub fn remove_empty_state_dir(state_dir: &Path) {
     let _ = std::fs::remove_dir(state_dir);
-    let root = Path::new(DEFAULT_STATE_DIR).parent();
-    if state_dir.parent() == root
-        && let Some(root) = root
-    {
-        let _ = std::fs::remove_dir(root);
-    }
 }
 
 /// A state directory for `run --lab`, unique to this process.
 pub fn run_state_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_STATE_DIR).with_file_name(format!("run-{}", std::process::id()))
+    PathBuf::from(format!("/run/vmbgp-bench-run-{}", std::process::id()))
 }

@@ -156,7 +156,10 @@ impl BgpSessions {
             uptime_percent: if window.is_zero() {
                 Measured::missing("the observation window was empty")
             } else {
-                Measured::Observed(100.0 * established.as_secs_f64() / window.as_secs_f64())
+                // Integer nanoseconds, so a session up for the whole window is exactly 100 %.
+                let percent =
+                    (established.as_nanos().min(window.as_nanos()) * 100_000) / window.as_nanos();
+                Measured::Observed(percent as f64 / 1000.0)
             },
             prefixes_received: match peer.prefixes_at_close {
                 Some(count) => Measured::Observed(count),
