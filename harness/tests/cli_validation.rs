@@ -2,6 +2,8 @@
 //! and nothing is contacted (a listener standing in for the API server sees no connection).
 
 use std::io::Write;
+
+mod common;
 use std::net::TcpListener;
 use std::process::Command;
 
@@ -278,14 +280,7 @@ fn tripwire() -> (TcpListener, tempfile::NamedTempFile) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
-    let mut file = tempfile::NamedTempFile::new().expect("tempfile");
-    write!(
-        file,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: trip\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         contexts:\n- name: trip\n  context:\n    cluster: trip\ncurrent-context: trip\n"
-    )
-    .expect("write kubeconfig");
-    (listener, file)
+    (listener, common::kubeconfig_for(port))
 }
 
 #[test]
@@ -369,13 +364,7 @@ fn unreachable_cluster_is_environment_unavailable() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
     };
-    let mut kubeconfig = tempfile::NamedTempFile::new().expect("tempfile");
-    write!(
-        kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{port}\n\
-         contexts:\n- name: gone\n  context:\n    cluster: gone\ncurrent-context: gone\n"
-    )
-    .expect("write");
+    let kubeconfig = common::kubeconfig_for(port);
     for command in [
         &["check"][..],
         &["--iterations", "1", "--vm-count", "1"][..],

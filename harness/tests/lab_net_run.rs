@@ -3,21 +3,13 @@
 //! when the lab's process was killed.
 
 use std::path::Path;
+
+mod common;
 use std::process::Command;
 
 use serde_json::Value;
 
-fn bench(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
-        .args(args)
-        .output()
-        .expect("run binary");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::bench_blocking as bench;
 
 /// A lab id unique to this test process and test.
 fn lab_id(test: &str) -> String {

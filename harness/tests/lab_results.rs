@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use serde_json::Value;
 use vmbgp_lab_api::{Lab, LabConfig};
 use vmbgp_reporters::test_server::EsTestServer;
@@ -15,19 +17,7 @@ const PROFILE: &str = concat!(
 );
 const CANARY: &str = "canary-pw-7f3a";
 
-async fn bench(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run binary");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::bench;
 
 async fn lab_run(lab_dir: &Path, uuid: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let kubeconfig = lab_dir.join("kubeconfig");

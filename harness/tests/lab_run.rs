@@ -3,6 +3,8 @@
 //! the run leaves no object behind.
 
 use std::path::Path;
+
+mod common;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams};
@@ -28,23 +30,13 @@ async fn start_lab() -> (Lab, tempfile::TempDir) {
     (lab, dir)
 }
 
-async fn vmbgp_bench(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .arg("--results-dir")
-        .arg(dir.join("results"))
-        .args(["--observe-bgp", "false", "--probe-vms", "false"])
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("run binary");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+async fn vmbgp_bench(dir: &Path, args: &[&str]) -> common::Outcome {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    all.extend(["--kubeconfig".into(), dir.join("kubeconfig").into()]);
+    all.extend(["--results-dir".into(), dir.join("results").into()]);
+    // The in-process lab has no routers: nothing to observe, and no route to probe VMs over.
+    all.extend(["--observe-bgp", "false", "--probe-vms", "false"].map(Into::into));
+    common::bench(&all).await
 }
 
 fn read_json(path: &Path) -> Value {

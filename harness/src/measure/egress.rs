@@ -112,13 +112,14 @@ impl Egress {
             (Ok(endpoint), Some(address)) => {
                 match endpoint.verdict(&format!("{}/{}", key.0, key.1), IpAddr::V4(address)) {
                     EgressVerdict::Unnated { .. } => Measured::Observed(address.to_string()),
-                    EgressVerdict::Natted { sources, .. } => Measured::Observed(
-                        sources
-                            .iter()
-                            .find(|s| **s != IpAddr::V4(address))
-                            .map(|s| s.to_string())
-                            .unwrap_or_default(),
-                    ),
+                    EgressVerdict::Natted { sources, .. } => {
+                        match sources.iter().find(|s| **s != IpAddr::V4(address)) {
+                            Some(source) => Measured::Observed(source.to_string()),
+                            None => Measured::missing(
+                                "NATed verdict without a source other than the VM's",
+                            ),
+                        }
+                    }
                     EgressVerdict::NotSeen { reason } => Measured::missing(reason),
                 }
             }
