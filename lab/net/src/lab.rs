@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::dataplane::{Dataplane, EgressConfig};
 use crate::error::{Error, Result};
 use crate::faults::FaultInjector;
+use crate::fib_observer::FibObserver;
 use crate::frr::{DEFAULT_FRR_BIN_DIR, Daemon, RouterHealth, Supervisor, neighbor_states};
 use crate::names::{LabNames, Router, node_name};
 use crate::process;
@@ -105,6 +106,8 @@ pub struct LabNet {
     dataplane: Dataplane,
     truth: Arc<dyn GroundTruthSink>,
     tasks: Vec<JoinHandle<()>>,
+    /// ext's independent FIB observer (ground truth); `None` once stopped by `down`.
+    fib_observer: Option<FibObserver>,
 }
 
 /// Checks root, `ip`, the FRR daemons and the `frr` user.
@@ -214,6 +217,16 @@ impl LabNet {
         truth: Arc<dyn GroundTruthSink>,
     ) -> Result<LabNet> {
         topology::create(&names, config.nodes, &store).await?;
+        // Before any bgpd runs, so the first route ext installs is observed.
+        let ext_netns = names.router_netns(Router::Ext);
+        let observer_truth = truth.clone();
+        let fib_observer =
+            tokio::task::spawn_blocking(move || FibObserver::start(&ext_netns, observer_truth))
+                .await
+                .map_err(|e| Error::Command {
+                    command: "starting the FIB observer".into(),
+                    detail: e.to_string(),
+                })??;
 
         let frr_root = config.state_dir.join("frr");
         store.record_path(&frr_root)?;
@@ -271,6 +284,7 @@ impl LabNet {
             dataplane,
             truth,
             tasks,
+            fib_observer: Some(fib_observer),
         })
     }
 
@@ -374,17 +388,27 @@ impl LabNet {
     }
 
     /// Stops the in-process services and removes everything the lab created.
-    pub async fn down(self) -> Result<TeardownReport> {
+    pub async fn down(mut self) -> Result<TeardownReport> {
+        // Stop recording first (teardown's own route removals are not part of the run); join the
+        // observer after teardown, so its read timeout overlaps teardown instead of adding to it.
+        let observer = self.fib_observer.take();
+        if let Some(o) = &observer {
+            o.request_stop();
+        }
         for t in &self.tasks {
             t.abort();
         }
         let dir = self.config.state_dir.clone();
-        tokio::task::spawn_blocking(move || state::teardown(&dir))
-            .await
-            .map_err(|e| Error::Command {
-                command: "teardown".into(),
-                detail: e.to_string(),
-            })?
+        tokio::task::spawn_blocking(move || {
+            let report = state::teardown(&dir);
+            drop(observer); // joins the thread
+            report
+        })
+        .await
+        .map_err(|e| Error::Command {
+            command: "teardown".into(),
+            detail: e.to_string(),
+        })?
     }
 
     /// Records a file or directory the caller is about to create for this lab, so teardown removes it.
@@ -401,9 +425,13 @@ impl LabNet {
 impl Drop for LabNet {
     fn drop(&mut self) {
         // The in-process services die with the lab object; the namespaces and daemons stay until
-        // `down`/`teardown` (so `lab up` can hand them to later commands).
+        // `down`/`teardown` (so `lab up` can hand them to later commands). The FIB observer's thread
+        // ends by itself within one read timeout; not joined here, so a drop never blocks a runtime.
         for t in &self.tasks {
             t.abort();
+        }
+        if let Some(observer) = self.fib_observer.take() {
+            observer.detach();
         }
     }
 }

@@ -9,6 +9,9 @@
 //!   any process; [`LabNet::down`] is teardown for the process that holds the lab.
 //!   [`TeardownGuard`] runs teardown on drop (tests).
 //! - [`LabNet::dataplane`] is the VM address seam (place / move / remove a VM's /32);
+//! - `up` starts a [`fib_observer::FibObserver`] on ext before any bgpd runs: every BGP route entering
+//!   or leaving ext's kernel FIB is recorded as ground truth, independently of the harness's watcher,
+//!   so tests can measure the harness's FIB timing error; `down` stops it.
 //!   [`LabNet::faults`] restarts bgpd / flaps links now or from a [`faults::FaultPlan`];
 //!   [`frrk8s::controller::FrrK8sEmulator`] is the frr-k8s emulation task (kube-rs client of the lab API).
 //!
@@ -50,6 +53,7 @@ pub mod cmd;
 pub mod dataplane;
 pub mod error;
 pub mod faults;
+pub mod fib_observer;
 pub mod frr;
 #[cfg(feature = "api")]
 pub mod integrated;

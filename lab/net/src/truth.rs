@@ -1,5 +1,6 @@
-//! Ground truth of the network half: when the lab really added, moved or removed a VM address, applied
-//! FRR configuration to a node, restarted a router or changed a link. Stamped with `Instant` (the
+//! Ground truth of the network half: when the lab really added, moved or removed a VM address,
+//! applied FRR configuration to a node, restarted a router or changed a link, and when a BGP route
+//! entered or left ext's kernel FIB (observed independently of the harness). Stamped with `Instant` (the
 //! harness's clock, CLOCK_MONOTONIC) and wall time at the moment the change completed, so tests can
 //! measure the harness's measurement error.
 
@@ -52,6 +53,24 @@ pub enum NetEvent {
     /// A router's uplink went down or up (fault injection).
     #[serde(rename_all = "camelCase")]
     LinkChanged { router: String, up: bool },
+    /// A BGP route (protocol 186) entered ext's main-table kernel FIB or changed there (a new
+    /// `RTM_NEWROUTE`, e.g. next hops added); `next_hops` sorted, one per ECMP path. Only routes FRR
+    /// installs are recorded (see [`crate::fib_observer`]); `prefix` is `a.b.c.d/len`.
+    #[serde(rename_all = "camelCase")]
+    FibRouteAdded {
+        prefix: String,
+        next_hops: Vec<Ipv4Addr>,
+        protocol: String,
+    },
+    /// A BGP route left ext's main-table kernel FIB (`RTM_DELROUTE`).
+    #[serde(rename_all = "camelCase")]
+    FibRouteRemoved { prefix: String, protocol: String },
+    /// ext's FIB observer lost notifications (the kernel reported `ENOBUFS`): route events around
+    /// this instant may be missing from the ground truth.
+    FibObserverOverrun,
+    /// ext's FIB observer's socket failed; no FIB ground truth is recorded after this.
+    #[serde(rename_all = "camelCase")]
+    FibObserverFailed { error: String },
     /// A VM made its egress call; `status` is the HTTP status or the error.
     #[serde(rename_all = "camelCase")]
     EgressCall {

@@ -1,5 +1,6 @@
 //! Real BGP in the lab: sessions, ECMP into ext's kernel FIB, pings through the learned route to VM
-//! addresses wherever they run, withdrawal, bgpd restart, BMP to a listener inside ext's netns.
+//! addresses wherever they run, withdrawal, bgpd restart, BMP to a listener inside ext's netns, and the
+//! lab's own FIB observer on ext.
 
 mod common;
 
@@ -10,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use vmbgp_lab_net::frrk8s::apply::NodeApplier;
 use vmbgp_lab_net::frrk8s::model::{NamedConfig, merge};
 use vmbgp_lab_net::frrk8s::render::render;
+use vmbgp_lab_net::truth::NetEvent;
 use vmbgp_lab_net::vmhost::VmHttpReply;
 use vmbgp_lab_net::{LabNet, Router, netns};
 
@@ -486,6 +488,141 @@ async fn harness_rendered_ext_config_runs_in_real_frr() {
             .await
             .expect("show bgp");
         assert_eq!(v["paths"][0]["locPrf"], local_pref, "{prefix}: {v}");
+    }
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+}
+
+/// ext's FIB events for `prefix` in the ground truth, in order.
+fn fib_events(
+    truth: &vmbgp_lab_net::truth::MemoryGroundTruth,
+    prefix: &str,
+) -> Vec<(Instant, NetEvent)> {
+    truth
+        .events()
+        .into_iter()
+        .filter(|(_, _, e)| match e {
+            NetEvent::FibRouteAdded { prefix: p, .. }
+            | NetEvent::FibRouteRemoved { prefix: p, .. } => p == prefix,
+            _ => false,
+        })
+        .map(|(at, _, e)| (at, e))
+        .collect()
+}
+
+/// Waits (bounded) until the last FIB event recorded for `prefix` is `want`; returns its instant.
+async fn wait_fib_event(
+    truth: &vmbgp_lab_net::truth::MemoryGroundTruth,
+    prefix: &str,
+    want: &NetEvent,
+) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = fib_events(truth, prefix);
+        if let Some((at, last)) = events.last()
+            && last == want
+        {
+            return *at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FIB ground truth for {prefix}: {events:?}, want last {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The lab's independent FIB observer records the ECMP route two nodes advertise (multipath next
+/// hops), the route one node advertises (a single gateway), and their removal after withdrawal; it
+/// records nothing but BGP routes, each stamped after the change was requested.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fib_observer_records_bgp_routes_and_withdrawals() {
+    let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
+    let (_guard, lab) = common::up_with("fibobs", 2, |_| {}, Some(truth.clone())).await;
+    let sup = lab.supervisor().clone();
+    let mut appliers: Vec<NodeApplier> = (1..=2)
+        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
+        .collect();
+    let template = fixture("frrconfiguration-template.json");
+    let (ecmp, single) = ("198.19.5.0/24", "198.19.6.0/24");
+    let mut node1 = generated(1, ecmp);
+    node1.spec.bgp.routers[0].prefixes.push(single.to_string());
+    node1.spec.bgp.routers[0].neighbors[0]
+        .to_advertise
+        .allowed
+        .prefixes
+        .push(single.to_string());
+    let requested = Instant::now();
+    apply(
+        &lab,
+        &mut appliers,
+        &[
+            vec![template.clone(), node1],
+            vec![template.clone(), generated(2, ecmp)],
+        ],
+    )
+    .await;
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("sessions Established");
+    let n1 = Ipv4Addr::new(198, 18, 0, 1);
+    let both = vec![n1, Ipv4Addr::new(198, 18, 0, 2)];
+    wait_nexthops(&lab, ecmp, &both, Duration::from_secs(10)).await;
+    wait_nexthops(&lab, single, &[n1], Duration::from_secs(10)).await;
+    for (prefix, hops) in [(ecmp, both.clone()), (single, vec![n1])] {
+        let at = wait_fib_event(
+            &truth,
+            prefix,
+            &NetEvent::FibRouteAdded {
+                prefix: prefix.into(),
+                next_hops: hops,
+                protocol: "bgp".into(),
+            },
+        )
+        .await;
+        assert!(at > requested, "{prefix}: stamped before it was advertised");
+    }
+
+    // Withdrawal: both routes leave ext's FIB.
+    let requested = Instant::now();
+    apply(
+        &lab,
+        &mut appliers,
+        &[vec![template.clone()], vec![template.clone()]],
+    )
+    .await;
+    wait_nexthops(&lab, ecmp, &[], Duration::from_secs(10)).await;
+    wait_nexthops(&lab, single, &[], Duration::from_secs(10)).await;
+    for prefix in [ecmp, single] {
+        let at = wait_fib_event(
+            &truth,
+            prefix,
+            &NetEvent::FibRouteRemoved {
+                prefix: prefix.into(),
+                protocol: "bgp".into(),
+            },
+        )
+        .await;
+        assert!(
+            at > requested,
+            "{prefix}: removal stamped before the withdrawal"
+        );
+    }
+    // Only the advertised BGP routes were recorded; nothing was lost.
+    for (_, _, e) in truth.events() {
+        match e {
+            NetEvent::FibRouteAdded {
+                prefix, protocol, ..
+            }
+            | NetEvent::FibRouteRemoved { prefix, protocol } => {
+                assert!(prefix == ecmp || prefix == single, "{prefix}");
+                assert_eq!(protocol, "bgp");
+            }
+            NetEvent::FibObserverOverrun | NetEvent::FibObserverFailed { .. } => {
+                panic!("{e:?}")
+            }
+            _ => {}
+        }
     }
     let report = lab.down().await.expect("down");
     assert!(report.problems.is_empty(), "{report:?}");
