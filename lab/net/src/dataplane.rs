@@ -6,6 +6,12 @@
 //! (migration switch-over) first installs the address and routes at the target, then removes the
 //! address from the source, so the switch-over costs one batch round (a few ms).
 //!
+//! The silent-VM fault ([`Dataplane::set_silent_vms`]) withholds a VM's address: the node routes are
+//! installed as usual, but the vmhost gets `blackhole <addr>/32` instead of the address on `lo`, so
+//! probes are dropped there (rather than looping back through the vmhost's default route) and the
+//! guest makes no egress call. It tests that a VM that never becomes reachable fails the run's
+//! threshold, not the harness.
+//!
 //! Changes are queued to one worker that drains everything pending and applies it as one `ip -batch`
 //! per namespace (all namespaces in parallel), so one VM costs one round and 1,000 VMs cost about the
 //! same. Each caller gets its own result.
@@ -35,6 +41,8 @@ pub struct Placement {
     pub node: u16,
     /// `namespace/name` of the VM, when known.
     pub vm: Option<String>,
+    /// The address is withheld (silent VM): a blackhole on the vmhost instead of the address.
+    pub withheld: bool,
 }
 
 /// What a change did.
@@ -73,6 +81,7 @@ pub struct EgressConfig {
 pub struct Dataplane {
     tx: mpsc::UnboundedSender<Op>,
     placements: Arc<Mutex<BTreeMap<Ipv4Addr, Placement>>>,
+    silent: Arc<Mutex<Vec<String>>>,
     nodes: u16,
 }
 
@@ -86,18 +95,29 @@ impl Dataplane {
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let placements = Arc::new(Mutex::new(BTreeMap::new()));
+        let silent = Arc::new(Mutex::new(Vec::new()));
         let worker = Worker {
             names,
             nodes,
             truth,
             egress,
             placements: placements.clone(),
+            silent: silent.clone(),
         };
         tokio::spawn(worker.run(rx));
         Dataplane {
             tx,
             placements,
+            silent,
             nodes,
+        }
+    }
+
+    /// The silent-VM fault: VMs whose addresses are withheld from now on, by `name` or
+    /// `namespace/name`. Applies to later placements (an address already placed keeps its state).
+    pub fn set_silent_vms(&self, vms: Vec<String>) {
+        if let Ok(mut s) = self.silent.lock() {
+            *s = vms;
         }
     }
 
@@ -167,6 +187,34 @@ struct Worker {
     truth: Arc<dyn GroundTruthSink>,
     egress: Option<EgressConfig>,
     placements: Arc<Mutex<BTreeMap<Ipv4Addr, Placement>>>,
+    silent: Arc<Mutex<Vec<String>>>,
+}
+
+/// Whether `vm` (`namespace/name`) is named in `silent`, as `namespace/name` or as `name`.
+fn is_silent(silent: &[String], vm: Option<&str>) -> bool {
+    let Some(vm) = vm else {
+        return false;
+    };
+    let name = vm.rsplit_once('/').map_or(vm, |(_, n)| n);
+    silent.iter().any(|s| s == vm || s == name)
+}
+
+/// The vmhost line that puts an address in place: on `lo`, or a blackhole when withheld.
+fn vmhost_add_line(a: Ipv4Addr, withheld: bool) -> String {
+    if withheld {
+        format!("route replace blackhole {a}/32")
+    } else {
+        format!("addr replace {a}/32 dev lo")
+    }
+}
+
+/// The vmhost line that undoes [`vmhost_add_line`].
+fn vmhost_del_line(a: Ipv4Addr, withheld: bool) -> String {
+    if withheld {
+        format!("route del blackhole {a}/32")
+    } else {
+        format!("addr del {a}/32 dev lo")
+    }
 }
 
 /// Lines per netns in one phase, each tagged with the op it belongs to.
@@ -201,21 +249,25 @@ impl Worker {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default();
+        let silent = self.silent.lock().map(|s| s.clone()).unwrap_or_default();
         let mut add = Phase::default();
         let mut del = Phase::default();
         let mut changes = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
             let a = op.address;
             let before = current.get(&a).cloned();
-            let change = match (&op.kind, &before) {
-                (OpKind::Place { node }, Some(p)) if p.node == *node => Change::Unchanged,
+            let (change, withheld) = match (&op.kind, &before) {
+                (OpKind::Place { node }, Some(p)) if p.node == *node => {
+                    (Change::Unchanged, p.withheld)
+                }
                 (OpKind::Place { node }, prev) => {
                     let k = *node;
-                    add.push(
-                        self.names.vmhost_netns(k),
-                        i,
-                        format!("addr replace {a}/32 dev lo"),
-                    );
+                    let vm = op
+                        .vm
+                        .clone()
+                        .or_else(|| prev.as_ref().and_then(|p| p.vm.clone()));
+                    let withheld = is_silent(&silent, vm.as_deref());
+                    add.push(self.names.vmhost_netns(k), i, vmhost_add_line(a, withheld));
                     for j in 1..=self.nodes {
                         let line = if j == k {
                             let (_, vmhost_side) = vmhost_link_addresses(k);
@@ -225,29 +277,32 @@ impl Worker {
                         };
                         add.push(self.names.router_netns(crate::Router::Node(j)), i, line);
                     }
-                    let vm = op
-                        .vm
-                        .clone()
-                        .or_else(|| prev.as_ref().and_then(|p| p.vm.clone()));
-                    current.insert(a, Placement { node: k, vm });
+                    current.insert(
+                        a,
+                        Placement {
+                            node: k,
+                            vm,
+                            withheld,
+                        },
+                    );
                     match prev {
                         Some(p) => {
                             del.push(
                                 self.names.vmhost_netns(p.node),
                                 i,
-                                format!("addr del {a}/32 dev lo"),
+                                vmhost_del_line(a, p.withheld),
                             );
-                            Change::Moved { from: p.node }
+                            (Change::Moved { from: p.node }, withheld)
                         }
-                        None => Change::Added,
+                        None => (Change::Added, withheld),
                     }
                 }
-                (OpKind::Remove, None) => Change::Unchanged,
+                (OpKind::Remove, None) => (Change::Unchanged, false),
                 (OpKind::Remove, Some(p)) => {
                     del.push(
                         self.names.vmhost_netns(p.node),
                         i,
-                        format!("addr del {a}/32 dev lo"),
+                        vmhost_del_line(a, p.withheld),
                     );
                     for j in 1..=self.nodes {
                         del.push(
@@ -257,10 +312,10 @@ impl Worker {
                         );
                     }
                     current.remove(&a);
-                    Change::Removed { from: p.node }
+                    (Change::Removed { from: p.node }, p.withheld)
                 }
             };
-            changes.push((change, before));
+            changes.push((change, before, withheld));
         }
 
         let mut errors: BTreeMap<usize, String> = BTreeMap::new();
@@ -271,7 +326,7 @@ impl Worker {
             *p = current;
         }
 
-        for (i, (op, (change, before))) in ops.into_iter().zip(changes).enumerate() {
+        for (i, (op, (change, before, withheld))) in ops.into_iter().zip(changes).enumerate() {
             let result = match errors.remove(&i) {
                 Some(detail) => Err(Error::Dataplane {
                     op: "placing",
@@ -281,15 +336,22 @@ impl Worker {
                 None => Ok(change),
             };
             if result.is_ok() {
-                self.record(&op, change, before.as_ref());
+                self.record(&op, change, before.as_ref(), withheld);
             }
             let _ = op.done.send(result);
         }
     }
 
-    fn record(&self, op: &Op, change: Change, before: Option<&Placement>) {
+    /// `withheld`: the address is (now) withheld, so an addition is recorded as withheld and the
+    /// guest makes no egress call. A move keeps `AddressMoved` (the placement moved either way).
+    fn record(&self, op: &Op, change: Change, before: Option<&Placement>, withheld: bool) {
         let vm = op.vm.clone().or_else(|| before.and_then(|p| p.vm.clone()));
         let event = match (change, &op.kind) {
+            (Change::Added, OpKind::Place { node }) if withheld => NetEvent::AddressWithheld {
+                address: op.address,
+                node: node_name(*node),
+                vm,
+            },
             (Change::Added, OpKind::Place { node }) => {
                 self.spawn_egress(op.address, *node);
                 NetEvent::AddressAdded {
@@ -365,5 +427,40 @@ async fn run_phase(phase: Phase, errors: &mut BTreeMap<usize, String>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silent_vms_match_by_name_or_namespace_and_name() {
+        let silent = vec!["vm-a".to_string(), "ns2/vm-b".to_string()];
+        assert!(is_silent(&silent, Some("ns1/vm-a")));
+        assert!(is_silent(&silent, Some("vm-a")));
+        assert!(is_silent(&silent, Some("ns2/vm-b")));
+        assert!(!is_silent(&silent, Some("ns1/vm-b")));
+        assert!(!is_silent(&silent, Some("ns1/vm-ab")));
+        assert!(!is_silent(&silent, None));
+        assert!(!is_silent(&[], Some("ns1/vm-a")));
+    }
+
+    #[test]
+    fn withheld_addresses_are_blackholes_on_the_vmhost() {
+        let a = Ipv4Addr::new(198, 19, 1, 10);
+        assert_eq!(
+            vmhost_add_line(a, false),
+            "addr replace 198.19.1.10/32 dev lo"
+        );
+        assert_eq!(vmhost_del_line(a, false), "addr del 198.19.1.10/32 dev lo");
+        assert_eq!(
+            vmhost_add_line(a, true),
+            "route replace blackhole 198.19.1.10/32"
+        );
+        assert_eq!(
+            vmhost_del_line(a, true),
+            "route del blackhole 198.19.1.10/32"
+        );
     }
 }

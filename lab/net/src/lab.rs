@@ -48,10 +48,14 @@ pub struct LabNetConfig {
     /// When no ground-truth sink is passed to `up`, write network ground truth to this JSON-lines file
     /// (recorded in the state file, so teardown removes it).
     pub ground_truth_file: Option<PathBuf>,
+    /// Fault: VMs whose addresses the dataplane withholds (by `name` or `namespace/name`): node routes
+    /// as usual, a blackhole instead of the address on the vmhost, no egress call, ground truth
+    /// `AddressWithheld` (see [`crate::dataplane`]). Empty by default.
+    pub silent_vms: Vec<String>,
 }
 
 impl LabNetConfig {
-    /// A config with the defaults (`/usr/lib/frr`, ports 8080/5201, no egress call).
+    /// A config with the defaults (`/usr/lib/frr`, ports 8080/5201, no egress call, no silent VMs).
     pub fn new(
         lab_id: &str,
         state_dir: impl Into<PathBuf>,
@@ -67,6 +71,7 @@ impl LabNetConfig {
             vm_ports: VmPorts::default(),
             egress_url: None,
             ground_truth_file: None,
+            silent_vms: Vec::new(),
         }
     }
 }
@@ -276,6 +281,7 @@ impl LabNet {
                 retry_for: Duration::from_secs(10),
             }),
         );
+        dataplane.set_silent_vms(config.silent_vms.clone());
         Ok(LabNet {
             names,
             config,

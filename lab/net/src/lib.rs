@@ -9,6 +9,7 @@
 //!   any process; [`LabNet::down`] is teardown for the process that holds the lab.
 //!   [`TeardownGuard`] runs teardown on drop (tests).
 //! - [`LabNet::dataplane`] is the VM address seam (place / move / remove a VM's /32);
+//!   [`LabNetConfig::silent_vms`] (fault) makes it withhold chosen VMs' addresses.
 //! - `up` starts a [`fib_observer::FibObserver`] on ext before any bgpd runs: every BGP route entering
 //!   or leaving ext's kernel FIB is recorded as ground truth, independently of the harness's watcher,
 //!   so tests can measure the harness's FIB timing error; `down` stops it.

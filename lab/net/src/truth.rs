@@ -1,4 +1,4 @@
-//! Ground truth of the network half: when the lab really added, moved or removed a VM address,
+//! Ground truth of the network half: when the lab really added, moved, removed or withheld a VM address,
 //! applied FRR configuration to a node, restarted a router or changed a link, and when a BGP route
 //! entered or left ext's kernel FIB (observed independently of the harness). Stamped with `Instant` (the
 //! harness's clock, CLOCK_MONOTONIC) and wall time at the moment the change completed, so tests can
@@ -53,6 +53,14 @@ pub enum NetEvent {
     /// A router's uplink went down or up (fault injection).
     #[serde(rename_all = "camelCase")]
     LinkChanged { router: String, up: bool },
+    /// A VM address is withheld (the silent-VM fault): its node routes are installed but the vmhost
+    /// holds a blackhole /32 instead of the address, so probes are dropped and no egress call is made.
+    #[serde(rename_all = "camelCase")]
+    AddressWithheld {
+        address: Ipv4Addr,
+        node: String,
+        vm: Option<String>,
+    },
     /// A BGP route (protocol 186) entered ext's main-table kernel FIB or changed there (a new
     /// `RTM_NEWROUTE`, e.g. next hops added); `next_hops` sorted, one per ECMP path. Only routes FRR
     /// installs are recorded (see [`crate::fib_observer`]); `prefix` is `a.b.c.d/len`.

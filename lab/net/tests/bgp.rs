@@ -1,6 +1,6 @@
 //! Real BGP in the lab: sessions, ECMP into ext's kernel FIB, pings through the learned route to VM
-//! addresses wherever they run, withdrawal, bgpd restart, BMP to a listener inside ext's netns, and the
-//! lab's own FIB observer on ext.
+//! addresses wherever they run, withdrawal, bgpd restart, BMP to a listener inside ext's netns, the
+//! lab's own FIB observer on ext, and the silent-VM fault.
 
 mod common;
 
@@ -624,6 +624,142 @@ async fn fib_observer_records_bgp_routes_and_withdrawals() {
             _ => {}
         }
     }
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+}
+
+/// `ping -c 3 -W 1` from ext (bounded: about 3 s when nothing answers).
+async fn ping3_from_ext(lab: &LabNet, addr: Ipv4Addr) -> bool {
+    tokio::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.info().ext_netns,
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "3",
+            "-W",
+            "1",
+            &addr.to_string(),
+        ])
+        .output()
+        .await
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `ip` output inside a netns.
+async fn ip_in(netns: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new("ip")
+        .args(["-n", netns])
+        .args(args)
+        .output()
+        .await
+        .expect("ip");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The silent-VM fault: the silent VM's address is routed but never answers (a blackhole on its
+/// vmhost, also after a move), a normal VM beside it answers; ground truth says it was withheld.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_vm_never_answers_while_a_normal_vm_does() {
+    use vmbgp_lab_net::truth::MemoryGroundTruth;
+    let truth = std::sync::Arc::new(MemoryGroundTruth::default());
+    let (_guard, lab) = common::up_with(
+        "silent",
+        2,
+        |c| c.silent_vms = vec!["vm-silent".into()],
+        Some(truth.clone()),
+    )
+    .await;
+    let sup = lab.supervisor().clone();
+    let mut appliers: Vec<NodeApplier> = (1..=2)
+        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
+        .collect();
+    let template = fixture("frrconfiguration-template.json");
+    let subnet = "198.19.7.0/24";
+    apply(
+        &lab,
+        &mut appliers,
+        &[
+            vec![template.clone(), generated(1, subnet)],
+            vec![template.clone(), generated(2, subnet)],
+        ],
+    )
+    .await;
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("sessions Established");
+    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
+    wait_nexthops(&lab, subnet, &both, Duration::from_secs(10)).await;
+
+    let normal = Ipv4Addr::new(198, 19, 7, 10);
+    let silent = Ipv4Addr::new(198, 19, 7, 11);
+    let dp = lab.dataplane();
+    dp.place(normal, 1, Some("ns/vm-normal".into()))
+        .await
+        .expect("place the normal VM");
+    dp.place(silent, 1, Some("ns/vm-silent".into()))
+        .await
+        .expect("place the silent VM");
+    let (a, b) = tokio::join!(ping3_from_ext(&lab, normal), ping3_from_ext(&lab, silent));
+    assert!(a, "the normal VM answers");
+    assert!(!b, "the silent VM does not answer");
+    assert!(dp.placements()[&silent].withheld);
+    assert!(!dp.placements()[&normal].withheld);
+
+    let vmhost1 = lab.names().vmhost_netns(1);
+    let vmhost2 = lab.names().vmhost_netns(2);
+    let silent_s = silent.to_string();
+    assert!(
+        !ip_in(&vmhost1, &["addr", "show", "dev", "lo"])
+            .await
+            .contains(&silent_s)
+    );
+    assert!(
+        ip_in(&vmhost1, &["route", "show", &silent_s])
+            .await
+            .contains("blackhole")
+    );
+    let events: Vec<NetEvent> = truth.events().into_iter().map(|(_, _, e)| e).collect();
+    assert!(events.contains(&NetEvent::AddressWithheld {
+        address: silent,
+        node: "node-1".into(),
+        vm: Some("ns/vm-silent".into()),
+    }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, NetEvent::AddressAdded { address, .. } if *address == silent))
+    );
+
+    // A move keeps it withheld: the blackhole follows the VM; removal clears it.
+    dp.place(silent, 2, None).await.expect("move the silent VM");
+    assert!(
+        !ip_in(&vmhost1, &["route", "show", &silent_s])
+            .await
+            .contains("blackhole")
+    );
+    assert!(
+        ip_in(&vmhost2, &["route", "show", &silent_s])
+            .await
+            .contains("blackhole")
+    );
+    assert!(
+        !ping3_from_ext(&lab, silent).await,
+        "still silent after the move"
+    );
+    dp.remove(silent).await.expect("remove the silent VM");
+    assert!(
+        ip_in(&vmhost2, &["route", "show", &silent_s])
+            .await
+            .is_empty()
+    );
+    assert!(truth.events().iter().any(|(_, _, e)| matches!(e,
+        NetEvent::AddressRemoved { address, node, .. } if *address == silent && node == "node-2")));
+    dp.remove(normal).await.expect("remove the normal VM");
     let report = lab.down().await.expect("down");
     assert!(report.problems.is_empty(), "{report:?}");
 }
