@@ -5,7 +5,9 @@
 //! 2. 1,000 VM addresses placed by the dataplane (target ≤ 1 s), then reachable from ext;
 //!    and 1,000 per-VM /32s rendered + applied (host-route mode) until all are in ext's FIB;
 //! 3. a new VM's /32 from FRRConfiguration change to ext's kernel FIB (netlink event via
-//!    `ip monitor route`) vs FRR's floor (a raw `network` command on the node's vty), 20 samples each.
+//!    `ip monitor route`) vs FRR's floor (a raw `network` command on the node's vty), 20 samples each;
+//! 4. the lab's FIB observer (ground truth) against `ip monitor route`: its stamp of the same route
+//!    events, and whether it kept every one of the 1,000-route burst of 2c.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -18,6 +20,7 @@ use vmbgp_lab_net::frr::Daemon;
 use vmbgp_lab_net::frrk8s::apply::NodeApplier;
 use vmbgp_lab_net::frrk8s::model::{NamedConfig, merge};
 use vmbgp_lab_net::frrk8s::render::render;
+use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
 use vmbgp_lab_net::{LabNet, LabNetConfig, Router, TeardownGuard};
 
 const NODES: u16 = 3;
@@ -183,9 +186,13 @@ async fn main() {
     let id = format!("bench{}-main", std::process::id());
     let dir = std::env::temp_dir().join(format!("vmbgp-labnet-{id}"));
     let _guard = TeardownGuard::new(&dir);
-    let lab = LabNet::up(LabNetConfig::new(&id, &dir, NODES, ext_config(NODES)), None)
-        .await
-        .expect("up");
+    let truth = std::sync::Arc::new(MemoryGroundTruth::default());
+    let lab = LabNet::up(
+        LabNetConfig::new(&id, &dir, NODES, ext_config(NODES)),
+        Some(truth.clone()),
+    )
+    .await
+    .expect("up");
     let mut appliers: Vec<NodeApplier> = (1..=NODES)
         .map(|n| NodeApplier::for_lab_node(Router::Node(n), lab.supervisor().clone()))
         .collect();
@@ -331,6 +338,27 @@ async fn main() {
         "2c. 1,000 per-VM /32s: render+diff+vty apply on 3 nodes / all in ext's FIB",
         format!("{apply_ms:.1} ms / {all_ms:.1} ms (FIB polled every 5 ms)"),
     );
+    // The observer saw every one of them (polling stopped once all were in the FIB; give the
+    // observer's thread a moment for the last datagram).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wanted: std::collections::BTreeSet<String> = per_node.iter().flatten().cloned().collect();
+    let events = truth.events();
+    let observed = events
+        .iter()
+        .filter_map(|(_, _, e)| match e {
+            NetEvent::FibRouteAdded { prefix, .. } if wanted.contains(prefix) => Some(prefix),
+            _ => None,
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let overruns = events
+        .iter()
+        .filter(|(_, _, e)| matches!(e, NetEvent::FibObserverOverrun))
+        .count();
+    results.insert(
+        "4b. FIB observer during 2c's 1,000-route burst",
+        format!("{observed}/1000 routes recorded, {overruns} overruns"),
+    );
     // Back to subnet only.
     for (i, a) in appliers.iter_mut().enumerate() {
         let n = i as u16 + 1;
@@ -348,6 +376,9 @@ async fn main() {
     let mut lab_ms = Vec::new();
     let mut lab_overhead_ms = Vec::new();
     let mut floor_ms = Vec::new();
+    let mut observer_floor_ms = Vec::new();
+    let mut monitor_lag_us = Vec::new();
+    let mut observer_missed = 0;
     let node1 = &mut appliers[0];
     for i in 0..20u8 {
         let prefix = format!("198.19.20.{}/32", 10 + i);
@@ -445,6 +476,23 @@ async fn main() {
         .expect("network");
         let at = wait_route(&mut routes, &addr, false).await;
         floor_ms.push(at.duration_since(t0).as_secs_f64() * 1e3);
+        let prefix = format!("{addr}/32");
+        let observed = truth.events().into_iter().find_map(|(when, _, e)| match e {
+            NetEvent::FibRouteAdded { prefix: p, .. } if p == prefix && when > t0 => Some(when),
+            _ => None,
+        });
+        match observed {
+            Some(when) => {
+                observer_floor_ms.push(when.duration_since(t0).as_secs_f64() * 1e3);
+                // Positive: `ip monitor`'s line arrived after the observer's recv.
+                monitor_lag_us.push(
+                    (at.saturating_duration_since(when).as_secs_f64()
+                        - when.saturating_duration_since(at).as_secs_f64())
+                        * 1e6,
+                );
+            }
+            None => observer_missed += 1,
+        }
         vty.configure(&[
             "router bgp 64513".into(),
             "address-family ipv4 unicast".into(),
@@ -484,6 +532,17 @@ async fn main() {
     results.insert(
         "3g. lab overhead for 3e = median(3e) − median(3b)",
         format!("{steady_overhead:.1} ms"),
+    );
+    results.insert(
+        "4a. 3b as stamped by the FIB observer (request → observer's recv)",
+        format!(
+            "{}; missed {observer_missed}",
+            stats(&mut observer_floor_ms)
+        ),
+    );
+    results.insert(
+        "4c. `ip monitor route` line read − FIB observer stamp, same events as 3b",
+        stats(&mut monitor_lag_us).replace(" ms", " µs"),
     );
 
     lab.down().await.expect("down");
