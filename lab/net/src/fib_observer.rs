@@ -1,5 +1,5 @@
-//! The lab's independent FIB observer on the external router: a dedicated std thread inside ext's
-//! netns with its own blocking netlink socket, subscribed to IPv4 route changes, recording every
+//! The lab's independent FIB observer on the external router: a dedicated std thread reading its own
+//! blocking netlink socket opened inside ext's netns, subscribed to IPv4 route changes, recording every
 //! route FRR installs in or removes from ext's main table as ground truth ([`NetEvent::FibRouteAdded`],
 //! [`NetEvent::FibRouteRemoved`]). It shares no code or runtime with the harness's tokio watcher
 //! (`vmbgp_bgp::fib`), so comparing the two measures the harness's accuracy.
@@ -29,7 +29,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
 use crate::error::{Error, Result};
-use crate::netns::netns_path;
+use crate::netns::in_netns;
 use crate::truth::{GroundTruthSink, NetEvent};
 
 /// `RTNLGRP_IPV4_ROUTE` from `linux/rtnetlink.h`: the multicast group of IPv4 route changes.
@@ -70,43 +70,22 @@ impl FibObserver {
         truth: Arc<dyn GroundTruthSink>,
         receive_buffer: usize,
     ) -> Result<FibObserver> {
+        // Subscribed before this returns; the socket stays in ext's netns wherever it is read.
+        let socket = in_netns(netns, move || open_socket(receive_buffer))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<()>>();
-        let name = netns.to_string();
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fib-observer-{netns}"))
-            .spawn(move || match open_socket(&name, receive_buffer) {
-                Ok(socket) => {
-                    let _ = ready_tx.send(Ok(()));
-                    read_loop(&socket, &flag, truth.as_ref());
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
+            .spawn(move || read_loop(&socket, &flag, truth.as_ref()))
             .map_err(|source| Error::Netns {
                 netns: netns.to_string(),
                 source,
             })?;
-        let ready = ready_rx
-            .recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the FIB observer thread ended early")));
-        let observer = FibObserver {
+        Ok(FibObserver {
             netns: netns.to_string(),
             stop,
             thread: Some(thread),
-        };
-        match ready {
-            Ok(()) => Ok(observer),
-            Err(source) => {
-                drop(observer); // joins the (already finished) thread
-                Err(Error::Netns {
-                    netns: netns.to_string(),
-                    source,
-                })
-            }
-        }
+        })
     }
 
     /// The netns observed.
@@ -146,11 +125,8 @@ impl Drop for FibObserver {
     }
 }
 
-/// Enters the netns on this (dedicated) thread and opens the subscribed socket there; the thread
-/// stays in the netns, which only matters to this socket.
-fn open_socket(netns: &str, receive_buffer: usize) -> io::Result<Socket> {
-    let file = std::fs::File::open(netns_path(netns))?;
-    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+/// Opens the subscribed socket (called inside the observed netns).
+fn open_socket(receive_buffer: usize) -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     // Root may exceed rmem_max; fall back to the capped size if forcing is refused.

@@ -1,21 +1,18 @@
-//! Doing things inside a named network namespace from this process: a dedicated thread calls
-//! `setns(2)` and runs the work there. Sockets keep the namespace they were created in, so a listener
-//! or connection made on that thread can be returned and used from anywhere (a tokio task included).
-//! This is how the harness's probes, BMP listener and watchers run "in a chosen network namespace".
+//! The lab's socket helpers for named network namespaces (listeners, connections, sysctls), built on
+//! the harness's `vmbgp_host::netns::in_netns` (a fresh thread `setns`es and runs the work there).
+//! Sockets keep the namespace they were created in, so a listener or connection made there can be
+//! returned and used from anywhere (a tokio task included).
 
-use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
-
 use crate::error::{Error, Result};
 
 /// Path of a named netns (as created by `ip netns add`).
 pub fn netns_path(name: &str) -> PathBuf {
-    PathBuf::from("/run/netns").join(name)
+    PathBuf::from(vmbgp_host::netns::NETNS_DIR).join(name)
 }
 
 /// Runs `work` on a new thread that has entered the named netns, and returns its result.
@@ -25,31 +22,13 @@ where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
-    let name = netns.to_string();
-    let handle = std::thread::Builder::new()
-        .name(format!("netns-{name}"))
-        .spawn(move || -> Result<T> {
-            let file = File::open(netns_path(&name)).map_err(|source| Error::Netns {
-                netns: name.clone(),
-                source,
-            })?;
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::Netns {
-                netns: name.clone(),
-                source: io::Error::from(errno),
-            })?;
-            work().map_err(|source| Error::Netns {
-                netns: name.clone(),
-                source,
-            })
-        })
-        .map_err(|source| Error::Netns {
-            netns: netns.to_string(),
-            source,
-        })?;
-    handle.join().map_err(|_| Error::Netns {
+    let failed = |source| Error::Netns {
         netns: netns.to_string(),
-        source: io::Error::other("the namespace thread panicked"),
-    })?
+        source,
+    };
+    vmbgp_host::netns::in_netns(Some(netns), work)
+        .map_err(|e| failed(io::Error::other(e)))?
+        .map_err(failed)
 }
 
 /// [`in_netns`] from async code without blocking the runtime.
