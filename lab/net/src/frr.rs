@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::names::Router;
 use crate::process::{self, ProcessIdentity};
 use crate::state::{ProcessRecord, StateStore};
-use crate::vty::Vty;
+use crate::vty::{FrrCli, Vty, VtyCli, cli_daemon};
 
 /// Where the Debian package installs the daemons.
 pub const DEFAULT_FRR_BIN_DIR: &str = "/usr/lib/frr";
@@ -78,6 +78,8 @@ struct Instance {
     netns: String,
     dir: RouterDir,
     bgpd_modules: Vec<String>,
+    /// The lab's own vty client for this router (kept sessions that reconnect; shared by clones).
+    cli: Arc<VtyCli>,
 }
 
 /// BGP state of one neighbour as bgpd reports it.
@@ -140,6 +142,7 @@ impl Supervisor {
             .map_err(|e| Error::io("chown frr:frr", &dir, e.into()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| Error::io("chmod", &dir, e))?;
+        let cli = Arc::new(VtyCli::new(&dir, VTY_TIMEOUT));
         let router_dir = RouterDir { dir };
         write_config(&router_dir.config(Daemon::Zebra), zebra_conf)?;
         write_config(&router_dir.config(Daemon::Bgpd), bgpd_conf)?;
@@ -149,6 +152,7 @@ impl Supervisor {
                 netns,
                 dir: router_dir,
                 bgpd_modules,
+                cli,
             },
         );
         Ok(())
@@ -301,7 +305,45 @@ impl Supervisor {
             .is_some_and(|(id, marker)| process::is_alive(&id, &marker))
     }
 
-    /// Opens a vty session to a daemon.
+    /// The router's vty client: what the lab's own operations use (a session that failed is dropped
+    /// and the next command reconnects; see [`crate::vty`]).
+    pub fn cli(&self, router: Router) -> Result<Arc<VtyCli>> {
+        self.instance(router).map(|i| i.cli.clone())
+    }
+
+    /// Runs `configure terminal`, the lines, `end` on a daemon through the router's client; returns
+    /// the lines that did not succeed with their replies.
+    pub async fn configure(
+        &self,
+        router: Router,
+        daemon: Daemon,
+        lines: &[String],
+    ) -> Result<Vec<(String, crate::vty::VtyReply)>> {
+        self.cli(router)?
+            .configure(cli_daemon(daemon), lines)
+            .await
+            .map_err(|source| Error::Vty {
+                router: router.name(),
+                daemon: daemon.name(),
+                source,
+            })
+    }
+
+    /// bgpd's neighbours through the router's client.
+    pub async fn neighbors(&self, router: Router) -> Result<BTreeMap<Ipv4Addr, NeighborState>> {
+        let json = self
+            .cli(router)?
+            .json(cli_daemon(Daemon::Bgpd), NEIGHBORS_COMMAND)
+            .await
+            .map_err(|source| Error::Vty {
+                router: router.name(),
+                daemon: "bgpd",
+                source,
+            })?;
+        Ok(parse_neighbors(&json))
+    }
+
+    /// Opens a bare vty session to a daemon (it does not reconnect; the lab itself uses [`Self::cli`]).
     pub async fn vty(&self, router: Router, daemon: Daemon) -> Result<Vty> {
         let path = self.instance(router)?.dir.vty_socket(daemon);
         Vty::connect(&path, VTY_TIMEOUT)
@@ -327,9 +369,10 @@ impl Supervisor {
         if !bgpd_alive {
             return Ok(health);
         }
-        if let Ok(mut vty) = self.vty(router, Daemon::Bgpd).await {
+        // Any failure (not listening yet, timed out, garbled) means bgpd's vty did not answer.
+        if let Ok(neighbors) = self.neighbors(router).await {
             health.bgpd_vty = true;
-            health.neighbors = neighbor_states(&mut vty, router).await?;
+            health.neighbors = neighbors;
         }
         Ok(health)
     }
@@ -344,14 +387,12 @@ impl Supervisor {
         loop {
             let mut missing = Vec::new();
             for (router, peer) in sessions {
-                let established = match self.vty(*router, Daemon::Bgpd).await {
-                    Ok(mut vty) => neighbor_states(&mut vty, *router)
-                        .await
-                        .ok()
-                        .and_then(|m| m.get(peer).map(|n| n.state == "Established"))
-                        .unwrap_or(false),
-                    Err(_) => false,
-                };
+                let established = self
+                    .neighbors(*router)
+                    .await
+                    .ok()
+                    .and_then(|m| m.get(peer).map(|n| n.state == "Established"))
+                    .unwrap_or(false);
                 if !established {
                     missing.push(format!("{router}→{peer}"));
                 }
@@ -370,17 +411,22 @@ impl Supervisor {
     }
 }
 
-/// Reads `show bgp vrf all neighbors json` and returns the default VRF's neighbours.
+/// bgpd's neighbours with their states, every VRF (the default VRF's are used).
+const NEIGHBORS_COMMAND: &str = "show bgp vrf all neighbors json";
+
+/// Reads `show bgp vrf all neighbors json` on a bare session and returns the default VRF's neighbours.
 pub async fn neighbor_states(
     vty: &mut Vty,
     router: Router,
 ) -> Result<BTreeMap<Ipv4Addr, NeighborState>> {
-    const COMMAND: &str = "show bgp vrf all neighbors json";
-    let json = vty.json(COMMAND).await.map_err(|source| Error::Vty {
-        router: router.name(),
-        daemon: "bgpd",
-        source,
-    })?;
+    let json = vty
+        .json(NEIGHBORS_COMMAND)
+        .await
+        .map_err(|source| Error::Vty {
+            router: router.name(),
+            daemon: "bgpd",
+            source,
+        })?;
     Ok(parse_neighbors(&json))
 }
 

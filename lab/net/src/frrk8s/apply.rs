@@ -273,15 +273,7 @@ impl NodeApplier {
             if cmds.is_empty() {
                 continue;
             }
-            let mut vty = self.supervisor.vty(self.router, daemon).await?;
-            let failed = vty
-                .configure(cmds)
-                .await
-                .map_err(|source| crate::Error::Vty {
-                    router: self.router.name(),
-                    daemon: daemon.name(),
-                    source,
-                })?;
+            let failed = self.supervisor.configure(self.router, daemon, cmds).await?;
             failures.extend(failed.into_iter().map(|(line, reply)| {
                 format!(
                     "{}: `{line}`: {} {}",

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use super::apply::NodeApplier;
 use super::model::{NamedConfig, merge, select_for_node};
 use super::render::render;
-use crate::frr::{Daemon, Supervisor, neighbor_states};
+use crate::frr::Supervisor;
 use crate::names::{Router, node_name};
 use crate::truth::{GroundTruthSink, NetEvent, record_now};
 
@@ -364,11 +364,8 @@ async fn publish_sessions(
     namespace: &str,
     st: &mut NodeState,
 ) {
-    let Ok(mut vty) = supervisor.vty(router, Daemon::Bgpd).await else {
+    let Ok(neighbors) = supervisor.neighbors(router).await else {
         return; // bgpd not answering (restarting): keep the published states
-    };
-    let Ok(neighbors) = neighbor_states(&mut vty, router).await else {
-        return;
     };
     let desired: BTreeMap<String, String> = neighbors
         .into_iter()
