@@ -2,7 +2,8 @@
 //! to the store's [`Validator`] hook, prunes undeclared fields as a real server does, and derives the served
 //! kinds from the set.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use vmbgp_schema::{SchemaSet, Strictness, ViolationReason};
@@ -11,15 +12,51 @@ use crate::error::{Cause, LabError};
 use crate::registry::{Registry, ResourceKind};
 use crate::store::{FieldValidation, Validator};
 
+/// Memoized `has_field` answers, as a trie of path segments (one per kind).
+#[derive(Debug, Default)]
+struct FieldTrie {
+    declared: bool,
+    children: HashMap<Box<str>, FieldTrie>,
+}
+
+/// Trie nodes kept at most (map keys under preserved fields could otherwise grow it without bound).
+const FIELD_MEMO_LIMIT: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct FieldMemo {
+    kinds: HashMap<(String, String), FieldTrie>,
+    nodes: usize,
+}
+
 /// Validates with the embedded schema set.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SchemaValidator {
     set: Arc<SchemaSet>,
+    /// Pruning asks whether each field of each written object is declared; walking the schema from its root
+    /// for every key dominated the cost of a write.
+    memo: Mutex<FieldMemo>,
+}
+
+impl Clone for SchemaValidator {
+    fn clone(&self) -> Self {
+        SchemaValidator::new(self.set.clone())
+    }
+}
+
+fn child_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 impl SchemaValidator {
     pub fn new(set: Arc<SchemaSet>) -> Self {
-        SchemaValidator { set }
+        SchemaValidator {
+            set,
+            memo: Mutex::new(FieldMemo::default()),
+        }
     }
 
     pub fn schema_set(&self) -> &Arc<SchemaSet> {
@@ -28,20 +65,40 @@ impl SchemaValidator {
 
     /// Removes fields the schema does not declare. An object whose keys are all undeclared is taken to be a
     /// map (labels, selectors' matchLabels, preserved-unknown fields) and kept whole.
-    fn prune(&self, api_version: &str, kind: &str, value: &mut Value, path: &str) {
+    fn prune(&self, api_version: &str, kind: &str, value: &mut Value) {
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let FieldMemo { kinds, nodes } = &mut *memo;
+        let root = kinds
+            .entry((api_version.to_string(), kind.to_string()))
+            .or_default();
+        self.prune_at(api_version, kind, value, "", Some(root), nodes);
+    }
+
+    /// Prunes `value` at `path`; `node` is the memo for `path` (`None` once the memo is full).
+    fn prune_at(
+        &self,
+        api_version: &str,
+        kind: &str,
+        value: &mut Value,
+        path: &str,
+        mut node: Option<&mut FieldTrie>,
+        nodes: &mut usize,
+    ) {
         match value {
             Value::Object(map) => {
                 let declared: Vec<(String, bool)> = map
                     .keys()
                     .map(|k| {
-                        let child = if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        };
                         let is_declared = (path.is_empty()
                             && matches!(k.as_str(), "apiVersion" | "kind" | "metadata"))
-                            || self.set.has_field(api_version, kind, &child);
+                            || self.declared(
+                                api_version,
+                                kind,
+                                path,
+                                k,
+                                node.as_deref_mut(),
+                                nodes,
+                            );
                         (k.clone(), is_declared)
                     })
                     .collect();
@@ -54,22 +111,51 @@ impl SchemaValidator {
                     } else if !(path.is_empty() && k == "metadata")
                         && let Some(v) = map.get_mut(&k)
                     {
-                        let child = if path.is_empty() {
-                            k.clone()
-                        } else {
-                            format!("{path}.{k}")
-                        };
-                        self.prune(api_version, kind, v, &child);
+                        let child = node
+                            .as_deref_mut()
+                            .and_then(|n| n.children.get_mut(k.as_str()));
+                        self.prune_at(api_version, kind, v, &child_path(path, &k), child, nodes);
                     }
                 }
             }
             Value::Array(items) => {
                 for item in items {
-                    self.prune(api_version, kind, item, path);
+                    self.prune_at(api_version, kind, item, path, node.as_deref_mut(), nodes);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Whether field `key` under `path` is declared, from the memo or the schema.
+    fn declared(
+        &self,
+        api_version: &str,
+        kind: &str,
+        path: &str,
+        key: &str,
+        node: Option<&mut FieldTrie>,
+        nodes: &mut usize,
+    ) -> bool {
+        if let Some(known) = node.as_ref().and_then(|n| n.children.get(key)) {
+            return known.declared;
+        }
+        let declared = self
+            .set
+            .has_field(api_version, kind, &child_path(path, key));
+        if let Some(n) = node
+            && *nodes < FIELD_MEMO_LIMIT
+        {
+            *nodes += 1;
+            n.children.insert(
+                key.into(),
+                FieldTrie {
+                    declared,
+                    children: HashMap::new(),
+                },
+            );
+        }
+        declared
     }
 }
 
@@ -93,7 +179,7 @@ impl Validator for SchemaValidator {
             FieldValidation::Prune => Strictness::Prune,
         };
         if mode == FieldValidation::Prune {
-            self.prune(&api_version, &kind.kind, object, "");
+            self.prune(&api_version, &kind.kind, object);
         }
         self.set.validate(object, strictness).map_err(|v| {
             v.0.into_iter()
