@@ -303,12 +303,14 @@ impl Lab {
                     _ = self.shutdown.cancelled() => return Err(LabError::Stopped { what }),
                     r = rx.recv() => match r {
                         Ok(ev) => {
-                            if ev.object.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
-                                && (namespace.is_none() || ev.object.pointer("/metadata/namespace").and_then(Value::as_str) == namespace)
+                            if ev.meta.name == name
+                                && namespace.is_none_or(|ns| ev.meta.namespace == ns)
                                 && ev.event_type != crate::store::EventType::Deleted
-                                && pred(&ev.object)
                             {
-                                return Ok(ev.object.clone());
+                                let object = ev.object();
+                                if pred(&object) {
+                                    return Ok(Arc::new(object));
+                                }
                             }
                         }
                         Err(_) => break,

@@ -65,6 +65,7 @@ pub mod registry;
 pub mod selector;
 pub mod server;
 pub mod store;
+pub mod stored;
 pub mod validation;
 
 pub use boot::BootDelay;

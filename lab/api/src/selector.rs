@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::stored::ObjMeta;
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
@@ -92,10 +94,19 @@ impl LabelSelector {
 
     /// Whether a label map satisfies every requirement.
     pub fn matches_labels(&self, labels: Option<&Map<String, Value>>) -> bool {
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Whether a stored object's labels satisfy the selector.
+    pub fn matches_meta(&self, meta: &ObjMeta) -> bool {
+        self.matches_with(|k| meta.labels.get(k))
+    }
+
+    /// Whether the labels `get` looks up satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         if self.matches_nothing {
             return false;
         }
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.requirements.iter().all(|r| match r {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
             Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
@@ -217,6 +228,17 @@ impl FieldSelector {
             terms.push((field.to_string(), value.trim().to_string(), eq));
         }
         Ok(FieldSelector { terms })
+    }
+
+    /// Whether a stored object's name and namespace satisfy the selector.
+    pub fn matches_meta(&self, meta: &ObjMeta) -> bool {
+        self.terms.iter().all(|(field, value, eq)| {
+            let actual = match field.as_str() {
+                "metadata.name" => &meta.name,
+                _ => &meta.namespace,
+            };
+            (actual == value) == *eq
+        })
     }
 
     pub fn matches(&self, object: &Value) -> bool {

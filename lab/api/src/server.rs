@@ -22,6 +22,7 @@ use crate::store::{
     DeleteOptions, FieldValidation, ListOptions, Patch, Propagation, Store, WatchEvent,
     WriteOptions, event_line,
 };
+use crate::stored::line_around;
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -308,22 +309,28 @@ fn handle_resource(
             if q.flag("watch") {
                 return watch_response(st, &kind, t, q);
             }
-            let page = store.list(t.kind, ns, &list_options(q)?)?;
-            Ok(list_response(&kind, page))
+            let page = store.list_stored(t.kind, ns, &list_options(q)?)?;
+            Ok(list_response(
+                &kind,
+                page.resource_version,
+                page.continue_token.as_deref(),
+                page.remaining,
+                page.items.iter().map(|s| s.json.clone()),
+            ))
         }
-        (Method::GET, Some(name)) => Ok(json_response(
+        (Method::GET, Some(name)) => Ok(raw_json_response(
             StatusCode::OK,
-            store.get(t.kind, ns, name)?.as_ref(),
+            store.get_stored(t.kind, ns, name)?.json,
         )),
         (Method::POST, None) => {
             let obj = parse_body(headers, body)?;
             let w = store.create(t.kind, ns, obj, &write_options(q)?)?;
-            Ok(json_response(StatusCode::CREATED, &w.object))
+            Ok(raw_json_response(StatusCode::CREATED, w.json))
         }
         (Method::PUT, Some(name)) => {
             let obj = parse_body(headers, body)?;
             let w = store.update(t.kind, ns, name, obj, status_only, &write_options(q)?)?;
-            Ok(json_response(StatusCode::OK, &w.object))
+            Ok(raw_json_response(StatusCode::OK, w.json))
         }
         (Method::PATCH, Some(name)) => {
             let ct = content_type(headers);
@@ -364,15 +371,15 @@ fn handle_resource(
                     });
                 }
             };
-            let existed = store.get_opt(t.kind, ns, name).is_some();
+            let existed = store.meta(t.kind, ns, name).is_some();
             let w = store.patch(t.kind, ns, name, patch, status_only, &opts)?;
-            Ok(json_response(
+            Ok(raw_json_response(
                 if existed {
                     StatusCode::OK
                 } else {
                     StatusCode::CREATED
                 },
-                &w.object,
+                w.json,
             ))
         }
         (Method::DELETE, name) => {
@@ -429,13 +436,15 @@ fn handle_resource(
                 }
                 None => {
                     let items = store.delete_collection(t.kind, ns, &list_options(q)?, &opts)?;
-                    let page = crate::store::ListResult {
-                        items,
-                        resource_version: store.resource_version(),
-                        continue_token: None,
-                        remaining: None,
-                    };
-                    Ok(list_response(&kind, page))
+                    Ok(list_response(
+                        &kind,
+                        store.resource_version(),
+                        None,
+                        None,
+                        items.iter().map(|o| {
+                            Bytes::from(serde_json::to_vec(o.as_ref()).unwrap_or_default())
+                        }),
+                    ))
                 }
             }
         }
@@ -443,15 +452,35 @@ fn handle_resource(
     }
 }
 
-fn list_response(kind: &ResourceKind, page: crate::store::ListResult) -> Response {
-    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
-    if let Some(c) = &page.continue_token {
+/// A response whose body is already serialized JSON (a stored object: no copy).
+fn raw_json_response(code: StatusCode, json: Bytes) -> Response {
+    (
+        code,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response()
+}
+
+/// A `<Kind>List` around already serialized items.
+fn list_response(
+    kind: &ResourceKind,
+    resource_version: u64,
+    continue_token: Option<&str>,
+    remaining: Option<usize>,
+    items: impl ExactSizeIterator<Item = Bytes>,
+) -> Response {
+    let mut meta = json!({"resourceVersion": resource_version.to_string()});
+    if let Some(c) = continue_token {
         meta["continue"] = json!(c);
     }
-    if let Some(r) = page.remaining {
+    if let Some(r) = remaining {
         meta["remainingItemCount"] = json!(r);
     }
-    let mut buf = Vec::with_capacity(256 + page.items.len() * 1024);
+    let mut buf = Vec::with_capacity(256 + items.len() * 1024);
     buf.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut buf, &format!("{}List", kind.kind));
     buf.extend_from_slice(b",\"apiVersion\":");
@@ -459,11 +488,11 @@ fn list_response(kind: &ResourceKind, page: crate::store::ListResult) -> Respons
     buf.extend_from_slice(b",\"metadata\":");
     let _ = serde_json::to_writer(&mut buf, &meta);
     buf.extend_from_slice(b",\"items\":[");
-    for (i, item) in page.items.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             buf.push(b',');
         }
-        let _ = serde_json::to_writer(&mut buf, item.as_ref());
+        buf.extend_from_slice(&item);
     }
     buf.extend_from_slice(b"]}");
     (
@@ -504,29 +533,24 @@ fn render(
     fields: &FieldSelector,
 ) -> Option<Bytes> {
     if let Some(ns) = ns
-        && ev
-            .object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            != Some(ns)
+        && ev.meta.namespace != ns
     {
         return None;
     }
     if labels.is_everything() && fields.terms.is_empty() {
         return Some(ev.line());
     }
-    let sel = |o: &Value| labels.matches(o) && fields.matches(o);
-    let now = sel(&ev.object);
+    let now = labels.matches_meta(&ev.meta) && fields.matches_meta(&ev.meta);
     match ev.event_type {
         crate::store::EventType::Modified => {
             let before = ev
-                .previous_labels
+                .previous
                 .as_ref()
-                .is_some_and(|l| labels.matches_labels(Some(l)) && fields.matches(&ev.object));
+                .is_some_and(|m| labels.matches_meta(m) && fields.matches_meta(&ev.meta));
             match (before, now) {
                 (true, true) => Some(ev.line()),
-                (false, true) => Some(event_line("ADDED", &ev.object)),
-                (true, false) => Some(event_line("DELETED", &ev.object)),
+                (false, true) => Some(line_around("ADDED", &ev.json)),
+                (true, false) => Some(line_around("DELETED", &ev.json)),
                 (false, false) => None,
             }
         }

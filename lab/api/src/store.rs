@@ -2,10 +2,13 @@
 //! finalizers, ownerReference garbage collection, namespace cascade) and the per-kind event history watches
 //! resume from.
 //!
-//! One global resourceVersion counter orders every write. Objects are immutable `Arc<Value>`s shared by the
-//! table, the event history and every watcher; each event is serialized at most once (lazily) for all HTTP
-//! watchers that see it unchanged.
+//! One global resourceVersion counter orders every write. Each object version is kept serialized
+//! ([`Stored`]: one buffer holding its watch line, shared by the table, the event ring and history, every HTTP
+//! watcher and GET/LIST responses) with a parsed metadata index for selectors and garbage collection. Readers
+//! that want a `Value` get one parsed on demand; in-process controllers read small per-kind views instead
+//! ([`Store::set_view`]).
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +23,7 @@ use tokio::sync::broadcast;
 use crate::error::{ApiError, Cause};
 use crate::registry::{KindId, Registry, ResourceKind};
 use crate::selector::{FieldSelector, LabelSelector};
+pub use crate::stored::{Labels, ObjMeta, Stored, View, ViewFn};
 
 /// The namespace label OVN-K requires at namespace creation and forbids changing later.
 pub const PRIMARY_UDN_LABEL: &str = "k8s.ovn.org/primary-user-defined-network";
@@ -62,6 +66,19 @@ pub struct WriteOptions {
 #[derive(Debug, Clone)]
 pub struct Written {
     pub object: Arc<Value>,
+    /// The object's JSON as stored (what a GET returns).
+    pub json: Bytes,
+    pub at: Instant,
+}
+
+/// The result of [`Store::modify_status`].
+#[derive(Debug, Clone)]
+pub struct StatusWritten {
+    /// The status as stored now.
+    pub status: Value,
+    /// Whether anything was written (false: the status was already so).
+    pub changed: bool,
+    /// When the write became visible (when it was judged, if nothing changed).
     pub at: Instant,
 }
 
@@ -83,58 +100,53 @@ impl EventType {
     }
 }
 
-/// One change of one object, shared by the history and all watchers.
+/// One change of one object, shared by the history and all watchers. It holds the object serialized (the same
+/// buffer the store keeps) and its metadata index; [`WatchEvent::object`] parses it for readers that need more.
 #[derive(Debug)]
 pub struct WatchEvent {
     pub kind: KindId,
     pub event_type: EventType,
     pub rv: u64,
-    pub object: Arc<Value>,
-    /// The labels before this change (MODIFIED only); selectors use them to turn MODIFIED into
-    /// ADDED/DELETED. Only labels are kept: name and namespace (the field selectors) cannot change, and
-    /// holding the whole previous object would double the memory of the event history.
-    pub previous_labels: Option<Map<String, Value>>,
+    /// The object's metadata at this version.
+    pub meta: Arc<ObjMeta>,
+    /// The metadata before this change (MODIFIED only); selectors use its labels to turn MODIFIED into
+    /// ADDED/DELETED. Name and namespace (the field selectors) cannot change.
+    pub previous: Option<Arc<ObjMeta>>,
     /// Commit instant.
     pub at: Instant,
-    line: OnceLock<Bytes>,
+    /// The object's JSON.
+    pub json: Bytes,
+    /// The whole watch line (`json` is a slice of it); empty for synthetic events, built when asked.
+    line: Bytes,
 }
 
 impl WatchEvent {
-    fn new(
-        kind: KindId,
-        event_type: EventType,
-        rv: u64,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
-        at: Instant,
-    ) -> Self {
+    /// A synthetic ADDED event for an existing object (initial state of a watch).
+    pub fn synthetic_added(kind: KindId, stored: &Stored) -> Self {
         WatchEvent {
             kind,
-            event_type,
-            rv,
-            object,
-            previous_labels: previous.map(|p| {
-                p.pointer("/metadata/labels")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default()
-            }),
-            at,
-            line: OnceLock::new(),
+            event_type: EventType::Added,
+            rv: stored.meta.rv,
+            meta: stored.meta.clone(),
+            previous: None,
+            at: Instant::now(),
+            json: stored.json.clone(),
+            line: Bytes::new(),
         }
     }
 
-    /// A synthetic ADDED event for an existing object (initial state of a watch).
-    pub fn synthetic_added(kind: KindId, object: Arc<Value>) -> Self {
-        let rv = object_rv(&object);
-        WatchEvent::new(kind, EventType::Added, rv, object, None, Instant::now())
+    /// The `{"type":...,"object":...}\n` line (shared, not copied, for committed events).
+    pub fn line(&self) -> Bytes {
+        if self.line.is_empty() {
+            crate::stored::line_around(self.event_type.as_str(), &self.json)
+        } else {
+            self.line.clone()
+        }
     }
 
-    /// The `{"type":...,"object":...}\n` line, serialized once.
-    pub fn line(&self) -> Bytes {
-        self.line
-            .get_or_init(|| event_line(self.event_type.as_str(), &self.object))
-            .clone()
+    /// The object parsed (`Null` only if its JSON were corrupt, which the store never writes).
+    pub fn object(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -179,6 +191,15 @@ pub struct ListOptions {
 #[derive(Debug, Clone)]
 pub struct ListResult {
     pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<usize>,
+}
+
+/// A page of a list, as stored (no parsing).
+#[derive(Debug, Clone)]
+pub struct StoredList {
+    pub items: Vec<Stored>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
@@ -234,7 +255,7 @@ pub struct Subscription {
 
 #[derive(Debug)]
 struct Table {
-    objects: BTreeMap<ObjKey, Arc<Value>>,
+    objects: BTreeMap<ObjKey, Stored>,
     history: VecDeque<Arc<WatchEvent>>,
     /// A watch may resume from resourceVersion R only if R >= this.
     oldest_resumable: u64,
@@ -263,12 +284,20 @@ pub struct Store {
     history_limit: usize,
     namespace_kind: Option<KindId>,
     name_rng: Mutex<rand::rngs::StdRng>,
+    /// Per kind: the registered view function.
+    views: Vec<OnceLock<ViewFn>>,
 }
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn corrupt(e: &serde_json::Error) -> ApiError {
+    ApiError::Internal {
+        message: format!("stored object does not parse: {e}"),
+    }
 }
 
 impl Store {
@@ -293,6 +322,7 @@ impl Store {
             .collect();
         let last_sent = registry.kinds().iter().map(|_| AtomicU64::new(0)).collect();
         let namespace_kind = registry.by_path("", "v1", "namespaces");
+        let registry_len = registry.kinds().len();
         Store {
             registry,
             validator,
@@ -304,6 +334,7 @@ impl Store {
             history_limit: history_limit.max(1),
             namespace_kind,
             name_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
+            views: (0..registry_len).map(|_| OnceLock::new()).collect(),
         }
     }
 
@@ -348,7 +379,109 @@ impl Store {
         (ns.to_string(), name.to_string())
     }
 
+    /// Parses a stored object version. (A cache of parsed objects was tried: keeping and evicting its entries
+    /// cost more than the parses it saved.)
+    fn parse(stored: &Stored) -> Result<Arc<Value>, ApiError> {
+        serde_json::from_slice::<Value>(&stored.json)
+            .map(Arc::new)
+            .map_err(|e| corrupt(&e))
+    }
+
+    fn parse_all(items: &[Stored]) -> Vec<Arc<Value>> {
+        items.iter().filter_map(|s| Self::parse(s).ok()).collect()
+    }
+
+    /// Registers how to compute `kind_id`'s [`View`] (the first registration wins). Versions committed from
+    /// now on carry it; older ones compute it when asked.
+    pub fn set_view(&self, kind_id: KindId, f: ViewFn) {
+        if let Some(slot) = self.views.get(kind_id) {
+            let _ = slot.set(f);
+        }
+    }
+
+    fn view_of<V: Any + Send + Sync>(
+        &self,
+        kind_id: KindId,
+        stored: &Stored,
+    ) -> Option<(Arc<ObjMeta>, Arc<V>)> {
+        let view = match &stored.view {
+            Some(v) => v.clone(),
+            None => (self.views.get(kind_id)?.get()?)(&stored.parse()),
+        };
+        view.downcast::<V>().ok().map(|v| (stored.meta.clone(), v))
+    }
+
     // ---------------------------------------------------------------- reads
+
+    /// One object's metadata and view (see [`Store::set_view`]); `None` if absent or if `V` is not the kind's
+    /// view type.
+    pub fn view<V: Any + Send + Sync>(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<(Arc<ObjMeta>, Arc<V>)> {
+        let stored = self.get_stored(kind_id, namespace, name).ok()?;
+        self.view_of(kind_id, &stored)
+    }
+
+    /// Metadata and views of the objects in `namespace` whose name starts with `prefix`, in key order.
+    pub fn views_name_prefix<V: Any + Send + Sync>(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        prefix: &str,
+    ) -> Vec<(Arc<ObjMeta>, Arc<V>)> {
+        self.stored_name_prefix(kind_id, namespace, prefix)
+            .iter()
+            .filter_map(|s| self.view_of(kind_id, s))
+            .collect()
+    }
+
+    /// Metadata and views of every object of a kind in `namespace` (all namespaces when `None`).
+    pub fn views<V: Any + Send + Sync>(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+    ) -> Vec<(Arc<ObjMeta>, Arc<V>)> {
+        self.stored_in(kind_id, namespace)
+            .iter()
+            .filter_map(|s| self.view_of(kind_id, s))
+            .collect()
+    }
+
+    /// Every object of a kind in `namespace` (all namespaces when `None`) as stored, in key order.
+    fn stored_in(&self, kind_id: KindId, namespace: Option<&str>) -> Vec<Stored> {
+        let inner = self.lock();
+        let Some(t) = inner.tables.get(kind_id) else {
+            return Vec::new();
+        };
+        match namespace {
+            Some(ns) => t
+                .objects
+                .range::<ObjKey, _>((ns.to_string(), String::new())..)
+                .take_while(|(k, _)| k.0 == ns)
+                .map(|(_, o)| o.clone())
+                .collect(),
+            None => t.objects.values().cloned().collect(),
+        }
+    }
+
+    /// Gets one object as stored (no parsing).
+    pub fn get_stored(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Stored, ApiError> {
+        let kind = self.kind(kind_id)?;
+        let inner = self.lock();
+        inner.tables[kind_id]
+            .objects
+            .get(&Self::key(kind, namespace, name))
+            .cloned()
+            .ok_or_else(|| Self::not_found(kind, name))
+    }
 
     /// Gets one object.
     pub fn get(
@@ -357,13 +490,8 @@ impl Store {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Arc<Value>, ApiError> {
-        let kind = self.kind(kind_id)?;
-        let inner = self.lock();
-        inner.tables[kind_id]
-            .objects
-            .get(&Self::key(kind, namespace, name))
-            .cloned()
-            .ok_or_else(|| Self::not_found(kind, name))
+        let stored = self.get_stored(kind_id, namespace, name)?;
+        Self::parse(&stored)
     }
 
     /// Gets one object, `None` if absent.
@@ -376,6 +504,18 @@ impl Store {
         self.get(kind_id, namespace, name).ok()
     }
 
+    /// The metadata of one object, `None` if absent.
+    pub fn meta(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Arc<ObjMeta>> {
+        self.get_stored(kind_id, namespace, name)
+            .ok()
+            .map(|s| s.meta)
+    }
+
     /// Lists objects of a kind, optionally in one namespace, filtered and paginated.
     pub fn list(
         &self,
@@ -383,6 +523,22 @@ impl Store {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<ListResult, ApiError> {
+        let page = self.list_stored(kind_id, namespace, opts)?;
+        Ok(ListResult {
+            items: Self::parse_all(&page.items),
+            resource_version: page.resource_version,
+            continue_token: page.continue_token,
+            remaining: page.remaining,
+        })
+    }
+
+    /// [`Store::list`] without parsing: the stored forms.
+    pub fn list_stored(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<StoredList, ApiError> {
         let kind = self.kind(kind_id)?;
         let inner = self.lock();
         let table = &inner.tables[kind_id];
@@ -399,8 +555,7 @@ impl Store {
             list_rv = inner.rv;
         }
         let ns_filter = namespace.filter(|_| kind.namespaced);
-        let iter: Box<dyn Iterator<Item = (&ObjKey, &Arc<Value>)>> = match (&start_after, ns_filter)
-        {
+        let iter: Box<dyn Iterator<Item = (&ObjKey, &Stored)>> = match (&start_after, ns_filter) {
             (Some(after), _) => Box::new(table.objects.range::<ObjKey, _>((
                 std::ops::Bound::Excluded(after.clone()),
                 std::ops::Bound::Unbounded,
@@ -423,7 +578,9 @@ impl Store {
             {
                 break;
             }
-            if !opts.label_selector.matches(obj) || !opts.field_selector.matches(obj) {
+            if !opts.label_selector.matches_meta(&obj.meta)
+                || !opts.field_selector.matches_meta(&obj.meta)
+            {
                 continue;
             }
             if let Some(l) = limit
@@ -440,7 +597,7 @@ impl Store {
         {
             continue_token = Some(encode_continue(list_rv, k));
         }
-        Ok(ListResult {
+        Ok(StoredList {
             items,
             resource_version: list_rv,
             continue_token,
@@ -455,6 +612,16 @@ impl Store {
         namespace: Option<&str>,
         prefix: &str,
     ) -> Vec<Arc<Value>> {
+        let items = self.stored_name_prefix(kind_id, namespace, prefix);
+        Self::parse_all(&items)
+    }
+
+    fn stored_name_prefix(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        prefix: &str,
+    ) -> Vec<Stored> {
         let Ok(kind) = self.kind(kind_id) else {
             return Vec::new();
         };
@@ -472,14 +639,23 @@ impl Store {
             .collect()
     }
 
-    /// Every object of a kind (all namespaces), cloned Arcs in key order.
+    /// Every object of a kind (all namespaces), parsed, in key order.
     pub fn all(&self, kind_id: KindId) -> Vec<Arc<Value>> {
-        let inner = self.lock();
-        inner
-            .tables
-            .get(kind_id)
-            .map(|t| t.objects.values().cloned().collect())
-            .unwrap_or_default()
+        let items = self.all_stored(kind_id);
+        Self::parse_all(&items)
+    }
+
+    /// Every object of a kind (all namespaces) as stored, in key order.
+    pub fn all_stored(&self, kind_id: KindId) -> Vec<Stored> {
+        self.stored_in(kind_id, None)
+    }
+
+    /// The metadata of every object of a kind in `namespace` (all namespaces when `None`), in key order.
+    pub fn metas(&self, kind_id: KindId, namespace: Option<&str>) -> Vec<Arc<ObjMeta>> {
+        self.stored_in(kind_id, namespace)
+            .into_iter()
+            .map(|s| s.meta)
+            .collect()
     }
 
     /// Number of objects of a kind.
@@ -510,7 +686,7 @@ impl Store {
                 .objects
                 .iter()
                 .filter(|(k, _)| ns_filter.is_none_or(|ns| k.0 == ns))
-                .map(|(_, o)| Arc::new(WatchEvent::synthetic_added(kind_id, o.clone())))
+                .map(|(_, o)| Arc::new(WatchEvent::synthetic_added(kind_id, o)))
                 .collect(),
             Some(rv) => {
                 if rv < table.oldest_resumable {
@@ -544,14 +720,36 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Lists every object of a kind and subscribes in one atomic step (for in-process controllers).
+    /// Lists every object of a kind (parsed) and subscribes in one atomic step.
     pub fn list_and_subscribe(
         &self,
         kind_id: KindId,
     ) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<WatchEvent>>) {
+        let (metas, rx) = {
+            let inner = self.lock();
+            match inner.tables.get(kind_id) {
+                Some(t) => (
+                    t.objects.values().cloned().collect::<Vec<_>>(),
+                    t.sender.subscribe(),
+                ),
+                None => (Vec::new(), broadcast::channel(1).1),
+            }
+        };
+        (Self::parse_all(&metas), rx)
+    }
+
+    /// The metadata of every object of a kind and a subscription, in one atomic step (for in-process
+    /// controllers: re-listing after a lag parses nothing).
+    pub fn metas_and_subscribe(
+        &self,
+        kind_id: KindId,
+    ) -> (Vec<Arc<ObjMeta>>, broadcast::Receiver<Arc<WatchEvent>>) {
         let inner = self.lock();
         match inner.tables.get(kind_id) {
-            Some(t) => (t.objects.values().cloned().collect(), t.sender.subscribe()),
+            Some(t) => (
+                t.objects.values().map(|o| o.meta.clone()).collect(),
+                t.sender.subscribe(),
+            ),
             None => (Vec::new(), broadcast::channel(1).1),
         }
     }
@@ -576,19 +774,65 @@ impl Store {
         }
     }
 
-    fn emit(
+    /// Commits a new version of `key`: assigns the next resourceVersion, serializes it once, updates the table
+    /// and indexes (or removes the object for DELETED), and hands the event to the history and watchers.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
         &self,
         inner: &mut Inner,
         kind_id: KindId,
+        key: &ObjKey,
         event_type: EventType,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        mut object: Value,
+        old: Option<&Stored>,
         at: Instant,
-    ) {
-        let rv = object_rv(&object);
-        let event = Arc::new(WatchEvent::new(
-            kind_id, event_type, rv, object, previous, at,
-        ));
+    ) -> (Arc<Value>, Stored) {
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut object, rv);
+        let hint = old.map_or(1024, |o| o.json.len() + 256);
+        let (line, json) = crate::stored::seal(event_type, &object, hint);
+        let meta = Arc::new(ObjMeta::from_object(&object));
+        let view = match event_type {
+            EventType::Deleted => None,
+            _ => self
+                .views
+                .get(kind_id)
+                .and_then(OnceLock::get)
+                .map(|f| f(&object)),
+        };
+        let stored = Stored {
+            meta: meta.clone(),
+            json: json.clone(),
+            view,
+        };
+        match event_type {
+            EventType::Deleted => {
+                inner.tables[kind_id].objects.remove(key);
+                if let Some(o) = old {
+                    self.remove_indexes(inner, kind_id, key, &o.meta);
+                }
+            }
+            EventType::Added | EventType::Modified => {
+                self.insert_indexes(inner, kind_id, key, &meta, old.map(|o| &*o.meta));
+                inner.tables[kind_id]
+                    .objects
+                    .insert(key.clone(), stored.clone());
+            }
+        }
+        let object = Arc::new(object);
+        let event = Arc::new(WatchEvent {
+            kind: kind_id,
+            event_type,
+            rv,
+            meta,
+            previous: old
+                .filter(|_| event_type == EventType::Modified)
+                .map(|o| o.meta.clone()),
+            at,
+            json,
+            line,
+        });
         let table = &mut inner.tables[kind_id];
         table.history.push_back(event.clone());
         while table.history.len() > self.history_limit {
@@ -599,6 +843,7 @@ impl Store {
         // No receivers is fine.
         let _ = table.sender.send(event);
         self.last_sent[kind_id].store(rv, Ordering::Release);
+        (object, stored)
     }
 
     // ---------------------------------------------------------------- writes
@@ -646,6 +891,16 @@ impl Store {
                 name: name.to_string(),
                 causes,
             })
+        }
+    }
+
+    /// A dry-run result: the object as it would be stored, serialized but not committed.
+    fn dry_run(object: Value, at: Instant) -> Written {
+        let json = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+        Written {
+            object: Arc::new(object),
+            json,
+            at,
         }
     }
 
@@ -772,25 +1027,23 @@ impl Store {
         }
         let at = Instant::now();
         if opts.dry_run {
-            return Ok(Written {
-                object: Arc::new(object),
-                at,
-            });
+            drop(inner);
+            return Ok(Self::dry_run(object, at));
         }
-        inner.rv += 1;
-        set_rv(&mut object, inner.rv);
-        let object = Arc::new(object);
-        self.insert_indexes(&mut inner, kind_id, &key, &object, None);
-        inner.tables[kind_id].objects.insert(key, object.clone());
-        self.emit(
+        let (object, stored) = self.commit(
             &mut inner,
             kind_id,
+            &key,
             EventType::Added,
-            object.clone(),
+            object,
             None,
             at,
         );
-        Ok(Written { object, at })
+        Ok(Written {
+            object,
+            json: stored.json,
+            at,
+        })
     }
 
     fn check_namespace_open(
@@ -812,17 +1065,15 @@ impl Store {
                 kind: "namespaces".to_string(),
                 name: ns.to_string(),
             }),
-            Some(n) if n.pointer("/metadata/deletionTimestamp").is_some() => {
-                Err(ApiError::Forbidden {
-                    group: kind.group.clone(),
-                    kind: kind.plural.clone(),
-                    name: name.to_string(),
-                    message: format!(
-                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        kind.qualified_plural()
-                    ),
-                })
-            }
+            Some(n) if n.meta.deleting => Err(ApiError::Forbidden {
+                group: kind.group.clone(),
+                kind: kind.plural.clone(),
+                name: name.to_string(),
+                message: format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    kind.qualified_plural()
+                ),
+            }),
             Some(_) => Ok(()),
         }
     }
@@ -832,53 +1083,68 @@ impl Store {
         inner: &mut Inner,
         kind_id: KindId,
         key: &ObjKey,
-        object: &Value,
-        old: Option<&Value>,
+        meta: &ObjMeta,
+        old: Option<&ObjMeta>,
     ) {
         if old.is_none() {
-            if let Some(uid) = meta_str(object, "uid") {
-                inner.uids.insert(uid.to_string(), (kind_id, key.clone()));
+            if !meta.uid.is_empty() {
+                inner.uids.insert(meta.uid.clone(), (kind_id, key.clone()));
             }
             if !key.0.is_empty() {
                 *inner.ns_counts.entry(key.0.clone()).or_default() += 1;
             }
         }
-        let new_owners = owner_uids(object);
-        let old_owners = old.map(owner_uids).unwrap_or_default();
-        for o in old_owners.difference(&new_owners) {
-            if let Some(set) = inner.dependents.get_mut(o) {
+        let new_owners = &meta.owners;
+        let old_owners: &[Box<str>] = old.map_or(&[], |o| &o.owners);
+        for o in old_owners.iter().filter(|o| !new_owners.contains(o)) {
+            if let Some(set) = inner.dependents.get_mut(&**o) {
                 set.remove(&(kind_id, key.clone()));
                 if set.is_empty() {
-                    inner.dependents.remove(o);
+                    inner.dependents.remove(&**o);
                 }
             }
         }
-        for o in new_owners.difference(&old_owners) {
+        for o in new_owners.iter().filter(|o| !old_owners.contains(o)) {
             inner
                 .dependents
-                .entry(o.clone())
+                .entry(o.to_string())
                 .or_default()
                 .insert((kind_id, key.clone()));
         }
     }
 
-    fn remove_indexes(&self, inner: &mut Inner, kind_id: KindId, key: &ObjKey, object: &Value) {
-        if let Some(uid) = meta_str(object, "uid") {
-            inner.uids.remove(uid);
-        }
+    fn remove_indexes(&self, inner: &mut Inner, kind_id: KindId, key: &ObjKey, meta: &ObjMeta) {
+        inner.uids.remove(&meta.uid);
         if !key.0.is_empty()
             && let Some(c) = inner.ns_counts.get_mut(&key.0)
         {
             *c = c.saturating_sub(1);
         }
-        for o in owner_uids(object) {
-            if let Some(set) = inner.dependents.get_mut(&o) {
+        for o in meta.owners.iter() {
+            if let Some(set) = inner.dependents.get_mut(&**o) {
                 set.remove(&(kind_id, key.clone()));
                 if set.is_empty() {
-                    inner.dependents.remove(&o);
+                    inner.dependents.remove(&**o);
                 }
             }
         }
+    }
+
+    /// The current stored and parsed versions of `key`, under the lock.
+    fn current(
+        &self,
+        inner: &Inner,
+        kind_id: KindId,
+        kind: &ResourceKind,
+        key: &ObjKey,
+    ) -> Result<(Stored, Arc<Value>), ApiError> {
+        let stored = inner.tables[kind_id]
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Self::not_found(kind, &key.1))?;
+        let parsed = Self::parse(&stored)?;
+        Ok((stored, parsed))
     }
 
     /// Replaces an object (PUT). `status_only` writes through the status subresource.
@@ -908,11 +1174,7 @@ impl Store {
         }
         let mut inner = self.lock();
         let key = Self::key(&kind, namespace, name);
-        let old = inner.tables[kind_id]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Self::not_found(&kind, name))?;
+        let (stored, old) = self.current(&inner, kind_id, &kind, &key)?;
         if let Some(rv) = meta_str(&object, "resourceVersion")
             && !rv.is_empty()
             && rv != meta_str(&old, "resourceVersion").unwrap_or_default()
@@ -924,7 +1186,7 @@ impl Store {
             kind_id,
             &kind,
             key,
-            old,
+            (stored, old),
             object,
             status_only,
             opts,
@@ -944,11 +1206,7 @@ impl Store {
         let kind = self.kind(kind_id)?.clone();
         let mut inner = self.lock();
         let key = Self::key(&kind, namespace, name);
-        let old = inner.tables[kind_id]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Self::not_found(&kind, name))?;
+        let (stored, old) = self.current(&inner, kind_id, &kind, &key)?;
         let mut new = (*old).clone();
         f(&mut new);
         self.commit_update(
@@ -956,11 +1214,67 @@ impl Store {
             kind_id,
             &kind,
             key,
-            old,
+            (stored, old),
             new,
             status_only,
             &WriteOptions::default(),
         )
+    }
+
+    /// Writes through the status subresource (for in-process controllers): `f` edits the current status (`{}`
+    /// when there is none), which then replaces it, under the store lock. It is what `modify(.., true, ..)`
+    /// setting `status` does, except that a write changing nothing is recognised from the status alone,
+    /// without parsing the whole object (most controller reconciles change nothing).
+    pub fn modify_status(
+        &self,
+        kind_id: KindId,
+        namespace: Option<&str>,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<StatusWritten, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct StatusOnly {
+            #[serde(default)]
+            status: Option<Value>,
+        }
+        let kind = self.kind(kind_id)?.clone();
+        let mut inner = self.lock();
+        let key = Self::key(&kind, namespace, name);
+        let stored = inner.tables[kind_id]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Self::not_found(&kind, name))?;
+        let before = serde_json::from_slice::<StatusOnly>(&stored.json)
+            .map_err(|e| corrupt(&e))?
+            .status;
+        let mut status = before.clone().unwrap_or_else(|| json!({}));
+        f(&mut status);
+        if before.as_ref() == Some(&status) {
+            return Ok(StatusWritten {
+                status,
+                changed: false,
+                at: Instant::now(),
+            });
+        }
+        let old = Self::parse(&stored)?;
+        // A status write only reads `status` of the new object.
+        let w = self.commit_update(
+            &mut inner,
+            kind_id,
+            &kind,
+            key,
+            (stored, old.clone()),
+            json!({ "status": status }),
+            true,
+            &WriteOptions::default(),
+        )?;
+        Ok(StatusWritten {
+            status: w.object.get("status").cloned().unwrap_or(Value::Null),
+            // Pruning may still have made it the stored object.
+            changed: !Arc::ptr_eq(&w.object, &old),
+            at: w.at,
+        })
     }
 
     /// Applies a patch.
@@ -982,8 +1296,8 @@ impl Store {
             });
         }
         let key = Self::key(&kind, namespace, name);
-        let existing = self.lock().tables[kind_id].objects.get(&key).cloned();
-        let Some(_) = existing else {
+        let exists = self.lock().tables[kind_id].objects.contains_key(&key);
+        if !exists {
             // Server-side apply creates missing objects; other patches 404.
             if let Patch::Apply { mut body, .. } = patch {
                 if status_only {
@@ -995,13 +1309,9 @@ impl Store {
                 return self.create(kind_id, namespace, body, opts);
             }
             return Err(Self::not_found(&kind, name));
-        };
+        }
         let mut inner = self.lock();
-        let old = inner.tables[kind_id]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Self::not_found(&kind, name))?;
+        let (stored, old) = self.current(&inner, kind_id, &kind, &key)?;
         let mut new = (*old).clone();
         let precondition_rv = match &patch {
             Patch::Merge(p) | Patch::StrategicMerge(p) | Patch::Apply { body: p, .. } => p
@@ -1042,7 +1352,16 @@ impl Store {
         }
         // A patch cannot change the object's identity.
         check_type_meta(&kind, &mut new)?;
-        self.commit_update(&mut inner, kind_id, &kind, key, old, new, status_only, opts)
+        self.commit_update(
+            &mut inner,
+            kind_id,
+            &kind,
+            key,
+            (stored, old),
+            new,
+            status_only,
+            opts,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1052,7 +1371,7 @@ impl Store {
         kind_id: KindId,
         kind: &ResourceKind,
         key: ObjKey,
-        old: Arc<Value>,
+        (stored, old): (Stored, Arc<Value>),
         new: Value,
         status_only: bool,
         opts: &WriteOptions,
@@ -1092,11 +1411,11 @@ impl Store {
         };
         // Identity and server-owned metadata come from the stored object.
         {
+            let empty = Map::new();
             let old_meta = old
                 .get("metadata")
                 .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
+                .unwrap_or(&empty);
             let Some(meta) = result
                 .as_object_mut()
                 .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
@@ -1129,18 +1448,13 @@ impl Store {
                 // The status subresource ignores metadata changes.
                 *meta = old_meta.clone();
             }
-            if old_meta.contains_key("deletionTimestamp") {
-                let old_f = finalizers(&old);
-                let new_f: BTreeSet<String> = meta
+            if stored.meta.deleting {
+                let new_f: BTreeSet<&str> = meta
                     .get("finalizers")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
-                if !new_f.is_subset(&old_f) {
+                if !new_f.iter().all(|f| stored.meta.has_finalizer(f)) {
                     return Err(ApiError::Forbidden {
                         group: kind.group.clone(),
                         kind: kind.plural.clone(),
@@ -1177,6 +1491,7 @@ impl Store {
         if result == *old {
             return Ok(Written {
                 object: old,
+                json: stored.json,
                 at: Instant::now(),
             });
         }
@@ -1190,33 +1505,27 @@ impl Store {
         }
         let at = Instant::now();
         if opts.dry_run {
-            return Ok(Written {
-                object: Arc::new(result),
-                at,
-            });
+            return Ok(Self::dry_run(result, at));
         }
         let being_deleted = result.pointer("/metadata/deletionTimestamp").is_some();
         if being_deleted && finalizers(&result).is_empty() {
-            let deleted = self.remove_locked(inner, kind_id, &key, Some(result), at);
-            return Ok(Written {
-                object: deleted,
-                at,
-            });
+            let (object, json) = self.remove_locked(inner, kind_id, &key, Some(result), at);
+            return Ok(Written { object, json, at });
         }
-        inner.rv += 1;
-        set_rv(&mut result, inner.rv);
-        let result = Arc::new(result);
-        self.insert_indexes(inner, kind_id, &key, &result, Some(&old));
-        inner.tables[kind_id].objects.insert(key, result.clone());
-        self.emit(
+        let (object, stored) = self.commit(
             inner,
             kind_id,
+            &key,
             EventType::Modified,
-            result.clone(),
-            Some(old),
+            result,
+            Some(&stored),
             at,
         );
-        Ok(Written { object: result, at })
+        Ok(Written {
+            object,
+            json: stored.json,
+            at,
+        })
     }
 
     /// Deletes an object, honouring finalizers and propagation.
@@ -1230,13 +1539,9 @@ impl Store {
         let kind = self.kind(kind_id)?.clone();
         let mut inner = self.lock();
         let key = Self::key(&kind, namespace, name);
-        let old = inner.tables[kind_id]
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Self::not_found(&kind, name))?;
+        let (stored, old) = self.current(&inner, kind_id, &kind, &key)?;
         if let Some(uid) = &opts.precondition_uid
-            && Some(uid.as_str()) != meta_str(&old, "uid")
+            && *uid != stored.meta.uid
         {
             return Err(ApiError::Conflict {
                 group: kind.group.clone(),
@@ -1244,7 +1549,7 @@ impl Store {
                 name: name.to_string(),
                 message: format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    meta_str(&old, "uid").unwrap_or_default()
+                    stored.meta.uid
                 ),
             });
         }
@@ -1255,7 +1560,7 @@ impl Store {
         }
         let at = Instant::now();
         if opts.dry_run {
-            let removed = finalizers(&old).is_empty();
+            let removed = stored.meta.finalizers.is_empty();
             return Ok(Deleted {
                 object: old,
                 removed,
@@ -1280,7 +1585,7 @@ impl Store {
     ) -> Result<Vec<Arc<Value>>, ApiError> {
         let kind = self.kind(kind_id)?.clone();
         let items = self
-            .list(
+            .list_stored(
                 kind_id,
                 namespace,
                 &ListOptions {
@@ -1293,11 +1598,7 @@ impl Store {
         let mut out = Vec::new();
         let mut inner = self.lock();
         for item in items {
-            let key = Self::key(
-                &kind,
-                meta_str(&item, "namespace"),
-                meta_str(&item, "name").unwrap_or_default(),
-            );
+            let key = Self::key(&kind, Some(&item.meta.namespace), &item.meta.name);
             if !inner.tables[kind_id].objects.contains_key(&key) || opts.dry_run {
                 continue;
             }
@@ -1320,7 +1621,7 @@ impl Store {
             return (Arc::new(Value::Null), true);
         };
         let is_namespace = Some(kind_id) == self.namespace_kind;
-        let uid = meta_str(&old, "uid").unwrap_or_default().to_string();
+        let uid = old.meta.uid.clone();
         if propagation == Propagation::Orphan {
             let deps: Vec<(KindId, ObjKey)> = inner
                 .dependents
@@ -1329,38 +1630,36 @@ impl Store {
                 .unwrap_or_default();
             for (dk, dkey) in deps {
                 if let Some(dep) = inner.tables[dk].objects.get(&dkey).cloned() {
-                    let mut new = (*dep).clone();
+                    let mut new = dep.parse();
                     if let Some(refs) = new
                         .pointer_mut("/metadata/ownerReferences")
                         .and_then(Value::as_array_mut)
                     {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
                     }
-                    self.write_internal(inner, dk, dkey, dep, new, at);
+                    self.write_internal(inner, dk, dkey, &dep, new, at);
                 }
             }
         }
-        let mut fins = finalizers(&old);
         let needs_foreground = propagation == Propagation::Foreground
             && inner.dependents.get(&uid).is_some_and(|d| !d.is_empty());
-        if needs_foreground {
-            fins.insert(FOREGROUND_FINALIZER.to_string());
-        }
-        if is_namespace || !fins.is_empty() {
+        if is_namespace || !old.meta.finalizers.is_empty() || needs_foreground {
             // Mark for deletion; the object stays until its finalizers are gone.
-            let mut new = (*old).clone();
+            let mut new = old.parse();
             if new.pointer("/metadata/deletionTimestamp").is_none() {
                 new["metadata"]["deletionTimestamp"] = Value::String(now_rfc3339());
                 new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             }
             if needs_foreground {
+                let mut fins = finalizers(&new);
+                fins.insert(FOREGROUND_FINALIZER.to_string());
                 new["metadata"]["finalizers"] =
-                    Value::Array(fins.iter().cloned().map(Value::String).collect());
+                    Value::Array(fins.into_iter().map(Value::String).collect());
             }
             if is_namespace {
                 new["status"]["phase"] = json!("Terminating");
             }
-            let current = self.write_internal(inner, kind_id, key.clone(), old, new, at);
+            let current = self.write_internal(inner, kind_id, key.clone(), &old, new, at);
             if needs_foreground {
                 let deps: Vec<(KindId, ObjKey)> = inner
                     .dependents
@@ -1374,18 +1673,14 @@ impl Store {
             }
             if is_namespace {
                 self.empty_namespace(inner, &key.1, at);
-                return match inner.tables[kind_id].objects.get(&key).cloned() {
-                    Some(o) => (o, false),
-                    None => (current, true),
-                };
             }
             let still = inner.tables[kind_id].objects.get(&key).cloned();
             return match still {
-                Some(o) => (o, false),
+                Some(o) => (Self::parse(&o).unwrap_or(current), false),
                 None => (current, true),
             };
         }
-        let gone = self.remove_locked(inner, kind_id, &key, None, at);
+        let (gone, _) = self.remove_locked(inner, kind_id, &key, None, at);
         (gone, true)
     }
 
@@ -1395,27 +1690,25 @@ impl Store {
         inner: &mut Inner,
         kind_id: KindId,
         key: ObjKey,
-        old: Arc<Value>,
-        mut new: Value,
+        old: &Stored,
+        new: Value,
         at: Instant,
     ) -> Arc<Value> {
-        if new == *old {
-            return old;
+        if let Ok(current) = Self::parse(old)
+            && new == *current
+        {
+            return current;
         }
-        inner.rv += 1;
-        set_rv(&mut new, inner.rv);
-        let new = Arc::new(new);
-        self.insert_indexes(inner, kind_id, &key, &new, Some(&old));
-        inner.tables[kind_id].objects.insert(key, new.clone());
-        self.emit(
+        self.commit(
             inner,
             kind_id,
+            &key,
             EventType::Modified,
-            new.clone(),
+            new,
             Some(old),
             at,
-        );
-        new
+        )
+        .0
     }
 
     fn empty_namespace(&self, inner: &mut Inner, ns: &str, at: Instant) {
@@ -1445,17 +1738,18 @@ impl Store {
             return;
         }
         let key = (String::new(), ns.to_string());
-        let Some(obj) = inner.tables[ns_kind].objects.get(&key).cloned() else {
+        let Some(obj) = inner.tables[ns_kind].objects.get(&key) else {
             return;
         };
-        if obj.pointer("/metadata/deletionTimestamp").is_none() || !finalizers(&obj).is_empty() {
+        if !obj.meta.deleting || !obj.meta.finalizers.is_empty() {
             return;
         }
         inner.ns_counts.remove(ns);
         self.remove_locked(inner, ns_kind, &key, None, at);
     }
 
-    /// Removes an object for good, then garbage-collects its dependents.
+    /// Removes an object for good (its DELETED event carries `latest`, or the stored version, at a new
+    /// resourceVersion), then garbage-collects its dependents.
     fn remove_locked(
         &self,
         inner: &mut Inner,
@@ -1463,35 +1757,45 @@ impl Store {
         key: &ObjKey,
         latest: Option<Value>,
         at: Instant,
-    ) -> Arc<Value> {
-        let Some(old) = inner.tables[kind_id].objects.remove(key) else {
-            return Arc::new(latest.unwrap_or(Value::Null));
+    ) -> (Arc<Value>, Bytes) {
+        let Some(old) = inner.tables[kind_id].objects.get(key).cloned() else {
+            let last = latest.unwrap_or(Value::Null);
+            let json = Bytes::from(serde_json::to_vec(&last).unwrap_or_default());
+            return (Arc::new(last), json);
         };
-        let mut last = latest.unwrap_or_else(|| (*old).clone());
-        inner.rv += 1;
-        set_rv(&mut last, inner.rv);
-        let last = Arc::new(last);
-        self.remove_indexes(inner, kind_id, key, &old);
-        self.emit(inner, kind_id, EventType::Deleted, last.clone(), None, at);
-        let uid = meta_str(&old, "uid").unwrap_or_default().to_string();
+        let last = latest.unwrap_or_else(|| old.parse());
+        let (last, stored) = self.commit(
+            inner,
+            kind_id,
+            key,
+            EventType::Deleted,
+            last,
+            Some(&old),
+            at,
+        );
+        let uid = &old.meta.uid;
         // Garbage collection: dependents whose owners are all gone are deleted in the background.
         let deps: Vec<(KindId, ObjKey)> = inner
             .dependents
-            .remove(&uid)
+            .remove(uid)
             .map(|s| s.into_iter().collect())
             .unwrap_or_default();
         for (dk, dkey) in deps {
-            let Some(dep) = inner.tables[dk].objects.get(&dkey).cloned() else {
+            let Some(dep) = inner.tables[dk].objects.get(&dkey) else {
                 continue;
             };
-            let any_owner_left = owner_uids(&dep).iter().any(|o| inner.uids.contains_key(o));
+            let any_owner_left = dep
+                .meta
+                .owners
+                .iter()
+                .any(|o| inner.uids.contains_key(&**o));
             if !any_owner_left {
                 self.delete_locked(inner, dk, dkey, Propagation::Background, at);
             }
         }
         // Owners waiting in foreground deletion may now be complete.
-        for owner in owner_uids(&old) {
-            self.finish_foreground(inner, &owner, at);
+        for owner in old.meta.owners.iter() {
+            self.finish_foreground(inner, owner, at);
         }
         if !key.0.is_empty() {
             let terminating = self
@@ -1501,12 +1805,12 @@ impl Store {
                         .objects
                         .get(&(String::new(), key.0.clone()))
                 })
-                .is_some_and(|n| n.pointer("/metadata/deletionTimestamp").is_some());
+                .is_some_and(|n| n.meta.deleting);
             if terminating {
                 self.finish_namespace(inner, &key.0.clone(), at);
             }
         }
-        last
+        (last, stored.json)
     }
 
     fn finish_foreground(&self, inner: &mut Inner, owner_uid: &str, at: Instant) {
@@ -1516,7 +1820,7 @@ impl Store {
         let Some(owner) = inner.tables[kind_id].objects.get(&key).cloned() else {
             return;
         };
-        if !finalizers(&owner).contains(FOREGROUND_FINALIZER) {
+        if !owner.meta.has_finalizer(FOREGROUND_FINALIZER) {
             return;
         }
         if inner
@@ -1526,7 +1830,7 @@ impl Store {
         {
             return;
         }
-        let mut new = (*owner).clone();
+        let mut new = owner.parse();
         if let Some(f) = new
             .pointer_mut("/metadata/finalizers")
             .and_then(Value::as_array_mut)
@@ -1536,7 +1840,7 @@ impl Store {
         if finalizers(&new).is_empty() {
             self.remove_locked(inner, kind_id, &key, Some(new), at);
         } else {
-            self.write_internal(inner, kind_id, key, owner, new, at);
+            self.write_internal(inner, kind_id, key, &owner, new, at);
         }
     }
 }
@@ -1561,18 +1865,6 @@ fn finalizers(object: &Value) -> BTreeSet<String> {
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn owner_uids(object: &Value) -> BTreeSet<String> {
-    object
-        .pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
                 .collect()
         })
         .unwrap_or_default()
@@ -1931,6 +2223,38 @@ mod tests {
         })
         .unwrap();
         assert!(s.get_opt(nsk, None, "a").is_none());
+    }
+
+    #[test]
+    fn modify_status_skips_no_op_writes_and_matches_modify() {
+        let (s, _, vmk, _) = store();
+        s.set_view(vmk, |o| {
+            Arc::new(o.pointer("/status/ready").and_then(Value::as_bool))
+        });
+        s.create(vmk, Some("a"), vm("v1"), &WriteOptions::default())
+            .unwrap();
+        s.create(vmk, Some("a"), vm("v2"), &WriteOptions::default())
+            .unwrap();
+        let set_ready = |st: &mut Value| st["ready"] = json!(true);
+        let w = s.modify_status(vmk, Some("a"), "v1", set_ready).unwrap();
+        assert!(w.changed);
+        let m = s.modify(vmk, Some("a"), "v2", true, |o| {
+            let mut st = o.get("status").cloned().unwrap_or_else(|| json!({}));
+            set_ready(&mut st);
+            o["status"] = st;
+        });
+        let (v1, v2) = (s.get(vmk, Some("a"), "v1").unwrap(), m.unwrap().object);
+        assert_eq!(v1["status"], v2["status"]);
+        assert_eq!(v1["metadata"]["generation"], v2["metadata"]["generation"]);
+        let (_, view) = s.view::<Option<bool>>(vmk, Some("a"), "v1").unwrap();
+        assert_eq!(*view, Some(true));
+        let rv = s.resource_version();
+        let mut rx = s.subscribe(vmk);
+        let again = s.modify_status(vmk, Some("a"), "v1", set_ready).unwrap();
+        assert!(!again.changed);
+        assert_eq!(again.status["ready"], true);
+        assert_eq!(s.resource_version(), rv);
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

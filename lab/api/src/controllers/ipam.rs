@@ -11,12 +11,10 @@ use ipnet::IpNet;
 use serde_json::{Value, json};
 use tokio_util::task::TaskTracker;
 
-use super::{
-    Ctx, WorkQueue, bare_ip, is_deleting, ns_name, owned_by, owner_ref, set_condition, str_at,
-    watch_kind,
-};
+use super::views::{ClaimView, CudnView, NadView, VmView, VmiView};
+use super::{Ctx, WorkQueue, bare_ip, meta_key, owner_ref_meta, set_condition, str_at, watch_kind};
 use crate::ground_truth::{GroundTruthKind, ObjectRef};
-use crate::store::{ListOptions, WriteOptions};
+use crate::store::{ObjMeta, WriteOptions};
 
 /// The finalizer kubevirt-ipam-controller puts on claims.
 pub const CLAIM_FINALIZER: &str = "kubevirt.io/persistent-ipam";
@@ -188,31 +186,19 @@ pub fn network_params(cudn: &Value) -> NetworkParams {
     }
 }
 
-/// The primary-UDN NAD of a namespace: `(NAD, OVN network name, allowPersistentIPs)`.
-pub fn primary_nad(ctx: &Ctx, namespace: &str) -> Option<(Arc<Value>, String, bool)> {
-    let nads = ctx
-        .store
-        .list(ctx.k.nad, Some(namespace), &ListOptions::default())
-        .ok()?
-        .items;
-    nads.into_iter().find_map(|nad| {
-        let cfg: Value = serde_json::from_str(str_at(&nad, "/spec/config")?).ok()?;
-        if cfg.get("role").and_then(Value::as_str) != Some("primary") {
-            return None;
-        }
-        let name = cfg.get("name").and_then(Value::as_str)?.to_string();
-        let persistent = cfg
-            .get("allowPersistentIPs")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        Some((nad, name, persistent))
-    })
+/// The primary-UDN NAD of a namespace: `(OVN network name, allowPersistentIPs)`.
+pub fn primary_nad(ctx: &Ctx, namespace: &str) -> Option<(String, bool)> {
+    ctx.store
+        .views::<NadView>(ctx.k.nad, Some(namespace))
+        .into_iter()
+        .find_map(|(_, nad)| nad.primary.clone())
 }
 
-/// The CUDN behind an OVN network name `cluster_udn_<name>`.
-pub fn cudn_for_network(ctx: &Ctx, network: &str) -> Option<Arc<Value>> {
+/// The address parameters of the CUDN behind an OVN network name `cluster_udn_<name>`.
+pub fn cudn_for_network(ctx: &Ctx, network: &str) -> Option<NetworkParams> {
     let name = network.strip_prefix("cluster_udn_")?;
-    ctx.store.get_opt(ctx.k.cudn, None, name)
+    let (_, cudn) = ctx.store.view::<CudnView>(ctx.k.cudn, None, name)?;
+    Some(cudn.params.clone())
 }
 
 fn launcher_pod_name(vm: &str, uid: &str) -> String {
@@ -229,47 +215,43 @@ fn launcher_pod_name(vm: &str, uid: &str) -> String {
 
 pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
     let queue: Arc<WorkQueue<(String, String)>> = WorkQueue::new();
-    let vm_key = |o: &Value, _: Option<&crate::store::WatchEvent>| vec![ns_name(o)];
+    let vm_key = |m: &ObjMeta, _: Option<&crate::store::WatchEvent>| vec![meta_key(m)];
     watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), vm_key);
     watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), vm_key);
     let c1 = ctx.clone();
-    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), move |o, ev| {
+    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), move |m, ev| {
         let mut keys = Vec::new();
         if let Some(e) = ev.filter(|e| e.event_type == crate::store::EventType::Deleted) {
-            release_claim(&c1, o, e.at);
+            release_claim(&c1, &m.namespace, &m.name, e.at);
             if let Ok(mut a) = c1.ipam.lock() {
                 keys.extend(std::mem::take(&mut a.waiting));
             }
         }
-        let (ns, name) = ns_name(o);
-        let vm = o
-            .pointer(&format!("/metadata/labels/{}", VM_LABEL.replace('/', "~1")))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        keys.push((
-            ns,
-            vm.unwrap_or_else(|| name.split('.').next().unwrap_or_default().to_string()),
-        ));
+        let vm = m
+            .labels
+            .get(VM_LABEL)
+            .unwrap_or_else(|| m.name.split('.').next().unwrap_or_default());
+        keys.push((m.namespace.clone(), vm.to_string()));
         keys
     });
     let c2 = ctx.clone();
-    watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), move |o, _| {
-        let (ns, _) = ns_name(o);
+    watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), move |m, _| {
         c2.store
-            .list(c2.k.vmi, Some(&ns), &ListOptions::default())
-            .map(|l| l.items.iter().map(|v| ns_name(v)).collect())
-            .unwrap_or_default()
+            .metas(c2.k.vmi, Some(&m.namespace))
+            .iter()
+            .map(|v| meta_key(v))
+            .collect()
     });
     let c3 = ctx.clone();
     watch_kind(&ctx, tasks, ctx.k.cudn, queue.clone(), move |_, _| {
         // A CUDN appearing can unblock claims waiting for their network.
         c3.store
-            .all(c3.k.claim)
+            .views::<ClaimView>(c3.k.claim, None)
             .iter()
-            .filter(|c| c.pointer("/status/ips").is_none())
-            .map(|c| {
-                let (ns, name) = ns_name(c);
-                (ns, name.split('.').next().unwrap_or_default().to_string())
+            .filter(|(_, c)| !c.ips_present)
+            .map(|(m, _)| {
+                let vm = m.name.split('.').next().unwrap_or_default();
+                (m.namespace.clone(), vm.to_string())
             })
             .collect()
     });
@@ -284,33 +266,25 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
 }
 
 fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
-    let vm = ctx.store.get_opt(ctx.k.vm, Some(ns), vm_name);
-    let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), vm_name);
-    let live_vmi = vmi.as_ref().filter(|v| !is_deleting(v));
+    let vm = ctx.store.view::<VmView>(ctx.k.vm, Some(ns), vm_name);
+    let vmi = ctx.store.view::<VmiView>(ctx.k.vmi, Some(ns), vm_name);
+    let live_vmi = vmi.as_ref().filter(|(m, _)| !m.deleting);
     if let Some(vmi) = live_vmi {
-        ensure_claims(ctx, ns, vm_name, vm.as_deref(), vmi);
+        ensure_claims(ctx, ns, vm_name, vm.as_ref().map(|(m, _)| &**m), vmi);
     }
     // Claims are named `<vm>.<network>`: a key-range scan finds this VM's claims.
     let claims: Vec<_> = ctx
         .store
-        .list_name_prefix(ctx.k.claim, Some(ns), &format!("{vm_name}."))
+        .views_name_prefix::<ClaimView>(ctx.k.claim, Some(ns), &format!("{vm_name}."))
         .into_iter()
-        .filter(|c| {
-            c.pointer(&format!("/metadata/labels/{}", VM_LABEL.replace('/', "~1")))
-                .and_then(Value::as_str)
-                == Some(vm_name)
-        })
+        .filter(|(m, _)| m.labels.get(VM_LABEL) == Some(vm_name))
         .collect();
-    let vm_gone = vm.as_ref().is_none_or(|v| is_deleting(v));
+    let vm_gone = vm.as_ref().is_none_or(|(m, _)| m.deleting);
     for claim in &claims {
-        let (_, cname) = ns_name(claim);
+        let cname = &claim.0.name;
         if vm_gone && vmi.is_none() {
-            let has_finalizer = claim
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| f.iter().any(|x| x == CLAIM_FINALIZER));
-            if has_finalizer {
-                let _ = ctx.store.modify(ctx.k.claim, Some(ns), &cname, false, |c| {
+            if claim.0.has_finalizer(CLAIM_FINALIZER) {
+                let _ = ctx.store.modify(ctx.k.claim, Some(ns), cname, false, |c| {
                     if let Some(f) = c
                         .pointer_mut("/metadata/finalizers")
                         .and_then(Value::as_array_mut)
@@ -322,7 +296,7 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
             continue;
         }
         if let Some(vmi) = live_vmi
-            && !is_deleting(claim)
+            && !claim.0.deleting
         {
             allocate(ctx, claim, vmi);
         }
@@ -330,8 +304,7 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
 }
 
 /// OVN-K frees a claim's addresses when the claim is deleted.
-fn release_claim(ctx: &Ctx, claim: &Value, at: std::time::Instant) {
-    let (ns, cname) = ns_name(claim);
+fn release_claim(ctx: &Ctx, ns: &str, cname: &str, at: std::time::Instant) {
     let freed = ctx
         .ipam
         .lock()
@@ -341,37 +314,35 @@ fn release_claim(ctx: &Ctx, claim: &Value, at: std::time::Instant) {
         ctx.gt.record_at(
             at,
             GroundTruthKind::IpReleased,
-            ObjectRef::new("IPAMClaim", &ns, &cname),
+            ObjectRef::new("IPAMClaim", ns, cname),
             json!({"ips": freed.iter().map(|(_, ip)| ip.to_string()).collect::<Vec<_>>()}),
         );
     }
 }
 
 /// kubevirt-ipam-controller: one claim per VMI pod network on a persistent-IP primary UDN.
-fn ensure_claims(ctx: &Ctx, ns: &str, vm_name: &str, vm: Option<&Value>, vmi: &Value) {
-    let Some((_, network, persistent)) = primary_nad(ctx, ns) else {
+fn ensure_claims(
+    ctx: &Ctx,
+    ns: &str,
+    vm_name: &str,
+    vm: Option<&ObjMeta>,
+    (vmi_meta, vmi): &(Arc<ObjMeta>, Arc<VmiView>),
+) {
+    let Some((network, persistent)) = primary_nad(ctx, ns) else {
         return;
     };
     if !persistent {
         return;
     }
     let owner = match vm {
-        Some(v) if !is_deleting(v) => v,
-        _ => vmi,
+        Some(v) if !v.deleting => owner_ref_meta(ctx, ctx.k.vm, v),
+        _ => owner_ref_meta(ctx, ctx.k.vmi, vmi_meta),
     };
-    let owner_uid = str_at(owner, "/metadata/uid").unwrap_or_default();
-    let nets = vmi
-        .pointer("/spec/networks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for net in nets.iter().filter(|n| n.get("pod").is_some()) {
-        let net_name = net.get("name").and_then(Value::as_str).unwrap_or("default");
+    let owner_uid = owner.get("uid").and_then(Value::as_str).unwrap_or_default();
+    for net_name in &vmi.pod_networks {
         let claim_name = format!("{vm_name}.{net_name}").to_lowercase();
-        if let Some(existing) = ctx.store.get_opt(ctx.k.claim, Some(ns), &claim_name) {
-            if !owned_by(&existing, owner_uid)
-                && !owned_by(&existing, str_at(vmi, "/metadata/uid").unwrap_or_default())
-            {
+        if let Some(existing) = ctx.store.meta(ctx.k.claim, Some(ns), &claim_name) {
+            if !existing.owned_by(owner_uid) && !existing.owned_by(&vmi_meta.uid) {
                 tracing::warn!(
                     namespace = ns,
                     claim = claim_name,
@@ -388,7 +359,7 @@ fn ensure_claims(ctx: &Ctx, ns: &str, vm_name: &str, vm: Option<&Value>, vmi: &V
                 "namespace": ns,
                 "labels": {VM_LABEL: vm_name},
                 "finalizers": [CLAIM_FINALIZER],
-                "ownerReferences": [owner_ref(owner)],
+                "ownerReferences": [owner],
             },
             "spec": {"network": network, "interface": ""},
         });
@@ -402,25 +373,16 @@ fn ensure_claims(ctx: &Ctx, ns: &str, vm_name: &str, vm: Option<&Value>, vmi: &V
 }
 
 /// OVN-K persistent IPs: allocate the claim's addresses once, then keep them.
-fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
-    let (ns, cname) = ns_name(claim);
+fn allocate(
+    ctx: &Ctx,
+    (claim_meta, claim): &(Arc<ObjMeta>, Arc<ClaimView>),
+    (vmi_meta, vmi): &(Arc<ObjMeta>, Arc<VmiView>),
+) {
+    let (ns, cname) = (claim_meta.namespace.clone(), claim_meta.name.clone());
     let owner = format!("claim:{ns}/{cname}");
-    let network = str_at(claim, "/spec/network")
-        .unwrap_or_default()
-        .to_string();
-    let pod = launcher_pod_name(
-        &ns_name(vmi).1,
-        str_at(vmi, "/metadata/uid").unwrap_or_default(),
-    );
-    let existing: Vec<String> = claim
-        .pointer("/status/ips")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let network = claim.network.clone();
+    let pod = launcher_pod_name(&vmi_meta.name, &vmi_meta.uid);
+    let existing: &[String] = claim.ips.as_deref().unwrap_or_default();
     if !existing.is_empty() {
         // Survives VM restart and migration: the claim is the record; re-mark it (e.g. after a lab restart).
         if let Ok(mut a) = ctx.ipam.lock() {
@@ -430,17 +392,13 @@ fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
         }
         return;
     }
-    let Some(cudn) = cudn_for_network(ctx, &network) else {
+    let Some(params) = cudn_for_network(ctx, &network) else {
         return;
     };
-    let params = network_params(&cudn);
     let net_name = cname.split_once('.').map(|(_, n)| n).unwrap_or("default");
     let requested: Vec<IpAddr> = vmi
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            ADDRESSES_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
+        .addresses_annotation
+        .as_deref()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .and_then(|m| m.get(net_name).cloned())
         .and_then(|v| v.as_array().cloned())
@@ -504,19 +462,19 @@ fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
     })();
     match result {
         Ok(ips) => {
-            let write = ctx.store.modify(ctx.k.claim, Some(&ns), &cname, true, |c| {
-                let mut status = c.get("status").cloned().unwrap_or_else(|| json!({}));
-                status["ips"] = json!(ips);
-                status["ownerPod"] = json!({"name": pod});
-                set_condition(
-                    &mut status,
-                    "IPsAllocated",
-                    "True",
-                    "SuccessfulAllocation",
-                    "IP addresses successfully allocated",
-                );
-                c["status"] = status;
-            });
+            let write = ctx
+                .store
+                .modify_status(ctx.k.claim, Some(&ns), &cname, |status| {
+                    status["ips"] = json!(ips);
+                    status["ownerPod"] = json!({"name": pod});
+                    set_condition(
+                        status,
+                        "IPsAllocated",
+                        "True",
+                        "SuccessfulAllocation",
+                        "IP addresses successfully allocated",
+                    );
+                });
             match write {
                 Ok(w) => ctx.gt.record_at(
                     w.at,
@@ -533,18 +491,10 @@ fn allocate(ctx: &Ctx, claim: &Value, vmi: &Value) {
         }
         Err((reason, message)) => {
             if let Ok(mut a) = ctx.ipam.lock() {
-                let vm = str_at(claim, "/metadata/labels/kubevirt.io~1vm")
-                    .unwrap_or_default()
-                    .to_string();
-                a.waiting.insert((ns.clone(), vm));
+                let vm = claim_meta.labels.get(VM_LABEL).unwrap_or_default();
+                a.waiting.insert((ns.clone(), vm.to_string()));
             }
-            let already = claim
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.get("reason").and_then(Value::as_str) == Some(reason))
-                });
+            let already = claim.condition_reasons.iter().any(|r| r == reason);
             if already {
                 return;
             }

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::task::TaskTracker;
 
-use super::ipam::{cudn_for_network, network_params, primary_nad};
+use super::ipam::{VM_LABEL, cudn_for_network, primary_nad};
+use super::views::{ClaimView, VmView, VmiView};
 use super::{
-    Ctx, WorkQueue, bare_ip, condition_status, is_deleting, now_rfc3339, ns_name, owner_ref,
-    set_condition, str_at, watch_kind,
+    Ctx, WorkQueue, bare_ip, is_deleting, meta_key, now_rfc3339, ns_name, owner_ref, set_condition,
+    str_at, watch_kind,
 };
 use crate::boot::BootDelaySampler;
 use crate::dataplane::VmAddress;
@@ -64,24 +65,24 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
         load: BTreeMap::new(),
         placed: HashMap::new(),
     }));
-    watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), |o, _| {
-        let (ns, n) = ns_name(o);
+    watch_kind(&ctx, tasks, ctx.k.vm, queue.clone(), |m, _| {
+        let (ns, n) = meta_key(m);
         vec![Key::Vm(ns, n)]
     });
-    watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), |o, _| {
-        let (ns, n) = ns_name(o);
+    watch_kind(&ctx, tasks, ctx.k.vmi, queue.clone(), |m, _| {
+        let (ns, n) = meta_key(m);
         vec![Key::Vmi(ns.clone(), n.clone()), Key::Vm(ns, n)]
     });
-    watch_kind(&ctx, tasks, ctx.k.vmim, queue.clone(), |o, _| {
-        let (ns, n) = ns_name(o);
+    watch_kind(&ctx, tasks, ctx.k.vmim, queue.clone(), |m, _| {
+        let (ns, n) = meta_key(m);
         vec![Key::Vmim(ns, n)]
     });
-    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), |o, _| {
-        let (ns, n) = ns_name(o);
-        let vm = str_at(o, "/metadata/labels/kubevirt.io~1vm")
-            .map(str::to_string)
-            .unwrap_or_else(|| n.split('.').next().unwrap_or_default().to_string());
-        vec![Key::Vmi(ns, vm)]
+    watch_kind(&ctx, tasks, ctx.k.claim, queue.clone(), |m, _| {
+        let vm = m
+            .labels
+            .get(VM_LABEL)
+            .unwrap_or_else(|| m.name.split('.').next().unwrap_or_default());
+        vec![Key::Vmi(m.namespace.clone(), vm.to_string())]
     });
     let kv = Kv {
         ctx: ctx.clone(),
@@ -101,16 +102,6 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
             }
         }
     });
-}
-
-fn run_strategy(vm: &Value) -> String {
-    if let Some(s) = str_at(vm, "/spec/runStrategy") {
-        return s.to_string();
-    }
-    match vm.pointer("/spec/running").and_then(Value::as_bool) {
-        Some(true) => "Always".to_string(),
-        _ => "Halted".to_string(),
-    }
 }
 
 fn push_phase(status: &mut Value, phase: &str) {
@@ -156,16 +147,20 @@ impl Kv {
 
     fn reconcile_vm(&self, ns: &str, name: &str) {
         let ctx = &self.ctx;
-        let Some(vm) = ctx.store.get_opt(ctx.k.vm, Some(ns), name) else {
+        let Some((vm_meta, vm)) = ctx.store.view::<VmView>(ctx.k.vm, Some(ns), name) else {
             return;
         };
-        let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), name);
-        let strategy = run_strategy(&vm);
-        let want_running = matches!(strategy.as_str(), "Always" | "RerunOnFailure" | "Once");
-        if !is_deleting(&vm) {
+        let vmi = ctx.store.meta(ctx.k.vmi, Some(ns), name);
+        let strategy = vm.run_strategy.as_str();
+        let want_running = matches!(strategy, "Always" | "RerunOnFailure" | "Once");
+        if !vm_meta.deleting {
             match (&vmi, want_running) {
-                (None, true) => self.create_vmi(&vm),
-                (Some(v), false) if !is_deleting(v) && strategy != "Manual" => {
+                (None, true) => {
+                    if let Some(full) = ctx.store.get_opt(ctx.k.vm, Some(ns), name) {
+                        self.create_vmi(&full);
+                    }
+                }
+                (Some(v), false) if !v.deleting && strategy != "Manual" => {
                     let _ = ctx
                         .store
                         .delete(ctx.k.vmi, Some(ns), name, &DeleteOptions::default());
@@ -173,37 +168,21 @@ impl Kv {
                 _ => {}
             }
         }
-        let vmi = ctx.store.get_opt(ctx.k.vmi, Some(ns), name);
-        let phase = vmi
-            .as_ref()
-            .and_then(|v| str_at(v, "/status/phase"))
-            .unwrap_or_default()
-            .to_string();
-        let ready = vmi
-            .as_ref()
-            .is_some_and(|v| condition_status(v, "Ready") == Some("True"));
-        let migrating = vmi.as_ref().is_some_and(|v| {
-            v.pointer("/status/migrationState").is_some_and(|m| {
-                m.get("completed") != Some(&json!(true)) && m.get("startTimestamp").is_some()
-            })
-        });
-        let printable = if is_deleting(&vm) {
+        let vmi = ctx.store.view::<VmiView>(ctx.k.vmi, Some(ns), name);
+        let ready = vmi.as_ref().is_some_and(|(_, v)| v.ready);
+        let printable = if vm_meta.deleting {
             "Terminating"
         } else {
             match &vmi {
                 None => "Stopped",
-                Some(v) if is_deleting(v) => "Stopping",
-                Some(_) if migrating => "Migrating",
-                Some(_) if phase == "Running" => "Running",
+                Some((m, _)) if m.deleting => "Stopping",
+                Some((_, v)) if v.migrating => "Migrating",
+                Some((_, v)) if v.phase == "Running" => "Running",
                 Some(_) => "Starting",
             }
         };
-        let generation = vm
-            .pointer("/metadata/generation")
-            .cloned()
-            .unwrap_or(json!(1));
-        let _ = ctx.store.modify(ctx.k.vm, Some(ns), name, true, |o| {
-            let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
+        let generation = &vm.generation;
+        let _ = ctx.store.modify_status(ctx.k.vm, Some(ns), name, |status| {
             status["printableStatus"] = json!(printable);
             status["created"] = json!(vmi.is_some());
             status["ready"] = json!(ready);
@@ -222,8 +201,7 @@ impl Kv {
                     },
                 )
             };
-            set_condition(&mut status, "Ready", st, reason, "");
-            o["status"] = status;
+            set_condition(status, "Ready", st, reason, "");
         });
     }
 
@@ -279,11 +257,9 @@ impl Kv {
         let ctx = &self.ctx;
         let w = ctx
             .store
-            .modify(ctx.k.vmi, Some(ns), name, true, |o| {
-                let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
-                push_phase(&mut status, phase);
-                extra(&mut status);
-                o["status"] = status;
+            .modify_status(ctx.k.vmi, Some(ns), name, |status| {
+                push_phase(status, phase);
+                extra(status);
             })
             .map_err(|e| tracing::warn!(namespace = ns, vmi = name, phase, error = %e, "VMI phase write failed"))
             .ok()?;
@@ -291,7 +267,7 @@ impl Kv {
             w.at,
             GroundTruthKind::VmiPhase,
             ObjectRef::new("VirtualMachineInstance", ns, name),
-            json!({"phase": phase, "node": str_at(&w.object, "/status/nodeName")}),
+            json!({"phase": phase, "node": str_at(&w.status, "/nodeName")}),
         );
         Some(w.at)
     }
@@ -310,9 +286,9 @@ impl Kv {
         let ctx = &self.ctx;
         let nodes: Vec<String> = ctx
             .store
-            .all(ctx.k.node)
+            .metas(ctx.k.node, None)
             .iter()
-            .map(|n| ns_name(n).1)
+            .map(|n| n.name.clone())
             .filter(|n| Some(n.as_str()) != exclude)
             .collect();
         let st = self.lock();
@@ -324,20 +300,18 @@ impl Kv {
     fn reconcile_vmi(&self, ns: &str, name: &str) {
         let ctx = &self.ctx;
         let key = (ns.to_string(), name.to_string());
-        let Some(vmi) = ctx.store.get_opt(ctx.k.vmi, Some(ns), name) else {
+        let Some((meta, vmi)) = ctx.store.view::<VmiView>(ctx.k.vmi, Some(ns), name) else {
             self.forget(&key);
             return;
         };
-        if is_deleting(&vmi) {
+        if meta.deleting {
             if self.lock().finalizing.insert(key.clone()) {
                 let kv = self.clone();
                 self.tasks.spawn(async move { kv.finalize(key).await });
             }
             return;
         }
-        let phase = str_at(&vmi, "/status/phase")
-            .unwrap_or_default()
-            .to_string();
+        let phase = vmi.phase.clone();
         let due = self.lock().due.get(&key).copied();
         let k = Key::Vmi(ns.to_string(), name.to_string());
         match phase.as_str() {
@@ -382,18 +356,15 @@ impl Kv {
                 if !self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k) {
                     return;
                 }
-                let Some((net_name, ips, network)) = self.addresses(&vmi) else {
+                let Some((net_name, ips, network)) = self.addresses(ns, name, &vmi) else {
                     return;
                 };
-                let node = str_at(&vmi, "/status/nodeName")
-                    .unwrap_or_default()
-                    .to_string();
+                let node = vmi.node.clone().unwrap_or_default();
                 let udn = network.is_some();
                 let Some(w) = ctx
                     .store
-                    .modify(ctx.k.vmi, Some(ns), name, true, |o| {
-                        let mut status = o.get("status").cloned().unwrap_or_else(|| json!({}));
-                        push_phase(&mut status, "Running");
+                    .modify_status(ctx.k.vmi, Some(ns), name, |status| {
+                        push_phase(status, "Running");
                         let ip_strings: Vec<String> = ips.iter().map(ToString::to_string).collect();
                         status["interfaces"] = json!([{
                             "name": net_name,
@@ -405,10 +376,9 @@ impl Kv {
                             "podInterfaceName": if udn { "ovn-udn1" } else { "eth0" },
                             "queueCount": 1,
                         }]);
-                        set_condition(&mut status, "Ready", "True", "", "");
-                        set_condition(&mut status, "LiveMigratable", "True", "", "");
-                        set_condition(&mut status, "AgentConnected", "True", "", "");
-                        o["status"] = status;
+                        set_condition(status, "Ready", "True", "", "");
+                        set_condition(status, "LiveMigratable", "True", "", "");
+                        set_condition(status, "AgentConnected", "True", "", "");
                     })
                     .ok()
                 else {
@@ -441,38 +411,39 @@ impl Kv {
     }
 
     /// The VM's pod-network name, addresses and OVN network (None = default network), once known.
-    fn addresses(&self, vmi: &Value) -> Option<(String, Vec<IpAddr>, Option<String>)> {
+    fn addresses(
+        &self,
+        ns: &str,
+        name: &str,
+        vmi: &VmiView,
+    ) -> Option<(String, Vec<IpAddr>, Option<String>)> {
         let ctx = &self.ctx;
-        let (ns, name) = ns_name(vmi);
         let net_name = vmi
-            .pointer("/spec/networks")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().find(|n| n.get("pod").is_some()))
-            .and_then(|n| n.get("name").and_then(Value::as_str))
-            .unwrap_or("default")
-            .to_string();
+            .pod_networks
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "default".to_string());
         let owner = format!("pod:{ns}/{name}");
-        match primary_nad(ctx, &ns) {
-            Some((_, network, true)) => {
-                let claim = ctx.store.get_opt(
+        match primary_nad(ctx, ns) {
+            Some((network, true)) => {
+                let (_, claim) = ctx.store.view::<ClaimView>(
                     ctx.k.claim,
-                    Some(&ns),
+                    Some(ns),
                     &format!("{name}.{net_name}").to_lowercase(),
                 )?;
-                if condition_status(&claim, "IPsAllocated") != Some("True") {
+                if claim.ips_allocated.as_deref() != Some("True") {
                     return None;
                 }
                 let ips: Vec<IpAddr> = claim
-                    .pointer("/status/ips")?
-                    .as_array()?
+                    .ips
+                    .as_ref()?
                     .iter()
-                    .filter_map(|v| v.as_str().and_then(bare_ip))
+                    .filter_map(|v| bare_ip(v))
                     .collect();
                 Some((net_name, ips, Some(network)))
             }
-            Some((_, network, false)) => {
-                let cudn = cudn_for_network(ctx, &network)?;
-                let params = network_params(&cudn);
+            Some((network, false)) => {
+                let params = cudn_for_network(ctx, &network)?;
                 let mut a = ctx.ipam.lock().ok()?;
                 let mut ips = Vec::new();
                 for s in &params.subnets {

@@ -4,6 +4,7 @@
 pub mod ipam;
 pub mod kubevirt;
 pub mod ovnk;
+pub mod views;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -21,7 +22,7 @@ use crate::error::LabError;
 use crate::ground_truth::GroundTruth;
 use crate::lab::LabConfig;
 use crate::registry::KindId;
-use crate::store::{Store, WatchEvent};
+use crate::store::{ObjMeta, Store, WatchEvent};
 
 /// Kind ids the controllers use.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +90,7 @@ impl Ctx {
 
 /// Starts every controller on `tasks`.
 pub fn spawn_all(ctx: Ctx, tasks: &TaskTracker) {
+    views::register(&ctx.store, &ctx.k);
     kubevirt::spawn(ctx.clone(), tasks);
     ipam::spawn(ctx.clone(), tasks);
     ovnk::spawn(ctx, tasks);
@@ -149,7 +151,8 @@ impl<K: Ord + Clone> WorkQueue<K> {
     }
 }
 
-/// Lists `kind` and follows its events, mapping each object (or event) to queue keys; re-lists after lag.
+/// Lists `kind` and follows its events, mapping each object's metadata (and the event) to queue keys; re-lists
+/// after lag. Only metadata is mapped, so neither events nor a re-list of 10,000 objects parse any JSON.
 pub fn watch_kind<K, F>(
     ctx: &Ctx,
     tasks: &TaskTracker,
@@ -158,23 +161,24 @@ pub fn watch_kind<K, F>(
     map: F,
 ) where
     K: Ord + Clone + Send + 'static,
-    F: Fn(&Value, Option<&WatchEvent>) -> Vec<K> + Send + Sync + 'static,
+    F: Fn(&ObjMeta, Option<&WatchEvent>) -> Vec<K> + Send + Sync + 'static,
 {
     let store = ctx.store.clone();
     let stop = ctx.shutdown.clone();
     tasks.spawn(async move {
         loop {
-            let (objects, mut rx) = store.list_and_subscribe(kind);
-            for o in &objects {
-                for k in map(o, None) {
+            let (metas, mut rx) = store.metas_and_subscribe(kind);
+            for m in &metas {
+                for k in map(m, None) {
                     queue.push(k);
                 }
             }
+            drop(metas);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     r = rx.recv() => match r {
-                        Ok(ev) => for k in map(&ev.object, Some(&ev)) { queue.push(k) },
+                        Ok(ev) => for k in map(&ev.meta, Some(&ev)) { queue.push(k) },
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => return,
                     }
@@ -182,6 +186,11 @@ pub fn watch_kind<K, F>(
             }
         }
     });
+}
+
+/// `(namespace, name)` of an object's metadata.
+pub fn meta_key(m: &ObjMeta) -> (String, String) {
+    (m.namespace.clone(), m.name.clone())
 }
 
 /// `(namespace, name)` of an object.
@@ -217,6 +226,30 @@ pub fn owner_ref(owner: &Value) -> Value {
         "kind": owner.get("kind").cloned().unwrap_or(Value::Null),
         "name": owner.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
         "uid": owner.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// A controller ownerReference to the `kind` object with metadata `owner` (what [`owner_ref`] builds from the
+/// whole object: the store holds every object at its kind's apiVersion).
+pub fn owner_ref_meta(ctx: &Ctx, kind: KindId, owner: &ObjMeta) -> Value {
+    let (api_version, kind) = ctx
+        .store
+        .registry()
+        .get(kind)
+        .map(|k| {
+            (
+                Value::String(k.api_version()),
+                Value::String(k.kind.clone()),
+            )
+        })
+        .unwrap_or((Value::Null, Value::Null));
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": owner.name,
+        "uid": owner.uid,
         "controller": true,
         "blockOwnerDeletion": true,
     })

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::ground_truth::{GroundTruthKind, ObjectRef};
 use crate::selector::LabelSelector;
-use crate::store::{DeleteOptions, ListOptions, PRIMARY_UDN_LABEL, WriteOptions};
+use crate::store::{DeleteOptions, ListOptions, ObjMeta, PRIMARY_UDN_LABEL, WriteOptions};
 
 /// Finalizer OVN-K puts on CUDNs.
 pub const CUDN_FINALIZER: &str = "k8s.ovn.org/user-defined-network-protection";
@@ -31,8 +31,8 @@ enum Key {
 
 pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
     let queue: Arc<WorkQueue<Key>> = WorkQueue::new();
-    watch_kind(&ctx, tasks, ctx.k.cudn, queue.clone(), |o, _| {
-        vec![Key::Cudn(ns_name(o).1), Key::AllRas]
+    watch_kind(&ctx, tasks, ctx.k.cudn, queue.clone(), |m, _| {
+        vec![Key::Cudn(m.name.clone()), Key::AllRas]
     });
     watch_kind(&ctx, tasks, ctx.k.namespace, queue.clone(), |_, _| {
         vec![Key::AllCudns]
@@ -46,13 +46,10 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
     watch_kind(&ctx, tasks, ctx.k.node, queue.clone(), |_, _| {
         vec![Key::AllRas]
     });
-    watch_kind(&ctx, tasks, ctx.k.frr, queue.clone(), |o, _| {
+    watch_kind(&ctx, tasks, ctx.k.frr, queue.clone(), |m, _| {
         // Generated configurations are outputs; only templates (and deletions of outputs) matter.
-        let generated = o
-            .pointer("/metadata/labels")
-            .and_then(|l| l.get(RA_LABEL))
-            .is_some();
-        if generated && !is_deleting(o) {
+        let generated = m.labels.get(RA_LABEL).is_some();
+        if generated && !m.deleting {
             vec![]
         } else {
             vec![Key::AllRas]
@@ -66,16 +63,16 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
                 match key {
                     Key::Cudn(n) => reconcile_cudn(&ctx, &n),
                     Key::AllCudns => {
-                        for c in ctx.store.all(ctx.k.cudn) {
-                            reconcile_cudn(&ctx, &ns_name(&c).1);
+                        for c in ctx.store.metas(ctx.k.cudn, None) {
+                            reconcile_cudn(&ctx, &c.name);
                         }
                     }
                     Key::AllRas => ras = true,
                 }
             }
             if ras {
-                for ra in ctx.store.all(ctx.k.ra) {
-                    reconcile_ra(&ctx, &ns_name(&ra).1);
+                for ra in ctx.store.metas(ctx.k.ra, None) {
+                    reconcile_ra(&ctx, &ra.name);
                 }
             }
         }
@@ -142,18 +139,20 @@ fn reconcile_cudn(ctx: &Ctx, name: &str) {
     let uid = str_at(&cudn, "/metadata/uid")
         .unwrap_or_default()
         .to_string();
-    let owned_nads: Vec<Arc<Value>> = ctx
+    let owned_nads: Vec<Arc<ObjMeta>> = ctx
         .store
-        .all(ctx.k.nad)
+        .metas(ctx.k.nad, None)
         .into_iter()
-        .filter(|n| owned_by(n, &uid))
+        .filter(|n| n.owned_by(&uid))
         .collect();
     if is_deleting(&cudn) {
         for nad in &owned_nads {
-            let (ns, n) = ns_name(nad);
-            let _ = ctx
-                .store
-                .delete(ctx.k.nad, Some(&ns), &n, &DeleteOptions::default());
+            let _ = ctx.store.delete(
+                ctx.k.nad,
+                Some(&nad.namespace),
+                &nad.name,
+                &DeleteOptions::default(),
+            );
         }
         let _ = ctx.store.modify(ctx.k.cudn, None, name, false, |o| {
             if let Some(f) = o
@@ -201,15 +200,12 @@ fn reconcile_cudn(ctx: &Ctx, name: &str) {
         == Some("Primary");
     let mut good = BTreeSet::new();
     let mut errors = Vec::new();
-    for ns in ctx.store.all(ctx.k.namespace) {
-        let ns_label = ns
-            .pointer("/metadata/labels")
-            .and_then(|l| l.get(PRIMARY_UDN_LABEL))
-            .is_some();
-        if is_deleting(&ns) || !selector.matches(&ns) {
+    for ns in ctx.store.metas(ctx.k.namespace, None) {
+        let ns_label = ns.labels.get(PRIMARY_UDN_LABEL).is_some();
+        if ns.deleting || !selector.matches_meta(&ns) {
             continue;
         }
-        let ns_name = ns_name(&ns).1;
+        let ns_name = ns.name.clone();
         if primary && !ns_label {
             errors.push(format!(
                 "invalid primary network state for namespace {ns_name:?}: a valid primary user defined network or network attachment definition custom resource, and required namespace label {PRIMARY_UDN_LABEL:?} must both be present"
@@ -256,11 +252,13 @@ fn reconcile_cudn(ctx: &Ctx, name: &str) {
         }
     }
     for nad in &owned_nads {
-        let (ns, n) = ns_name(nad);
-        if !good.contains(&ns) {
-            let _ = ctx
-                .store
-                .delete(ctx.k.nad, Some(&ns), &n, &DeleteOptions::default());
+        if !good.contains(&nad.namespace) {
+            let _ = ctx.store.delete(
+                ctx.k.nad,
+                Some(&nad.namespace),
+                &nad.name,
+                &DeleteOptions::default(),
+            );
         }
     }
     let nss: Vec<String> = good.into_iter().collect();
