@@ -121,13 +121,17 @@ async fn dispatch(
     match segments.as_slice() {
         ["healthz"] | ["readyz"] | ["livez"] => return (StatusCode::OK, "ok").into_response(),
         ["version"] => return json_response(StatusCode::OK, &version_info()),
-        ["api"] => {
-            return json_response(
-                StatusCode::OK,
-                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
-            );
+        ["api"] | ["apis"] => {
+            let core = segments == ["api"];
+            return match aggregated_discovery(&headers) {
+                Some(version) => discovery_v2(&st.store, core, version),
+                None if core => json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+                ),
+                None => json_response(StatusCode::OK, &group_list(&st.store)),
+            };
         }
-        ["apis"] => return json_response(StatusCode::OK, &group_list(&st.store)),
         ["api", "v1"] => return resource_list_response(&st.store, "", "v1"),
         ["apis", group] => {
             return match group_object(&st.store, group) {
@@ -715,6 +719,126 @@ fn group_list(store: &Store) -> Value {
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
+/// The aggregated discovery versions served (`apidiscovery.k8s.io/<v>`); their documents are identical.
+const AGGREGATED_DISCOVERY: [&str; 2] = ["v2", "v2beta1"];
+
+/// The aggregated discovery version the `Accept` header prefers, if it prefers one over plain JSON (media ranges
+/// by descending `q`, then in the order given; ranges the server cannot produce, e.g. protobuf, are skipped).
+fn aggregated_discovery(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
+    let mut ranges: Vec<(f32, Option<&'static str>)> = Vec::new();
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+        if !matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        let (mut q, mut g, mut v, mut as_) = (1.0f32, None, None, None);
+        for p in parts {
+            match p.split_once('=') {
+                Some(("q", x)) => q = x.parse().unwrap_or(0.0),
+                Some(("g", x)) => g = Some(x),
+                Some(("v", x)) => v = Some(x),
+                Some(("as", x)) => as_ = Some(x),
+                _ => {}
+            }
+        }
+        let wanted = match (g, as_) {
+            (None, None) => None,
+            (Some("apidiscovery.k8s.io"), Some("APIGroupDiscoveryList")) => {
+                match AGGREGATED_DISCOVERY.iter().find(|a| Some(**a) == v) {
+                    Some(a) => Some(*a),
+                    None => continue,
+                }
+            }
+            _ => continue,
+        };
+        if q > 0.0 {
+            ranges.push((q, wanted));
+        }
+    }
+    // A stable sort keeps the client's order among equal q.
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranges.first().and_then(|(_, wanted)| *wanted)
+}
+
+/// `/api` (`core`) or `/apis` as an `APIGroupDiscoveryList`: every group, its versions (preferred first) and
+/// their resources with scope, verbs, short names and subresources, in one document.
+fn discovery_v2(store: &Store, core: bool, version: &str) -> Response {
+    let gvk = |k: &ResourceKind| json!({"group": k.group, "version": k.version, "kind": k.kind});
+    let items: Vec<Value> = store
+        .registry()
+        .groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = store
+                        .registry()
+                        .in_group_version(&group, v)
+                        .into_iter()
+                        .map(|k| {
+                            let mut r = json!({
+                                "resource": k.plural,
+                                "responseKind": gvk(k),
+                                "scope": if k.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": k.singular(),
+                                "verbs": RESOURCE_VERBS,
+                            });
+                            if !k.short_names.is_empty() {
+                                r["shortNames"] = json!(k.short_names);
+                            }
+                            if k.has_status_subresource {
+                                r["subresources"] = json!([{
+                                    "subresource": "status",
+                                    "responseKind": gvk(k),
+                                    "verbs": STATUS_VERBS,
+                                }]);
+                            }
+                            r
+                        })
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    let body = json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": format!("apidiscovery.k8s.io/{version}"),
+        "metadata": {},
+        "items": items,
+    });
+    let content_type =
+        format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    let mut resp = json_response(StatusCode::OK, &body);
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    resp
+}
+
+const RESOURCE_VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const STATUS_VERBS: [&str; 3] = ["get", "patch", "update"];
+
 fn resource_list_response(store: &Store, group: &str, version: &str) -> Response {
     let kinds = store.registry().in_group_version(group, version);
     if kinds.is_empty() {
@@ -724,13 +848,13 @@ fn resource_list_response(store: &Store, group: &str, version: &str) -> Response
     for k in kinds {
         resources.push(json!({
             "name": k.plural, "singularName": k.singular(), "namespaced": k.namespaced, "kind": k.kind,
-            "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            "verbs": RESOURCE_VERBS,
             "shortNames": k.short_names,
         }));
         if k.has_status_subresource {
             resources.push(json!({
                 "name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced, "kind": k.kind,
-                "verbs": ["get", "patch", "update"],
+                "verbs": STATUS_VERBS,
             }));
         }
     }
@@ -809,4 +933,47 @@ fn openapi_group_version(store: &Store, group: &str, version: &str) -> Response 
         StatusCode::OK,
         &json!({"openapi": "3.0.0", "info": {"title": "vmbgp lab", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> Option<&'static str> {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        aggregated_discovery(&h)
+    }
+
+    #[test]
+    fn accept_header_picks_aggregated_discovery_by_preference() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json;q=0.9";
+        assert_eq!(accept(kubectl), Some("v2"));
+        assert_eq!(
+            accept(
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+            ),
+            Some("v2beta1")
+        );
+        assert_eq!(
+            accept(
+                "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+            ),
+            None
+        );
+        assert_eq!(
+            accept(
+                "application/json;q=1,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList;q=0.5"
+            ),
+            None
+        );
+        assert_eq!(
+            accept(
+                "application/json;g=apidiscovery.k8s.io;v=v3;as=APIGroupDiscoveryList,application/json"
+            ),
+            None
+        );
+        assert_eq!(accept("application/json"), None);
+        assert_eq!(accept(""), None);
+    }
 }

@@ -287,6 +287,67 @@ async fn discovery_lists_the_served_groups() {
 }
 
 #[tokio::test]
+async fn aggregated_discovery_matches_per_group_discovery() {
+    let t = common::start(LabConfig {
+        controllers: false,
+        ..Default::default()
+    })
+    .await;
+    let client = common::client(&t).await;
+    let legacy = kube::Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let aggregated = kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let summary = |d: &kube::Discovery| -> BTreeSet<String> {
+        d.groups()
+            .flat_map(|g| {
+                g.recommended_resources()
+                    .into_iter()
+                    .map(|(ar, caps)| {
+                        format!(
+                            "{} {} {:?} {:?} {:?}",
+                            ar.api_version,
+                            ar.plural,
+                            caps.scope,
+                            caps.subresources
+                                .iter()
+                                .map(|(s, _)| &s.plural)
+                                .collect::<Vec<_>>(),
+                            caps.operations
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (l, a) = (summary(&legacy), summary(&aggregated));
+    assert!(
+        l.iter()
+            .any(|r| r.starts_with("kubevirt.io/v1 virtualmachines Namespaced"))
+    );
+    assert_eq!(l, a);
+    let core = client
+        .list_core_api_versions_aggregated()
+        .await
+        .expect("/api aggregated");
+    assert_eq!(core.items.len(), 1);
+    let nodes = core.items[0].versions[0]
+        .resources
+        .iter()
+        .find(|r| r.resource.as_deref() == Some("nodes"))
+        .expect("nodes");
+    assert_eq!(nodes.scope.as_deref(), Some("Cluster"));
+    // Plain JSON still gets the per-group documents.
+    let groups = client.list_api_groups().await.expect("/apis");
+    assert!(groups.groups.iter().any(|g| g.name == "kubevirt.io"));
+    t.lab.stop().await.expect("stop");
+}
+
+#[tokio::test]
 async fn raw_watch_gets_410_as_an_error_event_and_bookmarks_have_type_meta() {
     let t = common::start(LabConfig {
         controllers: false,
