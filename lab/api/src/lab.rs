@@ -147,6 +147,7 @@ impl Lab {
             faults: faults.clone(),
             shutdown: shutdown.clone(),
             bookmark_interval: Duration::from_millis(config.bookmark_interval_ms.max(10)),
+            openapi: std::sync::OnceLock::new(),
         });
         let app = router(state);
         let stop = shutdown.clone();

@@ -61,6 +61,7 @@ pub mod error;
 pub mod faults;
 pub mod ground_truth;
 pub mod lab;
+pub mod openapi;
 pub mod registry;
 pub mod selector;
 pub mod server;

@@ -2,7 +2,7 @@
 //! bookmarks and in-stream 410s, and the fault-injection layer in front of every resource request.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::faults::{Faults, InjectedError};
+use crate::openapi::OpenApi;
 use crate::registry::{KindId, ResourceKind};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{
@@ -33,6 +34,15 @@ pub struct ServerState {
     pub shutdown: CancellationToken,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The OpenAPI documents, built on first request.
+    pub openapi: OnceLock<OpenApi>,
+}
+
+impl ServerState {
+    fn openapi(&self) -> &OpenApi {
+        self.openapi
+            .get_or_init(|| OpenApi::build(self.store.registry()))
+    }
 }
 
 /// The router serving every path through one dispatcher (Kubernetes paths are not a fixed route table).
@@ -140,10 +150,12 @@ async fn dispatch(
             };
         }
         ["apis", group, version] => return resource_list_response(&st.store, group, version),
-        ["openapi", "v3"] => return json_response(StatusCode::OK, &openapi_index(&st.store)),
-        ["openapi", "v3", "api", "v1"] => return openapi_group_version(&st.store, "", "v1"),
-        ["openapi", "v3", "apis", group, version] => {
-            return openapi_group_version(&st.store, group, version);
+        ["openapi", "v3"] => return json_response(StatusCode::OK, &st.openapi().index()),
+        ["openapi", "v3", rest @ ..] => {
+            return match st.openapi().document(&rest.join("/")) {
+                Some(doc) => raw_json_response(StatusCode::OK, doc),
+                None => error_response(&ApiError::UnknownResource),
+            };
         }
         _ => {}
     }
@@ -866,72 +878,6 @@ fn resource_list_response(store: &Store, group: &str, version: &str) -> Response
     json_response(
         StatusCode::OK,
         &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
-    )
-}
-
-/// `/openapi/v3`: one entry per group/version (kubectl probes it for server-side field validation).
-fn openapi_index(store: &Store) -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in store.registry().groups() {
-        for v in versions {
-            let key = if group.is_empty() {
-                format!("api/{v}")
-            } else {
-                format!("apis/{group}/{v}")
-            };
-            paths.insert(
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash=vmbgp-lab")}),
-            );
-        }
-    }
-    json!({"paths": paths})
-}
-
-/// A minimal OpenAPI v3 document for one group/version: the resource paths with their verbs and the query
-/// parameters the server honours (`fieldValidation`, `dryRun`, `fieldManager`, `force`), tagged with
-/// `x-kubernetes-group-version-kind`. Schemas are not published (validation happens server-side).
-fn openapi_group_version(store: &Store, group: &str, version: &str) -> Response {
-    let kinds = store.registry().in_group_version(group, version);
-    if kinds.is_empty() {
-        return error_response(&ApiError::UnknownResource);
-    }
-    let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
-    let write_params = json!([
-        param("dryRun"),
-        param("fieldManager"),
-        param("fieldValidation"),
-        param("force")
-    ]);
-    let mut paths = serde_json::Map::new();
-    for k in kinds {
-        let gvk = json!({"group": k.group, "version": k.version, "kind": k.kind});
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let collection = if k.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}", k.plural)
-        } else {
-            format!("{prefix}/{}", k.plural)
-        };
-        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": write_params, "responses": {"200": {"description": "OK"}}});
-        paths.insert(
-            collection.clone(),
-            json!({"get": op("list"), "post": op("post"), "delete": op("deletecollection")}),
-        );
-        paths.insert(format!("{collection}/{{name}}"), json!({"get": op("get"), "put": op("put"), "patch": op("patch"), "delete": op("delete")}));
-        if k.has_status_subresource {
-            paths.insert(
-                format!("{collection}/{{name}}/status"),
-                json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
-            );
-        }
-    }
-    json_response(
-        StatusCode::OK,
-        &json!({"openapi": "3.0.0", "info": {"title": "vmbgp lab", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": {}}}),
     )
 }
 

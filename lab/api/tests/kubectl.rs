@@ -1,5 +1,5 @@
-//! Conformance with `kubectl` (when installed): get, apply (client-side, strict field validation), server-side
-//! apply of YAML, label selectors and delete against a lab.
+//! Conformance with `kubectl` (when installed): get, explain, apply (client-side, strict field validation),
+//! server-side apply of YAML, label selectors and delete against a lab.
 
 mod common;
 
@@ -122,6 +122,22 @@ async fn kubectl_get_apply_and_delete() {
         .expect("join");
     assert!(!ok, "strict field validation rejects unknown fields");
     assert!(err.contains("bogusField"), "{err}");
+    // explain reads the published OpenAPI v3 schemas (CRD and KubeVirt swagger).
+    let (ok, out, err) = run(vec!["explain", "ipamclaims.spec.network"], None)
+        .await
+        .expect("join");
+    assert!(ok, "explain ipamclaims: {err}");
+    assert!(out.contains("FIELD: network <string>"), "{out}");
+    let (ok, out, err) = run(vec!["explain", "vm.spec.runStrategy"], None)
+        .await
+        .expect("join");
+    assert!(ok, "explain vm: {err}");
+    assert!(out.contains("FIELD: runStrategy <string>"), "{out}");
+    let (ok, out, err) = run(vec!["explain", "vm.metadata.labels"], None)
+        .await
+        .expect("join");
+    assert!(ok, "explain vm.metadata: {err}");
+    assert!(out.contains("labels <map[string]string>"), "{out}");
     let (ok, _, err) = run(vec!["delete", "vm", "kc-vm"], None)
         .await
         .expect("join");
