@@ -357,11 +357,7 @@ pub async fn run_plan(
         kubevirt,
         nodes,
         flags,
-        enabled_measurements(
-            observers.bmp_listen.is_some() || observers.fib,
-            observers.probe_vms,
-            observers.egress.is_some(),
-        ),
+        enabled_measurements(plan, observers),
     );
     let recorder = RunRecorder::start(
         &plan.indexing.results_dir,

@@ -12,8 +12,8 @@ use vmbgp_reporters::run::RunRecorder;
 use vmbgp_reporters::thresholds::{Bound, Statistic, Threshold as ReportThreshold};
 
 use crate::clock::RunClock;
-use crate::config::{Plan, Stat, Threshold, ThresholdBound};
-use crate::run::Sink;
+use crate::config::{Plan, Shape, Stat, Threshold, ThresholdBound};
+use crate::run::{Observers, Sink};
 
 /// `<version>@<commit>`, as kube-burner writes it.
 pub fn version() -> String {
@@ -21,21 +21,25 @@ pub fn version() -> String {
 }
 
 /// The measurements a run takes: VM lifecycle always, route convergence when it observes BGP at
-/// the external router, reachability when it probes the VMs. Thresholds on other kinds are reported as skipped, not passed.
-pub fn enabled_measurements(
-    observes_bgp: bool,
-    probes_vms: bool,
-    egress: bool,
-) -> Vec<MeasurementKind> {
+/// the external router, reachability (and throughput on sampled VMs, migration loss in a migration
+/// run) when it probes the VMs, egress when it runs the echo endpoint. Thresholds on other kinds
+/// are reported as skipped, not passed.
+pub fn enabled_measurements(plan: &Plan, observers: &Observers) -> Vec<MeasurementKind> {
     let mut kinds = vec![MeasurementKind::VmLatency];
-    if observes_bgp {
+    if observers.bmp_listen.is_some() || observers.fib {
         kinds.push(MeasurementKind::RouteConvergence);
         kinds.push(MeasurementKind::BgpSession);
     }
-    if probes_vms {
+    if observers.probe_vms {
         kinds.push(MeasurementKind::VmReachability);
+        if plan.probes.throughput_vms > 0 && !plan.probes.throughput_iterations.is_empty() {
+            kinds.push(MeasurementKind::VmThroughput);
+        }
+        if plan.shape == Shape::Migration {
+            kinds.push(MeasurementKind::VmMigration);
+        }
     }
-    if egress {
+    if observers.egress.is_some() {
         kinds.push(MeasurementKind::VmEgress);
     }
     kinds

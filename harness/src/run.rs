@@ -24,10 +24,12 @@ use crate::kube::{
 };
 use crate::measure::bgp_sessions::BgpSessions;
 use crate::measure::egress::Egress;
+use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
+use crate::measure::throughput::{Candidate, Throughput};
 use crate::measure::vm_latency::VmLatency;
-use crate::measure::{Batch, Measurement, Observation};
+use crate::measure::{Batch, Measurement, ObjectKey, Observation};
 use crate::workload::{Manifest, labels};
 use vmbgp_bgp::bmp::{BmpStation, BmpStationConfig};
 use vmbgp_bgp::fib::{FibWatcher, FibWatcherConfig};
@@ -43,6 +45,11 @@ pub const NETWORK_READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const VM_READY_TIMEOUT: Duration = Duration::from_secs(600);
 /// A migration completes (OVN-K's e2e allows 20 min).
 pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(1200);
+/// After a migration completes, how long its VM keeps the migration probe rate beyond the reply
+/// timeout, so that loss right after the switch-over is inside the window.
+pub const MIGRATION_HOLD: Duration = Duration::from_millis(500);
+/// How long a migrated VM may take to answer probes again before its window is read anyway.
+pub const MIGRATION_RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deleted objects are gone (churn deletes and the final cleanup).
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -243,16 +250,20 @@ struct Measurements {
     reach: Reachability,
     sessions: BgpSessions,
     egress: Egress,
+    throughput: Throughput,
+    migrations: Migrations,
 }
 
 impl Measurements {
-    fn all(&mut self) -> [&mut dyn Measurement; 5] {
+    fn all(&mut self) -> [&mut dyn Measurement; 7] {
         [
             &mut self.vm_latency,
             &mut self.routes,
             &mut self.reach,
             &mut self.sessions,
             &mut self.egress,
+            &mut self.throughput,
+            &mut self.migrations,
         ]
     }
 
@@ -574,6 +585,12 @@ impl Runner<'_> {
                     return Ok(());
                 }
             }
+            if self.measurements.throughput.tests_iteration(iteration)
+                && let Err(stop) = self.measure_throughput(iteration).await
+            {
+                self.outcome.stopped = Some(stop);
+                return Ok(());
+            }
             if plan.shape == Shape::Churn {
                 // Their streams end before the VMs are deleted: deletion is not loss.
                 self.measurements.reach.finish_vms(&keys).await;
@@ -621,26 +638,34 @@ impl Runner<'_> {
                     return Ok(());
                 }
                 let migrations = of_kind(VMIM.kind, round);
+                let moving = self.measurements.migrations.of_round(round);
+                // The stream runs at the migration rate from before t0 until the VM answers again.
+                let window_start = self.clock.now();
+                let mut windows = Vec::new();
+                for (vmim, vm) in &moving {
+                    match self.measurements.reach.migration_rate(vm, true) {
+                        Ok(()) => windows.push((vmim.clone(), vm.clone())),
+                        Err(why) => self.measurements.migrations.record_window(vmim, Err(why)),
+                    }
+                }
                 self.create_all(&migrations).await?;
-                let keys: Vec<(String, String)> = migrations
-                    .iter()
-                    .map(|m| {
-                        (
-                            m.namespace().unwrap_or_default().to_string(),
-                            m.name().to_string(),
-                        )
-                    })
-                    .collect();
+                let keys: Vec<(String, String)> = moving.iter().map(|(k, _)| k.clone()).collect();
                 let what = format!("{} migrations of round {round} completed", keys.len());
                 if let Err(stop) = self
-                    .wait_for(&what, MIGRATION_TIMEOUT, |w, _| {
-                        keys.iter().all(|(ns, n)| migration_done(w, ns, n))
+                    .wait_for(&what, MIGRATION_TIMEOUT, |w, m| {
+                        keys.iter()
+                            .all(|k| migration_done(w, &k.0, &k.1) || m.migrations.finished(k))
                     })
                     .await
                 {
                     self.outcome.stopped = Some(stop);
                     return Ok(());
                 }
+                if let Err(stop) = self.close_loss_windows(window_start, &windows).await {
+                    self.outcome.stopped = Some(stop);
+                    return Ok(());
+                }
+                self.collect(Batch::MigrationRound(round));
                 self.progress(format!(
                     "migration round {}/{}: {} migrations done",
                     round + 1,
@@ -652,7 +677,81 @@ impl Runner<'_> {
         Ok(())
     }
 
-    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    /// After a round's migrations: waits until every moved VM answers again (loss is known only
+    /// a reply timeout after the probe), then hands each migration its stream's loss window and
+    /// returns the streams to the steady rate.
+    async fn close_loss_windows(
+        &mut self,
+        since: MonoStamp,
+        windows: &[(ObjectKey, ObjectKey)],
+    ) -> Result<(), Stop> {
+        let hold = self.measurements.reach.reply_timeout() + MIGRATION_HOLD;
+        if let Waited::Stopped(stop) = self.wait_until(hold, |_, _| false).await {
+            return Err(stop);
+        }
+        let after = self.clock.now();
+        let what = format!("{} migrated VMs answering probes again", windows.len());
+        self.wait_for(&what, MIGRATION_RECOVERY_TIMEOUT, |_, m| {
+            windows
+                .iter()
+                .all(|(_, vm)| m.reach.answering_after(vm, after))
+        })
+        .await?;
+        for (vmim, vm) in windows {
+            let window = self.measurements.reach.loss_since(vm, since);
+            self.measurements.migrations.record_window(vmim, window);
+            if let Err(why) = self.measurements.reach.migration_rate(vm, false) {
+                self.outcome
+                    .execution_errors
+                    .push(format!("{}/{}: {why}", vm.0, vm.1));
+            }
+        }
+        Ok(())
+    }
+
+    /// TCP throughput to the iteration's first reachable VMs, one at a time, while nothing else
+    /// is created (a saturating stream would distort the other measurements).
+    async fn measure_throughput(&mut self, iteration: u32) -> Result<(), Stop> {
+        let candidates: Vec<Candidate> = self
+            .plan
+            .vms
+            .iter()
+            .filter(|vm| vm.iteration == iteration)
+            .map(|vm| {
+                let key = (vm.namespace.clone(), vm.name.clone());
+                Candidate {
+                    vm: vm.clone(),
+                    unusable: self.measurements.reach.reachable(&key).err(),
+                }
+            })
+            .collect();
+        // Reachable VMs first; unreachable ones are tested (reported missing) only if too few answer.
+        let (mut picked, rest): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|c| c.unusable.is_none());
+        picked.extend(rest);
+        self.progress(format!(
+            "iteration {}: TCP throughput to {} VM(s), {} each",
+            iteration + 1,
+            self.plan.probes.throughput_vms,
+            humantime::format_duration(self.plan.probes.throughput_duration)
+        ));
+        let cancel = self.cancel.clone();
+        let until = (Instant::now() + self.measurements.throughput.budget()).min(self.deadline);
+        tokio::select! {
+            () = self.measurements.throughput.test(iteration, picked) => Ok(()),
+            () = cancel.cancelled() => Err(Stop::Interrupted),
+            () = tokio::time::sleep_until(until) => match self.stop_reason() {
+                Some(stop) => Err(stop),
+                None => {
+                    self.outcome.execution_errors.push(format!(
+                        "throughput tests of iteration {iteration} did not end within their budget"
+                    ));
+                    Ok(())
+                }
+            },
+        }
+    }
+
     /// Deletes the run's objects of one kind (selected by the run label); returns how many.
     async fn delete_kind(&mut self, resource: Resource) -> usize {
         let mut targets: Vec<(Option<String>, String)> = self
@@ -902,6 +1001,15 @@ pub async fn run(
             reach,
             sessions: BgpSessions::new(sources_bmp_off),
             egress,
+            migrations: Migrations::new(manifests, &plan.vms, plan.probes.migration_rate),
+            throughput: Throughput::new(
+                clock,
+                observers.netns.clone(),
+                &plan.probes,
+                plan.vm_template.sink_port,
+                (!observers.probe_vms)
+                    .then(|| "VMs were not probed in this run (--probe-vms false)".to_string()),
+            ),
         },
         expected_peers: observers.expected_next_hops as usize,
         cancel,

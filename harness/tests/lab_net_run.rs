@@ -135,6 +135,17 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
         assert_eq!(doc["unNATed"], Value::Bool(true), "{doc}");
         assert_eq!(doc["sourceAddressSeen"], doc["vmAddress"], "{doc}");
     }
+    // Throughput on the first VM of each of the 3 tested iterations (default: first, middle, last).
+    let throughput = documents(&results, "vmThroughputMeasurement-");
+    assert_eq!(throughput.len(), 3, "{throughput:?}");
+    for doc in &throughput {
+        let goodput = doc["goodputBitsPerSecond"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("goodput not observed: {doc}"));
+        assert!(goodput > 1e6, "{doc}");
+        assert!(doc["retransmits"].as_u64().is_some(), "{doc}");
+        assert_eq!(doc["replica"].as_u64(), Some(1), "{doc}");
+    }
     // One session sample per node, up for the whole window, no flaps.
     let sessions = documents(&results, "bgpSessionMeasurement-");
     assert_eq!(sessions.len(), 3, "{sessions:?}");
@@ -167,6 +178,20 @@ fn migration_run_on_the_lab_completes_every_migration() {
     let (dir, uuid) = run_lab("vm-bgp-migration", "2", "2", "migr");
     let results = dir.path().join(&uuid);
     assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 2);
+    // 2 VMs × 2 rounds, each measured under 1000/s probing: the lab's switch-over moves the
+    // address in one dataplane round, so any loss is short but it is a measured value.
+    let migrations = documents(&results, "vmMigrationMeasurement-");
+    assert_eq!(migrations.len(), 4, "{migrations:?}");
+    for doc in &migrations {
+        for field in ["lossPeriod", "longestGap", "reachableAfterSwitchoverLatency"] {
+            let value = doc[field]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{field} not observed: {doc}"));
+            assert!((0.0..2000.0).contains(&value), "{field} = {value}: {doc}");
+        }
+        assert_ne!(doc["sourceNode"], doc["targetNode"], "{doc}");
+        assert!(doc["notApplicable"]["nextHopFollowLatency"].is_string(), "{doc}");
+    }
 }
 
 #[test]

@@ -216,7 +216,10 @@ pub struct ProbePlan {
     pub converging_rate: u32,
     pub steady_rate: u32,
     pub migration_rate: u32,
+    /// VMs per tested iteration that get a TCP throughput test.
     pub throughput_vms: u32,
+    /// Iterations that run throughput tests (0-based, spread evenly from the first to the last).
+    pub throughput_iterations: Vec<u32>,
     #[serde(with = "humantime_serde_compat")]
     pub throughput_duration: Duration,
     pub egress_endpoint: SocketAddr,
@@ -353,6 +356,9 @@ mod defaults {
     pub const STEADY_RATE: u32 = 10;
     pub const MIGRATION_RATE: u32 = 1000;
     pub const THROUGHPUT_DURATION: &str = "5s";
+    pub const THROUGHPUT_VMS: u32 = 1;
+    /// Three tested iterations (first, middle, last) keep a 72-iteration run within its time budget.
+    pub const THROUGHPUT_ITERATIONS: u32 = 3;
     pub const EGRESS_PORT: u16 = 8090;
     pub const RESULTS_DIR: &str = "results";
 }
@@ -597,7 +603,15 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
     );
 
     let bgp = plan_bgp(&mut c, profile, cli);
-    let probes = plan_probes(&mut c, profile, cli);
+    // Iterations that create VMs (a migration run creates them once and migrates them each round).
+    let vm_iterations = iterations_v.map(|i| {
+        if shape == Some(Shape::Migration) {
+            1
+        } else {
+            i
+        }
+    });
+    let probes = plan_probes(&mut c, profile, cli, vm_iterations, vm_count_v);
     let vm_template = plan_vm_template(&mut c, profile, cli);
     let thresholds = plan_thresholds(&mut c, profile);
 
@@ -1418,7 +1432,13 @@ fn check_bgp_against_networks(
     }
 }
 
-fn plan_probes(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> Option<ProbePlan> {
+fn plan_probes(
+    c: &mut Checker<'_>,
+    profile: &Profile,
+    cli: &Overrides,
+    vm_iterations: Option<u32>,
+    vm_count: Option<u32>,
+) -> Option<ProbePlan> {
     let p = &profile.probes;
     let field = |key: &str| format!("profile {}: probes.{key}", profile.name);
     let rate = |c: &mut Checker<'_>, value: Option<u32>, key: &str, default: u32| {
@@ -1461,14 +1481,66 @@ fn plan_probes(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> Optio
         format!("{}:{}", defaults::PEER_IP, defaults::EGRESS_PORT),
     );
     let egress_endpoint = c.parse::<SocketAddr>(&egress_src, "HOST:PORT socket address");
+    let throughput_vms = p.throughput_vms.unwrap_or(defaults::THROUGHPUT_VMS);
+    if let Some(vm_count) = vm_count
+        && throughput_vms > vm_count
+    {
+        c.problem(
+            &field("throughputVms"),
+            throughput_vms,
+            format!("cannot test more VMs per iteration than vmCount ({vm_count})"),
+        );
+    }
+    let throughput_iterations = p
+        .throughput_iterations
+        .unwrap_or(defaults::THROUGHPUT_ITERATIONS);
+    if let Some(d) = throughput_duration
+        && !(MIN_THROUGHPUT_DURATION..=MAX_THROUGHPUT_DURATION).contains(&d)
+    {
+        c.problem(
+            &field("throughputDuration"),
+            humantime::format_duration(d),
+            "a throughput test lasts 100ms to 10m",
+        );
+    }
     Some(ProbePlan {
         converging_rate,
         steady_rate,
         migration_rate,
-        throughput_vms: p.throughput_vms.unwrap_or(1),
+        throughput_vms,
+        throughput_iterations: if throughput_vms == 0 {
+            Vec::new()
+        } else {
+            spread_iterations(throughput_iterations, vm_iterations.unwrap_or(0))
+        },
         throughput_duration: throughput_duration?,
         egress_endpoint: egress_endpoint?,
     })
+}
+
+/// Bounds of `probes.throughputDuration`.
+const MIN_THROUGHPUT_DURATION: Duration = Duration::from_millis(100);
+const MAX_THROUGHPUT_DURATION: Duration = Duration::from_secs(600);
+
+/// `count` iterations out of `iterations`, spread evenly and always ending with the last (the
+/// largest scale); all of them when `count >= iterations`.
+pub fn spread_iterations(count: u32, iterations: u32) -> Vec<u32> {
+    if count == 0 || iterations == 0 {
+        return Vec::new();
+    }
+    if count >= iterations {
+        return (0..iterations).collect();
+    }
+    if count == 1 {
+        return vec![iterations - 1];
+    }
+    let last = u64::from(iterations - 1);
+    let steps = u64::from(count - 1);
+    let mut picked: Vec<u32> = (0..u64::from(count))
+        .map(|j| u32::try_from((j * last + steps / 2) / steps).unwrap_or(iterations - 1))
+        .collect();
+    picked.dedup();
+    picked
 }
 
 fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> Option<VmTemplate> {
@@ -1656,6 +1728,59 @@ mod tests {
 
     fn plan_of(profile: &str, cli: Overrides) -> Result<Plan, ConfigError> {
         plan(&load_profile(profile).expect("profile"), &cli)
+    }
+
+    #[test]
+    fn throughput_iterations_spread_from_first_to_last() {
+        assert_eq!(spread_iterations(3, 72), vec![0, 36, 71]);
+        assert_eq!(spread_iterations(2, 72), vec![0, 71]);
+        assert_eq!(spread_iterations(1, 72), vec![71]);
+        assert_eq!(spread_iterations(5, 3), vec![0, 1, 2]);
+        assert_eq!(spread_iterations(0, 3), Vec::<u32>::new());
+        assert_eq!(spread_iterations(4, 5), vec![0, 1, 3, 4]);
+    }
+
+    #[test]
+    fn throughput_settings_are_checked_against_the_run() {
+        let p = plan_of(
+            "vm-bgp",
+            Overrides {
+                iterations: Some(72),
+                ..Default::default()
+            },
+        )
+        .expect("plan");
+        assert_eq!(p.probes.throughput_iterations, vec![0, 36, 71]);
+        let migration = plan_of("vm-bgp-migration", Overrides::default()).expect("plan");
+        assert!(migration.probes.throughput_iterations.is_empty());
+
+        let text = load_profile_text("vm-bgp")
+            .replace("throughputVms: 1", "throughputVms: 6")
+            .replace("throughputDuration: 5s", "throughputDuration: 20m");
+        let profile = crate::config::profile::parse_profile(&text, "test").expect("parse");
+        let Err(ConfigError::Invalid(problems)) = plan(&profile, &Overrides::default()) else {
+            panic!("an invalid throughput setting was accepted");
+        };
+        let fields: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.field.as_str(), p.value.as_str()))
+            .collect();
+        assert!(
+            fields.contains(&("profile vm-bgp: probes.throughputVms", "6")),
+            "{fields:?}"
+        );
+        assert!(
+            fields.contains(&("profile vm-bgp: probes.throughputDuration", "20m")),
+            "{fields:?}"
+        );
+    }
+
+    fn load_profile_text(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../profiles/{name}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("profile text")
     }
 
     #[test]

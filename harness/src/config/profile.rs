@@ -131,9 +131,12 @@ pub struct ProbeProfile {
     /// ICMP probes per second per migrating VM.
     #[serde(default)]
     pub migration_rate: Option<u32>,
-    /// How many VMs per iteration get a TCP throughput test.
+    /// How many VMs of a tested iteration get a TCP throughput test (one after another).
     #[serde(default)]
     pub throughput_vms: Option<u32>,
+    /// How many iterations run throughput tests, spread evenly from the first to the last.
+    #[serde(default)]
+    pub throughput_iterations: Option<u32>,
     #[serde(default)]
     pub throughput_duration: Option<String>,
     /// The harness's egress echo endpoint as the VMs call it (`HOST:PORT`).

@@ -5,14 +5,19 @@
 
 pub mod bgp_sessions;
 pub mod egress;
+pub mod migration;
 pub mod reachability;
 pub mod route_convergence;
+pub mod throughput;
 pub mod vm_latency;
 
 use vmbgp_reporters::input::{MeasurementKind, Samples};
 
 use crate::kube::apply::Request;
 use crate::kube::watch::WatchMessage;
+
+/// An object's (namespace, name).
+pub type ObjectKey = (String, String);
 
 /// Something the harness observed, already stamped with the run clock.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +37,8 @@ pub enum Observation<'a> {
 pub enum Batch {
     /// Everything about objects of this iteration is final.
     Iteration(u32),
+    /// This migration round is over (profile `vm-bgp-migration`).
+    MigrationRound(u32),
     /// The run is over: everything still pending is final.
     All,
 }

@@ -40,6 +40,7 @@ pub struct Reachability {
     interval: Duration,
     rate: ProbeRate,
     rate_after: ProbeRate,
+    migration_rate: ProbeRate,
 }
 
 impl std::fmt::Debug for Reachability {
@@ -91,6 +92,8 @@ impl Reachability {
     fn with_prober(prober: Result<IcmpProber, String>, probes: &ProbePlan, vms: &[VmSpec]) -> Self {
         let rate = ProbeRate::per_second(probes.converging_rate).unwrap_or(ProbeRate::CONVERGING);
         let rate_after = ProbeRate::per_second(probes.steady_rate).unwrap_or(ProbeRate::STEADY);
+        let migration_rate =
+            ProbeRate::per_second(probes.migration_rate).unwrap_or(ProbeRate::MIGRATION);
         let vms = vms
             .iter()
             .map(|vm| {
@@ -118,6 +121,7 @@ impl Reachability {
             interval: Duration::from_secs_f64(1.0 / f64::from(probes.converging_rate.max(1))),
             rate,
             rate_after,
+            migration_rate,
         }
     }
 
@@ -144,6 +148,89 @@ impl Reachability {
                 .is_ok_and(|report| report.sustained.is_observed()),
             _ => true,
         })
+    }
+
+    /// Whether a VM answers probes steadily now, or why not (for tests that need a reachable VM).
+    pub fn reachable(&self, key: &(String, String)) -> Result<(), String> {
+        let (prober, address) = self.stream(key)?;
+        let report = prober
+            .target_report(address)
+            .map_err(|e| format!("its probe stream cannot be read: {e}"))?;
+        if report.sustained.is_observed() {
+            Ok(())
+        } else {
+            Err("the VM never answered probes steadily".to_string())
+        }
+    }
+
+    /// The running stream of a VM, or why it has none.
+    fn stream(&self, key: &(String, String)) -> Result<(&IcmpProber, IpAddr), String> {
+        let prober = self.prober.as_ref().map_err(Clone::clone)?;
+        let vm = self
+            .vms
+            .get(key)
+            .ok_or_else(|| format!("{}/{} is not a VM of this run", key.0, key.1))?;
+        match (
+            vm.address,
+            vm.sent,
+            &vm.create_error,
+            &vm.problem,
+            &vm.report,
+        ) {
+            (_, _, Some(error), _, _) => Err(format!("the VM create request failed: {error}")),
+            (_, _, _, Some(problem), _) => Err(problem.clone()),
+            (None, _, _, _, _) => {
+                Err("the VM has no static address; dynamic addresses are not probed yet".into())
+            }
+            (_, None, _, _, _) | (_, _, _, _, Some(_)) => {
+                Err("the VM's probe stream is not running".into())
+            }
+            (Some(address), Some(_), None, None, None) => Ok((prober, IpAddr::V4(address))),
+        }
+    }
+
+    /// Probes a VM at the migration rate (`true`) or back at the steady rate.
+    pub fn migration_rate(&self, key: &(String, String), migrating: bool) -> Result<(), String> {
+        let (prober, address) = self.stream(key)?;
+        let rate = if migrating {
+            self.migration_rate
+        } else {
+            self.rate_after
+        };
+        prober
+            .set_rate(address, rate)
+            .map_err(|e| format!("the probe rate could not be changed: {e}"))
+    }
+
+    /// What a VM's stream saw since `since`: loss periods and the latest reply.
+    pub fn loss_since(
+        &self,
+        key: &(String, String),
+        since: MonoStamp,
+    ) -> Result<crate::measure::migration::LossWindow, String> {
+        let (prober, address) = self.stream(key)?;
+        let report = prober
+            .target_report(address)
+            .map_err(|e| format!("its probe stream cannot be read: {e}"))?;
+        Ok(crate::measure::migration::LossWindow {
+            loss: report.loss_since(since),
+            last_reply: report.last_reply.get().map(|r| r.received),
+        })
+    }
+
+    /// Whether a VM has answered after `at` with no loss period open (probes still within the
+    /// prober's timeout are not judged yet).
+    pub fn answering_after(&self, key: &(String, String), at: MonoStamp) -> bool {
+        self.loss_since(key, at).map_or(true, |w| {
+            !w.loss.still_losing && w.last_reply.is_some_and(|r| r > at)
+        })
+    }
+
+    /// The prober's reply timeout: a probe's loss is known only this long after it was sent.
+    pub fn reply_timeout(&self) -> Duration {
+        self.prober
+            .as_ref()
+            .map_or(Duration::ZERO, IcmpProber::timeout)
     }
 
     /// Stops the streams of these VMs and keeps their reports (before the VMs are deleted).
@@ -322,6 +409,7 @@ impl Measurement for Reachability {
                 Batch::Iteration(i) => {
                     vm.iteration == i && (vm.report.is_some() || vm.problem.is_some())
                 }
+                Batch::MigrationRound(_) => false,
                 Batch::All => true,
             })
             .map(|(k, _)| k.clone())

@@ -351,6 +351,7 @@ impl Measurement for VmLatency {
             .iter()
             .filter(|(_, t)| match batch {
                 Batch::Iteration(i) => t.iteration == i,
+                Batch::MigrationRound(_) => false,
                 Batch::All => true,
             })
             .map(|(k, _)| k.clone())

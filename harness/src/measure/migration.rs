@@ -1,0 +1,501 @@
+//! Live-migration loss (profile `vm-bgp-migration`): per VirtualMachineInstanceMigration, the run
+//! raises the VM's probe stream to `migrationRate` before the create request (t0) and hands this
+//! module the stream's loss window once the migration is done and the VM answers again. From the
+//! watches it takes the VMIM's uid and phase and the instant the VMI reports that migration
+//! completed (the switch-over the harness sees). Per migration: loss period (loss-derived, RFC
+//! 7747), longest reply-to-reply gap, and switch-over → reachable again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use vmbgp_probe::icmp::LossSince;
+use vmbgp_reporters::input::{MeasurementKind, MigrationSample, Samples, StartInstant, VmIdentity};
+use vmbgp_reporters::measured::{Measured, Timing};
+
+use super::{Batch, Measurement, ObjectKey, Observation};
+use crate::clock::MonoStamp;
+use crate::config::VmSpec;
+use crate::kube::watch::{Change, WatchMessage};
+use crate::kube::{VMI, VMIM};
+use crate::workload::Manifest;
+
+/// What the probe stream saw in one migration's window.
+#[derive(Debug, Clone, Copy)]
+pub struct LossWindow {
+    pub loss: LossSince,
+    /// Arrival of the latest reply when the window was read.
+    pub last_reply: Option<MonoStamp>,
+}
+
+#[derive(Debug)]
+struct Migration {
+    vm: VmIdentity,
+    vmi: String,
+    round: u32,
+    t0: Option<StartInstant>,
+    create_error: Option<String>,
+    uid: Option<String>,
+    phase: Option<String>,
+    source_node: Option<String>,
+    target_node: Option<String>,
+    switchover: Option<MonoStamp>,
+    window: Option<Result<LossWindow, String>>,
+}
+
+/// Every migration of the run, keyed by the VMIM's (namespace, name).
+#[derive(Debug)]
+pub struct Migrations {
+    interval: Duration,
+    migrations: BTreeMap<ObjectKey, Migration>,
+}
+
+impl Migrations {
+    /// The migrations among the rendered manifests (VMIMs name their VM in `spec.vmiName`).
+    pub fn new(manifests: &[Manifest], vms: &[VmSpec], migration_rate: u32) -> Self {
+        let migrations = manifests
+            .iter()
+            .filter(|m| m.kind() == VMIM.kind)
+            .filter_map(|m| {
+                let namespace = m.namespace().unwrap_or_default().to_string();
+                let vmi = m.object["spec"]["vmiName"].as_str()?.to_string();
+                let vm = vms
+                    .iter()
+                    .find(|v| v.namespace == namespace && v.name == vmi)?;
+                let migration = Migration {
+                    vm: VmIdentity {
+                        namespace: namespace.clone(),
+                        vm_name: vm.name.clone(),
+                        job_iteration: u64::from(m.iteration),
+                        replica: u64::from(vm.replica),
+                    },
+                    vmi,
+                    round: m.iteration,
+                    t0: None,
+                    create_error: None,
+                    uid: None,
+                    phase: None,
+                    source_node: None,
+                    target_node: None,
+                    switchover: None,
+                    window: None,
+                };
+                Some(((namespace, m.name().to_string()), migration))
+            })
+            .collect();
+        Migrations {
+            interval: Duration::from_secs_f64(1.0 / f64::from(migration_rate.max(1))),
+            migrations,
+        }
+    }
+
+    /// The VM (namespace, name) each migration of a round moves, keyed by the VMIM.
+    pub fn of_round(&self, round: u32) -> Vec<(ObjectKey, ObjectKey)> {
+        self.migrations
+            .iter()
+            .filter(|(_, m)| m.round == round)
+            .map(|(key, m)| (key.clone(), (m.vm.namespace.clone(), m.vmi.clone())))
+            .collect()
+    }
+
+    /// Whether the migration ended (Succeeded or Failed) as far as the watches saw.
+    pub fn finished(&self, key: &ObjectKey) -> bool {
+        self.migrations
+            .get(key)
+            .is_some_and(|m| m.create_error.is_some() || is_final(m.phase.as_deref()))
+    }
+
+    /// The probe stream's view of the migration's window, or why there is none.
+    pub fn record_window(&mut self, key: &ObjectKey, window: Result<LossWindow, String>) {
+        if let Some(m) = self.migrations.get_mut(key) {
+            m.window = Some(window);
+        }
+    }
+
+    fn sample(&self, m: &Migration) -> MigrationSample {
+        let why_missing = if let Some(error) = &m.create_error {
+            Some(format!("the migration create request failed: {error}"))
+        } else if m.t0.is_none() {
+            Some("the migration was never started (the run ended first)".to_string())
+        } else if m.phase.as_deref() == Some("Failed") {
+            Some("the migration failed".to_string())
+        } else if !is_final(m.phase.as_deref()) {
+            Some("the migration did not complete".to_string())
+        } else {
+            match &m.window {
+                Some(Ok(_)) => None,
+                Some(Err(why)) => Some(why.clone()),
+                None => Some("its probe stream was not read (the run ended first)".to_string()),
+            }
+        };
+        let (loss_period, longest_gap, reachable) = match (&why_missing, &m.window) {
+            (None, Some(Ok(window))) => self.loss_values(m, window),
+            (reason, _) => {
+                let reason = reason.clone().unwrap_or_default();
+                (
+                    Measured::missing(reason.clone()),
+                    Measured::missing(reason.clone()),
+                    Measured::missing(reason),
+                )
+            }
+        };
+        MigrationSample {
+            vm: m.vm.clone(),
+            migration_index: u64::from(m.round),
+            source_node: m.source_node.clone(),
+            target_node: m.target_node.clone(),
+            t0: m.t0.unwrap_or(StartInstant {
+                offset: Duration::ZERO,
+                uncertainty: Duration::ZERO,
+            }),
+            loss_period,
+            longest_gap,
+            reachable_after_switchover: reachable,
+            next_hop_follow: Measured::not_applicable(
+                "the network is advertised as a subnet; no per-VM /32 next hop to follow",
+            ),
+            tcp_survived: Measured::missing("no TCP stream runs across migrations in this run"),
+        }
+    }
+
+    fn loss_values(
+        &self,
+        m: &Migration,
+        window: &LossWindow,
+    ) -> (Measured<Timing>, Measured<Timing>, Measured<Timing>) {
+        let resolution = self.interval;
+        let loss = &window.loss;
+        let loss_period = Measured::Observed(Timing::new(loss.loss_derived, resolution));
+        // Without a loss period, consecutive replies were at most one probe interval apart.
+        let longest_gap = Measured::Observed(Timing::new(
+            loss.longest_reply_gap.unwrap_or(self.interval),
+            resolution,
+        ));
+        let reachable = match m.switchover {
+            None => Measured::missing(
+                "the switch-over was not seen (VMI migrationState never completed)",
+            ),
+            Some(switchover) => match loss.recovered_at.and_then(|r| r.since(switchover)) {
+                _ if loss.still_losing => {
+                    Measured::missing("the VM was not answering again when the window closed")
+                }
+                Some(after) => Measured::Observed(Timing::new(after, resolution)),
+                // The last outage ended before the switch-over was seen (or there was none):
+                // replies after the switch-over show the VM reachable at that instant.
+                None if window.last_reply.is_some_and(|r| r > switchover) => {
+                    Measured::Observed(Timing::new(Duration::ZERO, resolution))
+                }
+                None => Measured::missing("no reply arrived after the switch-over"),
+            },
+        };
+        (loss_period, longest_gap, reachable)
+    }
+
+    fn on_watch(&mut self, message: &WatchMessage) {
+        let WatchMessage::Object {
+            at,
+            resource,
+            change: Change::Applied,
+            object,
+        } = message
+        else {
+            return;
+        };
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        if *resource == VMIM {
+            let key = (namespace, object.metadata.name.clone().unwrap_or_default());
+            if let Some(m) = self.migrations.get_mut(&key) {
+                m.uid.clone_from(&object.metadata.uid);
+                m.phase = object.data["status"]["phase"].as_str().map(str::to_string);
+            }
+        } else if *resource == VMI {
+            let state = &object.data["status"]["migrationState"];
+            let (Some(uid), true) = (state["migrationUid"].as_str(), state["completed"] == true)
+            else {
+                return;
+            };
+            let name = object.metadata.name.as_deref().unwrap_or_default();
+            if let Some(m) = self.migrations.values_mut().find(|m| {
+                m.vm.namespace == namespace && m.vmi == name && m.uid.as_deref() == Some(uid)
+            }) && m.switchover.is_none()
+            {
+                m.switchover = Some(*at);
+                m.source_node = state["sourceNode"].as_str().map(str::to_string);
+                m.target_node = state["targetNode"].as_str().map(str::to_string);
+            }
+        }
+    }
+}
+
+fn is_final(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+impl Measurement for Migrations {
+    fn kind(&self) -> MeasurementKind {
+        MeasurementKind::VmMigration
+    }
+
+    fn observe(&mut self, observation: Observation<'_>) {
+        match observation {
+            Observation::Request(request) if request.resource == VMIM => {
+                let key = (
+                    request.namespace.clone().unwrap_or_default(),
+                    request.name.clone(),
+                );
+                if let Some(m) = self.migrations.get_mut(&key)
+                    && m.t0.is_none()
+                {
+                    m.t0 = Some(StartInstant {
+                        offset: request.sent.since_anchor(),
+                        uncertainty: request.uncertainty(),
+                    });
+                    m.create_error.clone_from(&request.error);
+                }
+            }
+            Observation::Watch(message) => self.on_watch(message),
+            _ => {}
+        }
+    }
+
+    fn collect(&mut self, batch: Batch, out: &mut Samples) {
+        let keys: Vec<ObjectKey> = self
+            .migrations
+            .iter()
+            .filter(|(_, m)| match batch {
+                Batch::MigrationRound(round) => m.round == round && m.window.is_some(),
+                Batch::Iteration(_) => false,
+                Batch::All => true,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(m) = self.migrations.remove(&key) {
+                out.migrations.push(self.sample(&m));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+    use vmbgp_probe::icmp::LossPeriod;
+
+    use super::*;
+    use crate::kube::apply::Request;
+
+    fn ms(n: u64) -> MonoStamp {
+        MonoStamp::from_offset(Duration::from_millis(n))
+    }
+
+    fn vm() -> VmSpec {
+        VmSpec {
+            name: "vm-0-1".into(),
+            namespace: "vmbgp-shared".into(),
+            network: "vmbgp-shared".into(),
+            iteration: 0,
+            replica: 1,
+            static_ip: Some([198, 19, 200, 10].into()),
+        }
+    }
+
+    fn vmim(round: u32) -> Manifest {
+        let object = json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": format!("vm-0-1-mig-{round}"), "namespace": "vmbgp-shared"},
+            "spec": {"vmiName": "vm-0-1"}
+        });
+        Manifest {
+            iteration: round,
+            text: String::new(),
+            object,
+        }
+    }
+
+    fn event(at: u64, resource: crate::kube::Resource, object: Value) -> WatchMessage {
+        WatchMessage::Object {
+            at: ms(at),
+            resource,
+            change: Change::Applied,
+            object: Arc::new(serde_json::from_value(object).expect("object")),
+        }
+    }
+
+    fn vmim_status(round: u32, uid: &str, phase: &str) -> Value {
+        json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": format!("vm-0-1-mig-{round}"), "namespace": "vmbgp-shared", "uid": uid},
+            "status": {"phase": phase}
+        })
+    }
+
+    fn vmi_migrated(uid: &str, completed: bool) -> Value {
+        json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": "vm-0-1", "namespace": "vmbgp-shared"},
+            "status": {"migrationState": {"migrationUid": uid, "completed": completed,
+                       "sourceNode": "node-1", "targetNode": "node-2"}}
+        })
+    }
+
+    fn started(m: &mut Migrations, round: u32, sent: u64) {
+        let request = Request {
+            resource: VMIM,
+            namespace: Some("vmbgp-shared".into()),
+            name: format!("vm-0-1-mig-{round}"),
+            sent: ms(sent),
+            answered: ms(sent + 2),
+            error: None,
+        };
+        m.observe(Observation::Request(&request));
+    }
+
+    fn window(loss_ms: u64, recovered: Option<u64>, last_reply: u64) -> LossWindow {
+        let period = LossPeriod {
+            first_lost_probe: 10,
+            lost: loss_ms,
+            start: ms(1000),
+            end: recovered.map(ms),
+            loss_derived: Duration::from_millis(loss_ms),
+            last_reply_before: Some(ms(999)),
+            first_reply_after: recovered.map(ms),
+            before_first_reply: false,
+        };
+        LossWindow {
+            loss: LossSince {
+                periods: 1,
+                lost: loss_ms,
+                loss_derived: Duration::from_millis(loss_ms),
+                longest: Some(period),
+                longest_reply_gap: recovered.map(|r| Duration::from_millis(r - 999)),
+                recovered_at: recovered.map(ms),
+                still_losing: recovered.is_none(),
+            },
+            last_reply: Some(ms(last_reply)),
+        }
+    }
+
+    #[test]
+    fn switch_over_is_the_completion_of_this_round_not_the_previous_one() {
+        let mut m = Migrations::new(&[vmim(0), vmim(1)], &[vm()], 1000);
+        let round0 = ("vmbgp-shared".to_string(), "vm-0-1-mig-0".to_string());
+        let round1 = ("vmbgp-shared".to_string(), "vm-0-1-mig-1".to_string());
+        assert_eq!(m.of_round(1)[0].1, ("vmbgp-shared".into(), "vm-0-1".into()));
+        started(&mut m, 0, 500);
+        m.observe(Observation::Watch(&event(
+            505,
+            VMIM,
+            vmim_status(0, "u0", "Running"),
+        )));
+        m.observe(Observation::Watch(&event(
+            1010,
+            VMI,
+            vmi_migrated("u0", true),
+        )));
+        m.observe(Observation::Watch(&event(
+            1020,
+            VMIM,
+            vmim_status(0, "u0", "Succeeded"),
+        )));
+        assert!(m.finished(&round0) && !m.finished(&round1));
+        m.record_window(&round0, Ok(window(8, Some(1008), 2500)));
+        // Round 1 starts while the VMI still shows round 0's completed state: no switch-over yet.
+        started(&mut m, 1, 3000);
+        m.observe(Observation::Watch(&event(
+            3001,
+            VMI,
+            vmi_migrated("u0", true),
+        )));
+        m.observe(Observation::Watch(&event(
+            3005,
+            VMIM,
+            vmim_status(1, "u1", "Running"),
+        )));
+        m.observe(Observation::Watch(&event(
+            3006,
+            VMI,
+            vmi_migrated("u1", false),
+        )));
+
+        let mut out = Samples::default();
+        m.collect(Batch::MigrationRound(0), &mut out);
+        assert_eq!(out.migrations.len(), 1);
+        let s = &out.migrations[0];
+        assert_eq!(s.target_node.as_deref(), Some("node-2"));
+        assert_eq!(s.loss_period.observed().map(Timing::nanos), Some(8_000_000));
+        assert_eq!(s.longest_gap.observed().map(Timing::nanos), Some(9_000_000));
+        // The outage ended (1008) before the harness saw the switch-over (1010): reachable at once.
+        assert_eq!(
+            s.reachable_after_switchover.observed().map(Timing::nanos),
+            Some(0)
+        );
+        assert!(matches!(s.next_hop_follow, Measured::NotApplicable { .. }));
+
+        // Round 1 never completed: every value is missing with the reason, none is 0.
+        m.collect(Batch::All, &mut out);
+        let s = &out.migrations[1];
+        assert!(matches!(
+            &s.loss_period,
+            Measured::Missing { reason } if reason.contains("did not complete")
+        ));
+    }
+
+    #[test]
+    fn an_outage_after_the_switch_over_is_the_time_to_reachability() {
+        let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000);
+        let key = ("vmbgp-shared".to_string(), "vm-0-1-mig-0".to_string());
+        started(&mut m, 0, 500);
+        m.observe(Observation::Watch(&event(
+            505,
+            VMIM,
+            vmim_status(0, "u0", "Running"),
+        )));
+        m.observe(Observation::Watch(&event(
+            990,
+            VMI,
+            vmi_migrated("u0", true),
+        )));
+        m.observe(Observation::Watch(&event(
+            995,
+            VMIM,
+            vmim_status(0, "u0", "Succeeded"),
+        )));
+        m.record_window(&key, Ok(window(40, Some(1040), 2500)));
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        assert_eq!(
+            out.migrations[0]
+                .reachable_after_switchover
+                .observed()
+                .map(Timing::nanos),
+            Some(50_000_000)
+        );
+        // Still losing when the window closed: missing, not a number.
+        let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000);
+        started(&mut m, 0, 500);
+        m.observe(Observation::Watch(&event(
+            505,
+            VMIM,
+            vmim_status(0, "u0", "Running"),
+        )));
+        m.observe(Observation::Watch(&event(
+            990,
+            VMI,
+            vmi_migrated("u0", true),
+        )));
+        m.observe(Observation::Watch(&event(
+            995,
+            VMIM,
+            vmim_status(0, "u0", "Succeeded"),
+        )));
+        m.record_window(&key, Ok(window(40, None, 999)));
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        assert!(matches!(
+            out.migrations[0].reachable_after_switchover,
+            Measured::Missing { .. }
+        ));
+    }
+}
