@@ -17,7 +17,7 @@ use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
 use crate::cli::{
     CheckArgs, Cli, Command, CompareArgs, EsTlsArgs, IndexArgs, LabCommand, LabUpArgs, PlanArgs,
-    RenderArgs, RunArgs,
+    RenderArgs, RunArgs, SessionSourceArg,
 };
 use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
@@ -26,7 +26,7 @@ use crate::exit::ExitCode;
 use crate::kube::check::{Report, preflight};
 use crate::kube::{Cluster, KubeError, connect};
 use crate::results::{RecorderSink, describe_run, enabled_measurements, report_thresholds};
-use crate::run::{Observers, Outcome, Stop};
+use crate::run::{Observers, Outcome, SessionPoll, Stop};
 use crate::workload::{RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml};
 
 /// Why a command failed, with the exit code each cause maps to.
@@ -199,6 +199,7 @@ fn cancel_on_signals(cancel: CancellationToken) {
 
 async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
     let plan = plan_from_args(&args.plan)?;
+    check_session_source(&args)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
     // Built (not contacted) before anything is created, so a bad CA file is an input error.
     let es = match &plan.indexing.es {
@@ -213,6 +214,85 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
         return run_on_lab(&args, plan, &manifests, es, out).await;
     }
     run_connected(&args, &plan, &manifests, es, None, out).await
+}
+
+/// Bounds of `--session-poll-interval`.
+const SESSION_POLL_INTERVALS: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
+
+/// `--session-source poll` needs a way to reach the router's vty; checked before anything is contacted.
+fn check_session_source(args: &RunArgs) -> Result<(), ConfigError> {
+    let problem = |field: &str, value: String, message: &str| {
+        ConfigError::Invalid(vec![crate::config::Problem {
+            field: field.to_string(),
+            value,
+            message: message.to_string(),
+        }])
+    };
+    if args.session_source == SessionSourceArg::Poll
+        && args.frr_vty_dir.is_none()
+        && args.frr_exec.is_none()
+        && !args.lab
+    {
+        return Err(problem(
+            "--session-source",
+            "poll".into(),
+            "polling needs the router's vty: give --frr-vty-dir DIR or --frr-exec CMD",
+        ));
+    }
+    if !SESSION_POLL_INTERVALS.contains(&args.session_poll_interval) {
+        return Err(problem(
+            "--session-poll-interval",
+            humantime::format_duration(args.session_poll_interval).to_string(),
+            "must be 100ms to 1m",
+        ));
+    }
+    if let Some(prefix) = &args.frr_exec
+        && let Err(e) = vmbgp_bgp::vty::ExecCli::from_prefix_str(prefix, Duration::from_secs(5))
+    {
+        return Err(problem("--frr-exec", prefix.clone(), &e.to_string()));
+    }
+    if args
+        .frr_exec
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(problem(
+            "--frr-exec",
+            String::new(),
+            "an empty prefix; give the command that reaches vtysh, e.g. \"podman exec frr\"",
+        ));
+    }
+    Ok(())
+}
+
+/// How long one vty command may take before the poll counts as failed.
+const VTY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The session poller the arguments ask for (`lab_vty_dir`: the lab's external router, with --lab).
+fn session_poll(args: &RunArgs, lab_vty_dir: Option<&std::path::Path>) -> Option<SessionPoll> {
+    if args.session_source != SessionSourceArg::Poll {
+        return None;
+    }
+    let cli: std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli> = match (&args.frr_exec, &args.frr_vty_dir)
+    {
+        (Some(prefix), _) => {
+            std::sync::Arc::new(vmbgp_bgp::vty::ExecCli::from_prefix_str(prefix, VTY_TIMEOUT).ok()?)
+        }
+        (None, Some(dir)) => std::sync::Arc::new(vmbgp_bgp::vty::VtyCli::new(dir, VTY_TIMEOUT)),
+        (None, None) => std::sync::Arc::new(vmbgp_bgp::vty::VtyCli::new(lab_vty_dir?, VTY_TIMEOUT)),
+    };
+    Some(SessionPoll {
+        cli,
+        interval: args.session_poll_interval,
+    })
+}
+
+/// What `run --lab` tells the run about its lab.
+#[derive(Debug, Clone)]
+struct LabView {
+    ext_netns: String,
+    ext_vty_dir: Option<std::path::PathBuf>,
 }
 
 /// `run --lab`: up, run, down — the lab comes down whatever the run did.
@@ -238,8 +318,12 @@ async fn run_on_lab(
     let lab = crate::lab::up_in_process(config).await?;
     plan.kubeconfig = Some(lab.kubeconfig().to_path_buf());
     plan.context = None;
-    let ext_netns = lab.net.info().ext_netns;
-    let result = run_connected(args, &plan, manifests, es, Some(ext_netns), out).await;
+    let info = lab.net.info();
+    let view = LabView {
+        ext_netns: info.ext_netns,
+        ext_vty_dir: info.ext_bgpd_vty.parent().map(std::path::Path::to_path_buf),
+    };
+    let result = run_connected(args, &plan, manifests, es, Some(&view), out).await;
     let down = crate::lab::down_in_process(lab).await;
     crate::lab::remove_empty_state_dir(&state_dir);
     match (result, down) {
@@ -254,7 +338,7 @@ async fn run_connected(
     plan: &Plan,
     manifests: &[crate::workload::Manifest],
     es: Option<EsClient>,
-    lab_netns: Option<String>,
+    lab: Option<&LabView>,
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
     let timeout = Duration::from_secs(10);
@@ -272,7 +356,9 @@ async fn run_connected(
     let redactor = es.as_ref().map(|c| c.redactor().clone());
     let flags = workload_flags(&args.plan);
     let observers = Observers {
-        netns: lab_netns.or_else(|| args.netns.clone()),
+        netns: lab
+            .map(|l| l.ext_netns.clone())
+            .or_else(|| args.netns.clone()),
         bmp_listen: args.observe_bgp.then(|| {
             args.bmp_listen.unwrap_or_else(|| {
                 std::net::SocketAddr::from((plan.bgp.bmp.address, plan.bgp.bmp.port))
@@ -283,6 +369,7 @@ async fn run_connected(
         probe_vms: args.probe_vms,
         // The endpoint stands where the VMs call it: the router's side, like the probes.
         egress: args.probe_vms.then_some(plan.probes.egress_endpoint),
+        session_poll: session_poll(args, lab.and_then(|l| l.ext_vty_dir.as_deref())),
     };
     let (code, dir) = run_plan(
         plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,

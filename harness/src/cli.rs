@@ -339,11 +339,32 @@ pub struct RunArgs {
     /// the VM addresses are routed to this host: the traffic goes to the VMs' addresses.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub probe_vms: bool,
+    /// Where BGP session stability comes from: BMP Peer Up/Down (stamped on arrival), or polling
+    /// the external router's `show bgp summary json` (routers without BMP; needs --frr-vty-dir or
+    /// --frr-exec, or --lab).
+    #[arg(long, value_enum, default_value_t = SessionSourceArg::Bmp)]
+    pub session_source: SessionSourceArg,
+    /// The external router's FRR vty socket directory (holding bgpd.vty), read by the session poller.
+    #[arg(long, value_name = "DIR", conflicts_with = "frr_exec")]
+    pub frr_vty_dir: Option<PathBuf>,
+    /// Run `vtysh` through this command prefix instead, e.g. "podman exec frr" (a process per poll).
+    #[arg(long, value_name = "CMD")]
+    pub frr_exec: Option<String>,
+    /// How often the session poller asks (100ms to 1m).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub session_poll_interval: std::time::Duration,
     /// Bring up the embedded lab for this run and take it down afterwards (root; needs FRR).
     #[arg(long)]
     pub lab: bool,
     #[command(flatten)]
     pub lab_shape: LabArgs,
+}
+
+/// `--session-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionSourceArg {
+    Bmp,
+    Poll,
 }
 
 #[derive(Debug, Clone, Args)]

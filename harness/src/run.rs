@@ -22,7 +22,7 @@ use crate::kube::{
     CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
     VIRTUAL_MACHINE, VMI, VMIM,
 };
-use crate::measure::bgp_sessions::BgpSessions;
+use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
 use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
@@ -68,6 +68,22 @@ pub enum RunEvent {
     Watch(WatchMessage),
     Bmp(vmbgp_bgp::bmp::BmpEvent),
     Fib(vmbgp_bgp::fib::FibEvent),
+    Session(vmbgp_bgp::session::SessionEvent),
+}
+
+/// Polling the external router's BGP summary (`--session-source poll`).
+#[derive(Clone)]
+pub struct SessionPoll {
+    pub cli: Arc<dyn vmbgp_bgp::vty::FrrCli>,
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for SessionPoll {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionPoll")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the harness observes the external router (it runs on the router's host).
@@ -85,6 +101,8 @@ pub struct Observers {
     pub probe_vms: bool,
     /// Where the egress echo endpoint listens (in `netns`); `None`: egress is not measured.
     pub egress: Option<std::net::SocketAddr>,
+    /// BGP sessions from polls instead of BMP (`None`: from BMP).
+    pub session_poll: Option<SessionPoll>,
 }
 
 /// How long the run waits for an iteration's VMs to answer probes steadily.
@@ -276,6 +294,22 @@ impl Measurements {
     fn pending(&mut self) -> bool {
         self.all().iter().any(|m| m.pending())
     }
+
+    /// Whether the external router's sessions are visible (BMP Peer Up or polls).
+    fn sees_sessions(&self) -> bool {
+        match self.sessions.source() {
+            SessionSource::Bmp => self.routes.observes_bmp(),
+            SessionSource::Poll => self.sessions.observed(),
+        }
+    }
+
+    /// The external router's sessions that are up, as the session source shows them.
+    fn peers_up(&self) -> usize {
+        match self.sessions.source() {
+            SessionSource::Bmp => self.routes.peers_up(),
+            SessionSource::Poll => self.sessions.established(),
+        }
+    }
 }
 
 /// The run loop's state: the clock, the applier, the event stream and what it fed.
@@ -318,6 +352,10 @@ impl Runner<'_> {
             }
             RunEvent::Fib(fib) => {
                 self.measurements.observe(Observation::Fib(fib));
+                return;
+            }
+            RunEvent::Session(session) => {
+                self.measurements.observe(Observation::Session(session));
                 return;
             }
         };
@@ -498,19 +536,24 @@ impl Runner<'_> {
         // Run-wide: the peering template, then the sessions it brings up (so no network's
         // convergence includes session establishment).
         self.create_all(&of_kind(FRR_CONFIGURATION.kind, 0)).await?;
-        if self.measurements.routes.observes_bmp() && self.expected_peers > 0 {
+        if self.measurements.sees_sessions() && self.expected_peers > 0 {
             let peers = self.expected_peers;
-            let what = format!(
-                "the external router's BGP sessions with {peers} nodes established (BMP Peer Up)"
-            );
+            let what = match self.measurements.sessions.source() {
+                SessionSource::Bmp => format!(
+                    "the external router's BGP sessions with {peers} nodes established (BMP Peer Up)"
+                ),
+                SessionSource::Poll => format!(
+                    "the external router's BGP sessions with {peers} nodes established (polled)"
+                ),
+            };
             if let Err(stop) = self
-                .wait_for(&what, SESSIONS_TIMEOUT, |_, m| m.routes.peers_up() >= peers)
+                .wait_for(&what, SESSIONS_TIMEOUT, |_, m| m.peers_up() >= peers)
                 .await
             {
                 self.outcome.stopped = Some(stop);
                 return Ok(());
             }
-            let up = self.measurements.routes.peers_up();
+            let up = self.measurements.peers_up();
             self.progress(format!("BGP sessions up: {up} of {peers}"));
             // Session stability is observed from here until cleanup removes the peering.
             let now = self.clock.now();
@@ -965,6 +1008,18 @@ pub async fn run(
         }
     }
     let sources_bmp_off = sources.bmp_off.clone();
+    let poller = observers.session_poll.as_ref().map(|poll| {
+        let config = vmbgp_bgp::session::SessionPollerConfig::new(poll.interval);
+        let (poller, poll_rx) =
+            vmbgp_bgp::session::SessionPoller::spawn(Arc::clone(&poll.cli), clock, config);
+        tasks.push(forward(
+            poll_rx,
+            tx.clone(),
+            RunEvent::Session,
+            watch_cancel.clone(),
+        ));
+        poller
+    });
     let reach = if observers.probe_vms {
         Reachability::start(clock, observers.netns.clone(), &plan.probes, &plan.vms)
     } else {
@@ -999,7 +1054,10 @@ pub async fn run(
             vm_latency: VmLatency::new(&plan.vms),
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
             reach,
-            sessions: BgpSessions::new(sources_bmp_off),
+            sessions: match &observers.session_poll {
+                Some(_) => BgpSessions::new(SessionSource::Poll, None),
+                None => BgpSessions::new(SessionSource::Bmp, sources_bmp_off),
+            },
             egress,
             migrations: Migrations::new(manifests, &plan.vms, plan.probes.migration_rate),
             throughput: Throughput::new(
@@ -1065,6 +1123,9 @@ pub async fn run(
     }
     if let Some(watcher) = fib_watcher {
         watcher.stop().await;
+    }
+    if let Some(poller) = poller {
+        poller.stop().await;
     }
     result.map(|()| runner.outcome)
 }

@@ -166,6 +166,52 @@ const CASES: &[Case] = &[
         expect: &["cannot read profile file /nonexistent/profile.yaml"],
     },
     Case {
+        name: "session polling without a way to the router's vty",
+        args: &["--session-source", "poll"],
+        expect: &[
+            "--session-source",
+            "\"poll\"",
+            "--frr-vty-dir",
+            "--frr-exec",
+        ],
+    },
+    Case {
+        name: "session poll interval too short",
+        args: &[
+            "--session-source",
+            "poll",
+            "--frr-vty-dir",
+            "/run/frr",
+            "--session-poll-interval",
+            "10ms",
+        ],
+        expect: &["--session-poll-interval", "\"10ms\"", "100ms to 1m"],
+    },
+    Case {
+        name: "malformed session poll interval",
+        args: &["--session-poll-interval", "soon"],
+        expect: &["--session-poll-interval", "soon"],
+    },
+    Case {
+        name: "quoted vtysh prefix",
+        args: &[
+            "--session-source",
+            "poll",
+            "--frr-exec",
+            "podman exec 'frr'",
+        ],
+        expect: &[
+            "--frr-exec",
+            "podman exec 'frr'",
+            "quotes are not supported",
+        ],
+    },
+    Case {
+        name: "vty dir and vtysh prefix together",
+        args: &["--frr-vty-dir", "/run/frr", "--frr-exec", "podman exec frr"],
+        expect: &["--frr-vty-dir", "--frr-exec", "cannot be used with"],
+    },
+    Case {
         name: "malformed duration",
         args: &["--timeout", "4x"],
         expect: &["--timeout", "\"4x\"", "not a valid duration"],

@@ -60,11 +60,21 @@ fn require_lab_prerequisites() {
 }
 
 fn run_lab(profile: &str, iterations: &str, vms: &str, test: &str) -> (tempfile::TempDir, String) {
+    run_lab_with(profile, iterations, vms, test, &[])
+}
+
+fn run_lab_with(
+    profile: &str,
+    iterations: &str,
+    vms: &str,
+    test: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, String) {
     require_lab_prerequisites();
     let dir = tempfile::tempdir().expect("tempdir");
     let id = lab_id(test);
     let uuid = format!("lab-{id}");
-    let (code, stdout, stderr) = bench(&[
+    let mut args = vec![
         "run",
         "--lab",
         "--lab-id",
@@ -79,7 +89,9 @@ fn run_lab(profile: &str, iterations: &str, vms: &str, test: &str) -> (tempfile:
         &uuid,
         "--results-dir",
         dir.path().to_str().expect("utf8"),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, stderr) = bench(&args);
     assert_eq!(
         code,
         Some(0),
@@ -166,11 +178,31 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
 
 #[test]
 fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
-    let (dir, uuid) = run_lab("vm-bgp-churn", "2", "3", "churn");
+    // Sessions from polling the lab router's vty instead of BMP (routers without BMP).
+    let (dir, uuid) = run_lab_with(
+        "vm-bgp-churn",
+        "2",
+        "3",
+        "churn",
+        &[
+            "--session-source",
+            "poll",
+            "--session-poll-interval",
+            "200ms",
+        ],
+    );
     let results = dir.path().join(&uuid);
     let vms = documents(&results, "vmiLatencyMeasurement-");
     assert_eq!(vms.len(), 6);
     assert_routes_observed(&results, 1);
+    let sessions = documents(&results, "bgpSessionMeasurement-");
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    for doc in &sessions {
+        assert_eq!(doc["uptimePercent"].as_f64(), Some(100.0), "{doc}");
+        assert_eq!(doc["flaps"].as_u64(), Some(0), "{doc}");
+        // bgpd's pfxRcd: the shared network, from each node.
+        assert_eq!(doc["prefixesReceived"].as_u64(), Some(1), "{doc}");
+    }
 }
 
 #[test]
@@ -183,14 +215,21 @@ fn migration_run_on_the_lab_completes_every_migration() {
     let migrations = documents(&results, "vmMigrationMeasurement-");
     assert_eq!(migrations.len(), 4, "{migrations:?}");
     for doc in &migrations {
-        for field in ["lossPeriod", "longestGap", "reachableAfterSwitchoverLatency"] {
+        for field in [
+            "lossPeriod",
+            "longestGap",
+            "reachableAfterSwitchoverLatency",
+        ] {
             let value = doc[field]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{field} not observed: {doc}"));
             assert!((0.0..2000.0).contains(&value), "{field} = {value}: {doc}");
         }
         assert_ne!(doc["sourceNode"], doc["targetNode"], "{doc}");
-        assert!(doc["notApplicable"]["nextHopFollowLatency"].is_string(), "{doc}");
+        assert!(
+            doc["notApplicable"]["nextHopFollowLatency"].is_string(),
+            "{doc}"
+        );
     }
 }
 

@@ -3,6 +3,11 @@
 //! Established, plus the prefixes it had announced when the window closed. The window opens when
 //! the run has seen every expected session up and closes when cleanup starts — cleanup removes the
 //! peering on purpose, which is not instability.
+//!
+//! With `--session-source poll` the same figures come from polling `show bgp summary json` on the
+//! external router instead (routers without BMP): state changes are stamped when the poll that
+//! shows them answered (so their resolution is the poll interval), a reset between two polls counts
+//! as a flap, and prefixes received are bgpd's `pfxRcd`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -10,6 +15,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage};
+use vmbgp_bgp::session::{SessionChangeKind, SessionEvent};
 use vmbgp_reporters::input::{BgpSessionSample, MeasurementKind, Samples, SessionStateChange};
 use vmbgp_reporters::measured::Measured;
 
@@ -30,8 +36,20 @@ struct Peer {
     changes: Vec<(MonoStamp, bool)>,
     /// Prefixes currently announced (pre-policy Adj-RIB-In).
     prefixes: BTreeSet<IpNet>,
+    /// Prefixes accepted (`pfxRcd`) in the latest poll.
+    polled_prefixes: Option<u64>,
     /// When the window closed: prefixes then.
     prefixes_at_close: Option<u64>,
+}
+
+/// Where session states come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SessionSource {
+    /// BMP Peer Up / Peer Down, stamped on arrival.
+    #[default]
+    Bmp,
+    /// Periodic `show bgp summary json`.
+    Poll,
 }
 
 #[derive(Debug, Default)]
@@ -41,15 +59,32 @@ pub struct BgpSessions {
     closed: Option<MonoStamp>,
     /// Why sessions are not observed, if they are not.
     off: Option<String>,
+    source: SessionSource,
 }
 
 impl BgpSessions {
-    /// `off`: why BMP is not observed in this run (then no samples are produced).
-    pub fn new(off: Option<String>) -> Self {
+    /// `off`: why the source is not observed in this run (then no samples are produced).
+    pub fn new(source: SessionSource, off: Option<String>) -> Self {
         BgpSessions {
             off,
+            source,
             ..Default::default()
         }
+    }
+
+    /// Where session states come from.
+    pub fn source(&self) -> SessionSource {
+        self.source
+    }
+
+    /// Whether sessions are observed at all.
+    pub fn observed(&self) -> bool {
+        self.off.is_none()
+    }
+
+    /// Peers currently Established.
+    pub fn established(&self) -> usize {
+        self.peers.values().filter(|p| p.up).count()
     }
 
     /// Opens the observation window (every expected session is up).
@@ -65,7 +100,10 @@ impl BgpSessions {
         if self.opened.is_some() && self.closed.is_none() {
             self.closed = Some(at);
             for peer in self.peers.values_mut() {
-                peer.prefixes_at_close = Some(peer.prefixes.len() as u64);
+                peer.prefixes_at_close = match self.source {
+                    SessionSource::Bmp => Some(peer.prefixes.len() as u64),
+                    SessionSource::Poll => peer.polled_prefixes,
+                };
             }
         }
     }
@@ -114,6 +152,55 @@ impl BgpSessions {
                 }
             }
             _ => {}
+        }
+    }
+
+    fn observe_poll(&mut self, event: &SessionEvent) {
+        match event {
+            SessionEvent::Sample(sample) => {
+                for (name, polled) in &sample.peers {
+                    let Ok(address) = name.parse::<IpAddr>() else {
+                        continue; // an unnumbered (interface) peer: not one of the nodes
+                    };
+                    if !self.peers.contains_key(&address) {
+                        // First seen: its state now (changes are taken from the poller's diff).
+                        self.set_state(
+                            address,
+                            polled.remote_as,
+                            polled.is_established(),
+                            sample.answered_at,
+                        );
+                    }
+                    if let Some(peer) = self.peers.get_mut(&address) {
+                        peer.polled_prefixes = polled.prefixes_received;
+                    }
+                }
+            }
+            SessionEvent::Change(change) => {
+                let Ok(address) = change.peer.parse::<IpAddr>() else {
+                    return;
+                };
+                if !self.peers.contains_key(&address) {
+                    return; // its first sample sets the state
+                }
+                match &change.kind {
+                    SessionChangeKind::StateChanged { to, .. } => {
+                        self.set_state(address, None, to == ESTABLISHED, change.seen_at);
+                    }
+                    SessionChangeKind::Reset { .. } => {
+                        // Re-established between two polls: down and up again, both seen now.
+                        self.set_state(address, None, false, change.seen_at);
+                        self.set_state(address, None, true, change.seen_at);
+                    }
+                    SessionChangeKind::Appeared { state } => {
+                        self.set_state(address, None, state == ESTABLISHED, change.seen_at);
+                    }
+                    SessionChangeKind::Disappeared { .. } => {
+                        self.set_state(address, None, false, change.seen_at);
+                    }
+                }
+            }
+            SessionEvent::PollFailed { .. } => {}
         }
     }
 
@@ -175,8 +262,10 @@ impl Measurement for BgpSessions {
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
-        if let Observation::Bmp(event) = observation {
-            self.observe_bmp(event);
+        match (self.source, observation) {
+            (SessionSource::Bmp, Observation::Bmp(event)) => self.observe_bmp(event),
+            (SessionSource::Poll, Observation::Session(event)) => self.observe_poll(event),
+            _ => {}
         }
     }
 
@@ -254,7 +343,7 @@ mod tests {
 
     #[test]
     fn uptime_and_flaps_count_only_inside_the_window() {
-        let mut m = BgpSessions::new(None);
+        let mut m = BgpSessions::new(SessionSource::Bmp, None);
         m.observe(Observation::Bmp(&up(10, 1)));
         m.observe(Observation::Bmp(&up(20, 2)));
         m.open(ms(1000));
@@ -281,10 +370,92 @@ mod tests {
 
     #[test]
     fn without_a_window_there_is_no_sample() {
-        let mut m = BgpSessions::new(None);
+        let mut m = BgpSessions::new(SessionSource::Bmp, None);
         m.observe(Observation::Bmp(&up(10, 1)));
         let mut out = Samples::default();
         m.collect(Batch::All, &mut out);
         assert!(out.bgp_sessions.is_empty());
+    }
+
+    fn polled(at: u64, peers: serde_json::Value) -> SessionEvent {
+        SessionEvent::Sample(vmbgp_bgp::session::SessionSample {
+            requested_at: ms(at - 1),
+            answered_at: ms(at),
+            peers: vmbgp_bgp::session::parse_summary(
+                &serde_json::json!({"ipv4Unicast": {"peers": peers}}),
+            ),
+        })
+    }
+
+    fn change(at: u64, n: u8, kind: SessionChangeKind) -> SessionEvent {
+        SessionEvent::Change(vmbgp_bgp::session::SessionChange {
+            peer: format!("198.18.0.{n}"),
+            not_before: ms(at - 1000),
+            seen_at: ms(at),
+            kind,
+        })
+    }
+
+    #[test]
+    fn polled_summaries_give_uptime_flaps_and_accepted_prefixes() {
+        let mut m = BgpSessions::new(SessionSource::Poll, None);
+        // BMP is ignored when sessions come from polls.
+        m.observe(Observation::Bmp(&down(5, 1)));
+        let both_up = serde_json::json!({
+            "198.18.0.1": {"remoteAs": 64513, "state": "Established", "pfxRcd": 2},
+            "198.18.0.2": {"remoteAs": 64513, "state": "Established", "pfxRcd": 2},
+            "eth9": {"state": "Established"}
+        });
+        m.observe(Observation::Session(&polled(10, both_up)));
+        assert_eq!(m.established(), 2);
+        m.open(ms(1000));
+        m.observe(Observation::Session(&change(
+            1500,
+            2,
+            SessionChangeKind::StateChanged {
+                from: "Established".into(),
+                to: "Active".into(),
+            },
+        )));
+        m.observe(Observation::Session(&change(
+            1700,
+            2,
+            SessionChangeKind::StateChanged {
+                from: "Active".into(),
+                to: "Established".into(),
+            },
+        )));
+        // A reset between two polls: a flap of unknown (sub-interval) length.
+        m.observe(Observation::Session(&change(
+            2000,
+            1,
+            SessionChangeKind::Reset {
+                from_uptime: Some(Duration::from_secs(9)),
+                to_uptime: Some(Duration::from_millis(300)),
+            },
+        )));
+        m.observe(Observation::Session(&polled(
+            2500,
+            serde_json::json!({
+                "198.18.0.1": {"state": "Established", "pfxRcd": 3},
+                "198.18.0.2": {"state": "Established", "pfxRcd": 3}
+            }),
+        )));
+        m.close(ms(3000));
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        assert_eq!(
+            out.bgp_sessions.len(),
+            2,
+            "the unnumbered peer is not a node"
+        );
+        let p1 = &out.bgp_sessions[0];
+        let p2 = &out.bgp_sessions[1];
+        assert_eq!(p1.flaps(), 1);
+        assert_eq!(p1.uptime_percent, Measured::Observed(100.0));
+        assert_eq!(p1.prefixes_received, Measured::Observed(3));
+        assert_eq!(p1.peer_as, Some(64513));
+        assert_eq!(p2.flaps(), 1);
+        assert_eq!(p2.uptime_percent, Measured::Observed(90.0));
     }
 }

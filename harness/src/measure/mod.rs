@@ -30,6 +30,8 @@ pub enum Observation<'a> {
     Bmp(&'a vmbgp_bgp::bmp::BmpEvent),
     /// A change in the external router's kernel FIB.
     Fib(&'a vmbgp_bgp::fib::FibEvent),
+    /// A poll of the external router's BGP summary (`--session-source poll`).
+    Session(&'a vmbgp_bgp::session::SessionEvent),
 }
 
 /// Which samples a batch should contain.

@@ -341,7 +341,10 @@ impl Measurement for VmLatency {
                     self.observe_claim(*at, object);
                 }
             }
-            Observation::Watch(_) | Observation::Bmp(_) | Observation::Fib(_) => {}
+            Observation::Watch(_)
+            | Observation::Bmp(_)
+            | Observation::Fib(_)
+            | Observation::Session(_) => {}
         }
     }
 
