@@ -304,12 +304,9 @@ async fn run_on_lab(
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
     let state_dir = crate::lab::run_state_dir();
-    let config = crate::lab::lab_config(
-        &plan,
-        &args.lab_shape.lab_id,
-        &state_dir,
-        args.lab_shape.nodes,
-    )?;
+    let mut config = crate::lab::lab_config(&plan, &args.lab_shape, &state_dir)?;
+    let api_truth = state_dir.join(crate::lab::API_GROUND_TRUTH_FILE);
+    config.api.ground_truth_path = Some(api_truth.clone());
     tracing::info!(
         "bringing up the lab ({} nodes) in {}",
         args.lab_shape.nodes,
@@ -324,7 +321,17 @@ async fn run_on_lab(
         ext_vty_dir: info.ext_bgpd_vty.parent().map(std::path::Path::to_path_buf),
     };
     let result = run_connected(args, &plan, manifests, es, Some(&view), out).await;
+    // The lab's record of what it did, next to what the run measured (once the run has a results directory).
+    let results = plan.indexing.results_dir.join(&plan.uuid);
+    if results.is_dir() {
+        let dest = results.join(crate::lab::RESULTS_GROUND_TRUTH_DIR);
+        match crate::lab::save_ground_truth(&state_dir, &dest) {
+            Ok(_) => tracing::info!("lab ground truth in {}", dest.display()),
+            Err(e) => tracing::warn!("the lab's ground truth was not saved: {}", error_chain(&e)),
+        }
+    }
     let down = crate::lab::down_in_process(lab).await;
+    let _ = std::fs::remove_file(&api_truth);
     crate::lab::remove_empty_state_dir(&state_dir);
     match (result, down) {
         (Ok(code), Ok(())) => Ok(code),
@@ -625,19 +632,14 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
         LabCommand::Up(args) => {
             let plan = plan_from_args(&args.plan)?;
             // Validate the lab's shape here, before a process is started.
-            crate::lab::lab_config(&plan, &args.lab.lab_id, &args.dir.state_dir, args.lab.nodes)?;
+            crate::lab::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
             let serve_args = serve_args(&args);
             crate::lab::up_detached(&args.dir.state_dir, &serve_args, out).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Serve(args) => {
             let plan = plan_from_args(&args.plan)?;
-            let config = crate::lab::lab_config(
-                &plan,
-                &args.lab.lab_id,
-                &args.dir.state_dir,
-                args.lab.nodes,
-            )?;
+            let config = crate::lab::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
             crate::lab::serve(config, &plan).await?;
             Ok(ExitCode::Ok)
         }
@@ -667,6 +669,10 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         "--profile".to_string(),
         args.plan.profile.clone(),
     ];
+    for vm in &args.lab.silent_vms {
+        out.push("--lab-silent-vm".to_string());
+        out.push(vm.clone());
+    }
     let plan = &args.plan;
     let pairs: [(&str, Option<String>); 8] = [
         ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),

@@ -99,6 +99,10 @@ pub struct LabArgs {
     /// Lab name; every network namespace it creates carries it (a-z, 0-9, -; at most 32).
     #[arg(long, default_value = "vmbgp")]
     pub lab_id: String,
+    /// Fault: the lab withholds this VM's address (`name` or `namespace/name`), so it runs but never
+    /// answers — to check that the run reports it and fails its threshold. Repeatable.
+    #[arg(long = "lab-silent-vm", value_name = "VM")]
+    pub silent_vms: Vec<String>,
 }
 
 /// TLS and template options of the Elasticsearch/OpenSearch connection.

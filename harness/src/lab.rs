@@ -14,6 +14,7 @@ use vmbgp_lab_net::integrated::{IntegratedConfig, IntegratedLab};
 use vmbgp_lab_net::lab::LabNetConfig;
 use vmbgp_lab_net::vmhost::VmPorts;
 
+use crate::cli::LabArgs;
 use crate::config::Plan;
 use crate::error_chain;
 use crate::workload::{Templates, render_external_frr};
@@ -97,13 +98,13 @@ pub fn check_state_dir(state_dir: &Path) -> Result<(), LabError> {
 /// The lab configuration for a plan: the external router runs exactly what `frr-config` prints.
 pub fn lab_config(
     plan: &Plan,
-    lab_id: &str,
+    shape: &LabArgs,
     state_dir: &Path,
-    nodes: u16,
 ) -> Result<IntegratedConfig, LabError> {
     check_state_dir(state_dir)?;
     let ext_config = render_external_frr(plan, &Templates::builtin()?)?;
-    let mut net = LabNetConfig::new(lab_id, state_dir, nodes, ext_config);
+    let mut net = LabNetConfig::new(&shape.lab_id, state_dir, shape.nodes, ext_config);
+    net.silent_vms.clone_from(&shape.silent_vms);
     // VMs call the harness's egress endpoint from their own addresses, as the template's cloud-init does.
     net.egress_url = Some(format!("http://{}/egress", plan.probes.egress_endpoint));
     net.vm_ports = VmPorts {
@@ -337,6 +338,31 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
 /// the harness's, so concurrent labs never race over one.
 pub fn remove_empty_state_dir(state_dir: &Path) {
     let _ = std::fs::remove_dir(state_dir);
+}
+
+/// Where `run --lab` keeps the lab's ground truth, inside the run's results directory.
+pub const RESULTS_GROUND_TRUTH_DIR: &str = "lab";
+/// The lab API's ground-truth log (in the state directory while the lab runs).
+pub const API_GROUND_TRUTH_FILE: &str = "api-ground-truth.jsonl";
+
+/// Copies the lab's ground-truth logs (network and API) into `dest`, for checking the run's
+/// figures against what the lab really did. Returns the files written.
+pub fn save_ground_truth(state_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, LabError> {
+    std::fs::create_dir_all(dest).map_err(io("creating", dest))?;
+    let mut saved = Vec::new();
+    for name in [
+        vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE,
+        API_GROUND_TRUTH_FILE,
+    ] {
+        let from = state_dir.join(name);
+        if !from.exists() {
+            continue;
+        }
+        let to = dest.join(name);
+        std::fs::copy(&from, &to).map_err(io("copying", &from))?;
+        saved.push(to);
+    }
+    Ok(saved)
 }
 
 /// A state directory for `run --lab`, unique to this process.

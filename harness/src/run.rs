@@ -619,13 +619,29 @@ impl Runner<'_> {
                 .filter(|(ns, n)| vm_ready(&self.world, ns, n))
                 .count();
             if waited.is_ok() && self.measurements.reach.active() {
-                let what = format!("VMs of iteration {iteration} answering probes steadily");
-                if let Err(stop) = self
-                    .wait_for(&what, REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
+                // A VM that never answers is a finding of the run (its first reply is reported
+                // missing and fails the reachability threshold), not a harness failure.
+                match self
+                    .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
                     .await
                 {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
+                    Waited::Done => {}
+                    Waited::Expired => {
+                        let silent = keys
+                            .iter()
+                            .filter(|k| self.measurements.reach.reachable(k).is_err())
+                            .count();
+                        self.progress(format!(
+                            "iteration {}: {silent} VM(s) not answering probes steadily after {}; \
+                             reported as such",
+                            iteration + 1,
+                            humantime::format_duration(REACHABILITY_TIMEOUT)
+                        ));
+                    }
+                    Waited::Stopped(stop) => {
+                        self.outcome.stopped = Some(stop);
+                        return Ok(());
+                    }
                 }
             }
             if self.measurements.throughput.tests_iteration(iteration)

@@ -60,7 +60,7 @@ fn require_lab_prerequisites() {
 }
 
 fn run_lab(profile: &str, iterations: &str, vms: &str, test: &str) -> (tempfile::TempDir, String) {
-    run_lab_with(profile, iterations, vms, test, &[])
+    run_lab_with(profile, iterations, vms, test, &[], 0)
 }
 
 fn run_lab_with(
@@ -69,6 +69,7 @@ fn run_lab_with(
     vms: &str,
     test: &str,
     extra: &[&str],
+    expected_exit: i32,
 ) -> (tempfile::TempDir, String) {
     require_lab_prerequisites();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -94,7 +95,7 @@ fn run_lab_with(
     let (code, stdout, stderr) = bench(&args);
     assert_eq!(
         code,
-        Some(0),
+        Some(expected_exit),
         "{profile}: stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
@@ -177,6 +178,61 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
 }
 
 #[test]
+fn a_vm_that_never_answers_fails_the_threshold_not_the_harness() {
+    let (dir, uuid) = run_lab_with(
+        "vm-bgp",
+        "1",
+        "2",
+        "silent",
+        &["--lab-silent-vm", "vm-0-2"],
+        3,
+    );
+    let results = dir.path().join(&uuid);
+    let reach = documents(&results, "vmReachabilityMeasurement-");
+    let of = |vm: &str| {
+        reach
+            .iter()
+            .find(|d| d["vmName"] == vm)
+            .unwrap_or_else(|| panic!("no reachability document for {vm}: {reach:?}"))
+    };
+    assert!(of("vm-0-1")["firstReplyLatency"].as_f64().is_some());
+    let silent = of("vm-0-2");
+    assert!(silent["firstReplyLatency"].is_null(), "{silent}");
+    let reason = silent["missing"]["firstReplyLatency"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason: {silent}"));
+    assert!(reason.contains("no echo reply"), "{reason}");
+    // The harness itself did its job: no execution errors, the threshold is what failed.
+    let summary = &documents(&results, "jobSummary")[0];
+    assert_eq!(summary["passed"], Value::Bool(false), "{summary}");
+    let errors = summary["executionErrors"].as_str().unwrap_or_default();
+    assert!(
+        errors
+            .split("; ")
+            .all(|e| e.is_empty() || e.starts_with("threshold violated")),
+        "{summary}"
+    );
+    let text = std::fs::read_to_string(results.join("summary.txt")).expect("summary.txt");
+    assert!(
+        text.contains("FirstReply missingCount <= 0") && text.contains("VIOLATED"),
+        "{text}"
+    );
+    // Throughput went to the VM that answers, not to the silent one.
+    let throughput = documents(&results, "vmThroughputMeasurement-");
+    assert_eq!(throughput.len(), 1, "{throughput:?}");
+    assert_eq!(throughput[0]["vmName"], "vm-0-1");
+    // The lab's ground truth, saved with the results, shows why.
+    let truth = std::fs::read_to_string(results.join("lab/net-ground-truth.jsonl"))
+        .expect("net ground truth saved with the results");
+    assert!(
+        truth
+            .lines()
+            .any(|l| l.contains("addressWithheld") && l.contains("vm-0-2")),
+        "{truth}"
+    );
+}
+
+#[test]
 fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
     // Sessions from polling the lab router's vty instead of BMP (routers without BMP).
     let (dir, uuid) = run_lab_with(
@@ -190,6 +246,7 @@ fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
             "--session-poll-interval",
             "200ms",
         ],
+        0,
     );
     let results = dir.path().join(&uuid);
     let vms = documents(&results, "vmiLatencyMeasurement-");
