@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 use std::io::Write;
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
 
 /// Exit code, stdout and stderr of one run of the binary.
 pub type Outcome = (Option<i32>, String, String);
@@ -46,4 +49,50 @@ pub fn kubeconfig_for(port: u16) -> tempfile::NamedTempFile {
     )
     .expect("write kubeconfig");
     file
+}
+
+/// The network namespaces of one lab.
+pub fn netns_of(lab_id: &str) -> Vec<String> {
+    let output = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.contains(&format!("-{lab_id}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The documents of one kind in a results directory (`prefix`: the file name's start).
+pub fn documents(dir: &Path, prefix: &str) -> Vec<Value> {
+    let file = std::fs::read_dir(dir)
+        .expect("results")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix} file in {}", dir.display()));
+    let text = std::fs::read_to_string(file).expect("read");
+    serde_json::from_str::<Value>(&text)
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Fails with what is missing unless the full lab can run here (root, FRR).
+pub fn require_lab_prerequisites() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the lab tests need root (network namespaces, FRR); ci/test.sh runs as root"
+    );
+    assert!(
+        Path::new("/usr/lib/frr/bgpd").exists(),
+        "FRR is missing: apt-get install frr (ci/test.sh installs it)"
+    );
 }

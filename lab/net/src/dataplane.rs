@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -28,7 +28,7 @@ use crate::cmd::run_ip_batch;
 use crate::error::{Error, Result};
 use crate::names::{LabNames, node_address, node_name, vmhost_link_addresses};
 use crate::topology::{UPLINK, VMHOST_LINK};
-use crate::truth::{GroundTruthSink, NetEvent, record_now};
+use crate::truth::{GroundTruthSink, NetEvent, record_at, record_now};
 use crate::vmhost::egress_call;
 
 /// Most changes applied in one round.
@@ -181,6 +181,13 @@ impl Dataplane {
     }
 }
 
+/// When a dataplane round's add phase started and ended.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    started: Instant,
+    at: Instant,
+}
+
 struct Worker {
     names: LabNames,
     nodes: u16,
@@ -319,9 +326,14 @@ impl Worker {
         }
 
         let mut errors: BTreeMap<usize, String> = BTreeMap::new();
-        for phase in [add, del] {
-            run_phase(phase, &mut errors).await;
-        }
+        // Additions answer once the add phase is done (the del phase only removes old copies).
+        let started = Instant::now();
+        run_phase(add, &mut errors).await;
+        let added = Round {
+            at: Instant::now(),
+            started,
+        };
+        run_phase(del, &mut errors).await;
         if let Ok(mut p) = self.placements.lock() {
             *p = current;
         }
@@ -336,7 +348,7 @@ impl Worker {
                 None => Ok(change),
             };
             if result.is_ok() {
-                self.record(&op, change, before.as_ref(), withheld);
+                self.record(&op, change, before.as_ref(), withheld, added);
             }
             let _ = op.done.send(result);
         }
@@ -344,7 +356,17 @@ impl Worker {
 
     /// `withheld`: the address is (now) withheld, so an addition is recorded as withheld and the
     /// guest makes no egress call. A move keeps `AddressMoved` (the placement moved either way).
-    fn record(&self, op: &Op, change: Change, before: Option<&Placement>, withheld: bool) {
+    fn record(
+        &self,
+        op: &Op,
+        change: Change,
+        before: Option<&Placement>,
+        withheld: bool,
+        added: Round,
+    ) {
+        let applying_ns =
+            u64::try_from(added.at.saturating_duration_since(added.started).as_nanos())
+                .unwrap_or(u64::MAX);
         let vm = op.vm.clone().or_else(|| before.and_then(|p| p.vm.clone()));
         let event = match (change, &op.kind) {
             (Change::Added, OpKind::Place { node }) if withheld => NetEvent::AddressWithheld {
@@ -358,6 +380,7 @@ impl Worker {
                     address: op.address,
                     node: node_name(*node),
                     vm,
+                    applying_ns,
                 }
             }
             (Change::Moved { from }, OpKind::Place { node }) => NetEvent::AddressMoved {
@@ -365,6 +388,7 @@ impl Worker {
                 from: node_name(from),
                 to: node_name(*node),
                 vm,
+                applying_ns,
             },
             (Change::Removed { from }, _) => NetEvent::AddressRemoved {
                 address: op.address,
@@ -373,7 +397,12 @@ impl Worker {
             },
             _ => return,
         };
-        record_now(self.truth.as_ref(), event);
+        match event {
+            NetEvent::AddressAdded { .. } | NetEvent::AddressMoved { .. } => {
+                record_at(self.truth.as_ref(), added.at, event);
+            }
+            _ => record_now(self.truth.as_ref(), event),
+        }
     }
 
     /// The guest's egress call after boot: bounded retries until the return route exists.

@@ -1,11 +1,12 @@
 //! The lab's independent FIB observer on the external router: a dedicated std thread reading its own
 //! blocking netlink socket opened inside ext's netns, subscribed to IPv4 route changes, recording every
 //! route FRR installs in or removes from ext's main table as ground truth ([`NetEvent::FibRouteAdded`],
-//! [`NetEvent::FibRouteRemoved`]). It shares no code or runtime with the harness's tokio watcher
+//! [`NetEvent::FibRouteRemoved`]). It shares no code, socket or thread with the harness's watcher
 //! (`vmbgp_bgp::fib`), so comparing the two measures the harness's accuracy.
 //!
-//! Each event is stamped with `Instant::now()` read right after `recv` returns, before parsing;
-//! every message of one datagram carries that instant. Only routes with protocol `bgp` (186, what
+//! The thread runs with real-time FIFO priority where permitted (else it records
+//! [`NetEvent::FibObserverNormalPriority`]). Each event is stamped with `Instant::now()` read right
+//! after `recv` returns, before parsing; every message of one datagram carries that instant. Only routes with protocol `bgp` (186, what
 //! zebra installs for BGP) in the main table (254) are recorded: connected and kernel routes are
 //! noise here. A kernel buffer overrun (`ENOBUFS`: notifications were dropped) is recorded as
 //! [`NetEvent::FibObserverOverrun`], a socket failure as [`NetEvent::FibObserverFailed`] (the
@@ -76,7 +77,18 @@ impl FibObserver {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fib-observer-{netns}"))
-            .spawn(move || read_loop(&socket, &flag, truth.as_ref()))
+            .spawn(move || {
+                // Like the harness's watcher: a real-time thread is stamped on wake-up, not
+                // whenever a loaded machine gets to it.
+                if let Err(why) = vmbgp_host::priority::raise_current_thread() {
+                    truth.record(
+                        Instant::now(),
+                        Utc::now(),
+                        NetEvent::FibObserverNormalPriority { why },
+                    );
+                }
+                read_loop(&socket, &flag, truth.as_ref());
+            })
             .map_err(|source| Error::Netns {
                 netns: netns.to_string(),
                 source,

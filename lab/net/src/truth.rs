@@ -17,19 +17,24 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "camelCase")]
 pub enum NetEvent {
     /// A VM address now answers on `node` (its /32 is on the vmhost's `lo` and routed by every node).
+    /// Recorded when the dataplane round that added it ended; the round took `applying_ns`, so the
+    /// address began answering somewhere in that window before this instant.
     #[serde(rename_all = "camelCase")]
     AddressAdded {
         address: Ipv4Addr,
         node: String,
         vm: Option<String>,
+        applying_ns: u64,
     },
-    /// A VM address moved (migration switch-over) from one node to another.
+    /// A VM address moved (migration switch-over) from one node to another: it answers on `to`
+    /// from somewhere in the `applying_ns` before this instant (the source copy goes afterwards).
     #[serde(rename_all = "camelCase")]
     AddressMoved {
         address: Ipv4Addr,
         from: String,
         to: String,
         vm: Option<String>,
+        applying_ns: u64,
     },
     /// A VM address is gone.
     #[serde(rename_all = "camelCase")]
@@ -76,6 +81,9 @@ pub enum NetEvent {
     /// ext's FIB observer lost notifications (the kernel reported `ENOBUFS`): route events around
     /// this instant may be missing from the ground truth.
     FibObserverOverrun,
+    /// ext's FIB observer could not get real-time priority: its stamps may include scheduling delay.
+    #[serde(rename_all = "camelCase")]
+    FibObserverNormalPriority { why: String },
     /// ext's FIB observer's socket failed; no FIB ground truth is recorded after this.
     #[serde(rename_all = "camelCase")]
     FibObserverFailed { error: String },
@@ -177,6 +185,13 @@ pub(crate) fn record_now(sink: &dyn GroundTruthSink, event: NetEvent) {
     sink.record(Instant::now(), Utc::now(), event);
 }
 
+/// Records an event that happened at `at` (earlier): its wall time is now's minus the time since.
+pub(crate) fn record_at(sink: &dyn GroundTruthSink, at: Instant, event: NetEvent) {
+    let (now, wall) = (Instant::now(), Utc::now());
+    let since = chrono::Duration::from_std(now.saturating_duration_since(at)).unwrap_or_default();
+    sink.record(at, wall - since, event);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,13 +203,21 @@ mod tests {
             from: "node-1".into(),
             to: "node-2".into(),
             vm: Some("ns/vm-1".into()),
+            applying_ns: 1500,
         };
         assert_eq!(
             serde_json::to_value(&e).expect("serialise"),
-            serde_json::json!({"event": "addressMoved", "address": "198.19.1.10", "from": "node-1", "to": "node-2", "vm": "ns/vm-1"})
+            serde_json::json!({"event": "addressMoved", "address": "198.19.1.10", "from": "node-1", "to": "node-2", "vm": "ns/vm-1", "applyingNs": 1500})
         );
         let sink = MemoryGroundTruth::default();
         record_now(&sink, e.clone());
         assert_eq!(sink.events()[0].2, e);
+        // An earlier instant keeps its distance to now on the wall clock too.
+        let earlier = Instant::now() - std::time::Duration::from_millis(50);
+        record_at(&sink, earlier, e.clone());
+        let (at, wall, _) = sink.events()[1].clone();
+        assert_eq!(at, earlier);
+        let behind = Utc::now() - wall;
+        assert!(behind >= chrono::Duration::milliseconds(50), "{behind:?}");
     }
 }

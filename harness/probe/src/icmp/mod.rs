@@ -233,6 +233,8 @@ struct Shared {
     /// Replies and errors already stamped by the event loop, waiting to be recorded (the loop
     /// stamps and queues before it takes the state lock).
     arrivals: Mutex<Vec<Arrival>>,
+    /// Why the event loop runs at normal priority, if it does.
+    normal_priority: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -376,6 +378,7 @@ impl IcmpProber {
             mismatched: AtomicU64::new(0),
             recv_errors: AtomicU64::new(0),
             arrivals: Mutex::new(Vec::new()),
+            normal_priority: Mutex::new(None),
         });
         let looped = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -602,6 +605,12 @@ impl IcmpProber {
                 None => Observed::missing("no probe sent"),
             },
             probes_sent: state.probes_sent,
+            normal_priority: self
+                .shared
+                .normal_priority
+                .lock()
+                .ok()
+                .and_then(|p| p.clone()),
         }
     }
 }
@@ -642,6 +651,13 @@ const MAX_SLEEP: Duration = SWEEP_EVERY;
 /// The one thread: sends due probes, receives and stamps replies, sleeps in `ppoll` until the
 /// next probe is due, a message arrives, or it is woken.
 fn event_loop(shared: &Shared) {
+    // Sends and arrivals are stamped by this thread: on a busy machine a normal thread is stamped
+    // whenever it gets a CPU (measured: tens of ms), a real-time one when the packet wakes it.
+    if let Err(why) = vmbgp_host::priority::raise_current_thread()
+        && let Ok(mut note) = shared.normal_priority.lock()
+    {
+        *note = Some(why);
+    }
     let mut send_buf = [0u8; REQUEST_LEN];
     let mut recv_buf = [0u8; 1536];
     let mut drops = 0u32;

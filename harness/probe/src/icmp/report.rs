@@ -263,4 +263,7 @@ pub struct ProberStats {
     /// Send lag (actual − scheduled) over all probes, µs.
     pub send_lag: Observed<RttSummary>,
     pub probes_sent: u64,
+    /// Why the sending and receiving thread runs without real-time priority, if it does (its
+    /// send and arrival instants may then include scheduling delay on a busy machine).
+    pub normal_priority: Option<String>,
 }
