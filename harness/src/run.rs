@@ -350,6 +350,10 @@ impl Runner<'_> {
                 self.measurements.observe(Observation::Bmp(bmp));
                 return;
             }
+            RunEvent::Fib(vmbgp_bgp::fib::FibEvent::NormalPriority { why }) => {
+                self.progress(format!("FIB watcher: {why}"));
+                return;
+            }
             RunEvent::Fib(fib) => {
                 self.measurements.observe(Observation::Fib(fib));
                 return;
@@ -780,6 +784,7 @@ impl Runner<'_> {
                 let key = (vm.namespace.clone(), vm.name.clone());
                 Candidate {
                     vm: vm.clone(),
+                    address: self.measurements.reach.address(&key),
                     unusable: self.measurements.reach.reachable(&key).err(),
                 }
             })

@@ -10,53 +10,11 @@ use std::process::Command;
 use serde_json::Value;
 
 use common::bench_blocking as bench;
+use common::{documents, netns_of, require_lab_prerequisites};
 
 /// A lab id unique to this test process and test.
 fn lab_id(test: &str) -> String {
     format!("{test}-{}", std::process::id())
-}
-
-fn netns_of(lab_id: &str) -> Vec<String> {
-    let output = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.contains(&format!("-{lab_id}-")))
-        .map(str::to_string)
-        .collect()
-}
-
-fn documents(dir: &Path, prefix: &str) -> Vec<Value> {
-    let file = std::fs::read_dir(dir)
-        .expect("results")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix))
-        })
-        .unwrap_or_else(|| panic!("no {prefix} file in {}", dir.display()));
-    let text = std::fs::read_to_string(file).expect("read");
-    serde_json::from_str::<Value>(&text)
-        .expect("json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn require_lab_prerequisites() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the lab tests need root (network namespaces, FRR); ci/test.sh runs as root"
-    );
-    assert!(
-        Path::new("/usr/lib/frr/bgpd").exists(),
-        "FRR is missing: apt-get install frr (ci/test.sh installs it)"
-    );
 }
 
 fn run_lab(profile: &str, iterations: &str, vms: &str, test: &str) -> (tempfile::TempDir, String) {
@@ -230,6 +188,25 @@ fn a_vm_that_never_answers_fails_the_threshold_not_the_harness() {
             .any(|l| l.contains("addressWithheld") && l.contains("vm-0-2")),
         "{truth}"
     );
+}
+
+#[test]
+fn vms_with_dynamic_addresses_are_probed_from_their_vmi_address() {
+    let profile =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dynamic-addresses.yaml");
+    let (dir, uuid) = run_lab(profile.to_str().expect("utf8"), "1", "3", "dyn");
+    let results = dir.path().join(&uuid);
+    let reach = documents(&results, "vmReachabilityMeasurement-");
+    assert_eq!(reach.len(), 3, "{reach:?}");
+    for doc in &reach {
+        let address = doc["address"].as_str().unwrap_or_default();
+        assert!(address.starts_with("198.19.100."), "{doc}");
+        assert!(doc["firstReplyLatency"].as_f64().is_some(), "{doc}");
+    }
+    let egress = documents(&results, "vmEgressMeasurement-");
+    for doc in &egress {
+        assert_eq!(doc["unNATed"], Value::Bool(true), "{doc}");
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ use vmbgp_reporters::measured::Measured;
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::VmSpec;
-use crate::kube::VIRTUAL_MACHINE;
+use crate::kube::watch::{Change, WatchMessage};
+use crate::kube::{VIRTUAL_MACHINE, VMI};
 
 /// Calls kept at most (one or a few per VM).
 const MAX_RECORDS: usize = 100_000;
@@ -108,7 +109,9 @@ impl Egress {
     fn sample(&self, key: &(String, String), vm: &VmEgress) -> EgressSample {
         let seen = match (&self.endpoint, vm.address) {
             (Err(reason), _) => Measured::missing(reason.clone()),
-            (Ok(_), None) => Measured::missing("the VM has no static address to compare with"),
+            (Ok(_), None) => {
+                Measured::missing("the VM's address was never seen, so there is nothing to compare")
+            }
             (Ok(endpoint), Some(address)) => {
                 match endpoint.verdict(&format!("{}/{}", key.0, key.1), IpAddr::V4(address)) {
                     EgressVerdict::Unnated { .. } => Measured::Observed(address.to_string()),
@@ -142,6 +145,26 @@ impl Measurement for Egress {
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
+        if let Observation::Watch(WatchMessage::Object {
+            resource,
+            change: Change::Applied,
+            object,
+            ..
+        }) = observation
+            && *resource == VMI
+        {
+            // A VM without a Day-0 address is compared with the address its VMI reports.
+            let key = (
+                object.metadata.namespace.clone().unwrap_or_default(),
+                object.metadata.name.clone().unwrap_or_default(),
+            );
+            if let Some(vm) = self.vms.get_mut(&key)
+                && vm.address.is_none()
+            {
+                vm.address = super::vmi_ipv4(object);
+            }
+            return;
+        }
         let Observation::Request(request) = observation else {
             return;
         };

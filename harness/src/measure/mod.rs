@@ -11,6 +11,8 @@ pub mod route_convergence;
 pub mod throughput;
 pub mod vm_latency;
 
+use std::net::Ipv4Addr;
+
 use vmbgp_reporters::input::{MeasurementKind, Samples};
 
 use crate::kube::apply::Request;
@@ -58,4 +60,20 @@ pub trait Measurement: Send {
     fn pending(&self) -> bool {
         false
     }
+}
+
+/// The first IPv4 address a VMI reports (`interfaces[].ipAddress` or `.ipAddresses`).
+pub(crate) fn vmi_ipv4(object: &kube::api::DynamicObject) -> Option<Ipv4Addr> {
+    let interfaces = object.data["status"]["interfaces"].as_array()?;
+    interfaces.iter().find_map(|iface| {
+        let single = iface["ipAddress"].as_str().into_iter();
+        let many = iface["ipAddresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str());
+        single
+            .chain(many)
+            .find_map(|ip| ip.split('/').next()?.parse::<Ipv4Addr>().ok())
+    })
 }

@@ -1,6 +1,8 @@
 //! VM reachability from the external router: one open-loop ICMP stream per VM, started the moment
-//! its create request is sent (static Day-0 addresses are known then), at the profile's converging
-//! rate and slower once sustained. Per VM: create request → first reply, → start of sustained
+//! its create request is sent (static Day-0 addresses are known then) or, for a VM whose address
+//! the IPAM controller picks, the moment the harness first sees it in the VMI's status; at the
+//! profile's converging rate and slower once sustained. The first reply is measured from the create
+//! request either way (for a dynamic address it includes the time until the address was visible). Per VM: create request → first reply, → start of sustained
 //! reachability, loss-derived convergence (RFC 7747), RTT histogram, probes sent and answered.
 //! A VM's stream is finished just before the VM is deleted, so its deletion is not counted as loss.
 
@@ -18,13 +20,16 @@ use vmbgp_reporters::quantiles::new_nanos_histogram;
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::{ProbePlan, VmSpec};
-use crate::kube::VIRTUAL_MACHINE;
+use crate::kube::watch::{Change, WatchMessage};
+use crate::kube::{VIRTUAL_MACHINE, VMI};
 
 #[derive(Debug)]
 struct VmProbe {
     identity: VmIdentity,
     iteration: u32,
     address: Option<Ipv4Addr>,
+    /// The address is the VMI's (learnt from its status), not a Day-0 static one.
+    dynamic: bool,
     sent: Option<MonoStamp>,
     uncertainty: Duration,
     create_error: Option<String>,
@@ -106,6 +111,7 @@ impl Reachability {
                     },
                     iteration: vm.iteration,
                     address: vm.static_ip,
+                    dynamic: vm.static_ip.is_none(),
                     sent: None,
                     uncertainty: Duration::ZERO,
                     create_error: None,
@@ -163,6 +169,11 @@ impl Reachability {
         }
     }
 
+    /// A VM's address: its Day-0 one, or the one its VMI reported.
+    pub fn address(&self, key: &(String, String)) -> Option<Ipv4Addr> {
+        self.vms.get(key).and_then(|vm| vm.address)
+    }
+
     /// The running stream of a VM, or why it has none.
     fn stream(&self, key: &(String, String)) -> Result<(&IcmpProber, IpAddr), String> {
         let prober = self.prober.as_ref().map_err(Clone::clone)?;
@@ -179,9 +190,7 @@ impl Reachability {
         ) {
             (_, _, Some(error), _, _) => Err(format!("the VM create request failed: {error}")),
             (_, _, _, Some(problem), _) => Err(problem.clone()),
-            (None, _, _, _, _) => {
-                Err("the VM has no static address; dynamic addresses are not probed yet".into())
-            }
+            (None, _, _, _, _) => Err("the VM's address was never seen in its VMI status".into()),
             (_, None, _, _, _) | (_, _, _, _, Some(_)) => {
                 Err("the VM's probe stream is not running".into())
             }
@@ -272,9 +281,7 @@ impl Reachability {
         ) {
             (Err(reason), _, _, _, _) => Some(reason.clone()),
             (_, Some(error), _, _, _) => Some(format!("the VM create request failed: {error}")),
-            (_, _, None, _, _) => {
-                Some("the VM has no static address; dynamic addresses are not probed yet".into())
-            }
+            (_, _, None, _, _) => Some("the VM's address was never seen in its VMI status".into()),
             (_, _, _, Some(problem), _) => Some(problem.clone()),
             (_, _, _, _, None) => Some("the VM was never probed (the run ended first)".into()),
             _ => None,
@@ -365,12 +372,64 @@ impl Reachability {
     }
 }
 
+/// Starts a VM's probe stream; a refusal becomes the VM's problem.
+fn start_stream(
+    prober: &IcmpProber,
+    vm: &mut VmProbe,
+    address: Ipv4Addr,
+    key: &(String, String),
+    rate: ProbeRate,
+    rate_after: ProbeRate,
+) {
+    let mut spec = TargetSpec::new(IpAddr::V4(address), format!("{}/{}", key.0, key.1));
+    spec.rate = rate;
+    spec.rate_after_sustained = Some(rate_after);
+    if let Err(e) = prober.add_target(spec) {
+        vm.problem = Some(format!("the probe stream could not start: {e}"));
+    }
+}
+
+impl Reachability {
+    /// A VM without a Day-0 address: its stream starts when its VMI first shows an address.
+    fn observe_vmi(&mut self, object: &kube::api::DynamicObject) {
+        let key = (
+            object.metadata.namespace.clone().unwrap_or_default(),
+            object.metadata.name.clone().unwrap_or_default(),
+        );
+        let (rate, rate_after) = (self.rate, self.rate_after);
+        let Some(vm) = self.vms.get_mut(&key) else {
+            return;
+        };
+        if !vm.dynamic || vm.address.is_some() || vm.sent.is_none() || vm.create_error.is_some() {
+            return;
+        }
+        let Some(address) = super::vmi_ipv4(object) else {
+            return;
+        };
+        vm.address = Some(address);
+        if let Ok(prober) = &self.prober {
+            start_stream(prober, vm, address, &key, rate, rate_after);
+        }
+    }
+}
+
 impl Measurement for Reachability {
     fn kind(&self) -> MeasurementKind {
         MeasurementKind::VmReachability
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
+        if let Observation::Watch(WatchMessage::Object {
+            resource,
+            change: Change::Applied,
+            object,
+            ..
+        }) = observation
+            && *resource == VMI
+        {
+            self.observe_vmi(object);
+            return;
+        }
         let Observation::Request(request) = observation else {
             return;
         };
@@ -390,12 +449,10 @@ impl Measurement for Reachability {
         vm.sent = Some(request.sent);
         vm.uncertainty = request.uncertainty();
         vm.create_error = request.error.clone();
-        if let (Ok(prober), Some(address), None) = (&self.prober, vm.address, &request.error) {
-            let mut spec = TargetSpec::new(IpAddr::V4(address), format!("{}/{}", key.0, key.1));
-            spec.rate = self.rate;
-            spec.rate_after_sustained = Some(self.rate_after);
-            if let Err(e) = prober.add_target(spec) {
-                vm.problem = Some(format!("the probe stream could not start: {e}"));
+        if let (Some(address), None) = (vm.address, &request.error) {
+            let (rate, rate_after) = (self.rate, self.rate_after);
+            if let (Ok(prober), Some(vm)) = (&self.prober, self.vms.get_mut(&key)) {
+                start_stream(prober, vm, address, &key, rate, rate_after);
             }
         }
     }

@@ -28,6 +28,8 @@ const FINISH_MARGIN: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub vm: VmSpec,
+    /// Its address (Day-0, or learnt from the VMI).
+    pub address: Option<std::net::Ipv4Addr>,
     /// Why it cannot be tested (not reachable, no address), if so.
     pub unusable: Option<String>,
 }
@@ -93,12 +95,12 @@ impl Throughput {
     pub async fn test(&mut self, iteration: u32, candidates: Vec<Candidate>) {
         for candidate in candidates.into_iter().take(self.vms_per_iteration) {
             let started = self.clock.now();
-            let sample = match (&candidate.unusable, candidate.vm.static_ip) {
+            let sample = match (&candidate.unusable, candidate.address) {
                 (Some(why), _) => unusable(&candidate.vm, started, why.clone()),
                 (None, None) => unusable(
                     &candidate.vm,
                     started,
-                    "the VM has no static address; dynamic addresses are not tested".into(),
+                    "the VM's address is not known".into(),
                 ),
                 (None, Some(address)) => {
                     let mut request = ThroughputRequest::new(SocketAddr::new(
@@ -232,6 +234,7 @@ mod tests {
             0,
             vec![Candidate {
                 vm: vm(Some([127, 0, 0, 1])),
+                address: Some([127, 0, 0, 1].into()),
                 unusable: None,
             }],
         )
@@ -262,14 +265,17 @@ mod tests {
             vec![
                 Candidate {
                     vm: vm(Some([127, 0, 0, 1])),
+                    address: Some([127, 0, 0, 1].into()),
                     unusable: None,
                 },
                 Candidate {
                     vm: vm(None),
+                    address: None,
                     unusable: Some("never reachable".into()),
                 },
                 Candidate {
                     vm: vm(Some([127, 0, 0, 1])),
+                    address: Some([127, 0, 0, 1].into()),
                     unusable: None,
                 },
             ],
