@@ -126,8 +126,8 @@ pub struct Outcome {
     /// Harness-side failures: objects refused, waits that expired, cleanup left-overs.
     pub execution_errors: Vec<String>,
     pub stopped: Option<Stop>,
-    /// Samples, batch by batch, in the order they became final.
-    pub batches: Vec<Samples>,
+    /// Sample batches handed to the sink (the samples themselves are not kept: the sink wrote them).
+    pub batches: usize,
     /// When the run loop ended.
     pub ended: Option<MonoStamp>,
     /// The external router's FRR version, from BMP.
@@ -161,14 +161,64 @@ pub trait Sink: Send {
 /// How often VM counts are reported while the run waits or creates.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// What the waits and the cleanup read of an object: a few fields, not the object (a run watches
+/// thousands of objects; keeping them whole was most of the harness's memory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ObjectState {
+    /// Labelled with this run's uuid.
+    in_run: bool,
+    /// `metadata.deletionTimestamp` is set.
+    deleting: bool,
+    /// `status.phase`.
+    phase: Option<Box<str>>,
+    /// The `Ready` condition is True, or `status.ready` (VirtualMachine).
+    ready: bool,
+    /// `status.status` is Accepted, or the `Accepted` condition is True (RouteAdvertisements).
+    accepted: bool,
+    /// The `NetworkCreated` condition is True (ClusterUserDefinedNetwork).
+    network_created: bool,
+}
+
+impl ObjectState {
+    fn of(object: &DynamicObject, uuid: &str) -> Self {
+        let status = &object.data["status"];
+        ObjectState {
+            in_run: object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::UUID))
+                .is_some_and(|v| v == uuid),
+            deleting: object.metadata.deletion_timestamp.is_some(),
+            phase: status["phase"].as_str().map(Into::into),
+            ready: condition_true(object, "Ready") || status["ready"] == Value::Bool(true),
+            accepted: status["status"] == "Accepted" || condition_true(object, "Accepted"),
+            network_created: condition_true(object, "NetworkCreated"),
+        }
+    }
+
+    fn phase_is(&self, phase: &str) -> bool {
+        self.phase.as_deref() == Some(phase)
+    }
+}
+
 /// The last state of every object the watches reported, for the waits.
 #[derive(Debug, Default)]
 struct World {
-    objects: HashMap<(&'static str, String, String), Arc<DynamicObject>>,
+    /// The run's uuid (its objects' label value).
+    uuid: String,
+    objects: HashMap<(&'static str, String, String), ObjectState>,
     synced: BTreeSet<&'static str>,
 }
 
 impl World {
+    fn new(uuid: &str) -> Self {
+        World {
+            uuid: uuid.to_string(),
+            ..World::default()
+        }
+    }
+
     fn key(
         resource: &Resource,
         namespace: Option<&str>,
@@ -189,11 +239,12 @@ impl World {
                 object,
                 ..
             } => {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                let key = Self::key(resource, object.metadata.namespace.as_deref(), &name);
+                let name = object.metadata.name.as_deref().unwrap_or_default();
+                let key = Self::key(resource, object.metadata.namespace.as_deref(), name);
                 match change {
                     Change::Applied => {
-                        self.objects.insert(key, Arc::clone(object));
+                        self.objects
+                            .insert(key, ObjectState::of(object, &self.uuid));
                     }
                     Change::Deleted => {
                         self.objects.remove(&key);
@@ -212,10 +263,8 @@ impl World {
         resource: &Resource,
         namespace: Option<&str>,
         name: &str,
-    ) -> Option<&DynamicObject> {
-        self.objects
-            .get(&Self::key(resource, namespace, name))
-            .map(|o| o.as_ref())
+    ) -> Option<&ObjectState> {
+        self.objects.get(&Self::key(resource, namespace, name))
     }
 }
 
@@ -231,34 +280,27 @@ fn condition_true(object: &DynamicObject, kind: &str) -> bool {
 
 /// A VM counts as ready when its VM reports Ready and its VMI runs.
 fn vm_ready(world: &World, namespace: &str, name: &str) -> bool {
-    let vm_ready = world
+    world
         .get(&VIRTUAL_MACHINE, Some(namespace), name)
-        .is_some_and(|vm| {
-            condition_true(vm, "Ready") || vm.data["status"]["ready"] == Value::Bool(true)
-        });
-    let vmi_running = world
-        .get(&VMI, Some(namespace), name)
-        .is_some_and(|vmi| vmi.data["status"]["phase"] == "Running");
-    vm_ready && vmi_running
+        .is_some_and(|vm| vm.ready)
+        && world
+            .get(&VMI, Some(namespace), name)
+            .is_some_and(|vmi| vmi.phase_is("Running"))
 }
 
 fn network_ready(world: &World, name: &str) -> bool {
-    let cudn = world
+    world
         .get(&CUDN, None, name)
-        .is_some_and(|o| condition_true(o, "NetworkCreated"));
-    let ra = world
-        .get(&ROUTE_ADVERTISEMENTS, None, name)
-        .is_some_and(|o| o.data["status"]["status"] == "Accepted" || condition_true(o, "Accepted"));
-    cudn && ra
+        .is_some_and(|o| o.network_created)
+        && world
+            .get(&ROUTE_ADVERTISEMENTS, None, name)
+            .is_some_and(|o| o.accepted)
 }
 
 fn migration_done(world: &World, namespace: &str, name: &str) -> bool {
-    world.get(&VMIM, Some(namespace), name).is_some_and(|m| {
-        matches!(
-            m.data["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-    })
+    world
+        .get(&VMIM, Some(namespace), name)
+        .is_some_and(|m| m.phase_is("Succeeded") || m.phase_is("Failed"))
 }
 
 /// The run's measurements; the waits also ask them what has been observed.
@@ -521,7 +563,7 @@ impl Runner<'_> {
         }
         if !samples.is_empty() {
             self.sink.batch(&samples);
-            self.outcome.batches.push(samples);
+            self.outcome.batches += 1;
         }
     }
 
@@ -624,9 +666,20 @@ impl Runner<'_> {
                 .count();
             if waited.is_ok() && self.measurements.reach.active() {
                 // A VM that never answers is a finding of the run (its first reply is reported
-                // missing and fails the reachability threshold), not a harness failure.
+                // missing and fails the reachability threshold), not a harness failure. A scale
+                // run goes on once every VM answered (their streams reach "sustained" meanwhile,
+                // awaited once at the end); churn deletes the VMs next, throughput needs steady
+                // VMs, and migrations start from steady streams, so those wait for "sustained".
+                let steady = plan.shape != Shape::Scale
+                    || self.measurements.throughput.tests_iteration(iteration);
                 match self
-                    .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
+                    .wait_until(REACHABILITY_TIMEOUT, |_, m| {
+                        if steady {
+                            m.reach.sustained(&keys)
+                        } else {
+                            m.reach.answered(&keys)
+                        }
+                    })
                     .await
                 {
                     Waited::Done => {}
@@ -694,6 +747,13 @@ impl Runner<'_> {
                 }
             }
         }
+        if plan.shape == Shape::Scale
+            && self.measurements.reach.active()
+            && let Err(stop) = self.await_steady_streams().await
+        {
+            self.outcome.stopped = Some(stop);
+            return Ok(());
+        }
         if plan.shape == Shape::Migration {
             for round in 0..plan.iterations {
                 if let Some(stop) = self.stop_reason() {
@@ -738,6 +798,31 @@ impl Runner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The end of a scale run's creations: every VM's stream reaches sustained reachability (or
+    /// the bound passes; such VMs are reported with the reason).
+    async fn await_steady_streams(&mut self) -> Result<(), Stop> {
+        let keys: Vec<ObjectKey> = self
+            .plan
+            .vms
+            .iter()
+            .map(|vm| (vm.namespace.clone(), vm.name.clone()))
+            .collect();
+        match self
+            .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
+            .await
+        {
+            Waited::Done => Ok(()),
+            Waited::Expired => {
+                self.progress(format!(
+                    "VMs not answering probes steadily after {}; reported as such",
+                    humantime::format_duration(REACHABILITY_TIMEOUT)
+                ));
+                Ok(())
+            }
+            Waited::Stopped(stop) => Err(stop),
+        }
     }
 
     /// After a round's migrations: waits until every moved VM answers again (loss is known only
@@ -822,15 +907,7 @@ impl Runner<'_> {
             .world
             .objects
             .iter()
-            .filter(|((plural, _, _), object)| {
-                *plural == resource.plural
-                    && object
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(labels::UUID))
-                        == Some(&self.plan.uuid)
-            })
+            .filter(|((plural, _, _), object)| *plural == resource.plural && object.in_run)
             .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
             .collect();
         targets.sort();
@@ -875,15 +952,12 @@ impl Runner<'_> {
         for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
             deleted += self.delete_kind(resource).await;
         }
-        let uuid = self.plan.uuid.clone();
         let gone = |w: &World, _: &Measurements| {
-            !w.objects.values().any(|o| {
-                o.metadata.labels.as_ref().and_then(|l| l.get(labels::UUID)) == Some(&uuid)
-                    && o.metadata.deletion_timestamp.is_none()
-            }) && !w
-                .objects
-                .keys()
-                .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
+            !w.objects.values().any(|o| o.in_run && !o.deleting)
+                && !w
+                    .objects
+                    .keys()
+                    .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
         };
         // Cleanup runs after an interrupt or timeout too: give it its own bound.
         self.deadline = Instant::now() + DELETE_TIMEOUT;
@@ -1070,7 +1144,7 @@ pub async fn run(
         clock,
         applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
         events: rx,
-        world: World::default(),
+        world: World::new(&plan.uuid),
         measurements: Measurements {
             vm_latency: VmLatency::new(&plan.vms),
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
