@@ -116,20 +116,9 @@ async fn run_on_the_lab_measures_every_vm_lifecycle_and_cleans_up() {
         .as_str()
         .unwrap_or_default();
     assert!(reason.contains("not readable"), "{summary}");
-    let latency_file = std::fs::read_dir(&results)
-        .expect("results dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmiLatencyMeasurement-"))
-        })
-        .expect("vmiLatencyMeasurement file");
-    let docs = read_json(&latency_file);
-    let docs = docs.as_array().expect("array");
+    let docs = common::documents(&results, "vmiLatencyMeasurement-");
     assert_eq!(docs.len(), 6, "2 iterations × 3 VMs");
-    for doc in docs {
+    for doc in &docs {
         for field in [
             "vmiCreatedLatency",
             "vmiRunningLatency",

@@ -13,8 +13,7 @@ use vmbgp_reporters::measured::Measured;
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::VmSpec;
-use crate::kube::watch::{Change, WatchMessage};
-use crate::kube::{VIRTUAL_MACHINE, VMI};
+use crate::kube::VIRTUAL_MACHINE;
 
 /// Calls kept at most (one or a few per VM).
 const MAX_RECORDS: usize = 100_000;
@@ -145,23 +144,12 @@ impl Measurement for Egress {
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
-        if let Observation::Watch(WatchMessage::Object {
-            resource,
-            change: Change::Applied,
-            object,
-            ..
-        }) = observation
-            && *resource == VMI
-        {
+        if let Some((key, vmi)) = super::applied_vmi(&observation) {
             // A VM without a Day-0 address is compared with the address its VMI reports.
-            let key = (
-                object.metadata.namespace.clone().unwrap_or_default(),
-                object.metadata.name.clone().unwrap_or_default(),
-            );
             if let Some(vm) = self.vms.get_mut(&key)
                 && vm.address.is_none()
             {
-                vm.address = super::vmi_ipv4(object);
+                vm.address = super::vmi_ipv4(vmi);
             }
             return;
         }

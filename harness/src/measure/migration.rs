@@ -352,6 +352,26 @@ mod tests {
         m.observe(Observation::Request(&request));
     }
 
+    /// VMIM Running 5 ms after `start`, the VMI's completed migrationState at `switchover`, the
+    /// VMIM Succeeded at `done`.
+    fn lifecycle(m: &mut Migrations, uid: &str, start: u64, switchover: u64, done: u64) {
+        m.observe(Observation::Watch(&event(
+            start + 5,
+            VMIM,
+            vmim_status(0, uid, "Running"),
+        )));
+        m.observe(Observation::Watch(&event(
+            switchover,
+            VMI,
+            vmi_migrated(uid, true),
+        )));
+        m.observe(Observation::Watch(&event(
+            done,
+            VMIM,
+            vmim_status(0, uid, "Succeeded"),
+        )));
+    }
+
     fn window(loss_ms: u64, recovered: Option<u64>, last_reply: u64) -> LossWindow {
         let period = LossPeriod {
             first_lost_probe: 10,
@@ -384,21 +404,7 @@ mod tests {
         let round1 = ("vmbgp-shared".to_string(), "vm-0-1-mig-1".to_string());
         assert_eq!(m.of_round(1)[0].1, ("vmbgp-shared".into(), "vm-0-1".into()));
         started(&mut m, 0, 500);
-        m.observe(Observation::Watch(&event(
-            505,
-            VMIM,
-            vmim_status(0, "u0", "Running"),
-        )));
-        m.observe(Observation::Watch(&event(
-            1010,
-            VMI,
-            vmi_migrated("u0", true),
-        )));
-        m.observe(Observation::Watch(&event(
-            1020,
-            VMIM,
-            vmim_status(0, "u0", "Succeeded"),
-        )));
+        lifecycle(&mut m, "u0", 500, 1010, 1020);
         assert!(m.finished(&round0) && !m.finished(&round1));
         m.record_window(&round0, Ok(window(8, Some(1008), 2500)));
         // Round 1 starts while the VMI still shows round 0's completed state: no switch-over yet.
@@ -447,21 +453,7 @@ mod tests {
         let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000);
         let key = ("vmbgp-shared".to_string(), "vm-0-1-mig-0".to_string());
         started(&mut m, 0, 500);
-        m.observe(Observation::Watch(&event(
-            505,
-            VMIM,
-            vmim_status(0, "u0", "Running"),
-        )));
-        m.observe(Observation::Watch(&event(
-            990,
-            VMI,
-            vmi_migrated("u0", true),
-        )));
-        m.observe(Observation::Watch(&event(
-            995,
-            VMIM,
-            vmim_status(0, "u0", "Succeeded"),
-        )));
+        lifecycle(&mut m, "u0", 500, 990, 995);
         m.record_window(&key, Ok(window(40, Some(1040), 2500)));
         let mut out = Samples::default();
         m.collect(Batch::All, &mut out);
@@ -475,21 +467,7 @@ mod tests {
         // Still losing when the window closed: missing, not a number.
         let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000);
         started(&mut m, 0, 500);
-        m.observe(Observation::Watch(&event(
-            505,
-            VMIM,
-            vmim_status(0, "u0", "Running"),
-        )));
-        m.observe(Observation::Watch(&event(
-            990,
-            VMI,
-            vmi_migrated("u0", true),
-        )));
-        m.observe(Observation::Watch(&event(
-            995,
-            VMIM,
-            vmim_status(0, "u0", "Succeeded"),
-        )));
+        lifecycle(&mut m, "u0", 500, 990, 995);
         m.record_window(&key, Ok(window(40, None, 999)));
         let mut out = Samples::default();
         m.collect(Batch::All, &mut out);

@@ -77,3 +77,25 @@ pub(crate) fn vmi_ipv4(object: &kube::api::DynamicObject) -> Option<Ipv4Addr> {
             .find_map(|ip| ip.split('/').next()?.parse::<Ipv4Addr>().ok())
     })
 }
+
+/// A VMI created or changed, with its (namespace, name), when the observation is one.
+pub(crate) fn applied_vmi<'a>(
+    observation: &Observation<'a>,
+) -> Option<(ObjectKey, &'a kube::api::DynamicObject)> {
+    let Observation::Watch(crate::kube::watch::WatchMessage::Object {
+        resource,
+        change: crate::kube::watch::Change::Applied,
+        object,
+        ..
+    }) = observation
+    else {
+        return None;
+    };
+    (*resource == crate::kube::VMI).then(|| {
+        let key = (
+            object.metadata.namespace.clone().unwrap_or_default(),
+            object.metadata.name.clone().unwrap_or_default(),
+        );
+        (key, object.as_ref())
+    })
+}

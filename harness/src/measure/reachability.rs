@@ -24,8 +24,7 @@ const RTT_SIGNIFICANT_FIGURES: u8 = 2;
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::{ProbePlan, VmSpec};
-use crate::kube::watch::{Change, WatchMessage};
-use crate::kube::{VIRTUAL_MACHINE, VMI};
+use crate::kube::VIRTUAL_MACHINE;
 
 #[derive(Debug)]
 struct VmProbe {
@@ -411,11 +410,7 @@ fn start_stream(
 
 impl Reachability {
     /// A VM without a Day-0 address: its stream starts when its VMI first shows an address.
-    fn observe_vmi(&mut self, object: &kube::api::DynamicObject) {
-        let key = (
-            object.metadata.namespace.clone().unwrap_or_default(),
-            object.metadata.name.clone().unwrap_or_default(),
-        );
+    fn observe_vmi(&mut self, key: (String, String), object: &kube::api::DynamicObject) {
         let (rate, rate_after) = (self.rate, self.rate_after);
         let Some(vm) = self.vms.get_mut(&key) else {
             return;
@@ -439,15 +434,8 @@ impl Measurement for Reachability {
     }
 
     fn observe(&mut self, observation: Observation<'_>) {
-        if let Observation::Watch(WatchMessage::Object {
-            resource,
-            change: Change::Applied,
-            object,
-            ..
-        }) = observation
-            && *resource == VMI
-        {
-            self.observe_vmi(object);
+        if let Some((key, vmi)) = super::applied_vmi(&observation) {
+            self.observe_vmi(key, vmi);
             return;
         }
         let Observation::Request(request) = observation else {
