@@ -87,6 +87,35 @@ async fn ext_nexthops(lab: &LabNet, prefix: &str) -> Vec<Ipv4Addr> {
     hops
 }
 
+/// Both nodes get the frr-k8s template plus a generated configuration advertising `subnet`; returns
+/// once the sessions are up and ext has both next hops (the appliers and template, for later
+/// changes, and the two next hops).
+async fn advertise_from_both_nodes(
+    lab: &LabNet,
+    subnet: &str,
+) -> (Vec<NodeApplier>, NamedConfig, Vec<Ipv4Addr>) {
+    let sup = lab.supervisor().clone();
+    let mut appliers: Vec<NodeApplier> = (1..=2)
+        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
+        .collect();
+    let template = fixture("frrconfiguration-template.json");
+    apply(
+        lab,
+        &mut appliers,
+        &[
+            vec![template.clone(), generated(1, subnet)],
+            vec![template.clone(), generated(2, subnet)],
+        ],
+    )
+    .await;
+    lab.wait_sessions(Duration::from_secs(20))
+        .await
+        .expect("sessions Established");
+    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
+    wait_nexthops(lab, subnet, &both, Duration::from_secs(10)).await;
+    (appliers, template, both)
+}
+
 async fn wait_nexthops(
     lab: &LabNet,
     prefix: &str,
@@ -221,27 +250,8 @@ async fn ecmp_route_ping_move_withdraw_and_bmp() {
     .await
     .expect("BMP listener in ext");
 
-    let sup = lab.supervisor().clone();
-    let mut appliers: Vec<NodeApplier> = (1..=2)
-        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
-        .collect();
-    let template = fixture("frrconfiguration-template.json");
     let subnet = "198.19.1.0/24";
-    apply(
-        &lab,
-        &mut appliers,
-        &[
-            vec![template.clone(), generated(1, subnet)],
-            vec![template.clone(), generated(2, subnet)],
-        ],
-    )
-    .await;
-    lab.wait_sessions(Duration::from_secs(20))
-        .await
-        .expect("sessions Established");
-
-    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
-    wait_nexthops(&lab, subnet, &both, Duration::from_secs(10)).await;
+    let (mut appliers, template, _) = advertise_from_both_nodes(&lab, subnet).await;
 
     // A VM on node-2 answers ICMP and HTTP through the ECMP route, wherever ext's hash sends it.
     let vm = Ipv4Addr::new(198, 19, 1, 10);
@@ -675,26 +685,8 @@ async fn silent_vm_never_answers_while_a_normal_vm_does() {
         Some(truth.clone()),
     )
     .await;
-    let sup = lab.supervisor().clone();
-    let mut appliers: Vec<NodeApplier> = (1..=2)
-        .map(|n| NodeApplier::for_lab_node(Router::Node(n), sup.clone()))
-        .collect();
-    let template = fixture("frrconfiguration-template.json");
     let subnet = "198.19.7.0/24";
-    apply(
-        &lab,
-        &mut appliers,
-        &[
-            vec![template.clone(), generated(1, subnet)],
-            vec![template.clone(), generated(2, subnet)],
-        ],
-    )
-    .await;
-    lab.wait_sessions(Duration::from_secs(20))
-        .await
-        .expect("sessions Established");
-    let both = vec![Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)];
-    wait_nexthops(&lab, subnet, &both, Duration::from_secs(10)).await;
+    let (_appliers, _template, _) = advertise_from_both_nodes(&lab, subnet).await;
 
     let normal = Ipv4Addr::new(198, 19, 7, 10);
     let silent = Ipv4Addr::new(198, 19, 7, 11);
