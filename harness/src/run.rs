@@ -579,6 +579,9 @@ impl Runner<'_> {
                 .filter(|m| m.kind() == kind && m.iteration == iteration)
                 .collect()
         };
+        if let Some(why) = self.measurements.reach.normal_priority() {
+            self.progress(format!("ICMP prober: {why}"));
+        }
         // Run-wide: the peering template, then the sessions it brings up (so no network's
         // convergence includes session establishment).
         self.create_all(&of_kind(FRR_CONFIGURATION.kind, 0)).await?;

@@ -134,6 +134,14 @@ impl Reachability {
         }
     }
 
+    /// Why the prober's thread stamps at normal priority, if it does.
+    pub fn normal_priority(&self) -> Option<String> {
+        self.prober
+            .as_ref()
+            .ok()
+            .and_then(IcmpProber::normal_priority)
+    }
+
     /// Whether probing works in this run.
     pub fn active(&self) -> bool {
         self.prober.is_ok()

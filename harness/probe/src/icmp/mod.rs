@@ -391,6 +391,16 @@ impl IcmpProber {
         })
     }
 
+    /// Why the prober's thread runs without real-time priority, if it does (known once the thread
+    /// has started, which `start` does not wait for).
+    pub fn normal_priority(&self) -> Option<String> {
+        self.shared
+            .normal_priority
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+    }
+
     /// The socket type in use.
     pub fn socket_kind(&self) -> SocketKind {
         self.shared.socket.kind
