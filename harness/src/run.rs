@@ -126,8 +126,6 @@ pub struct Outcome {
     /// Harness-side failures: objects refused, waits that expired, cleanup left-overs.
     pub execution_errors: Vec<String>,
     pub stopped: Option<Stop>,
-    /// Sample batches handed to the sink (the samples themselves are not kept: the sink wrote them).
-    pub batches: usize,
     /// When the run loop ended.
     pub ended: Option<MonoStamp>,
     /// The external router's FRR version, from BMP.
@@ -562,8 +560,8 @@ impl Runner<'_> {
             m.collect(batch, &mut samples);
         }
         if !samples.is_empty() {
+            // Handed over, not kept: the sink writes them and the run needs them no more.
             self.sink.batch(&samples);
-            self.outcome.batches += 1;
         }
     }
 
