@@ -50,15 +50,16 @@ fn millis(d: chrono::Duration) -> f64 {
     d.num_nanoseconds().map_or(f64::MAX, |n| n as f64 / 1e6)
 }
 
-/// The first ground-truth event of a kind for each key.
-fn first_events(truth: &str, event: &str, key: &str) -> BTreeMap<String, DateTime<Utc>> {
+/// The first ground-truth event of a kind for each value of `key`, with its wall time.
+fn first_events(truth: &str, event: &str, key: &str) -> BTreeMap<String, (DateTime<Utc>, Value)> {
     let mut out = BTreeMap::new();
     for line in truth.lines() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
         if v["event"] == event
             && let Some(k) = v[key].as_str()
         {
-            out.entry(k.to_string()).or_insert_with(|| wall(&v["wall"]));
+            out.entry(k.to_string())
+                .or_insert_with(|| (wall(&v["wall"]), v.clone()));
         }
     }
     out
@@ -69,7 +70,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn summary(name: &str, values: &mut [f64]) -> (f64, f64) {
+/// Sorts `values`, prints their distribution and returns the p99.
+fn summary(name: &str, values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let p50 = percentile(values, 50.0);
     let p99 = percentile(values, 99.0);
@@ -80,7 +82,7 @@ fn summary(name: &str, values: &mut [f64]) -> (f64, f64) {
         values[values.len() - 1],
         values.iter().rev().take(5).collect::<Vec<_>>()
     );
-    (p50, p99)
+    p99
 }
 
 #[test]
@@ -118,7 +120,7 @@ fn harness_instants_match_the_lab_ground_truth() {
         .iter()
         .map(|doc| {
             let prefix = doc["prefix"].as_str().expect("prefix");
-            let seen = fib_truth
+            let (seen, _) = fib_truth
                 .get(prefix)
                 .unwrap_or_else(|| panic!("the lab never saw {prefix} in ext's FIB"));
             millis(instant(doc, "advertiseFibLatency") - *seen)
@@ -129,22 +131,11 @@ fn harness_instants_match_the_lab_ground_truth() {
         *v = v.abs();
     }
     assert!(fib.len() >= MIN_SAMPLES, "{} route samples", fib.len());
-    let (_, fib_p99) = summary("|harness FIB − lab FIB observer|", &mut fib);
+    let fib_p99 = summary("|harness FIB − lab FIB observer|", &mut fib);
 
     // First reply: harness vs the dataplane round that placed the address. The lab records when
     // the round ended and how long it took; the address began answering inside that window.
-    let mut placed: BTreeMap<String, (DateTime<Utc>, f64)> = BTreeMap::new();
-    for line in truth.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
-        if v["event"] == "addressAdded"
-            && let Some(address) = v["address"].as_str()
-        {
-            let applying_ms = v["applyingNs"].as_f64().expect("applyingNs") / 1e6;
-            placed
-                .entry(address.to_string())
-                .or_insert((wall(&v["wall"]), applying_ms));
-        }
-    }
+    let placed = first_events(&truth, "addressAdded", "address");
     let reach = documents(&results, "vmReachabilityMeasurement-");
     let interval_ms = 1000.0 / 100.0; // the profile's convergingRate
     let mut after_round: Vec<f64> = Vec::new();
@@ -152,15 +143,16 @@ fn harness_instants_match_the_lab_ground_truth() {
     let mut too_early = Vec::new();
     for doc in &reach {
         let address = doc["address"].as_str().expect("address");
-        let (at, applying_ms) = placed
+        let (at, event) = placed
             .get(address)
             .unwrap_or_else(|| panic!("the lab never placed {address}"));
+        let applying_ms = event["applyingNs"].as_f64().expect("applyingNs") / 1e6;
         let d = millis(instant(doc, "firstReplyLatency") - *at);
         if d < -(applying_ms + 1.0) {
-            too_early.push((address.to_string(), d, *applying_ms));
+            too_early.push((address.to_string(), d, applying_ms));
         }
         after_round.push(d);
-        rounds.push(*applying_ms);
+        rounds.push(applying_ms);
     }
     assert!(
         after_round.len() >= MIN_SAMPLES,
@@ -168,10 +160,11 @@ fn harness_instants_match_the_lab_ground_truth() {
         after_round.len()
     );
     summary("dataplane round length", &mut rounds);
-    let (_, _) = summary(
+    summary(
         "first reply − end of the placing round (signed)",
         &mut after_round,
     );
+    // Sorted by summary: the latest first reply is last.
     let first_max = after_round[after_round.len() - 1];
 
     assert!(

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use vmbgp_probe::Observed;
-use vmbgp_probe::tcp::{ThroughputReport, ThroughputRequest, tcp_throughput};
+use vmbgp_probe::tcp::{CONNECT_TIMEOUT, ThroughputReport, ThroughputRequest, tcp_throughput};
 use vmbgp_reporters::input::{
     MeasurementKind, Samples, StartInstant, ThroughputSample, VmIdentity,
 };
@@ -80,14 +80,8 @@ impl Throughput {
 
     /// How long one iteration's tests take at most (for the run's time budget and progress).
     pub fn budget(&self) -> Duration {
-        let one = self.duration
-            + ThroughputRequest::new(self.unspecified()).connect_timeout
-            + FINISH_MARGIN;
+        let one = self.duration + CONNECT_TIMEOUT + FINISH_MARGIN;
         one * u32::try_from(self.vms_per_iteration).unwrap_or(u32::MAX)
-    }
-
-    fn unspecified(&self) -> SocketAddr {
-        SocketAddr::from(([0, 0, 0, 0], self.sink_port))
     }
 
     /// Tests the first `throughputVms` candidates of an iteration, one after another. The caller

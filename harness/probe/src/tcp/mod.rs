@@ -32,6 +32,9 @@ pub struct ThroughputRequest {
     pub sample_every: Duration,
 }
 
+/// How long [`ThroughputRequest::new`] lets a connection take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl ThroughputRequest {
     /// 10 s of sending, 5 s to connect, samples every 100 ms.
     pub fn new(target: SocketAddr) -> ThroughputRequest {
@@ -40,7 +43,7 @@ impl ThroughputRequest {
             target,
             source: None,
             duration: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: CONNECT_TIMEOUT,
             sample_every: Duration::from_millis(100),
         }
     }
