@@ -1039,11 +1039,26 @@ impl Store {
             None,
             at,
         );
+        self.collect_if_dangling(&mut inner, kind_id, key, at);
         Ok(Written {
             object,
             json: stored.json,
             at,
         })
+    }
+
+    /// The garbage collector's rule for a dependent written after its owners were deleted: when every
+    /// ownerReference names an absent uid, the object is deleted in the background (the write itself
+    /// succeeds, as on a real API server; the GC removes it right after).
+    fn collect_if_dangling(&self, inner: &mut Inner, kind_id: KindId, key: ObjKey, at: Instant) {
+        let Some(object) = inner.tables[kind_id].objects.get(&key) else {
+            return;
+        };
+        let owners = &object.meta.owners;
+        if owners.is_empty() || owners.iter().any(|o| inner.uids.contains_key(&**o)) {
+            return;
+        }
+        self.delete_locked(inner, kind_id, key, Propagation::Background, at);
     }
 
     fn check_namespace_open(
@@ -1521,6 +1536,7 @@ impl Store {
             Some(&stored),
             at,
         );
+        self.collect_if_dangling(inner, kind_id, key, at);
         Ok(Written {
             object,
             json: stored.json,
@@ -2144,6 +2160,49 @@ mod tests {
         })
         .unwrap();
         assert!(s.get_opt(claimk, Some("a"), "v1.default").is_none());
+    }
+
+    /// A dependent written after its owner was deleted (a controller racing the delete) is collected,
+    /// as the real garbage collector does with an absent owner; one with a live owner stays.
+    #[test]
+    fn a_dependent_whose_owners_are_all_gone_is_collected() {
+        let (s, _, vmk, claimk) = store();
+        let owner = s
+            .create(vmk, Some("a"), vm("v1"), &WriteOptions::default())
+            .unwrap();
+        let live_uid = owner.object["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let claim = |name: &str, uid: &str| {
+            json!({"metadata": {"name": name,
+                "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": "v1", "uid": uid}]},
+                "spec": {"network": "n"}})
+        };
+        let gone = s
+            .create(
+                claimk,
+                Some("a"),
+                claim("late.default", "no-such-uid"),
+                &WriteOptions::default(),
+            )
+            .expect("the write succeeds; the GC removes it afterwards");
+        assert_eq!(gone.object["metadata"]["name"], "late.default");
+        assert!(s.get_opt(claimk, Some("a"), "late.default").is_none());
+        s.create(
+            claimk,
+            Some("a"),
+            claim("kept.default", &live_uid),
+            &WriteOptions::default(),
+        )
+        .unwrap();
+        assert!(s.get_opt(claimk, Some("a"), "kept.default").is_some());
+        // An update that leaves only absent owners is collected too.
+        s.modify(claimk, Some("a"), "kept.default", false, |o| {
+            o["metadata"]["ownerReferences"][0]["uid"] = json!("no-such-uid")
+        })
+        .unwrap();
+        assert!(s.get_opt(claimk, Some("a"), "kept.default").is_none());
     }
 
     #[test]

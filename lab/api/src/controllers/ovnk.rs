@@ -26,6 +26,8 @@ pub const RA_LABEL: &str = "k8s.ovn.org/route-advertisements";
 enum Key {
     Cudn(String),
     AllCudns,
+    /// One RouteAdvertisements by name, existing or not: a deleted one is reconciled to "nothing".
+    Ra(String),
     AllRas,
 }
 
@@ -40,25 +42,27 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
     watch_kind(&ctx, tasks, ctx.k.nad, queue.clone(), |_, _| {
         vec![Key::AllCudns]
     });
-    watch_kind(&ctx, tasks, ctx.k.ra, queue.clone(), |_, _| {
-        vec![Key::AllRas]
+    // Like OVN-K's workqueue: the RA's own key, on every event including its deletion.
+    watch_kind(&ctx, tasks, ctx.k.ra, queue.clone(), |m, _| {
+        vec![Key::Ra(m.name.clone())]
     });
     watch_kind(&ctx, tasks, ctx.k.node, queue.clone(), |_, _| {
         vec![Key::AllRas]
     });
     watch_kind(&ctx, tasks, ctx.k.frr, queue.clone(), |m, _| {
-        // Generated configurations are outputs; only templates (and deletions of outputs) matter.
-        let generated = m.labels.get(RA_LABEL).is_some();
-        if generated && !m.deleting {
-            vec![]
-        } else {
-            vec![Key::AllRas]
+        // A generated configuration reconciles the RA it names (OVN-K's FRRConfiguration controller
+        // does the same): one written for an RA deleted meanwhile is then removed. A template
+        // change may concern every RA.
+        match m.labels.get(RA_LABEL) {
+            Some(ra) => vec![Key::Ra(ra.to_string())],
+            None => vec![Key::AllRas],
         }
     });
     let stop = ctx.shutdown.clone();
     tasks.spawn(async move {
         while let Some(batch) = queue.take(&stop).await {
-            let mut ras = false;
+            let mut ras = BTreeSet::new();
+            let mut all_ras = false;
             for key in batch {
                 match key {
                     Key::Cudn(n) => reconcile_cudn(&ctx, &n),
@@ -67,13 +71,17 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
                             reconcile_cudn(&ctx, &c.name);
                         }
                     }
-                    Key::AllRas => ras = true,
+                    Key::Ra(name) => {
+                        ras.insert(name);
+                    }
+                    Key::AllRas => all_ras = true,
                 }
             }
-            if ras {
-                for ra in ctx.store.metas(ctx.k.ra, None) {
-                    reconcile_ra(&ctx, &ra.name);
-                }
+            if all_ras {
+                ras.extend(known_ras(&ctx));
+            }
+            for ra in &ras {
+                reconcile_ra(&ctx, ra);
             }
         }
     });
@@ -322,20 +330,41 @@ fn generated_name(ra: &str, template: &str, node: &str) -> String {
     format!("ovnk-generated-{suffix}")
 }
 
+/// Every RA name the controller is responsible for: the existing RAs and the ones still named by a
+/// generated configuration (whose RA may be gone), so a resync also clears what a lost delete left.
+fn known_ras(ctx: &Ctx) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = ctx
+        .store
+        .metas(ctx.k.ra, None)
+        .into_iter()
+        .map(|m| m.name.clone())
+        .collect();
+    for config in ctx.store.metas(ctx.k.frr, None) {
+        if let Some(ra) = config.labels.get(RA_LABEL) {
+            names.insert(ra.to_string());
+        }
+    }
+    names
+}
+
+/// Regenerates one RA's configurations from the current state, as OVN-K's `reconcile(name)` does: an
+/// RA that is gone or being deleted wants none, so every configuration labelled with it is deleted.
 fn reconcile_ra(ctx: &Ctx, name: &str) {
-    let Some(ra) = ctx.store.get_opt(ctx.k.ra, None, name) else {
+    let ra = ctx
+        .store
+        .get_opt(ctx.k.ra, None, name)
+        .filter(|ra| !is_deleting(ra));
+    let Some(ra) = ra else {
+        sync_generated(ctx, name, None, BTreeMap::new());
         return;
     };
-    if is_deleting(&ra) {
-        return;
-    }
     match desired_configs(ctx, &ra) {
         Ok(desired) => {
-            sync_generated(ctx, &ra, desired);
+            sync_generated(ctx, name, Some(&ra), desired);
             write_ra_status(ctx, name, None);
         }
         Err(msg) => {
-            sync_generated(ctx, &ra, BTreeMap::new());
+            sync_generated(ctx, name, Some(&ra), BTreeMap::new());
             write_ra_status(ctx, name, Some(msg));
         }
     }
@@ -523,9 +552,13 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
     Ok(desired)
 }
 
-fn sync_generated(ctx: &Ctx, ra: &Value, desired: Desired) {
-    let ra_name = ns_name(ra).1;
-    let sel = LabelSelector::parse(&format!("{RA_LABEL}={ra_name}")).unwrap_or_default();
+/// Makes the configurations labelled with RA `ra_name` exactly `desired`. `ra` is the live RA (the
+/// owner of created configurations); `desired` must be empty when it is `None`.
+fn sync_generated(ctx: &Ctx, ra_name: &str, ra: Option<&Value>, desired: Desired) {
+    // RA names are DNS names, so this parses; never fall back to a select-everything selector.
+    let Ok(sel) = LabelSelector::parse(&format!("{RA_LABEL}={ra_name}")) else {
+        return;
+    };
     let existing = ctx
         .store
         .list(
@@ -557,6 +590,9 @@ fn sync_generated(ctx: &Ctx, ra: &Value, desired: Desired) {
             }
         }
     }
+    let Some(ra) = ra else {
+        return;
+    };
     for ((ns, name), (template, node, spec)) in desired {
         let annotation = format!("{ra_name}/{template}/{node}");
         let detail = json!({"routeAdvertisements": ra_name, "template": template, "node": node, "prefixes": spec.pointer("/bgp/routers/0/prefixes")});
