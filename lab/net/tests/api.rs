@@ -2,7 +2,7 @@
 //! a RouteAdvertisements appears in ext's kernel FIB with every node as next hop (OVN-K generates the
 //! FRRConfigurations, the frr-k8s emulation applies them); a VM's address answers pings through it;
 //! FRRNodeState and BGPSessionState report the routers' real state, including a bgpd restart; deleting
-//! the RouteAdvertisements withdraws the route.
+//! the RouteAdvertisements withdraws the route, and so does deleting many at once in any order.
 
 mod common;
 
@@ -107,6 +107,7 @@ async fn session_states(client: &kube::Client, node: &str) -> Vec<(String, Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn advertised_cudn_routes_vm_traffic_and_status_objects_follow_frr() {
     common::require_prerequisites();
     let (id, dir) = common::unique("api");
@@ -325,6 +326,7 @@ async fn advertised_cudn_routes_vm_traffic_and_status_objects_follow_frr() {
 
 /// With a debounce, changes arriving close together are applied to FRR once, like frr-k8s's reloader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn debounce_coalesces_close_changes_into_one_apply() {
     common::require_prerequisites();
     let (id, dir) = common::unique("debounce");
@@ -397,6 +399,151 @@ async fn debounce_coalesces_close_changes_into_one_apply() {
         applies[0]["prefixesAdded"],
         json!(["198.19.7.10/32", "198.19.7.11/32", "198.19.7.12/32"])
     );
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+    common::assert_nothing_left(&id, &dir);
+}
+
+/// Each prefix's last FIB event in ext's ground truth (the lab's own netlink observer): true when the
+/// route is in the FIB. Fails when the observer lost notifications, since absence would prove nothing.
+fn fib_state(dir: &std::path::Path) -> std::collections::BTreeMap<String, bool> {
+    let truth = std::fs::read_to_string(dir.join(vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE))
+        .unwrap_or_default();
+    let mut state = std::collections::BTreeMap::new();
+    for line in truth.lines() {
+        let event: Value = serde_json::from_str(line).expect("json line");
+        assert_ne!(
+            event["event"], "fibObserverOverrun",
+            "the FIB observer lost events"
+        );
+        if let Some(prefix) = event["prefix"].as_str() {
+            match event["event"].as_str() {
+                Some("fibRouteAdded") => state.insert(prefix.to_string(), true),
+                Some("fibRouteRemoved") => state.insert(prefix.to_string(), false),
+                _ => None,
+            };
+        }
+    }
+    state
+}
+
+/// Many RouteAdvertisements deleted at once, in random order and interleaved with their CUDN and
+/// namespace deletes, round after round: every prefix leaves ext's FIB, as the lab's own observer
+/// sees it. (The lab's OVN-K once regenerated configurations for RAs deleted meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+async fn deleting_many_route_advertisements_in_any_order_withdraws_every_prefix() {
+    use rand::seq::SliceRandom;
+    const NETWORKS: usize = 12;
+    const ROUNDS: usize = 3;
+    common::require_prerequisites();
+    let (id, dir) = common::unique("ra-stress");
+    let _guard = TeardownGuard::new(&dir);
+    let config = IntegratedConfig::new(LabNetConfig::new(
+        &id,
+        &dir,
+        2,
+        common::ext_config(2, common::BMP_PORT),
+    ));
+    let lab = IntegratedLab::up(config).await.expect("integrated lab up");
+    let client = lab.client();
+    let namespaces = api(&client, None, ("", "v1"), "Namespace", "namespaces");
+    let cudns = api(
+        &client,
+        None,
+        ("k8s.ovn.org", "v1"),
+        "ClusterUserDefinedNetwork",
+        "clusteruserdefinednetworks",
+    );
+    let ras = api(
+        &client,
+        None,
+        ("k8s.ovn.org", "v1"),
+        "RouteAdvertisements",
+        "routeadvertisements",
+    );
+    api(&client, Some("frr-k8s-system"), ("frrk8s.metallb.io", "v1beta1"), "FRRConfiguration", "frrconfigurations")
+        .create(&PostParams::default(), &obj(json!({
+            "apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+            "metadata": {"name": "stress-peer", "namespace": "frr-k8s-system", "labels": {"stress/template": "true"}},
+            "spec": {"nodeSelector": {}, "bgp": {"routers": [{"asn": 64513, "neighbors": [{
+                "address": "198.18.0.155", "asn": 64512, "holdTime": "9s", "keepaliveTime": "3s", "connectTime": "1s"}]}]}},
+        })))
+        .await
+        .expect("frr template");
+
+    let mut rng = rand::rng();
+    for round in 0..ROUNDS {
+        let names: Vec<String> = (0..NETWORKS).map(|i| format!("s{round}x{i}")).collect();
+        let prefixes: Vec<String> = (0..NETWORKS)
+            .map(|i| format!("198.19.{}.0/24", 100 + round * NETWORKS + i))
+            .collect();
+        for (name, prefix) in names.iter().zip(&prefixes) {
+            namespaces
+                .create(&PostParams::default(), &obj(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name,
+                    "labels": {"k8s.ovn.org/primary-user-defined-network": "", "stress/net": name}}})))
+                .await
+                .expect("namespace");
+            cudns
+                .create(&PostParams::default(), &obj(json!({
+                    "apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
+                    "metadata": {"name": name, "labels": {"stress/net": name}},
+                    "spec": {"namespaceSelector": {"matchLabels": {"stress/net": name}}, "network": {"topology": "Layer2", "layer2": {
+                        "role": "Primary", "subnets": [prefix], "ipam": {"lifecycle": "Persistent"}}}},
+                })))
+                .await
+                .expect("cudn");
+            ras.create(&PostParams::default(), &obj(json!({
+                "apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements", "metadata": {"name": name},
+                "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {},
+                    "frrConfigurationSelector": {"matchLabels": {"stress/template": "true"}},
+                    "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                        "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"stress/net": name}}}}]},
+            })))
+            .await
+            .expect("route advertisements");
+        }
+        eventually(&format!("round {round}: every prefix in ext's FIB"), || {
+            let dir = dir.clone();
+            let prefixes = prefixes.clone();
+            async move {
+                let state = fib_state(&dir);
+                prefixes.iter().all(|p| state.get(p) == Some(&true))
+            }
+        })
+        .await;
+
+        let mut deletes: Vec<(&Api<DynamicObject>, &String)> = names
+            .iter()
+            .flat_map(|name| [(&ras, name), (&cudns, name), (&namespaces, name)])
+            .collect();
+        deletes.shuffle(&mut rng);
+        let results =
+            futures::future::join_all(deletes.iter().map(|(api, name)| async move {
+                api.delete(name, &DeleteParams::default()).await
+            }))
+            .await;
+        for ((_, name), result) in deletes.iter().zip(results) {
+            result.unwrap_or_else(|e| panic!("round {round}: delete {name}: {e}"));
+        }
+        let start = Instant::now();
+        loop {
+            let state = fib_state(&dir);
+            let left: Vec<&String> = prefixes
+                .iter()
+                .filter(|p| state.get(*p) != Some(&false))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "round {round}: still in ext's FIB {WAIT:?} after the deletes: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     let report = lab.down().await.expect("down");
     assert!(report.problems.is_empty(), "{report:?}");
     common::assert_nothing_left(&id, &dir);
