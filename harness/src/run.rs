@@ -112,6 +112,10 @@ const WAIT_RECHECK: Duration = Duration::from_millis(50);
 
 /// How long, after cleanup, the run waits for withdrawals still expected.
 pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a settle waits before saying what it is still waiting for.
+const SETTLE_QUIET: Duration = Duration::from_secs(3);
+/// How often, after that, it says so again.
+const SETTLE_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// Why the run stopped early, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,8 +335,9 @@ impl Measurements {
         }
     }
 
-    fn pending(&mut self) -> bool {
-        self.all().iter().any(|m| m.pending())
+    /// What every measurement still expects, in one list.
+    fn outstanding(&mut self) -> Vec<String> {
+        self.all().iter().flat_map(|m| m.outstanding()).collect()
     }
 
     /// Whether the external router's sessions are visible (BMP Peer Up or polls).
@@ -919,19 +924,40 @@ impl Runner<'_> {
         targets.len()
     }
 
-    /// Feeds events until no measurement expects more, or `limit` passes.
+    /// Feeds events until no measurement expects more, or `limit` passes. Past
+    /// [`SETTLE_QUIET`], and then every [`SETTLE_REPORT_EVERY`], a progress line names what is
+    /// still awaited, so a slow withdrawal is never a silent wait.
     async fn settle(&mut self, limit: Duration) {
-        let until = Instant::now() + limit;
+        let started = Instant::now();
+        let until = started + limit;
+        let mut next_report = started + SETTLE_QUIET;
         loop {
             while let Ok(event) = self.events.try_recv() {
                 self.feed(&event);
             }
-            if !self.measurements.pending() || Instant::now() >= until {
+            let outstanding = self.measurements.outstanding();
+            if outstanding.is_empty() || Instant::now() >= until {
+                if !outstanding.is_empty() {
+                    self.progress(format!(
+                        "cleanup: gave up after {} waiting for {}",
+                        humantime::format_duration(limit),
+                        outstanding.join("; ")
+                    ));
+                }
                 return;
             }
-            match tokio::time::timeout_at(until, self.events.recv()).await {
+            if Instant::now() >= next_report {
+                self.progress(format!(
+                    "cleanup: {}s after the deletes, still waiting for {}",
+                    started.elapsed().as_secs(),
+                    outstanding.join("; ")
+                ));
+                next_report += SETTLE_REPORT_EVERY;
+            }
+            match tokio::time::timeout_at(until.min(next_report), self.events.recv()).await {
                 Ok(Some(event)) => self.feed(&event),
-                Ok(None) | Err(_) => return,
+                Ok(None) => return,
+                Err(_) => {}
             }
         }
     }

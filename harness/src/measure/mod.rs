@@ -55,10 +55,10 @@ pub trait Measurement: Send {
     /// Moves the samples that `batch` makes final into `out`; values never observed become
     /// `Missing` with the reason.
     fn collect(&mut self, batch: Batch, out: &mut Samples);
-    /// Whether it still expects observations for actions already taken (e.g. a withdrawal after
-    /// a delete), so the run may wait a bounded time before collecting.
-    fn pending(&self) -> bool {
-        false
+    /// What it still expects for actions already taken (e.g. "198.19.2.0/24 (vmbgp-2): FIB removal"
+    /// after a delete), so the run may wait a bounded time before collecting and say what it waits for.
+    fn outstanding(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -371,16 +371,27 @@ impl Measurement for RouteConvergence {
         }
     }
 
-    fn pending(&self) -> bool {
-        self.networks.values().any(|t| {
-            let deleted = t.withdraw.sent.is_some() && t.withdraw.error.is_none();
-            let fib_pending =
-                self.sources.fib_off.is_none() && t.fib.is_some() && t.fib_removed.is_none();
-            let bmp_pending = self.sources.bmp_off.is_none()
-                && !t.announcing.is_empty()
-                && t.withdrawn_adj_rib_in.is_none();
-            deleted && (fib_pending || bmp_pending)
-        })
+    fn outstanding(&self) -> Vec<String> {
+        self.networks
+            .values()
+            .filter(|t| t.withdraw.sent.is_some() && t.withdraw.error.is_none())
+            .filter_map(|t| {
+                let bmp_pending = self.sources.bmp_off.is_none()
+                    && !t.announcing.is_empty()
+                    && t.withdrawn_adj_rib_in.is_none();
+                let fib_pending =
+                    self.sources.fib_off.is_none() && t.fib.is_some() && t.fib_removed.is_none();
+                let awaited: Vec<&str> = [
+                    (bmp_pending, "Adj-RIB-In withdrawal"),
+                    (fib_pending, "FIB removal"),
+                ]
+                .into_iter()
+                .filter_map(|(pending, what)| pending.then_some(what))
+                .collect();
+                (!awaited.is_empty())
+                    .then(|| format!("{} ({}): {}", t.prefix, t.name, awaited.join(", ")))
+            })
+            .collect()
     }
 
     fn collect(&mut self, batch: Batch, out: &mut Samples) {
@@ -531,6 +542,32 @@ mod tests {
             s.stale_route_window,
             Measured::NotApplicable { .. }
         ));
+    }
+
+    #[test]
+    fn outstanding_withdrawals_name_the_prefix_and_what_is_awaited() {
+        let mut m = RouteConvergence::new(&[network()], 2, sources());
+        m.observe(Observation::Bmp(&BmpEvent {
+            at: ms(1),
+            connection: 1,
+            kind: BmpEventKind::Connected {
+                remote: "127.0.0.1:1".parse().expect("addr"),
+                local: "127.0.0.1:5000".parse().expect("addr"),
+            },
+        }));
+        m.observe(Observation::Request(&ra_request(100)));
+        m.observe(Observation::Bmp(&rm(160, 1, true)));
+        m.observe(Observation::Fib(&fib(215, RouteChangeKind::Added, 1)));
+        assert!(m.outstanding().is_empty(), "nothing deleted yet");
+        m.observe(Observation::Request(&ra_request(1000)));
+        assert_eq!(
+            m.outstanding(),
+            ["198.19.0.0/24 (vmbgp-0): Adj-RIB-In withdrawal, FIB removal"]
+        );
+        m.observe(Observation::Bmp(&rm(1050, 1, false)));
+        assert_eq!(m.outstanding(), ["198.19.0.0/24 (vmbgp-0): FIB removal"]);
+        m.observe(Observation::Fib(&fib(1110, RouteChangeKind::Removed, 0)));
+        assert!(m.outstanding().is_empty());
     }
 
     #[test]
