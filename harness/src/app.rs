@@ -27,7 +27,9 @@ use crate::kube::check::{Report, preflight};
 use crate::kube::{Cluster, KubeError, connect};
 use crate::results::{RecorderSink, describe_run, enabled_measurements, report_thresholds};
 use crate::run::{Observers, Outcome, SessionPoll, Stop};
-use crate::workload::{RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml};
+use crate::workload::{
+    RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml, validate_manifests,
+};
 
 /// Why a command failed, with the exit code each cause maps to.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +104,7 @@ fn render(args: &RenderArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, A
         None => Templates::builtin()?,
     };
     let manifests = render_plan(&plan, &templates)?;
+    validate_manifests(&manifests)?;
     out.write_all(to_multidoc_yaml(&plan, &manifests).as_bytes())
         .map_err(AppError::Output)?;
     Ok(ExitCode::Ok)
@@ -116,6 +119,7 @@ fn frr_config(args: &PlanArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode,
 
 async fn check(args: &CheckArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
     let plan = plan_from_args(&args.plan)?;
+    validate_manifests(&render_plan(&plan, &Templates::builtin()?)?)?;
     let timeout = Duration::from_secs(args.connect_timeout.max(1));
     let report = preflight_plan(&plan, timeout, args.probe_peer.then_some(timeout)).await?;
     write!(out, "{report}").map_err(AppError::Output)?;
@@ -201,6 +205,7 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     let plan = plan_from_args(&args.plan)?;
     check_session_source(&args)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
+    validate_manifests(&manifests)?;
     // Built (not contacted) before anything is created, so a bad CA file is an input error.
     let es = match &plan.indexing.es {
         Some(target) => Some(es_client(

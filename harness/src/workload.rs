@@ -9,6 +9,7 @@ use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 use serde::Serialize;
 use serde_json::Value;
+use vmbgp_schema::{SchemaSet, Strictness};
 
 use crate::config::{Neighbors, Plan, Shape, VmSpec};
 
@@ -67,6 +68,51 @@ pub enum RenderError {
     NotYaml { name: String, message: String },
     #[error("template {name} rendered a document without {field}")]
     MissingField { name: String, field: &'static str },
+    #[error(
+        "{kind} {name} (iteration {iteration}) would be refused by the API server: {violations}{more}"
+    )]
+    Invalid {
+        kind: String,
+        name: String,
+        iteration: u32,
+        /// Every field and rule the object breaks, as the API server words them.
+        violations: String,
+        /// ", and N more objects" when others are refused too.
+        more: String,
+    },
+    #[error("the embedded schemas do not compile")]
+    Schemas(#[source] vmbgp_schema::SchemaError),
+}
+
+/// Checks every manifest against the real schemas and CEL rules as an API server would on create
+/// (strict field validation, kubectl's default), so a plan never sends an object a cluster refuses.
+pub fn validate_manifests(manifests: &[Manifest]) -> Result<(), RenderError> {
+    let schemas = SchemaSet::embedded().map_err(RenderError::Schemas)?;
+    let mut refused = manifests.iter().filter_map(|m| {
+        schemas
+            .validate(&m.object, Strictness::Strict)
+            .err()
+            .map(|violations| (m, violations))
+    });
+    let Some((first, violations)) = refused.next() else {
+        return Ok(());
+    };
+    let others = refused.count();
+    let name = match first.namespace() {
+        Some(ns) => format!("{ns}/{}", first.name()),
+        None => first.name().to_string(),
+    };
+    Err(RenderError::Invalid {
+        kind: first.kind().to_string(),
+        name,
+        iteration: first.iteration,
+        violations: violations.to_string(),
+        more: match others {
+            0 => String::new(),
+            1 => ", and 1 more object".to_string(),
+            n => format!(", and {n} more objects"),
+        },
+    })
 }
 
 /// A loaded template set.

@@ -440,3 +440,75 @@ fn missing_kubeconfig_is_environment_unavailable() {
     assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
 }
+
+/// Every object a plan would create is checked against the real schemas and CEL rules before anything
+/// is contacted: the churn profile over a /16 reserves more subnets than the real CUDN CRD allows.
+#[test]
+fn an_object_the_real_schema_refuses_is_invalid_input_for_render_run_and_check() {
+    let (listener, kubeconfig) = tripwire();
+    let plan = [
+        "--profile",
+        "vm-bgp-churn",
+        "--subnet",
+        "10.100.0.0/16",
+        "--vm-ip-range",
+        "10.100.0.3-10.100.255.252",
+    ];
+    for command in [&["render"][..], &["run"][..], &["check"][..]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+            .args(command)
+            .args(plan)
+            .arg("--kubeconfig")
+            .arg(kubeconfig.path())
+            .output()
+            .expect("run binary");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        for needle in [
+            "ClusterUserDefinedNetwork",
+            "spec.network.layer2.reservedSubnets",
+            "25",
+            "would be refused by the API server",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{command:?}: lacks {needle:?}: {stderr}"
+            );
+        }
+        assert!(
+            output.stdout.is_empty(),
+            "{command:?} printed: {:?}",
+            output.stdout
+        );
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("an invalid plan contacted the API server: {other:?}"),
+    }
+}
+
+/// Log lines carry no ANSI colour codes when stderr is not a terminal (CI logs, files).
+#[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let kubeconfig = common::kubeconfig_for(port);
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["check", "--kubeconfig"])
+        .arg(kubeconfig.path())
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(" DEBUG "),
+        "no log lines to check: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in piped logs: {stderr:?}"
+    );
+}
