@@ -21,6 +21,12 @@ pub mod results;
 pub mod run;
 pub mod workload;
 
+/// Whether log lines may carry ANSI colour: only on a terminal, and never when `NO_COLOR` is set to a
+/// non-empty value (no-color.org), so CI logs and files stay plain text.
+pub fn log_colour(on_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    on_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// The one clock (see [`vmbgp_host::clock`]).
 pub use vmbgp_host::clock;
 
@@ -33,4 +39,18 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+    }
 }

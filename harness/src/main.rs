@@ -1,6 +1,8 @@
 //! The `vmbgp-bench` binary: parses the command line, sets up logging, runs the command and maps
 //! the outcome to the one exit-code table. Everything else lives in the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vmbgp_bench::app::execute;
@@ -24,6 +26,10 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_filter())),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(vmbgp_bench::log_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
