@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "the lab needs root (network namespaces, FRR daemons): run with sudo" >&2
+  echo "the lab needs root (network namespaces, FRR daemons): run it as root, e.g. sudo $0" >&2
   exit 4
 fi
 missing=()

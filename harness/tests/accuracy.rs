@@ -86,6 +86,7 @@ fn summary(name: &str, values: &mut [f64]) -> f64 {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn harness_instants_match_the_lab_ground_truth() {
     require_lab_prerequisites();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -85,6 +85,7 @@ fn assert_routes_observed(results: &Path, networks: usize) {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
     let (dir, uuid) = run_lab("vm-bgp", "3", "5", "scale");
     let results = dir.path().join(&uuid);
@@ -136,6 +137,7 @@ fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_vm_that_never_answers_fails_the_threshold_not_the_harness() {
     let (dir, uuid) = run_lab_with(
         "vm-bgp",
@@ -191,6 +193,7 @@ fn a_vm_that_never_answers_fails_the_threshold_not_the_harness() {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn vms_with_dynamic_addresses_are_probed_from_their_vmi_address() {
     let profile =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dynamic-addresses.yaml");
@@ -210,6 +213,7 @@ fn vms_with_dynamic_addresses_are_probed_from_their_vmi_address() {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
     // Sessions from polling the lab router's vty instead of BMP (routers without BMP).
     let (dir, uuid) = run_lab_with(
@@ -240,6 +244,7 @@ fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn migration_run_on_the_lab_completes_every_migration() {
     let (dir, uuid) = run_lab("vm-bgp-migration", "2", "2", "migr");
     let results = dir.path().join(&uuid);
@@ -268,6 +273,7 @@ fn migration_run_on_the_lab_completes_every_migration() {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn lab_up_status_down_and_down_after_a_killed_lab() {
     require_lab_prerequisites();
     let dir = tempfile::tempdir().expect("tempdir");

@@ -77,6 +77,7 @@ fn assert_in_order<T>(items: &[T], at: impl Fn(&T) -> vmbgp_host::clock::MonoSta
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn observers_see_advertise_ecmp_withdraw_and_restart_on_real_frr() {
     let mut lab = FrrLab::create("main");
     let clock = RunClock::start();
@@ -415,6 +416,7 @@ async fn observers_see_advertise_ecmp_withdraw_and_restart_on_real_frr() {
 /// FRR 8.4 quirk (frr-lab.md §4.4): a BMP target configured after the sessions came up gets
 /// Peer Ups with 19-byte dummy OPENs. The station still reports the Peer Up, with a warning.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn runtime_bmp_target_gets_dummy_opens_and_still_reports_peer_up() {
     let mut lab = FrrLab::create("dummy");
     let clock = RunClock::start();
@@ -518,6 +520,7 @@ async fn runtime_bmp_target_gets_dummy_opens_and_still_reports_peer_up() {
 /// The FIB watcher's own floor: a netlink add/delete of a blackhole /32 in an unused table, in a
 /// scratch namespace, to the watcher's stamp.
 #[tokio::test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn fib_calibration_measures_the_netlink_event_floor() {
     common::require_prerequisites();
     let netns = format!("vbgp-{}-calib", std::process::id());

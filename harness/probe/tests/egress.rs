@@ -15,6 +15,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn egress_endpoint_records_the_true_source_of_each_vm() {
     let pair = NetnsPair::new("egress");
     let vm_a = "198.19.0.30";
@@ -89,6 +90,7 @@ async fn egress_endpoint_records_the_true_source_of_each_vm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn http_check_reports_a_refused_port_as_missing_with_the_error() {
     let pair = NetnsPair::new("http");
     let clock = RunClock::start();

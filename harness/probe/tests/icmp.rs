@@ -42,6 +42,7 @@ fn minus(at: MonoStamp, ms: u64) -> MonoStamp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn live_address_answers_with_sane_rtts() {
     let pair = NetnsPair::new("live");
     let clock = RunClock::start();
@@ -86,6 +87,7 @@ async fn live_address_answers_with_sane_rtts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn address_that_appears_goes_away_and_returns() {
     let pair = NetnsPair::new("flap");
     let vm = "198.19.0.10";
@@ -167,6 +169,7 @@ async fn address_that_appears_goes_away_and_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn unreachable_targets_report_never_reachable_with_a_reason() {
     let pair = NetnsPair::new("unreach");
     let silent = "198.19.0.99"; // routed to the far side, which has no such address: dropped
@@ -197,6 +200,7 @@ async fn unreachable_targets_report_never_reachable_with_a_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn rate_changes_take_effect_while_running() {
     let pair = NetnsPair::new("rate");
     let slowing = "198.19.0.20";
@@ -238,6 +242,7 @@ fn prober_errors() -> Option<vmbgp_probe::ProbeError> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn icmp_errors_from_a_router_are_the_reason() {
     let pair = NetnsPair::new("icmperr");
     // The far side forwards but has no route to 198.19.0.0/16 except its own addresses: it
@@ -260,6 +265,7 @@ async fn icmp_errors_from_a_router_are_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn unprivileged_dgram_socket_works_where_ping_group_range_allows_it() {
     let pair = NetnsPair::new("dgram");
     // A fresh netns disables ping sockets even for root; this namespace is the test's own.
@@ -278,6 +284,7 @@ async fn unprivileged_dgram_socket_works_where_ping_group_range_allows_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn dgram_is_refused_in_a_fresh_namespace_with_a_clear_error() {
     let pair = NetnsPair::new("dgramno");
     let mut cfg = config(&pair, 200, 5);
@@ -288,6 +295,7 @@ async fn dgram_is_refused_in_a_fresh_namespace_with_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn many_targets_share_one_socket_without_mixing_replies() {
     let pair = NetnsPair::new("many");
     let count = 200u32;

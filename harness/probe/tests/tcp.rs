@@ -39,6 +39,7 @@ fn start_sink(pair: &NetnsPair, addr: &str) -> (SocketAddr, std::thread::JoinHan
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn goodput_to_a_sink_is_positive_and_retransmits_are_read() {
     let pair = NetnsPair::new("tcp");
     let (sink, reader) = start_sink(&pair, FAR);
@@ -70,6 +71,7 @@ async fn goodput_to_a_sink_is_positive_and_retransmits_are_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn connection_survives_an_outage_and_reports_the_stall() {
     let pair = NetnsPair::new("tcpcut");
     let vm = "198.19.0.40";
@@ -94,6 +96,7 @@ async fn connection_survives_an_outage_and_reports_the_stall() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn refused_connection_is_reported_not_zero() {
     let pair = NetnsPair::new("tcpref");
     let clock = RunClock::start();

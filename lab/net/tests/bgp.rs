@@ -205,6 +205,7 @@ async fn http_from_ext(lab: &LabNet, addr: Ipv4Addr) -> VmHttpReply {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn ecmp_route_ping_move_withdraw_and_bmp() {
     let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
     let (_guard, lab) = common::up_with(
@@ -369,6 +370,7 @@ async fn ecmp_route_ping_move_withdraw_and_bmp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn node_bgpd_restart_reestablishes_with_its_config() {
     let (_guard, lab) = common::up("restart", 1).await;
     let sup = lab.supervisor().clone();
@@ -456,6 +458,7 @@ async fn node_bgpd_restart_reestablishes_with_its_config() {
 /// neighbours) runs in the real ext bgpd: sessions come up and the community → local-preference
 /// policy shows in `show bgp ... json`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn harness_rendered_ext_config_runs_in_real_frr() {
     let golden = format!(
         "{}/../../workloads/golden/external-frr-explicit-neighbors.conf",
@@ -547,6 +550,7 @@ async fn wait_fib_event(
 /// hops), the route one node advertises (a single gateway), and their removal after withdrawal; it
 /// records nothing but BGP routes, each stamped after the change was requested.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn fib_observer_records_bgp_routes_and_withdrawals() {
     let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
     let (_guard, lab) = common::up_with("fibobs", 2, |_| {}, Some(truth.clone())).await;
@@ -675,6 +679,7 @@ async fn ip_in(netns: &str, args: &[&str]) -> String {
 /// The silent-VM fault: the silent VM's address is routed but never answers (a blackhole on its
 /// vmhost, also after a move), a normal VM beside it answers; ground truth says it was withheld.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn silent_vm_never_answers_while_a_normal_vm_does() {
     use vmbgp_lab_net::truth::MemoryGroundTruth;
     let truth = std::sync::Arc::new(MemoryGroundTruth::default());

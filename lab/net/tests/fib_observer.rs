@@ -76,6 +76,7 @@ fn run(program: &str, args: &[&str], stdin: &str) {
 }
 
 #[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn records_bgp_routes_and_overruns_and_stops_promptly() {
     common::require_prerequisites();
     let netns = TestNetns::create("fibobs");

@@ -8,6 +8,7 @@ use vmbgp_lab_net::frr::Daemon;
 use vmbgp_lab_net::{LabNet, LabNetConfig, Router, TeardownGuard, state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn up_then_down_leaves_nothing() {
     common::require_prerequisites();
     let (id, dir) = common::unique("updown");
@@ -40,6 +41,7 @@ async fn up_then_down_leaves_nothing() {
 /// A failed `up` (bgpd cannot start, after the netns exist and every zebra runs) removes everything it
 /// created: zebras stopped by pid, netns deleted, files removed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn failed_up_cleans_up() {
     common::require_prerequisites();
     let (id, dir) = common::unique("failed");
@@ -62,6 +64,7 @@ async fn failed_up_cleans_up() {
 /// A netns name that already exists (another lab with the same id) is refused before anything is
 /// created or recorded, so teardown never deletes someone else's netns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn colliding_lab_id_is_refused_and_the_other_netns_is_kept() {
     common::require_prerequisites();
     let (id, dir) = common::unique("collide");
@@ -91,6 +94,7 @@ async fn colliding_lab_id_is_refused_and_the_other_netns_is_kept() {
 /// A `lab up` process killed in the middle (simulated: the lab object is leaked after FRR started,
 /// as if the process died) is fully removed by `teardown(state_dir)` from the state file alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn teardown_after_interrupted_up_leaves_nothing() {
     common::require_prerequisites();
     let (id, dir) = common::unique("killed");
@@ -115,6 +119,7 @@ async fn teardown_after_interrupted_up_leaves_nothing() {
 /// Faults from a plan: a link flap cuts ext → node-1 for its duration; a bgpd restart replaces the
 /// daemon; both are recorded as ground truth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn scheduled_link_flap_and_bgpd_restart() {
     use std::sync::Arc;
     use std::time::Instant;
