@@ -574,7 +574,7 @@ impl DocumentBuilder {
                 && rtt_summary.is_observed()
             {
                 fields
-                    .resolution
+                    .resolutions
                     .insert(field.to_owned(), hdr_resolution_millis(h));
             }
         }

@@ -234,15 +234,18 @@ impl From<&ClusterMetadata> for Metadata {
 }
 
 /// Measured values of one document, flattened into it: observed values as plain fields (ms for
-/// durations), their resolution in `resolution`, and each unobserved value as a reason in
-/// `missing` or `notApplicable` with no number at all.
+/// durations), each one's resolution under `resolutions` (field → ms), and each unobserved value
+/// as a reason in `missing` or `notApplicable` with no number at all.
+///
+/// `resolutions`, not `resolution`: quantile documents in the same index carry `resolution` as
+/// a number, and Elasticsearch maps a field path once, so an object there would be refused.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MeasuredFields {
     #[serde(flatten)]
     pub values: BTreeMap<String, Value>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
-    pub resolution: BTreeMap<String, f64>,
+    pub resolutions: BTreeMap<String, f64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub missing: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
@@ -270,7 +273,7 @@ impl MeasuredFields {
         if let (true, Some(timing)) = (self.reason(field, measured), measured.observed()) {
             self.values
                 .insert(field.to_owned(), Value::from(timing.millis()));
-            self.resolution
+            self.resolutions
                 .insert(field.to_owned(), timing.resolution_millis());
         }
     }
@@ -351,9 +354,18 @@ pub struct QuantileDocument {
     /// Coarsest resolution among the observed samples (ms), for duration quantiles.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resolution: Option<f64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    /// Reason → samples, written as `[{"reason", "count"}]` (see [`reason_counts`]).
+    #[serde(
+        with = "reason_counts",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default
+    )]
     pub missing_reasons: BTreeMap<String, u64>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    #[serde(
+        with = "reason_counts",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default
+    )]
     pub not_applicable_reasons: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub missing: BTreeMap<String, String>,
@@ -361,6 +373,56 @@ pub struct QuantileDocument {
     pub not_applicable: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub histogram: Vec<HistogramBucket>,
+}
+
+/// `missingReasons` / `notApplicableReasons` as a list of `{"reason", "count"}`, not an object
+/// keyed by reason: Elasticsearch would map every reason text as a field path, splitting it at
+/// each dot (`…https://198.18.0.1` and `…https://198` then conflict, a reason ending in `.` is
+/// refused) and growing the mapping with every new reason. Reading also takes the old keyed
+/// form, so earlier results and indexes still compare.
+pub mod reason_counts {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct ReasonCount {
+        reason: String,
+        count: u64,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<ReasonCount>),
+        Keyed(BTreeMap<String, u64>),
+    }
+
+    pub fn serialize<S: Serializer>(
+        reasons: &BTreeMap<String, u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(reasons.iter().map(|(reason, &count)| ReasonCount {
+            reason: reason.clone(),
+            count,
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, u64>, D::Error> {
+        Ok(match Written::deserialize(deserializer)? {
+            Written::Keyed(map) => map,
+            Written::List(list) => {
+                let mut map = BTreeMap::new();
+                for item in list {
+                    let count: &mut u64 = map.entry(item.reason).or_default();
+                    *count = count.saturating_add(item.count);
+                }
+                map
+            }
+        })
+    }
 }
 
 impl QuantileDocument {
@@ -463,8 +525,61 @@ mod tests {
         let value = serde_json::to_value(&fields).unwrap();
         assert_eq!(
             value,
-            json!({"d":1.5,"resolution":{"d":0.001},"missing":{"a":"timed out after 600 s","c":"non-finite value NaN"},"notApplicable":{"b":"subnet mode"}})
+            json!({"d":1.5,"resolutions":{"d":0.001},"missing":{"a":"timed out after 600 s","c":"non-finite value NaN"},"notApplicable":{"b":"subnet mode"}})
         );
+    }
+
+    #[test]
+    fn reason_counts_are_written_as_a_list_and_read_in_either_form() {
+        let mut reasons = BTreeMap::new();
+        reasons.insert("request failed: https://198.18.0.1:6443.".to_owned(), 2u64);
+        reasons.insert("never reachable".to_owned(), 1);
+        let document = QuantileDocument {
+            quantile_name: "FirstReply".to_owned(),
+            uuid: "u".to_owned(),
+            p99: None,
+            p95: None,
+            p90: None,
+            p50: None,
+            min: None,
+            max: None,
+            avg: None,
+            timestamp: "2026-08-20T10:02:11Z".to_owned(),
+            metric_name: VM_REACHABILITY_QUANTILES.to_owned(),
+            job_name: "j".to_owned(),
+            metadata: Value::Null,
+            count: 0,
+            missing_count: 3,
+            not_applicable_count: 0,
+            unit: "ms".to_owned(),
+            method: "kube-burner".to_owned(),
+            resolution: Some(0.001),
+            missing_reasons: reasons.clone(),
+            not_applicable_reasons: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            not_applicable: BTreeMap::new(),
+            histogram: Vec::new(),
+        };
+        let value = serde_json::to_value(&document).unwrap();
+        assert_eq!(
+            value["missingReasons"],
+            json!([{"reason": "never reachable", "count": 1},
+                   {"reason": "request failed: https://198.18.0.1:6443.", "count": 2}])
+        );
+        assert!(value.get("notApplicableReasons").is_none());
+        let read: QuantileDocument = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(read, document);
+        let mut keyed = value;
+        keyed["missingReasons"] =
+            json!({"never reachable": 1, "request failed: https://198.18.0.1:6443.": 2});
+        let read: QuantileDocument = serde_json::from_value(keyed).unwrap();
+        assert_eq!(read.missing_reasons, reasons);
+        // A reason listed twice adds up, without overflowing.
+        let mut twice = serde_json::to_value(&document).unwrap();
+        twice["missingReasons"] =
+            json!([{"reason": "r", "count": u64::MAX}, {"reason": "r", "count": 5}]);
+        let read: QuantileDocument = serde_json::from_value(twice).unwrap();
+        assert_eq!(read.missing_reasons.get("r"), Some(&u64::MAX));
     }
 
     fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {

@@ -3,6 +3,13 @@
 //! HEAD/PUT, `_index_template`, `_bulk` (stores documents by `_id`, records every body) and
 //! `_search` (term on `uuid.keyword`, terms on `metricName.keyword`). A script makes the next
 //! `_bulk` requests answer 429, 500, time out, or return per-item errors.
+//!
+//! Each index has a mapping enforced as Elasticsearch enforces it ([`mapping`]): created from the
+//! highest-priority index template whose pattern matches when the index is created (by PUT or by
+//! its first `_bulk` item), then grown by dynamic mapping; a document whose field types conflict
+//! with it fails alone, with item status 400 and `mapper_parsing_exception`.
+
+pub mod mapping;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,6 +22,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
+
+use self::mapping::{FieldType, Mappings};
 
 /// What the next `_bulk` request gets.
 #[derive(Debug, Clone)]
@@ -39,6 +48,8 @@ pub struct Recorded {
     pub indexes: BTreeSet<String>,
     pub index_creations: usize,
     pub templates: BTreeMap<String, Value>,
+    /// Per index: its mapping, fixed when the index was created and grown by dynamic mapping.
+    pub mappings: BTreeMap<String, Mappings>,
     pub script: VecDeque<Behaviour>,
     pub health_failures: usize,
 }
@@ -84,6 +95,15 @@ impl EsTestServer {
         lock(&self.state).documents.len()
     }
 
+    /// The mapped type of a field path in an index (`metadata.k8sVersion`), if mapped.
+    pub fn field_type(&self, index: &str, path: &str) -> Option<FieldType> {
+        lock(&self.state)
+            .mappings
+            .get(index)
+            .and_then(|m| m.field(path))
+            .cloned()
+    }
+
     pub fn bulk_bodies(&self) -> Vec<String> {
         lock(&self.state).bulk_bodies.clone()
     }
@@ -123,23 +143,80 @@ async fn exists(State(state): Shared, Path(index): Path<String>) -> StatusCode {
     }
 }
 
-async fn create(State(state): Shared, Path(index): Path<String>) -> Response {
+async fn create(State(state): Shared, Path(index): Path<String>, body: Bytes) -> Response {
+    let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(value) => value,
+            Err(_) => return bad_request("parse_exception", "request body is not JSON"),
+        }
+    };
     let mut state = lock(&state);
-    if !state.indexes.insert(index.clone()) {
+    if state.indexes.contains(&index) {
         return (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({"error": {"type": "resource_already_exists_exception"}})),
         )
             .into_response();
     }
+    create_index(&mut state, &index);
+    // Mappings in the request body come on top of the template's.
+    if let (Some(mappings), Some(body_mappings)) =
+        (state.mappings.get_mut(&index), request.get("mappings"))
+    {
+        mappings.merge_json(body_mappings);
+    }
     state.index_creations += 1;
     axum::Json(json!({"acknowledged": true, "index": index})).into_response()
 }
 
+/// Creates an index with the mapping of the highest-priority template matching its name (a
+/// composable template applies only at creation, and only the one that wins).
+fn create_index(state: &mut Recorded, index: &str) {
+    state.indexes.insert(index.to_owned());
+    let template = state
+        .templates
+        .values()
+        .filter(|t| template_patterns(t).iter().any(|p| mapping::glob(p, index)))
+        .max_by_key(|t| t.get("priority").and_then(Value::as_u64).unwrap_or(0));
+    let mappings = template
+        .and_then(|t| t.pointer("/template/mappings"))
+        .map(Mappings::from_json)
+        .unwrap_or_default();
+    state.mappings.insert(index.to_owned(), mappings);
+}
+
+fn template_patterns(template: &Value) -> Vec<String> {
+    match template.get("index_patterns") {
+        Some(Value::String(pattern)) => vec![pattern.clone()],
+        Some(Value::Array(patterns)) => patterns
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn bad_request(kind: &str, reason: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"type": kind, "reason": reason}, "status": 400})),
+    )
+        .into_response()
+}
+
 async fn template(State(state): Shared, Path(name): Path<String>, body: Bytes) -> Response {
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST.into_response();
+        return bad_request("parse_exception", "request body is not JSON");
     };
+    if template_patterns(&value).is_empty() {
+        return bad_request(
+            "action_request_validation_exception",
+            "Validation Failed: 1: index patterns are missing;",
+        );
+    }
     lock(&state).templates.insert(name, value);
     axum::Json(json!({"acknowledged": true})).into_response()
 }
@@ -199,6 +276,10 @@ async fn bulk(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response
             return (StatusCode::BAD_REQUEST, "malformed bulk line pair").into_response();
         };
         let status = item_statuses.get(position).copied().unwrap_or(0);
+        // Elasticsearch creates a missing index on its first document (auto_create_index).
+        if !state.mappings.contains_key(&index) {
+            create_index(&mut state, &index);
+        }
         if status >= 300 {
             errors = true;
             let kind = if status == 429 {
@@ -210,6 +291,16 @@ async fn bulk(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response
                 json!({"index": {"_index": index, "_id": id, "status": status,
                 "error": {"type": kind, "reason": "scripted item failure"}}}),
             );
+            continue;
+        }
+        let mapped = state
+            .mappings
+            .get_mut(&index)
+            .map_or(Ok(()), |m| m.index(&id, &source));
+        if let Err(error) = mapped {
+            errors = true;
+            items.push(json!({"index": {"_index": index, "_id": id, "status": 400,
+                "error": {"type": error.error_type(), "reason": error.to_string()}}}));
             continue;
         }
         let existed = state
@@ -257,4 +348,151 @@ async fn search(State(state): Shared, Path(index): Path<String>, body: Bytes) ->
         .map(|((i, id), d)| json!({"_index": i, "_id": id, "_source": d}))
         .collect();
     axum::Json(json!({"hits": {"total": {"value": hits.len()}, "hits": hits}})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bulk_request(server: &EsTestServer, pairs: &[(&str, &str, Value)]) -> Value {
+        let body: String = pairs
+            .iter()
+            .map(|(index, id, source)| {
+                format!(
+                    "{}\n{source}\n",
+                    json!({"index": {"_index": index, "_id": id}})
+                )
+            })
+            .collect();
+        reqwest::Client::new()
+            .post(format!("{}/_bulk", server.url))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn put(server: &EsTestServer, path: &str, body: Value) -> u16 {
+        reqwest::Client::new()
+            .put(format!("{}/{path}", server.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn statuses(response: &Value) -> Vec<u64> {
+        response["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["index"]["status"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_item_fails_alone_in_the_bulk_item_shape() {
+        let server = EsTestServer::start().await.unwrap();
+        let response = bulk_request(
+            &server,
+            &[
+                ("i", "a", json!({"resolution": {"vmReadyLatency": 0.001}})),
+                ("i", "b", json!({"resolution": 0.5, "P99": 2.0})),
+                ("i", "c", json!({"P99": 3.0})),
+            ],
+        )
+        .await;
+        assert_eq!(response["errors"], true);
+        assert_eq!(statuses(&response), vec![201, 400, 201]);
+        let refused = &response["items"][1]["index"];
+        assert_eq!(refused["_index"], "i");
+        assert_eq!(refused["_id"], "b");
+        assert_eq!(refused["error"]["type"], "mapper_parsing_exception");
+        assert!(
+            refused["error"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("object mapping for [resolution] tried to parse field [resolution] as object, but found a concrete value")
+        );
+        assert_eq!(server.document_count(), 2);
+        // The refused document mapped nothing; the accepted ones did.
+        assert!(server.field_type("i", "P99").is_some());
+        let response = bulk_request(&server, &[("i", "d", json!({"P99": "n/a"}))]).await;
+        assert_eq!(statuses(&response), vec![400]);
+    }
+
+    #[tokio::test]
+    async fn the_winning_template_maps_indexes_created_after_it() {
+        let server = EsTestServer::start().await.unwrap();
+        assert_eq!(put(&server, "early-vm-bgp", json!({})).await, 200);
+        let object = json!({"properties": {"resolution": {"type": "object"}}});
+        let number = json!({"properties": {"resolution": {"type": "double"}}});
+        let template = |patterns: Value, priority: u64, mappings: &Value| {
+            json!({"index_patterns": patterns, "priority": priority,
+                   "template": {"mappings": mappings}})
+        };
+        assert_eq!(
+            put(
+                &server,
+                "_index_template/high",
+                template(json!(["*-vm-bgp*"]), 200, &object)
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            put(
+                &server,
+                "_index_template/low",
+                template(json!("*vm-bgp*"), 100, &number)
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            put(&server, "_index_template/bad", json!({"template": {}})).await,
+            400
+        );
+        assert_eq!(put(&server, "ripsaw-vm-bgp", json!({})).await, 200);
+        let doc = json!({"resolution": 0.5});
+        let response = bulk_request(
+            &server,
+            &[
+                // Created after the template, by PUT or by its first document: mapped by it.
+                ("ripsaw-vm-bgp", "1", doc.clone()),
+                ("late-vm-bgp-2", "1", doc.clone()),
+                // Created before it, or not matching: dynamic mapping.
+                ("early-vm-bgp", "1", doc.clone()),
+                ("other", "1", doc.clone()),
+            ],
+        )
+        .await;
+        assert_eq!(statuses(&response), vec![400, 400, 201, 201]);
+        assert_eq!(
+            server.field_type("ripsaw-vm-bgp", "resolution"),
+            Some(FieldType::Object {
+                enabled: true,
+                dynamic: None
+            })
+        );
+        // Mappings in the create-index body come on top of the template's.
+        assert_eq!(
+            put(&server, "body-vm-bgp", json!({"mappings": number})).await,
+            200
+        );
+        let response = bulk_request(&server, &[("body-vm-bgp", "1", doc)]).await;
+        assert_eq!(statuses(&response), vec![201]);
+        assert_eq!(
+            server
+                .field_type("body-vm-bgp", "resolution")
+                .map(|t| t.name().to_owned()),
+            Some("double".to_owned())
+        );
+    }
 }

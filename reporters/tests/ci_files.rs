@@ -1,18 +1,21 @@
 //! The `ci/` files name only metrics and quantiles this crate writes: the Grafana dashboard's
 //! queries, the Orion configuration, and the index template's pattern (which must match the
-//! project's default index and must not make the mapping strict).
+//! project's default index and must not make the mapping strict). The index template maps every
+//! field of every document a run of any profile writes, with the type the documents carry.
 // Test helpers outside #[test] functions unwrap too: a failed setup step aborts the test.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use vmbgp_reporters::document::Document;
 use vmbgp_reporters::local::load_documents;
 use vmbgp_reporters::redact::Redactor;
+use vmbgp_reporters::test_server::mapping::{Mappings, TemplateCoverage};
 
 fn ci(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -135,4 +138,100 @@ fn index_template_matches_the_index_and_keeps_dynamic_keyword_fields() {
         "strings must keep a .keyword sub-field"
     );
     assert_eq!(mappings["properties"]["timestamp"]["type"], "date");
+}
+
+fn template() -> Value {
+    serde_json::from_str(&fs::read_to_string(ci("elasticsearch/index-template.json")).unwrap())
+        .unwrap()
+}
+
+fn coverage(documents: &[Document]) -> TemplateCoverage {
+    let mappings = Mappings::from_json(&template()["template"]["mappings"]);
+    TemplateCoverage::of(&mappings, documents.iter().map(Document::body))
+}
+
+/// Every `text` mapping, explicit or from a dynamic template, and whether it has `.keyword`.
+fn text_mappings(value: &Value, path: &str, out: &mut BTreeMap<String, bool>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("text") {
+                let keyword = map
+                    .get("fields")
+                    .and_then(|f| f.get("keyword"))
+                    .and_then(|k| k.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("keyword");
+                out.insert(path.to_owned(), keyword);
+            }
+            for (key, inner) in map {
+                text_mappings(inner, &format!("{path}/{key}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (n, inner) in items.iter().enumerate() {
+                text_mappings(inner, &format!("{path}/{n}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn index_template_maps_every_field_with_the_type_documents_carry() {
+    let mut documents = common::profiles::every_profile_run();
+    assert!(documents.len() > 200);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/documents");
+    documents.extend(load_documents(&golden).unwrap());
+    let coverage = coverage(&documents);
+    assert!(
+        coverage.problems.is_empty(),
+        "the index template does not map these fields as the documents carry them:\n{}",
+        coverage
+            .problems
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // And it maps nothing no document writes (a renamed field leaves its old mapping behind).
+    let mappings = Mappings::from_json(&template()["template"]["mappings"]);
+    let stale = coverage.never_written(&mappings);
+    assert!(stale.is_empty(), "mapped but never written: {stale:?}");
+    // Dashboards and Orion query `<field>.keyword`: every text mapping keeps that sub-field.
+    let mut texts = BTreeMap::new();
+    text_mappings(&template()["template"]["mappings"], "", &mut texts);
+    let without: Vec<&String> = texts.iter().filter(|(_, k)| !**k).map(|(p, _)| p).collect();
+    assert!(
+        texts.len() > 10 && without.is_empty(),
+        "text without .keyword: {without:?}"
+    );
+}
+
+#[test]
+fn the_coverage_check_finds_unmapped_and_mistyped_fields() {
+    let mut documents = common::profiles::run_documents(common::profiles::Shape::Scale, "u");
+    let sample = documents
+        .iter()
+        .position(|d| d.metric_name() == "vmiLatencyMeasurement")
+        .unwrap();
+    let mut body = documents[sample].body().clone();
+    body["brandNewField"] = Value::from(1);
+    body["vmReadyLatency"] = Value::from("slow");
+    body["jobIteration"] = Value::from(1.5);
+    body["missing"]["a.b"] = Value::from("dotted");
+    body["timestamp"] = Value::from("yesterday");
+    documents[sample] = Document::from_value(body).unwrap();
+    let problems = coverage(&documents).problems;
+    for expected in [
+        "timestamp: mapped as date, documents carry a string",
+        "brandNewField: not mapped (integer)",
+        "vmReadyLatency: mapped as double, documents carry a string",
+        "jobIteration: mapped as long, documents carry a floating-point number",
+        "missing: key \"a.b\" is not a plain field name",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "{expected} not found in {problems:?}"
+        );
+    }
 }

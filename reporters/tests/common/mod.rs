@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod es_server;
+pub mod profiles;
 
 use std::collections::BTreeMap;
 use std::path::Path;
