@@ -3,7 +3,7 @@
 //! migrations → cleanup by run label (`--gc`) → results. Every wait is bounded, by its own limit
 //! and by the global `--timeout`; SIGINT/SIGTERM stop creating, keep what was measured, clean up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use vmbgp_reporters::input::Samples;
 
 use crate::clock::{MonoStamp, RunClock};
-use crate::config::{Plan, Shape};
+use crate::config::{Plan, Shape, VmSpec};
 use crate::kube::apply::{Applier, ApplyError, Request, resource_for};
 use crate::kube::watch::{Change, WatchMessage, WatchSpec, spawn_watches};
 use crate::kube::{
@@ -109,6 +109,9 @@ pub struct Observers {
 pub const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Waits re-check their condition at least this often (some sources, like probes, send no events).
 const WAIT_RECHECK: Duration = Duration::from_millis(50);
+
+/// The label kubevirt-ipam-controller puts on a claim: its VM's name.
+const CLAIM_VM_LABEL: &str = "kubevirt.io/vm";
 
 /// How long, after cleanup, the run waits for withdrawals still expected.
 pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(30);
@@ -209,16 +212,40 @@ impl ObjectState {
 struct World {
     /// The run's uuid (its objects' label value).
     uuid: String,
+    /// (namespace, name) of the run's VMs: claims carry no run label, only their VM's name.
+    run_vms: HashSet<(String, String)>,
     objects: HashMap<(&'static str, String, String), ObjectState>,
     synced: BTreeSet<&'static str>,
 }
 
 impl World {
-    fn new(uuid: &str) -> Self {
+    fn new(uuid: &str, vms: &[VmSpec]) -> Self {
         World {
             uuid: uuid.to_string(),
+            run_vms: vms
+                .iter()
+                .map(|vm| (vm.namespace.clone(), vm.name.clone()))
+                .collect(),
             ..World::default()
         }
+    }
+
+    /// Whether an object the watches delivered is this run's business. Kinds the harness creates are
+    /// watched by run label; IPAMClaims, made by kubevirt-ipam-controller, are watched by
+    /// `kubevirt.io/vm` across the cluster, so only those of this run's VMs count.
+    fn concerns_run(&self, resource: &Resource, object: &DynamicObject) -> bool {
+        if resource.plural != IPAM_CLAIM.plural {
+            return true;
+        }
+        let namespace = object.metadata.namespace.clone().unwrap_or_default();
+        let vm = object
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(CLAIM_VM_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        self.run_vms.contains(&(namespace, vm))
     }
 
     fn key(
@@ -241,6 +268,9 @@ impl World {
                 object,
                 ..
             } => {
+                if !self.concerns_run(resource, object) {
+                    return;
+                }
                 let name = object.metadata.name.as_deref().unwrap_or_default();
                 let key = Self::key(resource, object.metadata.namespace.as_deref(), name);
                 match change {
@@ -267,6 +297,15 @@ impl World {
         name: &str,
     ) -> Option<&ObjectState> {
         self.objects.get(&Self::key(resource, namespace, name))
+    }
+
+    /// Whether any IPAMClaim of VM `vm` in `namespace` is still there. kubevirt-ipam-controller names
+    /// a VM's claims `<vm>.<network>`, one per network.
+    fn has_claims_of(&self, namespace: &str, vm: &str) -> bool {
+        let prefix = format!("{vm}.");
+        self.objects.keys().any(|(plural, ns, name)| {
+            *plural == IPAM_CLAIM.plural && ns == namespace && name.starts_with(&prefix)
+        })
     }
 }
 
@@ -717,7 +756,8 @@ impl Runner<'_> {
                 // Their streams end before the VMs are deleted: deletion is not loss.
                 self.measurements.reach.finish_vms(&keys).await;
             }
-            if plan.shape != Shape::Migration {
+            // Churn collects once its VMs and claims are gone: claim release is part of the sample.
+            if plan.shape == Shape::Scale {
                 self.collect(Batch::Iteration(iteration));
             }
             self.progress(format!(
@@ -738,12 +778,15 @@ impl Runner<'_> {
                     self.record_request(&request);
                 }
                 self.deleting = false;
-                let what = format!("VMs of iteration {iteration} deleted");
+                // OVN-K holds a VM's address until its IPAMClaim is gone: the next iteration's VM
+                // with the same static IP could otherwise meet IPAddressConflict.
+                let what = format!("VMs of iteration {iteration} and their IPAMClaims deleted");
                 if let Err(stop) = self
                     .wait_for(&what, DELETE_TIMEOUT, |w, _| {
                         keys.iter().all(|(ns, n)| {
                             w.get(&VMI, Some(ns), n).is_none()
                                 && w.get(&VIRTUAL_MACHINE, Some(ns), n).is_none()
+                                && !w.has_claims_of(ns, n)
                         })
                     })
                     .await
@@ -751,6 +794,7 @@ impl Runner<'_> {
                     self.outcome.stopped = Some(stop);
                     return Ok(());
                 }
+                self.collect(Batch::Iteration(iteration));
             }
         }
         if plan.shape == Shape::Scale
@@ -1042,10 +1086,11 @@ fn watch_specs(plan: &Plan) -> Vec<WatchSpec> {
         selector: by_run.clone(),
     })
     .collect();
-    // kubevirt-ipam-controller labels claims with their VM, not with the run's labels.
+    // kubevirt-ipam-controller labels claims with their VM, not with the run's labels; the world
+    // keeps only the claims of this run's VMs.
     specs.push(WatchSpec {
         resource: IPAM_CLAIM,
-        selector: "kubevirt.io/vm".to_string(),
+        selector: CLAIM_VM_LABEL.to_string(),
     });
     specs
 }
@@ -1171,9 +1216,9 @@ pub async fn run(
         clock,
         applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
         events: rx,
-        world: World::new(&plan.uuid),
+        world: World::new(&plan.uuid, &plan.vms),
         measurements: Measurements {
-            vm_latency: VmLatency::new(&plan.vms),
+            vm_latency: VmLatency::new(&plan.vms, plan.shape == Shape::Churn),
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
             reach,
             sessions: match &observers.session_poll {
@@ -1250,4 +1295,53 @@ pub async fn run(
         poller.stop().await;
     }
     result.map(|()| runner.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube::watch::Change;
+
+    fn vm(namespace: &str, name: &str) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            namespace: namespace.into(),
+            network: namespace.into(),
+            iteration: 0,
+            replica: 1,
+            static_ip: None,
+        }
+    }
+
+    fn claim(namespace: &str, vm: &str, change: Change) -> WatchMessage {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": "IPAMClaim",
+            "metadata": {"name": format!("{vm}.default"), "namespace": namespace, "labels": {CLAIM_VM_LABEL: vm}},
+        }))
+        .expect("claim");
+        WatchMessage::Object {
+            at: MonoStamp::from_offset(Duration::ZERO),
+            resource: IPAM_CLAIM,
+            change,
+            object: Arc::new(object),
+        }
+    }
+
+    #[test]
+    fn claims_of_other_vms_are_not_the_runs_business() {
+        let mut world = World::new("u", &[vm("vmbgp-0", "vm-1")]);
+        // Another VM in another namespace, and a same-named VM in a namespace the run does not own.
+        world.apply(&claim("other", "db-1", Change::Applied));
+        world.apply(&claim("other", "vm-1", Change::Applied));
+        assert!(world.objects.is_empty(), "{:?}", world.objects);
+        assert!(!world.has_claims_of("vmbgp-0", "vm-1"));
+        world.apply(&claim("vmbgp-0", "vm-1", Change::Applied));
+        assert!(world.has_claims_of("vmbgp-0", "vm-1"));
+        assert!(
+            !world.has_claims_of("vmbgp-0", "vm-10"),
+            "vm-10 is not vm-1"
+        );
+        world.apply(&claim("vmbgp-0", "vm-1", Change::Deleted));
+        assert!(!world.has_claims_of("vmbgp-0", "vm-1"));
+    }
 }
