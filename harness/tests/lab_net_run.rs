@@ -232,6 +232,12 @@ fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
     let results = dir.path().join(&uuid);
     let vms = documents(&results, "vmiLatencyMeasurement-");
     assert_eq!(vms.len(), 6);
+    // Each iteration waits for its VMs' claims to go before reusing their addresses, and says how
+    // long that took.
+    for vm in &vms {
+        let released = vm["ipamClaimReleasedLatency"].as_f64();
+        assert!(released.is_some_and(|ms| ms > 0.0), "{vm}");
+    }
     assert_routes_observed(&results, 1);
     let sessions = documents(&results, "bgpSessionMeasurement-");
     assert_eq!(sessions.len(), 3, "{sessions:?}");

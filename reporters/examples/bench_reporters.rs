@@ -59,6 +59,10 @@ fn samples(iteration: u64) -> Samples {
             t0,
             harness,
             server: BTreeMap::new(),
+            claim_release: Measured::Observed(Timing::new(
+                Duration::from_millis(40),
+                Duration::from_micros(500),
+            )),
         });
         let mut rtt = new_nanos_histogram();
         for i in 0..RTT_SAMPLES {

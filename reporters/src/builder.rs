@@ -224,7 +224,9 @@ impl DocumentBuilder {
                     document::VMI_LATENCY_QUANTILES,
                     VmPhase::ALL
                         .iter()
-                        .map(|p| (p.quantile_name().to_owned(), Unit::Millis))
+                        .map(|p| p.quantile_name())
+                        .chain([CLAIM_RELEASED_QUANTILE])
+                        .map(|name| (name.to_owned(), Unit::Millis))
                         .collect(),
                 ),
                 K::RouteConvergence => {
@@ -441,6 +443,12 @@ impl DocumentBuilder {
                 measured,
             );
         }
+        fields.timing(CLAIM_RELEASED_FIELD, &sample.claim_release);
+        self.record_timing(
+            document::VMI_LATENCY_QUANTILES,
+            CLAIM_RELEASED_QUANTILE,
+            &sample.claim_release,
+        );
         for (phase, measured) in &sample.server {
             fields.timing(&phase.server_field_name(), measured);
             let quantile = format!("Server{}", phase.quantile_name());

@@ -223,7 +223,14 @@ pub struct VmLatencySample {
     pub harness: BTreeMap<VmPhase, Measured<Timing>>,
     /// API-server-timestamp latencies (1 s resolution), for cross-checking only.
     pub server: BTreeMap<VmPhase, Measured<Timing>>,
+    /// From the VM's delete request (not t0) to its IPAMClaim gone, when the run deletes VMs while
+    /// measuring (churn): OVN-K frees the address only then, so this bounds address reuse.
+    pub claim_release: Measured<Timing>,
 }
+
+/// The field and quantile of [`VmLatencySample::claim_release`].
+pub const CLAIM_RELEASED_FIELD: &str = "ipamClaimReleasedLatency";
+pub const CLAIM_RELEASED_QUANTILE: &str = "IPAMClaimReleased";
 
 /// Which route a convergence sample is about.
 #[derive(Debug, Clone, PartialEq)]

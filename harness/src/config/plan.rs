@@ -283,6 +283,7 @@ pub fn known_metrics() -> &'static [(&'static str, &'static [&'static str])] {
                 "VMReady",
                 "IPAMClaimIPsAllocated",
                 "IPVisible",
+                "IPAMClaimReleased",
             ],
         ),
         (

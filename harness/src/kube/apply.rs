@@ -74,9 +74,17 @@ impl RateLimiter {
     }
 }
 
+/// What a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Create,
+    Delete,
+}
+
 /// The outcome of one create or delete request.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub verb: Verb,
     pub resource: Resource,
     pub namespace: Option<String>,
     pub name: String,
@@ -172,6 +180,7 @@ impl Applier {
         let result = api.create(&PostParams::default(), &dynamic).await;
         let answered = self.clock.now();
         Ok(Request {
+            verb: Verb::Create,
             resource,
             namespace,
             name,
@@ -199,6 +208,7 @@ impl Applier {
             Err(e) => Some(describe(&e)),
         };
         Request {
+            verb: Verb::Delete,
             resource: *resource,
             namespace: namespace.map(str::to_string),
             name: name.to_string(),

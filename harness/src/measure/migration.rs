@@ -342,6 +342,7 @@ mod tests {
 
     fn started(m: &mut Migrations, round: u32, sent: u64) {
         let request = Request {
+            verb: crate::kube::apply::Verb::Create,
             resource: VMIM,
             namespace: Some("vmbgp-shared".into()),
             name: format!("vm-0-1-mig-{round}"),

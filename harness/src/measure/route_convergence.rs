@@ -21,6 +21,7 @@ use super::{Batch, Measurement, Observation};
 use crate::clock::MonoStamp;
 use crate::config::NetworkSpec;
 use crate::kube::ROUTE_ADVERTISEMENTS;
+use crate::kube::apply::Verb;
 
 /// Arrival stamps are read right after the socket read; the clock resolves nanoseconds, and a
 /// microsecond is an honest bound for the stamp itself.
@@ -353,10 +354,9 @@ impl Measurement for RouteConvergence {
         match observation {
             Observation::Request(request) if request.resource == ROUTE_ADVERTISEMENTS => {
                 if let Some(track) = self.networks.get_mut(&request.name) {
-                    let trigger = if track.advertise.sent.is_none() {
-                        &mut track.advertise
-                    } else {
-                        &mut track.withdraw
+                    let trigger = match request.verb {
+                        Verb::Create => &mut track.advertise,
+                        Verb::Delete => &mut track.withdraw,
                     };
                     if trigger.sent.is_none() {
                         trigger.sent = Some(request.sent);
@@ -433,6 +433,12 @@ mod tests {
 
     fn ra_request(sent: u64) -> Request {
         Request {
+            // The tests create at t < 1000 ms and delete from 1000 ms on.
+            verb: if sent < 1000 {
+                Verb::Create
+            } else {
+                Verb::Delete
+            },
             resource: ROUTE_ADVERTISEMENTS,
             namespace: None,
             name: "vmbgp-0".into(),

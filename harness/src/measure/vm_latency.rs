@@ -17,6 +17,7 @@ use vmbgp_reporters::measured::{Measured, Timing};
 use super::{Batch, Measurement, Observation};
 use crate::clock::MonoStamp;
 use crate::config::VmSpec;
+use crate::kube::apply::Verb;
 use crate::kube::watch::{Change, WatchMessage};
 use crate::kube::{IPAM_CLAIM, VIRTUAL_MACHINE, VMI};
 
@@ -47,16 +48,24 @@ struct VmTrack {
     vm_created_server: Option<DateTime<Utc>>,
     vmi_name: Option<String>,
     node_name: Option<String>,
+    /// The VM's delete request (churn), its uncertainty, and when its IPAMClaims were seen.
+    deleted: Option<(MonoStamp, Duration)>,
+    claims_seen: bool,
+    claims_gone: Option<MonoStamp>,
 }
 
 /// Tracks every VM of the plan by namespace and name.
 #[derive(Debug, Default)]
 pub struct VmLatency {
     vms: BTreeMap<(String, String), VmTrack>,
+    /// Whether VMs are deleted while measuring (churn), so claim release is measured.
+    deletes_vms: bool,
 }
 
 impl VmLatency {
-    pub fn new(vms: &[VmSpec]) -> Self {
+    /// `deletes_vms`: the run deletes VMs while measuring (churn), so the time from a VM's delete
+    /// request to its IPAMClaim gone is measured; elsewhere it is not applicable.
+    pub fn new(vms: &[VmSpec], deletes_vms: bool) -> Self {
         let vms = vms
             .iter()
             .map(|vm| {
@@ -76,11 +85,14 @@ impl VmLatency {
                     vm_created_server: None,
                     vmi_name: None,
                     node_name: None,
+                    deleted: None,
+                    claims_seen: false,
+                    claims_gone: None,
                 };
                 ((vm.namespace.clone(), vm.name.clone()), track)
             })
             .collect();
-        VmLatency { vms }
+        VmLatency { vms, deletes_vms }
     }
 
     /// Whether every phase of the VM has been seen (used by waits and tests).
@@ -169,18 +181,28 @@ impl VmLatency {
         }
     }
 
-    fn observe_claim(&mut self, at: MonoStamp, object: &DynamicObject) {
-        // kubevirt-ipam-controller names claims `<vm>.<network>`.
-        let Some(claim) = object.metadata.name.as_deref() else {
-            return;
-        };
-        let Some((vm, _network)) = claim.split_once('.') else {
-            return;
-        };
+    /// The VM a claim belongs to: kubevirt-ipam-controller names claims `<vm>.<network>`.
+    fn claim_track(&mut self, object: &DynamicObject) -> Option<&mut VmTrack> {
+        let claim = object.metadata.name.as_deref()?;
+        let (vm, _network) = claim.split_once('.')?;
         let vm = vm.to_string();
-        let Some(track) = self.track(object, &vm) else {
+        self.track(object, &vm)
+    }
+
+    fn observe_claim_deleted(&mut self, at: MonoStamp, object: &DynamicObject) {
+        // One claim per network; the harness attaches each VM to one network.
+        if let Some(track) = self.claim_track(object)
+            && track.deleted.is_some()
+        {
+            track.claims_gone.get_or_insert(at);
+        }
+    }
+
+    fn observe_claim(&mut self, at: MonoStamp, object: &DynamicObject) {
+        let Some(track) = self.claim_track(object) else {
             return;
         };
+        track.claims_seen = true;
         if let Some(allocated) =
             condition(&object.data["status"], "IPsAllocated").filter(|c| c["status"] == "True")
         {
@@ -197,7 +219,7 @@ impl VmLatency {
         }
     }
 
-    fn sample(track: &VmTrack) -> VmLatencySample {
+    fn sample(&self, track: &VmTrack) -> VmLatencySample {
         let t0 = StartInstant {
             offset: track.sent.map(MonoStamp::since_anchor).unwrap_or_default(),
             uncertainty: track.uncertainty,
@@ -246,6 +268,32 @@ impl VmLatency {
             t0,
             harness,
             server,
+            claim_release: self.claim_release(track),
+        }
+    }
+
+    /// VM delete request → its IPAMClaim gone (OVN-K frees the address only then).
+    fn claim_release(&self, track: &VmTrack) -> Measured<Timing> {
+        if !self.deletes_vms {
+            return Measured::not_applicable(
+                "VMs are deleted only at cleanup, after measuring (only churn runs delete VMs while measuring)",
+            );
+        }
+        match (track.deleted, track.claims_gone) {
+            (None, _) => Measured::missing("the VM was not deleted (the run ended first)"),
+            (Some(_), None) if !track.claims_seen => {
+                Measured::missing("no IPAMClaim of this VM was observed")
+            }
+            (Some(_), None) => {
+                Measured::missing("its IPAMClaim was still present when the wait ended")
+            }
+            (Some((sent, uncertainty)), Some(gone)) => match gone.since(sent) {
+                Some(latency) => Measured::Observed(Timing::new(
+                    latency,
+                    uncertainty.max(Duration::from_micros(1)),
+                )),
+                None => Measured::missing("observed before the delete request was sent"),
+            },
         }
     }
 }
@@ -318,12 +366,19 @@ impl Measurement for VmLatency {
                     request.namespace.clone().unwrap_or_default(),
                     request.name.clone(),
                 );
-                if let Some(track) = self.vms.get_mut(&key)
-                    && track.sent.is_none()
-                {
-                    track.sent = Some(request.sent);
-                    track.uncertainty = request.uncertainty();
-                    track.create_error = request.error.clone();
+                let Some(track) = self.vms.get_mut(&key) else {
+                    return;
+                };
+                match request.verb {
+                    Verb::Create if track.sent.is_none() => {
+                        track.sent = Some(request.sent);
+                        track.uncertainty = request.uncertainty();
+                        track.create_error = request.error.clone();
+                    }
+                    Verb::Delete if track.deleted.is_none() && request.error.is_none() => {
+                        track.deleted = Some((request.sent, request.uncertainty()));
+                    }
+                    Verb::Create | Verb::Delete => {}
                 }
             }
             Observation::Request(_) => {}
@@ -341,6 +396,12 @@ impl Measurement for VmLatency {
                     self.observe_claim(*at, object);
                 }
             }
+            Observation::Watch(WatchMessage::Object {
+                at,
+                resource,
+                change: Change::Deleted,
+                object,
+            }) if *resource == IPAM_CLAIM => self.observe_claim_deleted(*at, object),
             Observation::Watch(_)
             | Observation::Bmp(_)
             | Observation::Fib(_)
@@ -363,7 +424,7 @@ impl Measurement for VmLatency {
             if let Some(track) = self.vms.remove(&key) {
                 // VMs the run never got to create are not samples of this run.
                 if track.sent.is_some() || track.create_error.is_some() {
-                    out.vm_latency.push(Self::sample(&track));
+                    out.vm_latency.push(self.sample(&track));
                 }
             }
         }
@@ -402,6 +463,7 @@ mod tests {
 
     fn created(sent: u64, answered: u64) -> Request {
         Request {
+            verb: Verb::Create,
             resource: VIRTUAL_MACHINE,
             namespace: Some("vmbgp-0".into()),
             name: "vm-0-1".into(),
@@ -409,6 +471,71 @@ mod tests {
             answered: ms(answered),
             error: None,
         }
+    }
+
+    fn claim(at: u64, change: Change) -> WatchMessage {
+        WatchMessage::Object {
+            at: ms(at),
+            resource: IPAM_CLAIM,
+            change,
+            object: Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": "IPAMClaim",
+                    "metadata": {"name": "vm-0-1.default", "namespace": "vmbgp-0"},
+                }))
+                .expect("claim"),
+            ),
+        }
+    }
+
+    #[test]
+    fn churn_measures_delete_request_to_claim_gone() {
+        let mut m = VmLatency::new(&[vm_spec()], true);
+        m.observe(Observation::Request(&created(100, 103)));
+        m.observe(Observation::Watch(&claim(150, Change::Applied)));
+        // A claim deleted before the VM's delete request (not this run's doing) is not a release.
+        let mut delete = created(1_000, 1_004);
+        delete.verb = Verb::Delete;
+        m.observe(Observation::Request(&delete));
+        m.observe(Observation::Watch(&claim(1_045, Change::Deleted)));
+        let mut out = Samples::default();
+        m.collect(Batch::Iteration(0), &mut out);
+        let released = out.vm_latency[0]
+            .claim_release
+            .observed()
+            .expect("observed");
+        assert_eq!(released.millis(), 45.0);
+        assert_eq!(released.resolution(), Duration::from_millis(4));
+    }
+
+    #[test]
+    fn claim_release_is_missing_or_not_applicable_with_the_reason() {
+        let reason = |deletes: bool, steps: &dyn Fn(&mut VmLatency)| {
+            let mut m = VmLatency::new(&[vm_spec()], deletes);
+            m.observe(Observation::Request(&created(100, 103)));
+            steps(&mut m);
+            let mut out = Samples::default();
+            m.collect(Batch::All, &mut out);
+            match &out.vm_latency[0].claim_release {
+                Measured::Missing { reason } | Measured::NotApplicable { reason } => reason.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(reason(false, &|_| {}).contains("only churn runs"));
+        assert!(reason(true, &|_| {}).contains("not deleted"));
+        let delete = |m: &mut VmLatency| {
+            let mut request = created(1_000, 1_001);
+            request.verb = Verb::Delete;
+            m.observe(Observation::Request(&request));
+        };
+        assert!(reason(true, &delete).contains("no IPAMClaim"));
+        assert!(
+            reason(true, &|m| {
+                m.observe(Observation::Watch(&claim(150, Change::Applied)));
+                delete(m);
+            })
+            .contains("still present")
+        );
     }
 
     fn vmi(phase: &str, ip: Option<&str>) -> Value {
@@ -423,7 +550,7 @@ mod tests {
 
     #[test]
     fn latencies_run_from_the_create_request_to_each_event_arrival() {
-        let mut m = VmLatency::new(&[vm_spec()]);
+        let mut m = VmLatency::new(&[vm_spec()], false);
         m.observe(Observation::Request(&created(100, 103)));
         m.observe(Observation::Watch(&event(
             101,
@@ -465,7 +592,7 @@ mod tests {
 
     #[test]
     fn a_failed_create_reports_every_phase_missing_with_the_api_error() {
-        let mut m = VmLatency::new(&[vm_spec()]);
+        let mut m = VmLatency::new(&[vm_spec()], false);
         let mut request = created(10, 12);
         request.error = Some("409 AlreadyExists: exists".into());
         m.observe(Observation::Request(&request));
@@ -481,7 +608,7 @@ mod tests {
 
     #[test]
     fn vms_never_created_are_not_samples() {
-        let mut m = VmLatency::new(&[vm_spec()]);
+        let mut m = VmLatency::new(&[vm_spec()], false);
         let mut out = Samples::default();
         m.collect(Batch::All, &mut out);
         assert!(out.vm_latency.is_empty());

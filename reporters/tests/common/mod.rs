@@ -129,6 +129,9 @@ pub fn iteration_samples(iteration: u64) -> Samples {
             t0: t0(replica * 5),
             harness,
             server,
+            claim_release: Measured::not_applicable(
+                "VMs are deleted only at cleanup, after measuring (only churn runs delete VMs while measuring)",
+            ),
         });
         let mut rtt = new_nanos_histogram();
         for i in 0..200u64 {

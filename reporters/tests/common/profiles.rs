@@ -304,6 +304,16 @@ fn iteration(shape: Shape, iteration: u64, vms: u64) -> Samples {
             t0: t0(replica * 50),
             harness,
             server,
+            claim_release: match shape {
+                Shape::Churn if failed => Measured::missing("no IPAMClaim of this VM was observed"),
+                Shape::Churn => Measured::Observed(Timing::new(
+                    Duration::from_micros(35_000 + 1_000 * k),
+                    Duration::from_micros(900),
+                )),
+                _ => Measured::not_applicable(
+                    "VMs are deleted only at cleanup, after measuring (only churn runs delete VMs while measuring)",
+                ),
+            },
         });
         if shape == Shape::LifecycleOnly {
             continue;
