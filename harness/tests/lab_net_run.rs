@@ -1,16 +1,88 @@
 //! End to end on the full lab (root, FRR): `run --lab` for every profile measures VM lifecycle and
 //! real route convergence and leaves no namespace behind; `lab up` / `status` / `down` work, also
-//! when the lab's process was killed.
+//! when the lab's process was killed. The scale, churn and migration runs all index into one index
+//! of one Elasticsearch-compatible server that enforces dynamic mapping, so a field whose type
+//! differs between profiles fails whichever run comes second, as a real cluster would.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 mod common;
 use std::process::Command;
 
 use serde_json::Value;
+use vmbgp_reporters::test_server::EsTestServer;
+use vmbgp_reporters::test_server::mapping::{Mappings, TemplateCoverage};
 
 use common::bench_blocking as bench;
 use common::{documents, netns_of, require_lab_prerequisites};
+
+/// The index every profile's run writes to, as CI's nightly runs do.
+const ES_INDEX: &str = "ripsaw-kube-burner-vm-bgp";
+
+/// One enforcing ES server for the whole test binary, on a runtime of its own (the tests are sync).
+fn shared_es() -> &'static (tokio::runtime::Runtime, EsTestServer) {
+    static ES: OnceLock<(tokio::runtime::Runtime, EsTestServer)> = OnceLock::new();
+    ES.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = runtime.block_on(EsTestServer::start()).expect("es server");
+        (runtime, server)
+    })
+}
+
+/// `run` flags that index into the shared server.
+fn es_flags() -> Vec<String> {
+    vec![
+        "--es-server".into(),
+        format!("http://127.0.0.1:{}", shared_es().1.port),
+        "--es-index".into(),
+        ES_INDEX.into(),
+    ]
+}
+
+/// Every document the run saved went into the shared index (none refused), and every field of them
+/// is mapped, with the type it carries, by CI's index template.
+fn assert_indexed_and_mapped(results: &Path, uuid: &str) {
+    let saved: Vec<Value> = vmbgp_reporters::local::load_documents(results)
+        .expect("saved documents")
+        .iter()
+        .map(|d| d.body().clone())
+        .collect();
+    let indexed = {
+        let state = shared_es().1.state.lock().expect("state");
+        state
+            .documents
+            .iter()
+            .filter(|((index, _), body)| index == ES_INDEX && body["uuid"] == uuid)
+            .count()
+    };
+    assert_eq!(
+        indexed,
+        saved.len(),
+        "{uuid}: every saved document is indexed"
+    );
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../ci/elasticsearch/index-template.json"
+        ))
+        .expect("template"),
+    )
+    .expect("template json");
+    let coverage = TemplateCoverage::of(
+        &Mappings::from_json(&template["template"]["mappings"]),
+        &saved,
+    );
+    assert!(
+        coverage.problems.is_empty(),
+        "{uuid}: fields the CI template does not map as written: {:?}",
+        coverage.problems
+    );
+}
 
 /// A lab id unique to this test process and test.
 fn lab_id(test: &str) -> String {
@@ -87,8 +159,11 @@ fn assert_routes_observed(results: &Path, networks: usize) {
 #[test]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn scale_run_on_the_lab_measures_lifecycle_and_route_convergence() {
-    let (dir, uuid) = run_lab("vm-bgp", "3", "5", "scale");
+    let es = es_flags();
+    let es: Vec<&str> = es.iter().map(String::as_str).collect();
+    let (dir, uuid) = run_lab_with("vm-bgp", "3", "5", "scale", &es, 0);
     let results = dir.path().join(&uuid);
+    assert_indexed_and_mapped(&results, &uuid);
     assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 15);
     assert_routes_observed(&results, 3);
     // Every VM answered: first reply observed, from its create request.
@@ -216,20 +291,20 @@ fn vms_with_dynamic_addresses_are_probed_from_their_vmi_address() {
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
     // Sessions from polling the lab router's vty instead of BMP (routers without BMP).
-    let (dir, uuid) = run_lab_with(
-        "vm-bgp-churn",
-        "2",
-        "3",
-        "churn",
-        &[
+    let mut flags = es_flags();
+    flags.extend(
+        [
             "--session-source",
             "poll",
             "--session-poll-interval",
             "200ms",
-        ],
-        0,
+        ]
+        .map(String::from),
     );
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (dir, uuid) = run_lab_with("vm-bgp-churn", "2", "3", "churn", &flags, 0);
     let results = dir.path().join(&uuid);
+    assert_indexed_and_mapped(&results, &uuid);
     let vms = documents(&results, "vmiLatencyMeasurement-");
     assert_eq!(vms.len(), 6);
     // Each iteration waits for its VMs' claims to go before reusing their addresses, and says how
@@ -252,8 +327,11 @@ fn churn_run_on_the_lab_reuses_addresses_and_measures_withdrawal() {
 #[test]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn migration_run_on_the_lab_completes_every_migration() {
-    let (dir, uuid) = run_lab("vm-bgp-migration", "2", "2", "migr");
+    let es = es_flags();
+    let es: Vec<&str> = es.iter().map(String::as_str).collect();
+    let (dir, uuid) = run_lab_with("vm-bgp-migration", "2", "2", "migr", &es, 0);
     let results = dir.path().join(&uuid);
+    assert_indexed_and_mapped(&results, &uuid);
     assert_eq!(documents(&results, "vmiLatencyMeasurement-").len(), 2);
     // 2 VMs × 2 rounds, each measured under 1000/s probing: the lab's switch-over moves the
     // address in one dataplane round, so any loss is short but it is a measured value.
