@@ -515,14 +515,21 @@ pub async fn run_plan(
     if !write_errors.is_empty() {
         return Err(AppError::Results(write_errors.join("; ")));
     }
-    let code = match (outcome.stopped, run_error, results.passed) {
-        (Some(Stop::Interrupted), _, _) => ExitCode::Interrupted,
-        (Some(Stop::TimedOut), _, _) => ExitCode::Timeout,
-        (None, Some(_), _) => ExitCode::Internal,
-        (None, None, false) => ExitCode::ThresholdsViolated,
-        (None, None, true) => ExitCode::Ok,
-    };
+    let code = run_exit_code(&outcome, run_error.is_some(), results.passed);
     Ok((code, results.dir))
+}
+
+/// How a finished run maps onto the exit-code table: a signal, then a timeout (global or a bounded
+/// wait), then a harness failure, then the thresholds.
+fn run_exit_code(outcome: &Outcome, run_failed: bool, passed: bool) -> ExitCode {
+    match (outcome.stopped, run_failed) {
+        (Some(Stop::Interrupted), _) => ExitCode::Interrupted,
+        (Some(Stop::TimedOut), _) => ExitCode::Timeout,
+        (None, true) => ExitCode::Internal,
+        (None, false) if outcome.wait_expired => ExitCode::Timeout,
+        (None, false) if !passed => ExitCode::ThresholdsViolated,
+        (None, false) => ExitCode::Ok,
+    }
 }
 
 /// Builds the Elasticsearch/OpenSearch client (no network traffic yet).
@@ -699,4 +706,40 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_bounded_wait_exits_5_even_when_thresholds_pass() {
+        let expired = Outcome {
+            wait_expired: true,
+            ..Outcome::default()
+        };
+        assert_eq!(run_exit_code(&expired, false, true), ExitCode::Timeout);
+        assert_eq!(run_exit_code(&expired, false, false), ExitCode::Timeout);
+        let interrupted = Outcome {
+            stopped: Some(Stop::Interrupted),
+            wait_expired: true,
+            ..Outcome::default()
+        };
+        assert_eq!(
+            run_exit_code(&interrupted, false, false),
+            ExitCode::Interrupted
+        );
+        assert_eq!(
+            run_exit_code(&Outcome::default(), true, true),
+            ExitCode::Internal
+        );
+        assert_eq!(
+            run_exit_code(&Outcome::default(), false, false),
+            ExitCode::ThresholdsViolated
+        );
+        assert_eq!(
+            run_exit_code(&Outcome::default(), false, true),
+            ExitCode::Ok
+        );
+    }
 }

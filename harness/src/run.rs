@@ -132,6 +132,8 @@ pub enum Stop {
 pub struct Outcome {
     /// Harness-side failures: objects refused, waits that expired, cleanup left-overs.
     pub execution_errors: Vec<String>,
+    /// A bounded wait expired (the exit-code table's 5, like the global timeout).
+    pub wait_expired: bool,
     pub stopped: Option<Stop>,
     /// When the run loop ended.
     pub ended: Option<MonoStamp>,
@@ -573,6 +575,7 @@ impl Runner<'_> {
         match self.wait_until(limit, done).await {
             Waited::Done => Ok(()),
             Waited::Expired => {
+                self.outcome.wait_expired = true;
                 self.outcome.execution_errors.push(format!(
                     "timed out after {}: {what}",
                     humantime::format_duration(limit)
@@ -1035,12 +1038,16 @@ impl Runner<'_> {
         let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
         match self.wait_until(DELETE_TIMEOUT, gone).await {
             Waited::Done => {}
-            _ => self.outcome.execution_errors.push(format!(
-                "cleanup: objects labelled {}={} were still present after {}",
-                labels::UUID,
-                self.plan.uuid,
-                humantime::format_duration(DELETE_TIMEOUT)
-            )),
+            // Its own deadline is the wait's bound, so either way the bounded wait expired.
+            Waited::Expired | Waited::Stopped(_) => {
+                self.outcome.wait_expired = true;
+                self.outcome.execution_errors.push(format!(
+                    "cleanup: objects labelled {}={} were still present after {}",
+                    labels::UUID,
+                    self.plan.uuid,
+                    humantime::format_duration(DELETE_TIMEOUT)
+                ));
+            }
         }
         self.cancel = cancel;
         self.progress(format!("cleanup: {deleted} objects deleted"));
