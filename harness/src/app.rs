@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams};
@@ -181,27 +182,68 @@ fn workload_flags(args: &PlanArgs) -> BTreeMap<String, String> {
     flags
 }
 
-/// Cancels `cancel` on SIGINT or SIGTERM.
-fn cancel_on_signals(cancel: CancellationToken) {
+/// Cancels `cancel` on the first SIGINT or SIGTERM, so the run stops creating, keeps its results and
+/// cleans up. A second signal quits at once, printing `leftovers`: what may remain and the command
+/// that removes it. Installed before anything is created, so no signal can leak a lab or objects.
+fn cancel_on_signals(cancel: CancellationToken, leftovers: Arc<Mutex<String>>) {
+    // Registered here, synchronously: a signal arriving before the task first runs is not lost.
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    let (Ok(mut terminate), Ok(mut interrupt)) = (terminate, interrupt) else {
+        tracing::warn!(
+            "cannot install the SIGINT/SIGTERM handlers: a signal will end the run at once"
+        );
+        return;
+    };
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        tracing::warn!("signal received: stopping creation, keeping results, cleaning up");
+        tracing::warn!(
+            "signal received: stopping creation, keeping results, cleaning up (a second signal quits at once)"
+        );
         cancel.cancel();
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let leftovers = leftovers.lock().map(|l| l.clone()).unwrap_or_default();
+        eprintln!("second signal: quitting without cleanup. {leftovers}");
+        std::process::exit(i32::from(ExitCode::Interrupted.code()));
     });
 }
 
+/// What an abandoned run may leave behind, and the command that removes it.
+fn leftovers(plan: &Plan, lab_state_dir: Option<&std::path::Path>) -> String {
+    let objects = format!(
+        "Objects labelled {}={} may remain",
+        crate::workload::labels::UUID,
+        plan.uuid
+    );
+    match lab_state_dir {
+        Some(dir) => format!(
+            "{objects} in a lab that is still up (namespaces, FRR daemons, {dir}); remove it with: vmbgp-bench lab down --state-dir {dir}",
+            dir = dir.display()
+        ),
+        None => {
+            let mut command = format!("vmbgp-bench destroy --uuid {}", plan.uuid);
+            if let Some(kubeconfig) = &plan.kubeconfig {
+                command.push_str(&format!(" --kubeconfig {}", kubeconfig.display()));
+            }
+            if let Some(context) = &plan.context {
+                command.push_str(&format!(" --context {context}"));
+            }
+            format!("{objects}; remove them with: {command}")
+        }
+    }
+}
+
 async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    // First of all, so that no signal, however early, ends the run without cleanup.
+    let cancel = CancellationToken::new();
+    let left = Arc::new(Mutex::new("Nothing was created yet.".to_string()));
+    cancel_on_signals(cancel.clone(), left.clone());
     let plan = plan_from_args(&args.plan)?;
     check_session_source(&args)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
@@ -215,10 +257,23 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
         )?),
         None => None,
     };
-    if args.lab {
-        return run_on_lab(&args, plan, &manifests, es, out).await;
+    if cancel.is_cancelled() {
+        tracing::warn!("interrupted before anything was created");
+        return Ok(ExitCode::Interrupted);
     }
-    run_connected(&args, &plan, &manifests, es, None, out).await
+    if args.lab {
+        let state_dir = crate::lab::run_state_dir();
+        set_leftovers(&left, leftovers(&plan, Some(&state_dir)));
+        return run_on_lab(&args, plan, &manifests, es, &state_dir, cancel, out).await;
+    }
+    set_leftovers(&left, leftovers(&plan, None));
+    run_connected(&args, &plan, &manifests, es, None, cancel, out).await
+}
+
+fn set_leftovers(slot: &Mutex<String>, text: String) {
+    if let Ok(mut slot) = slot.lock() {
+        *slot = text;
+    }
 }
 
 /// Bounds of `--session-poll-interval`.
@@ -306,9 +361,11 @@ async fn run_on_lab(
     mut plan: Plan,
     manifests: &[crate::workload::Manifest],
     es: Option<EsClient>,
+    state_dir: &std::path::Path,
+    cancel: CancellationToken,
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
-    let state_dir = crate::lab::run_state_dir();
+    let state_dir = state_dir.to_path_buf();
     let mut config = crate::lab::lab_config(&plan, &args.lab_shape, &state_dir)?;
     let api_truth = state_dir.join(crate::lab::API_GROUND_TRUTH_FILE);
     config.api.ground_truth_path = Some(api_truth.clone());
@@ -325,7 +382,13 @@ async fn run_on_lab(
         ext_netns: info.ext_netns,
         ext_vty_dir: info.ext_bgpd_vty.parent().map(std::path::Path::to_path_buf),
     };
-    let result = run_connected(args, &plan, manifests, es, Some(&view), out).await;
+    // A signal during bring-up: the lab is up now, so take it down again and create nothing.
+    let result = if cancel.is_cancelled() {
+        tracing::warn!("interrupted during lab bring-up: nothing was created");
+        Ok(ExitCode::Interrupted)
+    } else {
+        run_connected(args, &plan, manifests, es, Some(&view), cancel, out).await
+    };
     // The lab's record of what it did, next to what the run measured (once the run has a results directory).
     let results = plan.indexing.results_dir.join(&plan.uuid);
     if results.is_dir() {
@@ -351,6 +414,7 @@ async fn run_connected(
     manifests: &[crate::workload::Manifest],
     es: Option<EsClient>,
     lab: Option<&LabView>,
+    cancel: CancellationToken,
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
     let timeout = Duration::from_secs(10);
@@ -363,8 +427,6 @@ async fn run_connected(
         return Err(AppError::Preflight(report));
     }
     let nodes = count_nodes(&cluster).await;
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
     let redactor = es.as_ref().map(|c| c.redactor().clone());
     let flags = workload_flags(&args.plan);
     let observers = Observers {

@@ -1,0 +1,142 @@
+//! Signals against `run --lab` (root, FRR): a SIGINT at any moment of the lab's bring-up ends the run
+//! with 130 and leaves no namespace, daemon or state directory; a second signal quits at once and
+//! prints the exact command that removes what is left, and that command does.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{netns_of, require_lab_prerequisites};
+
+fn spawn_run(lab_id: &str, results: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args([
+            "run",
+            "--lab",
+            "--lab-id",
+            lab_id,
+            "--iterations",
+            "2",
+            "--vm-count",
+            "2",
+            "--results-dir",
+        ])
+        .arg(results)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn vmbgp-bench")
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "the run ended before the signal");
+}
+
+/// Waits (bounded) for the run to end.
+fn finish(mut child: Child) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not end within 120 s of the signal");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Every process whose command line names `marker` (the lab's state directory).
+fn processes_naming(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(marker) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+fn assert_nothing_left(lab_id: &str, state_dir: &std::path::Path) {
+    assert!(
+        netns_of(lab_id).is_empty(),
+        "netns left: {:?}",
+        netns_of(lab_id)
+    );
+    assert!(!state_dir.exists(), "{} left", state_dir.display());
+    let marker = state_dir.display().to_string();
+    assert!(
+        processes_naming(&marker).is_empty(),
+        "processes left: {:?}",
+        processes_naming(&marker)
+    );
+}
+
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn a_signal_during_lab_bring_up_leaks_nothing() {
+    require_lab_prerequisites();
+    // Early in bring-up (namespaces being made) and later (daemons starting, API coming up).
+    for (n, delay_ms) in [300u64, 900, 1600].into_iter().enumerate() {
+        let lab_id = format!("sigup{n}-{}", std::process::id());
+        let results = tempfile::tempdir().expect("tempdir");
+        let child = spawn_run(&lab_id, results.path());
+        let state_dir = PathBuf::from(format!("/run/vmbgp-bench-run-{}", child.id()));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        interrupt(&child);
+        let output = finish(child);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(130),
+            "after {delay_ms} ms: {stderr}"
+        );
+        assert_nothing_left(&lab_id, &state_dir);
+    }
+}
+
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn a_second_signal_quits_at_once_and_names_the_command_that_cleans_up() {
+    require_lab_prerequisites();
+    let lab_id = format!("sig2-{}", std::process::id());
+    let results = tempfile::tempdir().expect("tempdir");
+    let child = spawn_run(&lab_id, results.path());
+    let state_dir = PathBuf::from(format!("/run/vmbgp-bench-run-{}", child.id()));
+    // Once the lab's namespaces exist there is something to leave behind.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while netns_of(&lab_id).is_empty() {
+        assert!(Instant::now() < deadline, "the lab never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(30));
+    interrupt(&child);
+    let output = finish(child);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let command = format!("vmbgp-bench lab down --state-dir {}", state_dir.display());
+    assert!(stderr.contains(&command), "no cleanup command in: {stderr}");
+
+    let down = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["lab", "down", "--state-dir"])
+        .arg(&state_dir)
+        .output()
+        .expect("lab down");
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert_nothing_left(&lab_id, &state_dir);
+}
