@@ -86,6 +86,24 @@ pub fn terminate(identity: &ProcessIdentity, grace: Duration) -> Result<(), nix:
     Ok(())
 }
 
+/// Processes still starting as this record's daemon: every live process whose command line carries
+/// `--vty_socket <marker>`, the router's own state directory, which only this lab's daemons (and the
+/// `ip netns exec` about to become one) are given. A daemon started with `-d` writes its pid file only
+/// after it forked, so a teardown in between finds no pid file; this finds it anyway. Selected by
+/// that lab-unique marker, never by name.
+pub fn starting(record: &ProcessRecord) -> Vec<ProcessIdentity> {
+    let needle = format!("--vty_socket {} ", record.cmdline_marker);
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != std::process::id() as i32)
+        .filter_map(|pid| identify(pid, &needle))
+        .collect()
+}
+
 fn current_identity(pid: i32) -> Option<ProcessIdentity> {
     // The marker was already checked when the identity was taken; pid + start time + exe suffice.
     identify(pid, "")
@@ -112,6 +130,45 @@ mod tests {
             ..id.clone()
         };
         assert!(!is_alive(&reused, ""));
+    }
+
+    #[test]
+    fn a_daemon_without_pid_file_is_found_by_its_marker_alone() {
+        let marker = format!("/tmp/vmbgp-process-test-{}", std::process::id());
+        // Stands in for a daemon that forked but has not written its pid file: only its command
+        // line names the router directory.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", "--vty_socket", &marker, "x"])
+            .spawn()
+            .expect("spawn");
+        let record = ProcessRecord {
+            router: "node-1".into(),
+            daemon: "zebra".into(),
+            pidfile: PathBuf::from(format!("{marker}/zebra.pid")),
+            cmdline_marker: marker.clone(),
+            identity: None,
+        };
+        assert!(resolve(&record).is_none(), "no pid file, no identity");
+        let mut found = Vec::new();
+        wait_until(Duration::from_secs(2), || {
+            found = starting(&record);
+            !found.is_empty()
+        });
+        assert_eq!(
+            found.iter().map(|i| i.pid).collect::<Vec<_>>(),
+            [child.id() as i32]
+        );
+        // A shorter marker that the daemon's directory merely starts with (node-1 vs node-10) is
+        // another router's.
+        let other = ProcessRecord {
+            cmdline_marker: marker[..marker.len() - 1].to_string(),
+            ..record.clone()
+        };
+        assert!(starting(&other).is_empty());
+        let waiter = std::thread::spawn(move || child.wait());
+        terminate(&found[0], Duration::from_secs(2)).expect("terminate");
+        assert!(!waiter.join().expect("join").expect("wait").success());
+        assert!(starting(&record).is_empty());
     }
 
     #[test]

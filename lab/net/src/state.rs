@@ -188,6 +188,8 @@ pub struct TeardownReport {
 
 /// How long a daemon gets to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How often teardown looks again for a daemon that was starting (each fork shows a new pid).
+const STARTING_ROUNDS: usize = 5;
 
 /// Removes everything recorded in `<state_dir>/net-state.json`: stops recorded daemons (by pid, after
 /// checking start time and command line, so a reused pid is never killed), deletes the netns, removes
@@ -202,18 +204,27 @@ pub fn teardown(state_dir: &Path) -> Result<TeardownReport> {
     let state = read_state(&path)?;
 
     for record in state.processes.iter().rev() {
-        // No identity: never started, or already gone.
+        let mut stop = |identity: &ProcessIdentity| match process::terminate(identity, STOP_GRACE) {
+            Ok(()) => report.stopped.push(format!(
+                "{}/{} {}",
+                record.router, record.daemon, identity.pid
+            )),
+            Err(e) => report.problems.push(format!(
+                "stopping {}/{} pid {}: {e}",
+                record.router, record.daemon, identity.pid
+            )),
+        };
         if let Some(identity) = process::resolve(record) {
-            match process::terminate(&identity, STOP_GRACE) {
-                Ok(()) => report.stopped.push(format!(
-                    "{}/{} {}",
-                    record.router, record.daemon, identity.pid
-                )),
-                Err(e) => report.problems.push(format!(
-                    "stopping {}/{} pid {}: {e}",
-                    record.router, record.daemon, identity.pid
-                )),
+            stop(&identity);
+        }
+        // A daemon caught while starting (its pid file not written yet, or forking as we look):
+        // found by the marker only this lab's daemons carry, until none is left.
+        for _ in 0..STARTING_ROUNDS {
+            let starting = process::starting(record);
+            if starting.is_empty() {
+                break;
             }
+            starting.iter().for_each(&mut stop);
         }
     }
 
