@@ -11,14 +11,16 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use vmbgp_reporters::compare::{RunSource, Tolerance, compare_runs, default_tolerances};
-use vmbgp_reporters::es::{Credentials, EsClient, EsOptions, index_saved_results};
+use vmbgp_reporters::es::{
+    Credentials, EsClient, EsOptions, IndexError, index_saved_results, load_results_dir,
+};
 use vmbgp_reporters::measured::Measured;
 use vmbgp_reporters::redact::Redactor;
 use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
 use crate::cli::{
-    CheckArgs, Cli, Command, CompareArgs, EsTlsArgs, IndexArgs, LabCommand, LabUpArgs, PlanArgs,
-    RenderArgs, RunArgs, SessionSourceArg,
+    CheckArgs, Cli, Command, CompareArgs, DestroyArgs, EsTlsArgs, IndexArgs, LabCommand, LabUpArgs,
+    PlanArgs, RenderArgs, RunArgs, SessionSourceArg,
 };
 use crate::clock::RunClock;
 use crate::config::{ConfigError, Plan, load_profile, plan};
@@ -52,10 +54,18 @@ pub enum AppError {
     EsConfig(String),
     #[error("{0}")]
     Compare(String),
+    /// `compare` could not reach Elasticsearch/OpenSearch before `--es-timeout`.
+    #[error("{0}")]
+    CompareUnavailable(String),
+    /// `index DIR` with a DIR that is not a readable results directory; nothing was contacted.
+    #[error("{0}")]
+    ResultsDir(String),
     #[error("cannot read tolerances {path}: {message}")]
     Tolerances { path: String, message: String },
     #[error(transparent)]
     Lab(#[from] crate::lab::LabError),
+    #[error("destroy: {0}")]
+    Destroy(#[source] crate::kube::destroy::DestroyError),
     #[error("cannot write output")]
     Output(#[source] std::io::Error),
 }
@@ -67,13 +77,18 @@ impl AppError {
             | AppError::Render(_)
             | AppError::EsConfig(_)
             | AppError::Tolerances { .. } => ExitCode::InvalidInput,
-            AppError::Compare(_) => ExitCode::InvalidInput,
+            AppError::Compare(_) | AppError::ResultsDir(_) => ExitCode::InvalidInput,
+            AppError::CompareUnavailable(_) => ExitCode::EnvironmentUnavailable,
             AppError::Lab(crate::lab::LabError::Render(_)) => ExitCode::InvalidInput,
             AppError::Lab(_) => ExitCode::EnvironmentUnavailable,
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
             }
             AppError::Results(_) | AppError::Output(_) => ExitCode::Internal,
+            AppError::Destroy(crate::kube::destroy::DestroyError::StillPresent { .. }) => {
+                ExitCode::Timeout
+            }
+            AppError::Destroy(_) => ExitCode::EnvironmentUnavailable,
         }
     }
 }
@@ -94,6 +109,7 @@ pub async fn execute(cli: Cli, out: &mut (dyn Write + Send)) -> Result<ExitCode,
         Some(Command::Check(args)) => check(&args, out).await,
         Some(Command::Index(args)) => index(&args, out).await,
         Some(Command::Compare(args)) => compare(&args, out).await,
+        Some(Command::Destroy(args)) => destroy(&args, out).await,
         Some(Command::Lab(command)) => lab(command, out).await,
     }
 }
@@ -212,6 +228,44 @@ fn cancel_on_signals(cancel: CancellationToken, leftovers: Arc<Mutex<String>>) {
         eprintln!("second signal: quitting without cleanup. {leftovers}");
         std::process::exit(i32::from(ExitCode::Interrupted.code()));
     });
+}
+
+/// `destroy --uuid`: everything labelled with the run's uuid, in dependency order, until gone.
+async fn destroy(args: &DestroyArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    if let Err(why) = crate::config::check_label_value(&args.uuid) {
+        return Err(AppError::Config(ConfigError::Invalid(vec![
+            crate::config::Problem {
+                field: "--uuid".to_string(),
+                value: args.uuid.clone(),
+                message: format!("must be a valid Kubernetes label value ({why})"),
+            },
+        ])));
+    }
+    let cluster = connect(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let destroyed =
+        crate::kube::destroy::destroy(&cluster.client, &args.uuid, args.timeout, &mut |line| {
+            tracing::info!("{line}")
+        })
+        .await
+        .map_err(AppError::Destroy)?;
+    let label = format!("{}={}", crate::workload::labels::UUID, args.uuid);
+    let line = if destroyed.total() == 0 {
+        format!("destroy: nothing labelled {label} exists")
+    } else {
+        let kinds: Vec<String> = destroyed
+            .deleted
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        format!("destroy: deleted {} ({label}); all gone", kinds.join(", "))
+    };
+    writeln!(out, "{line}").map_err(AppError::Output)?;
+    Ok(ExitCode::Ok)
 }
 
 /// What an abandoned run may leave behind, and the command that removes it.
@@ -577,7 +631,13 @@ pub async fn run_plan(
     if !write_errors.is_empty() {
         return Err(AppError::Results(write_errors.join("; ")));
     }
-    let code = run_exit_code(&outcome, run_error.is_some(), results.passed);
+    let code = match &run_error {
+        // The cluster holds another run's objects: an environment problem, like the preflight's.
+        Some(crate::run::RunError::AlreadyExists { .. }) if outcome.stopped.is_none() => {
+            ExitCode::EnvironmentUnavailable
+        }
+        _ => run_exit_code(&outcome, run_error.is_some(), results.passed),
+    };
     Ok((code, results.dir))
 }
 
@@ -601,33 +661,36 @@ fn es_client(server: &str, index: &str, tls: &EsTlsArgs) -> Result<EsClient, App
     options.insecure_skip_verify = tls.es_insecure_skip_verify;
     options.ca_file = tls.es_ca_file.clone();
     options.index_template = tls.es_index_template.clone();
+    options.deadline = tls.es_timeout;
     EsClient::new(options).map_err(|e| AppError::EsConfig(error_chain(&e)))
 }
 
-/// Uploads a results directory; exit 6 unless every document is in the index.
+/// Failed items `upload` lists one by one; the rest are counted.
+const LISTED_FAILURES: usize = 10;
+
+/// Uploads a results directory under one `--es-timeout` deadline (index check and `_bulk`);
+/// exit 6 unless every document is in the index. The documents stay on disk either way.
 async fn upload(
     dir: &std::path::Path,
     client: &EsClient,
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
-    if let Err(e) = client.ensure_index().await {
-        writeln!(
-            out,
-            "indexing: {} unreachable or refused the index: {}",
-            client.display_url(),
-            error_chain(&e)
-        )
-        .map_err(AppError::Output)?;
+    let stay = |out: &mut (dyn Write + Send)| {
         writeln!(
             out,
             "indexing: the documents stay in {}; upload them later with `vmbgp-bench index`",
             dir.display()
         )
-        .map_err(AppError::Output)?;
-        return Ok(ExitCode::NotIndexed);
-    }
+        .map_err(AppError::Output)
+    };
     let outcome = match index_saved_results(dir, client).await {
         Ok(outcome) => outcome,
+        Err(IndexError::Es(e)) => {
+            writeln!(out, "indexing: {}", error_chain(&e)).map_err(AppError::Output)?;
+            stay(out)?;
+            return Ok(ExitCode::NotIndexed);
+        }
+        // The run just wrote this directory: a problem with it is the harness's.
         Err(e) => return Err(AppError::Results(error_chain(&e))),
     };
     writeln!(
@@ -640,7 +703,10 @@ async fn upload(
         outcome.target
     )
     .map_err(AppError::Output)?;
-    for failure in outcome.failures.iter().take(20) {
+    if let Some(gave_up) = &outcome.gave_up {
+        writeln!(out, "indexing: {gave_up}").map_err(AppError::Output)?;
+    }
+    for failure in outcome.failures.iter().take(LISTED_FAILURES) {
         writeln!(
             out,
             "  not indexed: {} ({}): {}",
@@ -648,14 +714,22 @@ async fn upload(
         )
         .map_err(AppError::Output)?;
     }
-    Ok(if outcome.is_complete() {
-        ExitCode::Ok
+    let more = outcome.failures.len().saturating_sub(LISTED_FAILURES);
+    if more > 0 {
+        writeln!(out, "  ... and {more} more not indexed").map_err(AppError::Output)?;
+    }
+    if outcome.is_complete() {
+        Ok(ExitCode::Ok)
     } else {
-        ExitCode::NotIndexed
-    })
+        stay(out)?;
+        Ok(ExitCode::NotIndexed)
+    }
 }
 
+/// `index DIR`: DIR is checked before anything is contacted (exit 2 when it is not a readable
+/// results directory), then uploaded.
 async fn index(args: &IndexArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
+    load_results_dir(&args.dir).map_err(|e| AppError::ResultsDir(error_chain(&e)))?;
     let client = es_client(&args.es_server, &args.es_index, &args.tls)?;
     upload(&args.dir, &client, out).await
 }
@@ -685,9 +759,15 @@ async fn compare(args: &CompareArgs, out: &mut (dyn Write + Send)) -> Result<Exi
     };
     let baseline = RunSource::from_arg(&args.baseline);
     let current = RunSource::from_arg(&args.current);
-    let comparison = compare_runs(&baseline, &current, &tolerances, es.as_ref())
+    let comparison = compare_runs(&baseline, &current, &tolerances, es.as_ref(), args.force)
         .await
-        .map_err(|e| AppError::Compare(error_chain(&e)))?;
+        .map_err(|e| {
+            if e.is_unavailable() {
+                AppError::CompareUnavailable(error_chain(&e))
+            } else {
+                AppError::Compare(error_chain(&e))
+            }
+        })?;
     let text = if args.json {
         comparison.to_json()
     } else {

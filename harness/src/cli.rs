@@ -46,6 +46,9 @@ pub enum Command {
     Index(IndexArgs),
     /// Compare two runs (result directories or uuids in Elasticsearch); exit 7 on a regression.
     Compare(CompareArgs),
+    /// Delete everything a run created (selected by its uuid label), in dependency order, and wait
+    /// until it is gone; for runs that could not clean up (killed). Idempotent.
+    Destroy(DestroyArgs),
     /// The embedded lab: API server, simulated controllers, FRR routers in network namespaces (root).
     #[command(subcommand)]
     Lab(LabCommand),
@@ -80,6 +83,24 @@ pub struct LabStateArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    /// The run's uuid (its objects' vmbgp.io/uuid label), as printed by the run and in jobSummary.
+    #[arg(long)]
+    pub uuid: String,
+    /// kubeconfig file [default: $KUBECONFIG or ~/.kube/config].
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// How long to wait in all for everything to be gone.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct LabUpArgs {
     #[command(flatten)]
     pub dir: LabDirArgs,
@@ -105,8 +126,8 @@ pub struct LabArgs {
     pub silent_vms: Vec<String>,
 }
 
-/// TLS and template options of the Elasticsearch/OpenSearch connection.
-#[derive(Debug, Clone, Default, Args)]
+/// Connection options of Elasticsearch/OpenSearch: TLS, index template, and the deadline.
+#[derive(Debug, Clone, Args)]
 pub struct EsTlsArgs {
     /// Do not verify the server's TLS certificate (self-signed test clusters only).
     #[arg(long)]
@@ -117,6 +138,44 @@ pub struct EsTlsArgs {
     /// Install this index template before indexing (e.g. ci/elasticsearch/index-template.json).
     #[arg(long, value_name = "PATH")]
     pub es_index_template: Option<PathBuf>,
+    /// One deadline for everything sent to Elasticsearch/OpenSearch by this command (the index
+    /// check and every `_bulk` of an upload, or a compare's searches), retries included, e.g. 30s,
+    /// 3m. Connection errors, timeouts, 429 and 5xx are retried with backoff until it passes; each
+    /// request's timeout is what remains (at most 60s). Then: exit 6 (`run`, `index`; documents
+    /// stay on disk) or 4 (`compare`).
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_es_timeout)]
+    pub es_timeout: std::time::Duration,
+}
+
+impl Default for EsTlsArgs {
+    fn default() -> Self {
+        EsTlsArgs {
+            es_insecure_skip_verify: false,
+            es_ca_file: None,
+            es_index_template: None,
+            es_timeout: vmbgp_reporters::es::DEFAULT_DEADLINE,
+        }
+    }
+}
+
+/// Bounds of `--es-timeout`.
+const ES_TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_secs(24 * 3600),
+);
+
+/// `--es-timeout`: a humantime duration from 100ms to 24h.
+fn parse_es_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let (min, max) = ES_TIMEOUT_RANGE;
+    if value < min || value > max {
+        return Err(format!(
+            "must be from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -151,6 +210,10 @@ pub struct CompareArgs {
     /// percent, minAbsolute, direction).
     #[arg(long, value_name = "PATH")]
     pub tolerances: Option<PathBuf>,
+    /// Compare runs whose configuration differs (profile, shape, network layout, iterations, VMs
+    /// per iteration, advertisement mode); without it such runs are refused with exit 2.
+    #[arg(long)]
+    pub force: bool,
     /// Elasticsearch/OpenSearch URL, when a run is given by uuid.
     #[arg(long, env = "ES_SERVER", value_name = "URL", hide_env_values = true)]
     pub es_server: Option<String>,

@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Check(a)) => a.plan.log_level,
         Some(Command::Index(a)) => a.log_level,
         Some(Command::Compare(a)) => a.log_level,
+        Some(Command::Destroy(a)) => a.log_level,
         Some(Command::Lab(LabCommand::Up(a) | LabCommand::Serve(a))) => a.plan.log_level,
         Some(Command::Lab(LabCommand::Status(a) | LabCommand::Down(a))) => a.log_level,
         None => cli.run.plan.log_level,

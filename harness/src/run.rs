@@ -60,6 +60,16 @@ pub enum RunError {
     Apply(#[from] ApplyError),
     #[error("the watches did not list the cluster's objects within {0:?}")]
     WatchSync(Duration),
+    /// One of the run's own objects already exists: another run holds the name, and measuring on
+    /// would time someone else's object.
+    #[error("{object} already exists{}; nothing more is created", match .owner {
+        Some(uuid) => format!(" (left by run {uuid}: remove it with `vmbgp-bench destroy --uuid {uuid}`)"),
+        None => " (not made by vmbgp-bench: delete it, or choose another --name-prefix)".to_string(),
+    })]
+    AlreadyExists {
+        object: String,
+        owner: Option<String>,
+    },
 }
 
 /// Everything the run loop consumes, each already stamped where it was observed.
@@ -593,6 +603,29 @@ impl Runner<'_> {
             }
             let request = self.applier.create(&manifest.object).await?;
             self.record_request(&request);
+            if request.error_code == Some(409) {
+                let owner = self
+                    .applier
+                    .owner_uuid(
+                        &request.resource,
+                        request.namespace.as_deref(),
+                        &request.name,
+                    )
+                    .await;
+                return Err(RunError::AlreadyExists {
+                    object: format!(
+                        "{} {}{}",
+                        request.resource.kind,
+                        request
+                            .namespace
+                            .as_deref()
+                            .map(|ns| format!("{ns}/"))
+                            .unwrap_or_default(),
+                        request.name
+                    ),
+                    owner,
+                });
+            }
             // Keep the world current while creating, so waits start from fresh state.
             while let Ok(message) = self.events.try_recv() {
                 self.feed(&message);

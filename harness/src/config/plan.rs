@@ -829,7 +829,7 @@ fn check_es_index(index: &str) -> Result<(), String> {
 }
 
 /// Kubernetes label value syntax: ≤63 characters, alphanumeric at both ends, `-_.` inside.
-pub(crate) fn check_label_value(value: &str) -> Result<(), String> {
+pub fn check_label_value(value: &str) -> Result<(), String> {
     if value.len() > 63 {
         return Err(format!("{} characters; at most 63", value.len()));
     }

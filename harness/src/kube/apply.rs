@@ -94,6 +94,8 @@ pub struct Request {
     pub answered: MonoStamp,
     /// The API's error, when the request failed.
     pub error: Option<String>,
+    /// The API's HTTP status for a failed request (409 AlreadyExists, 403, ...), when it answered.
+    pub error_code: Option<u16>,
 }
 
 impl Request {
@@ -179,6 +181,10 @@ impl Applier {
         let sent = self.clock.now();
         let result = api.create(&PostParams::default(), &dynamic).await;
         let answered = self.clock.now();
+        let error_code = match &result {
+            Err(kube::Error::Api(status)) => Some(status.code),
+            _ => None,
+        };
         Ok(Request {
             verb: Verb::Create,
             resource,
@@ -187,6 +193,7 @@ impl Applier {
             sent,
             answered,
             error: result.err().map(|e| describe(&e)),
+            error_code,
         })
     }
 
@@ -202,10 +209,14 @@ impl Applier {
         let sent = self.clock.now();
         let result = api.delete(name, &DeleteParams::background()).await;
         let answered = self.clock.now();
-        let error = match result {
-            Ok(_) => None,
-            Err(kube::Error::Api(status)) if status.code == 404 => None,
-            Err(e) => Some(describe(&e)),
+        let (error, error_code) = match result {
+            Ok(_) => (None, None),
+            Err(kube::Error::Api(status)) if status.code == 404 => (None, None),
+            Err(kube::Error::Api(status)) => {
+                let code = status.code;
+                (Some(describe(&kube::Error::Api(status))), Some(code))
+            }
+            Err(e) => (Some(describe(&e)), None),
         };
         Request {
             verb: Verb::Delete,
@@ -215,7 +226,23 @@ impl Applier {
             sent,
             answered,
             error,
+            error_code,
         }
+    }
+
+    /// The run label (uuid) of an existing object, to name the run that owns it.
+    pub async fn owner_uuid(
+        &self,
+        resource: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<String> {
+        let object = self.api(resource, namespace).get(name).await.ok()?;
+        object
+            .metadata
+            .labels?
+            .get(crate::workload::labels::UUID)
+            .cloned()
     }
 }
 

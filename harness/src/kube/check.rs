@@ -284,44 +284,95 @@ async fn check_namespace(cluster: &Cluster, name: &str) -> Finding {
     }
 }
 
-/// Namespaces or networks with the names this run would create, left by an earlier run.
+/// Objects with the names this run would create (namespaces, networks, RouteAdvertisements, the
+/// peering template), left by an earlier run: creating over them would fail with 409 or, worse,
+/// measure the other run's objects. Names the other runs' uuids and the command that removes them.
 async fn check_leftovers(cluster: &Cluster, plan: &Plan) -> Finding {
-    let namespaces: Api<DynamicObject> =
-        Api::all_with(cluster.client.clone(), &NAMESPACE.api_resource());
-    let selector = ListParams::default().labels(labels::NETWORK);
-    match namespaces.list(&selector).await {
-        Ok(list) => {
-            let wanted: std::collections::BTreeSet<&str> =
-                plan.networks.iter().map(|n| n.namespace.as_str()).collect();
-            let clashes: Vec<String> = list
-                .items
-                .iter()
-                .filter_map(|ns| ns.metadata.name.clone())
-                .filter(|name| wanted.contains(name.as_str()))
-                .collect();
-            if clashes.is_empty() {
-                Finding::new(
-                    "leftovers",
-                    Status::Ok,
-                    "no namespace of this plan exists yet",
-                )
-            } else {
-                Finding::new(
-                    "leftovers",
-                    Status::Fail,
-                    format!(
-                        "namespaces {} already exist (an earlier run?); delete them or choose another --name-prefix",
-                        clashes.join(", ")
-                    ),
-                )
-            }
-        }
-        Err(e) => Finding::new(
-            "leftovers",
-            Status::Warn,
-            format!("cannot list namespaces: {}", short_error(&e)),
+    let template = crate::workload::frr_template_name(plan);
+    let wanted: Vec<(Resource, Option<&str>, Vec<&str>)> = vec![
+        (
+            NAMESPACE,
+            None,
+            plan.networks.iter().map(|n| n.namespace.as_str()).collect(),
         ),
+        (
+            CUDN,
+            None,
+            plan.networks.iter().map(|n| n.name.as_str()).collect(),
+        ),
+        (
+            ROUTE_ADVERTISEMENTS,
+            None,
+            plan.networks.iter().map(|n| n.name.as_str()).collect(),
+        ),
+        (
+            FRR_CONFIGURATION,
+            Some(plan.bgp.frr_namespace.as_str()),
+            vec![template.as_str()],
+        ),
+    ];
+    let mut clashes = Vec::new();
+    let mut owners = std::collections::BTreeSet::new();
+    for (resource, namespace, names) in wanted {
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(cluster.client.clone(), ns, &resource.api_resource()),
+            None => Api::all_with(cluster.client.clone(), &resource.api_resource()),
+        };
+        let list = match api.list(&ListParams::default()).await {
+            Ok(list) => list,
+            // A missing CRD is reported by its own check.
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(e) => {
+                return Finding::new(
+                    "leftovers",
+                    Status::Warn,
+                    format!("cannot list {}: {}", resource.plural, short_error(&e)),
+                );
+            }
+        };
+        for object in &list.items {
+            let name = object.metadata.name.as_deref().unwrap_or_default();
+            if !names.contains(&name) {
+                continue;
+            }
+            clashes.push(format!("{} {name}", resource.kind));
+            match object
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::UUID))
+            {
+                Some(uuid) => owners.insert(format!("vmbgp-bench destroy --uuid {uuid}")),
+                None => owners.insert(format!(
+                    "(not made by vmbgp-bench: delete {} {name} yourself)",
+                    resource.kind
+                )),
+            };
+        }
     }
+    if clashes.is_empty() {
+        return Finding::new(
+            "leftovers",
+            Status::Ok,
+            "no object with a name of this plan exists yet",
+        );
+    }
+    let shown: Vec<String> = clashes.iter().take(6).cloned().collect();
+    let more = clashes.len().saturating_sub(shown.len());
+    Finding::new(
+        "leftovers",
+        Status::Fail,
+        format!(
+            "{}{} already exist (left by an earlier run); remove them with: {} — or choose another --name-prefix",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            },
+            owners.into_iter().collect::<Vec<_>>().join("; ")
+        ),
+    )
 }
 
 /// Opens (and closes) a TCP connection to the BGP peer's port 179. Only on request: a real router.

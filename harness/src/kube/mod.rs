@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod destroy;
 pub mod watch;
 
 use std::path::Path;

@@ -349,6 +349,7 @@ mod tests {
             sent: ms(sent),
             answered: ms(sent + 2),
             error: None,
+            error_code: None,
         };
         m.observe(Observation::Request(&request));
     }

@@ -445,6 +445,7 @@ mod tests {
             sent: ms(sent),
             answered: ms(sent + 2),
             error: None,
+            error_code: None,
         }
     }
 

@@ -470,6 +470,7 @@ mod tests {
             sent: ms(sent),
             answered: ms(answered),
             error: None,
+            error_code: None,
         }
     }
 
