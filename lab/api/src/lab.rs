@@ -148,6 +148,7 @@ impl Lab {
             shutdown: shutdown.clone(),
             bookmark_interval: Duration::from_millis(config.bookmark_interval_ms.max(10)),
             openapi: std::sync::OnceLock::new(),
+            printers: std::sync::OnceLock::new(),
         });
         let app = router(state);
         let stop = shutdown.clone();
@@ -202,7 +203,7 @@ impl Lab {
     /// Node names, `node-1..N`.
     pub fn node_names(&self) -> Vec<String> {
         (1..=self.config.nodes)
-            .map(|i| format!("node-{i}"))
+            .map(crate::nodes::node_name)
             .collect()
     }
 
@@ -368,13 +369,17 @@ fn seed_cluster(store: &Store, config: &LabConfig) -> Result<(), LabError> {
         .kind_id("v1", "Node")
         .ok_or_else(|| LabError::Config("no Node kind".to_string()))?;
     let opts = WriteOptions::default();
+    // A kubeadm cluster's namespaces, plus the operators' ones.
     let mut namespaces = vec![
         "default".to_string(),
+        "kube-node-lease".to_string(),
+        "kube-public".to_string(),
         "kube-system".to_string(),
         config.frr_namespace.clone(),
         config.ovn_namespace.clone(),
     ];
-    namespaces.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    namespaces.retain(|n| seen.insert(n.clone()));
     for ns in namespaces {
         store
             .create(
@@ -385,28 +390,17 @@ fn seed_cluster(store: &Store, config: &LabConfig) -> Result<(), LabError> {
             )
             .map_err(seed_err(format!("namespace {ns}")))?;
     }
+    let host = crate::nodes::HostFacts::read();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     for i in 1..=config.nodes {
-        let name = format!("node-{i}");
-        let node = json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {
-                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-                "node-role.kubernetes.io/worker": ""}},
-            "spec": {},
-        });
+        let name = crate::nodes::node_name(i);
         store
-            .create(node_kind, None, node, &opts)
+            .create(node_kind, None, crate::nodes::node_object(i, &host), &opts)
             .map_err(seed_err(format!("node {name}")))?;
-        // Node addresses follow the lab topology (DESIGN §5): node-i is 198.18.0.i.
-        let address = format!("198.18.0.{}", i.min(254));
+        // The store drops a created object's status (status subresource): write it as a status update.
+        let status = crate::nodes::node_status(i, config.seed, &host, &now);
         store
-            .modify(node_kind, None, &name, true, |n| {
-                n["status"] = json!({
-                    "addresses": [{"type": "InternalIP", "address": address}, {"type": "Hostname", "address": name}],
-                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status"}],
-                    "nodeInfo": {"kubeletVersion": "v1.33.0-vmbgp-lab", "operatingSystem": "linux", "architecture": "amd64"},
-                });
-            })
+            .modify(node_kind, None, &name, true, |n| n["status"] = status)
             .map_err(seed_err(format!("node {name} status")))?;
     }
     Ok(())

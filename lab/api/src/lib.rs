@@ -49,6 +49,9 @@
 //! * Unknown fields are pruned by default and rejected with 400 `strict decoding error` under
 //!   `fieldValidation=Strict` (kubectl's default); schema and CEL violations are 422 `Invalid` with
 //!   `details.causes[]`. Validation comes from `vmbgp-schema`.
+//! * Nodes carry what a v1.33 kubelet reports ([`nodes`]); kernel, OS image and architecture are the host's, which
+//!   the node netns share. `kubectl get` receives server-side printed Tables ([`table`]): the built-in Node and
+//!   Namespace printers, the CRDs' printer columns for the rest.
 //! * Watch history is bounded per kind ([`LabConfig::watch_history`]); resuming from an older
 //!   resourceVersion gets an in-stream `ERROR` event with code 410, which clients answer by re-listing.
 
@@ -61,12 +64,14 @@ pub mod error;
 pub mod faults;
 pub mod ground_truth;
 pub mod lab;
+pub mod nodes;
 pub mod openapi;
 pub mod registry;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod stored;
+pub mod table;
 pub mod validation;
 
 pub use boot::BootDelay;

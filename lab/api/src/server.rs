@@ -24,6 +24,7 @@ use crate::store::{
     WriteOptions, event_line,
 };
 use crate::stored::line_around;
+use crate::table::{IncludeObject, Printers, TableOptions};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -36,12 +37,19 @@ pub struct ServerState {
     pub bookmark_interval: Duration,
     /// The OpenAPI documents, built on first request.
     pub openapi: OnceLock<OpenApi>,
+    /// The Table printers (`kubectl get`), built on first request.
+    pub printers: OnceLock<Printers>,
 }
 
 impl ServerState {
     fn openapi(&self) -> &OpenApi {
         self.openapi
             .get_or_init(|| OpenApi::build(self.store.registry()))
+    }
+
+    fn printers(&self) -> &Printers {
+        self.printers
+            .get_or_init(|| Printers::build(self.store.registry()))
     }
 }
 
@@ -322,10 +330,25 @@ fn handle_resource(
     let status_only = t.subresource.is_some();
     match (method.clone(), &t.name) {
         (Method::GET, None) => {
+            let table = table_options(headers, q)?;
             if q.flag("watch") {
-                return watch_response(st, &kind, t, q);
+                return watch_response(st, &kind, t, q, table);
             }
             let page = store.list_stored(t.kind, ns, &list_options(q)?)?;
+            if let Some(opts) = table {
+                let items: Vec<Value> = page
+                    .items
+                    .iter()
+                    .map(|s| serde_json::from_slice(&s.json).unwrap_or(Value::Null))
+                    .collect();
+                let meta = list_metadata(
+                    page.resource_version,
+                    page.continue_token.as_deref(),
+                    page.remaining,
+                );
+                let body = st.printers().list(t.kind, &items, meta, opts);
+                return Ok(table_response(opts, &body));
+            }
             Ok(list_response(
                 &kind,
                 page.resource_version,
@@ -334,10 +357,17 @@ fn handle_resource(
                 page.items.iter().map(|s| s.json.clone()),
             ))
         }
-        (Method::GET, Some(name)) => Ok(raw_json_response(
-            StatusCode::OK,
-            store.get_stored(t.kind, ns, name)?.json,
-        )),
+        (Method::GET, Some(name)) => {
+            let stored = store.get_stored(t.kind, ns, name)?;
+            match table_options(headers, q)? {
+                Some(opts) => {
+                    let object: Value = serde_json::from_slice(&stored.json).unwrap_or(Value::Null);
+                    let body = st.printers().object(t.kind, &object, opts, true);
+                    Ok(table_response(opts, &body))
+                }
+                None => Ok(raw_json_response(StatusCode::OK, stored.json)),
+            }
+        }
         (Method::POST, None) => {
             let obj = parse_body(headers, body)?;
             let w = store.create(t.kind, ns, obj, &write_options(q)?)?;
@@ -481,6 +511,45 @@ fn raw_json_response(code: StatusCode, json: Bytes) -> Response {
         .into_response()
 }
 
+/// The Table a GET asks for with its `Accept` header (kubectl's server-side printing), if any.
+fn table_options(headers: &HeaderMap, q: &Query) -> Result<Option<TableOptions>, ApiError> {
+    let Some(version) = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::table::negotiate)
+    else {
+        return Ok(None);
+    };
+    let include = IncludeObject::parse(q.get("includeObject"))
+        .map_err(|message| ApiError::BadRequest { message })?;
+    Ok(Some(TableOptions { version, include }))
+}
+
+fn table_response(opts: TableOptions, body: &Value) -> Response {
+    let mut resp = json_response(StatusCode::OK, body);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(opts.version.content_type()),
+    );
+    resp
+}
+
+/// A list's `metadata`.
+fn list_metadata(
+    resource_version: u64,
+    continue_token: Option<&str>,
+    remaining: Option<usize>,
+) -> Value {
+    let mut meta = json!({"resourceVersion": resource_version.to_string()});
+    if let Some(c) = continue_token {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
+    meta
+}
+
 /// A `<Kind>List` around already serialized items.
 fn list_response(
     kind: &ResourceKind,
@@ -489,13 +558,7 @@ fn list_response(
     remaining: Option<usize>,
     items: impl ExactSizeIterator<Item = Bytes>,
 ) -> Response {
-    let mut meta = json!({"resourceVersion": resource_version.to_string()});
-    if let Some(c) = continue_token {
-        meta["continue"] = json!(c);
-    }
-    if let Some(r) = remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
+    let meta = list_metadata(resource_version, continue_token, remaining);
     let mut buf = Vec::with_capacity(256 + items.len() * 1024);
     buf.extend_from_slice(b"{\"kind\":");
     let _ = serde_json::to_writer(&mut buf, &format!("{}List", kind.kind));
@@ -540,21 +603,22 @@ fn gone_line(message: &str) -> Bytes {
     )
 }
 
-/// Renders one event for a watcher with selectors: MODIFIED becomes ADDED/DELETED when the object enters or
-/// leaves the selection, as on a real server.
-fn render(
+/// The event type a watcher with selectors sees for `ev`, if it sees it: MODIFIED becomes ADDED/DELETED when the
+/// object enters or leaves the selection, as on a real server.
+fn visible_type(
     ev: &WatchEvent,
     ns: Option<&str>,
     labels: &LabelSelector,
     fields: &FieldSelector,
-) -> Option<Bytes> {
+) -> Option<&'static str> {
     if let Some(ns) = ns
         && ev.meta.namespace != ns
     {
         return None;
     }
+    let own = ev.event_type.as_str();
     if labels.is_everything() && fields.terms.is_empty() {
-        return Some(ev.line());
+        return Some(own);
     }
     let now = labels.matches_meta(&ev.meta) && fields.matches_meta(&ev.meta);
     match ev.event_type {
@@ -564,13 +628,40 @@ fn render(
                 .as_ref()
                 .is_some_and(|m| labels.matches_meta(m) && fields.matches_meta(&ev.meta));
             match (before, now) {
-                (true, true) => Some(ev.line()),
-                (false, true) => Some(line_around("ADDED", &ev.json)),
-                (true, false) => Some(line_around("DELETED", &ev.json)),
+                (true, true) => Some(own),
+                (false, true) => Some("ADDED"),
+                (true, false) => Some("DELETED"),
                 (false, false) => None,
             }
         }
-        _ => now.then(|| ev.line()),
+        _ => now.then_some(own),
+    }
+}
+
+/// How one watch stream encodes its events.
+struct Encoder<'a> {
+    ns: Option<&'a str>,
+    labels: &'a LabelSelector,
+    fields: &'a FieldSelector,
+    /// A Table watch (kubectl get -w): each object becomes a one-row Table, with column definitions only in the
+    /// first event, as kube-apiserver sends them.
+    table: Option<(TableOptions, &'a Printers)>,
+    headers_sent: bool,
+}
+
+impl Encoder<'_> {
+    fn render(&mut self, ev: &WatchEvent) -> Option<Bytes> {
+        let event_type = visible_type(ev, self.ns, self.labels, self.fields)?;
+        if let Some((opts, printers)) = self.table {
+            let table = printers.object(ev.kind, &ev.object(), opts, !self.headers_sent);
+            self.headers_sent = true;
+            return Some(event_line(event_type, &table));
+        }
+        if event_type == ev.event_type.as_str() {
+            Some(ev.line())
+        } else {
+            Some(line_around(event_type, &ev.json))
+        }
     }
 }
 
@@ -579,6 +670,7 @@ fn watch_response(
     kind: &ResourceKind,
     t: &Target,
     q: &Query,
+    table: Option<TableOptions>,
 ) -> Result<Response, ApiError> {
     let opts = list_options(q)?;
     let send_initial = q.flag("sendInitialEvents");
@@ -614,7 +706,15 @@ fn watch_response(
     let mut cut = st.faults.cut_signal();
     let bookmark_every = st.bookmark_interval;
     let kind_id = t.kind;
+    let state = st.clone();
     let stream = async_stream::stream! {
+        let mut encoder = Encoder {
+            ns: ns.as_deref(),
+            labels: &opts.label_selector,
+            fields: &opts.field_selector,
+            table: table.map(|o| (o, state.printers())),
+            headers_sent: false,
+        };
         let mut sub = match sub {
             Ok(s) => s,
             Err(e) => {
@@ -625,7 +725,7 @@ fn watch_response(
         let mut last_rv = from_rv.unwrap_or(0);
         for ev in std::mem::take(&mut sub.initial) {
             last_rv = last_rv.max(ev.rv);
-            if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+            if let Some(line) = encoder.render(&ev) {
                 yield Ok(line);
             }
         }
@@ -650,7 +750,7 @@ fn watch_response(
                             Ok(ev) => {
                                 if ev.rv > last_rv {
                                     last_rv = ev.rv;
-                                    if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+                                    if let Some(line) = encoder.render(&ev) {
                                         yield Ok(line);
                                     }
                                 }
@@ -667,7 +767,7 @@ fn watch_response(
                     Ok(ev) => {
                         if ev.kind == kind_id && ev.rv > last_rv {
                             last_rv = ev.rv;
-                            if let Some(line) = render(&ev, ns.as_deref(), &opts.label_selector, &opts.field_selector) {
+                            if let Some(line) = encoder.render(&ev) {
                                 yield Ok(line);
                             }
                         }
@@ -678,12 +778,10 @@ fn watch_response(
             }
         }
     };
+    let content_type = table.map_or("application/json", |o| o.version.content_type());
     Ok((
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
         Body::from_stream(stream),
     )
         .into_response())
@@ -691,9 +789,9 @@ fn watch_response(
 
 fn version_info() -> Value {
     json!({
-        "major": "1", "minor": "33", "gitVersion": "v1.33.0-vmbgp-lab", "gitCommit": "vmbgp-lab",
+        "major": "1", "minor": "33", "gitVersion": crate::nodes::KUBE_VERSION, "gitCommit": "vmbgp-lab",
         "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "n/a (vmbgp lab)",
-        "compiler": "rustc", "platform": "linux/amd64"
+        "compiler": "rustc", "platform": format!("linux/{}", crate::nodes::go_arch(std::env::consts::ARCH))
     })
 }
 

@@ -68,3 +68,310 @@ pub fn api_resource(
 pub fn vm_resource() -> kube::discovery::ApiResource {
     api_resource("kubevirt.io", "v1", "VirtualMachine", "virtualmachines")
 }
+
+/// One object of a served kind, for tests that must cover every kind.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub kind: vmbgp_lab_api::registry::ResourceKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// Namespace of the VM side of [`populate_every_kind`].
+pub const SAMPLE_NS: &str = "sample-vms";
+
+/// Builds, in a lab with its controllers on, a small cluster that holds at least one object of every kind the lab
+/// serves, written as the harness and the operators write them (VM → VMI, IPAMClaim; CUDN → NAD; RA →
+/// generated FRRConfigurations; a migration; frr-k8s' FRRNodeState and BGPSessionState with their status; a
+/// namespaced UDN), and returns one sample per served kind. Panics naming any served kind it has no object of,
+/// so a newly served kind cannot go untested.
+pub async fn populate_every_kind(t: &TestLab) -> Vec<Sample> {
+    use serde_json::json;
+    use std::time::Duration;
+    use vmbgp_lab_api::store::{Patch, WriteOptions};
+
+    let wait = Duration::from_secs(20);
+    let lab = &t.lab;
+    let store = lab.store();
+    let opts = WriteOptions::default();
+    let frr_ns = lab.config().frr_namespace.clone();
+    let id = |api_version: &str, kind: &str| {
+        lab.kind(api_version, kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} is not served"))
+    };
+    let create = |api_version: &str, kind: &str, ns: Option<&str>, object: serde_json::Value| {
+        store
+            .create(id(api_version, kind), ns, object, &opts)
+            .unwrap_or_else(|e| panic!("create {kind}: {e}"))
+    };
+    let write_status = |api_version: &str, kind: &str, ns: Option<&str>, name: &str, status| {
+        store
+            .patch(
+                id(api_version, kind),
+                ns,
+                name,
+                Patch::Merge(json!({ "status": status })),
+                true,
+                &opts,
+            )
+            .unwrap_or_else(|e| panic!("status of {kind} {name}: {e}"))
+    };
+
+    create(
+        "v1",
+        "Namespace",
+        None,
+        json!({"metadata": {"name": SAMPLE_NS, "labels": {
+        "k8s.ovn.org/primary-user-defined-network": "", "vmbgp.io/network": "sample"}}}),
+    );
+    create(
+        "k8s.ovn.org/v1",
+        "ClusterUserDefinedNetwork",
+        None,
+        json!({
+        "metadata": {"name": "sample", "labels": {"vmbgp.io/network": "sample"}},
+        "spec": {"namespaceSelector": {"matchLabels": {"vmbgp.io/network": "sample"}},
+            "network": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": ["198.19.7.0/24"],
+                "ipam": {"lifecycle": "Persistent"}}}}}),
+    );
+    create(
+        "frrk8s.metallb.io/v1beta1",
+        "FRRConfiguration",
+        Some(&frr_ns),
+        json!({
+        "metadata": {"name": "sample-peering", "labels": {"vmbgp.io/role": "frr-template"}},
+        "spec": {"nodeSelector": {}, "bgp": {"routers": [{"asn": 64513,
+            "neighbors": [{"address": "198.18.0.155", "asn": 64512, "holdTime": "9s", "keepaliveTime": "3s"}]}]}}}),
+    );
+    create(
+        "k8s.ovn.org/v1",
+        "RouteAdvertisements",
+        None,
+        json!({
+        "metadata": {"name": "sample"},
+        "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {},
+            "frrConfigurationSelector": {"matchLabels": {"vmbgp.io/role": "frr-template"}},
+            "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"vmbgp.io/network": "sample"}}}}]}}),
+    );
+    create(
+        "kubevirt.io/v1",
+        "VirtualMachine",
+        Some(SAMPLE_NS),
+        json!({
+        "metadata": {"name": "sample-vm", "labels": {"vmbgp.io/run": "sample"}},
+        "spec": {"runStrategy": "Always", "template": {
+            "metadata": {"annotations": {"network.kubevirt.io/addresses": "{\"default\": [\"198.19.7.10\"]}"}},
+            "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
+                "resources": {"requests": {"memory": "1Gi"}}},
+            "networks": [{"name": "default", "pod": {}}]}}}}),
+    );
+    // A namespaced UDN, in a namespace of its own (one primary network per namespace).
+    create(
+        "v1",
+        "Namespace",
+        None,
+        json!({"metadata": {"name": "sample-udn", "labels": {
+        "k8s.ovn.org/primary-user-defined-network": ""}}}),
+    );
+    create(
+        "k8s.ovn.org/v1",
+        "UserDefinedNetwork",
+        Some("sample-udn"),
+        json!({
+        "metadata": {"name": "sample-udn"},
+        "spec": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": ["198.19.8.0/24"]}}}),
+    );
+    // What frr-k8s publishes (lab/net's emulation writes the same shapes).
+    create(
+        "frrk8s.metallb.io/v1beta1",
+        "FRRNodeState",
+        None,
+        json!({"metadata": {"name": "node-1"}, "spec": {}}),
+    );
+    write_status(
+        "frrk8s.metallb.io/v1beta1",
+        "FRRNodeState",
+        None,
+        "node-1",
+        json!({
+        "runningConfig": "frr version 10.2\nrouter bgp 64513\n", "lastConversionResult": "success",
+        "lastReloadResult": "success"}),
+    );
+    create(
+        "frrk8s.metallb.io/v1beta1",
+        "BGPSessionState",
+        Some(&frr_ns),
+        json!({
+        "metadata": {"name": "node-1-sample", "labels": {"frrk8s.metallb.io/node": "node-1",
+            "frrk8s.metallb.io/peer": "198.18.0.155", "frrk8s.metallb.io/vrf": ""}},
+        "spec": {}}),
+    );
+    write_status(
+        "frrk8s.metallb.io/v1beta1",
+        "BGPSessionState",
+        Some(&frr_ns),
+        "node-1-sample",
+        json!({
+        "node": "node-1", "peer": "198.18.0.155", "vrf": "", "bgpStatus": "Established", "bfdStatus": "N/A"}),
+    );
+
+    lab.wait_for(
+        "kubevirt.io/v1",
+        "VirtualMachineInstance",
+        Some(SAMPLE_NS),
+        "sample-vm",
+        wait,
+        |o| o["status"]["phase"] == "Running",
+    )
+    .await
+    .expect("the sample VMI runs");
+    create(
+        "kubevirt.io/v1",
+        "VirtualMachineInstanceMigration",
+        Some(SAMPLE_NS),
+        json!({
+        "metadata": {"name": "sample-vm-mig"}, "spec": {"vmiName": "sample-vm"}}),
+    );
+    lab.wait_for(
+        "kubevirt.io/v1",
+        "VirtualMachineInstanceMigration",
+        Some(SAMPLE_NS),
+        "sample-vm-mig",
+        wait,
+        |o| o["status"]["phase"] == "Succeeded",
+    )
+    .await
+    .expect("the sample migration succeeds");
+    lab.wait_for(
+        "k8s.ovn.org/v1",
+        "RouteAdvertisements",
+        None,
+        "sample",
+        wait,
+        |o| o["status"]["status"] == "Accepted",
+    )
+    .await
+    .expect("the sample RouteAdvertisements is accepted");
+    lab.wait_for(
+        "k8s.cni.cncf.io/v1alpha1",
+        "IPAMClaim",
+        Some(SAMPLE_NS),
+        "sample-vm.default",
+        wait,
+        |_| true,
+    )
+    .await
+    .expect("the sample VM's IPAMClaim");
+    lab.wait_for(
+        "k8s.cni.cncf.io/v1",
+        "NetworkAttachmentDefinition",
+        Some(SAMPLE_NS),
+        "sample",
+        wait,
+        |_| true,
+    )
+    .await
+    .expect("the sample CUDN's NAD");
+
+    // The named sample of each kind; any other served kind must at least have some object.
+    let named: [(&str, &str, Option<&str>, &str); 13] = [
+        ("v1", "Namespace", None, SAMPLE_NS),
+        ("v1", "Node", None, "node-1"),
+        (
+            "k8s.cni.cncf.io/v1",
+            "NetworkAttachmentDefinition",
+            Some(SAMPLE_NS),
+            "sample",
+        ),
+        (
+            "k8s.cni.cncf.io/v1alpha1",
+            "IPAMClaim",
+            Some(SAMPLE_NS),
+            "sample-vm.default",
+        ),
+        (
+            "kubevirt.io/v1",
+            "VirtualMachine",
+            Some(SAMPLE_NS),
+            "sample-vm",
+        ),
+        (
+            "kubevirt.io/v1",
+            "VirtualMachineInstance",
+            Some(SAMPLE_NS),
+            "sample-vm",
+        ),
+        (
+            "kubevirt.io/v1",
+            "VirtualMachineInstanceMigration",
+            Some(SAMPLE_NS),
+            "sample-vm-mig",
+        ),
+        (
+            "k8s.ovn.org/v1",
+            "ClusterUserDefinedNetwork",
+            None,
+            "sample",
+        ),
+        (
+            "k8s.ovn.org/v1",
+            "UserDefinedNetwork",
+            Some("sample-udn"),
+            "sample-udn",
+        ),
+        ("k8s.ovn.org/v1", "RouteAdvertisements", None, "sample"),
+        (
+            "frrk8s.metallb.io/v1beta1",
+            "FRRConfiguration",
+            Some(&frr_ns),
+            "sample-peering",
+        ),
+        ("frrk8s.metallb.io/v1beta1", "FRRNodeState", None, "node-1"),
+        (
+            "frrk8s.metallb.io/v1beta1",
+            "BGPSessionState",
+            Some(&frr_ns),
+            "node-1-sample",
+        ),
+    ];
+    let mut samples = Vec::new();
+    let mut missing = Vec::new();
+    for kind in store.registry().kinds() {
+        let sample = named
+            .iter()
+            .find(|(av, k, _, _)| *av == kind.api_version() && *k == kind.kind)
+            .map(|(_, _, ns, name)| (ns.map(str::to_string), name.to_string()))
+            .or_else(|| {
+                let id = id(&kind.api_version(), &kind.kind);
+                store.metas(id, None).first().map(|m| {
+                    (
+                        Some(m.namespace.clone()).filter(|n| !n.is_empty()),
+                        m.name.clone(),
+                    )
+                })
+            });
+        match sample {
+            Some((namespace, name)) => {
+                let id = id(&kind.api_version(), &kind.kind);
+                assert!(
+                    store.get_opt(id, namespace.as_deref(), &name).is_some(),
+                    "sample {} {name} was not created",
+                    kind.kind
+                );
+                samples.push(Sample {
+                    kind: kind.clone(),
+                    namespace,
+                    name,
+                });
+            }
+            None => missing.push(format!("{} {}", kind.api_version(), kind.kind)),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the lab serves kinds the test scenario creates no object of: {missing:?}; add one to \
+         populate_every_kind in tests/common/mod.rs"
+    );
+    samples
+}
