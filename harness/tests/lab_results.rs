@@ -187,6 +187,9 @@ async fn unreachable_es_exits_6_and_keeps_the_documents() {
             &url,
             "--es-index",
             "ripsaw-kube-burner-vm-bgp",
+            // Refused connections are retried until --es-timeout: keep the test short.
+            "--es-timeout",
+            "2s",
         ],
     )
     .await;

@@ -226,7 +226,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let again = index_saved_results(&results.dir, &client).await?;
     println!(
-        "second index (all already indexed): {:?}, {} requests",
+        "second index (every document sent again; the server decides what it had): {:?}, {} requests",
         t.elapsed(),
         again.requests
     );

@@ -1,6 +1,17 @@
 //! `compare BASELINE CURRENT`: quantile statistics of two runs side by side, with per-metric
 //! tolerance and direction, and a regression verdict (the harness exits 7 on a regression).
 //! Runs come from result directories or, by uuid, from Elasticsearch through `EsClient`.
+//!
+//! Only runs of the same configuration are compared, as kube-burner's and Orion's comparisons
+//! are (Orion selects the runs to compare by their job configuration): [`compare_runs`] refuses
+//! runs whose profile, shape, network layout, iterations, VMs per iteration or advertisement mode
+//! differ ([`comparability_differences`]) unless forced. Iterations and VM count are refused too,
+//! not just noted: in the scale shape they are the load the latencies are measured under (720
+//! accumulated VMs are not 100), and in every shape they set the sample count behind each
+//! quantile, so a difference there is a different experiment, not a regression. Facts that
+//! matter less (node count, the set of measurements) are noted. A partial run (`passed: false`
+//! because it was interrupted, timed out, failed steps or never finished; a run that only failed
+//! thresholds is complete) is marked in the table and the JSON.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::document::{self, Document, QuantileDocument};
-use crate::es::{EsClient, EsError};
+use crate::es::{Budget, EsClient, EsError};
 use crate::local::{LocalError, load_documents};
 use crate::report::format_number;
 use crate::thresholds::Statistic;
@@ -182,12 +193,45 @@ pub struct ComparisonRow {
     pub verdict: Verdict,
 }
 
+/// Why a run's `passed` is false for reasons other than thresholds: it is partial, and its
+/// quantiles describe only what it got to measure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Partial {
+    /// `interrupted`, `timed out`, `did not finish`, `execution errors` (one or more).
+    pub reasons: Vec<String>,
+    /// The run's own execution errors, threshold violations left out.
+    pub errors: String,
+}
+
+impl std::fmt::Display for Partial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 300;
+        let errors: String = self.errors.chars().take(MAX).collect();
+        let more = if self.errors.chars().count() > MAX {
+            "…"
+        } else {
+            ""
+        };
+        write!(f, "{} ({errors}{more})", self.reasons.join(", "))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Comparison {
     pub baseline_uuid: Option<String>,
     pub current_uuid: Option<String>,
-    /// Facts that make the runs less comparable (different jobIterations, mode, ...).
+    /// What makes the runs incomparable (profile, shape, layout, iterations, VMs per iteration,
+    /// advertisement mode): `compare_runs` refuses these unless forced.
+    pub differences: Vec<String>,
+    /// The runs were compared despite `differences` (`--force`).
+    pub forced: bool,
+    /// `Some` when the baseline run is partial (interrupted, timed out, execution errors).
+    pub baseline_partial: Option<Partial>,
+    /// `Some` when the current run is partial (interrupted, timed out, execution errors).
+    pub current_partial: Option<Partial>,
+    /// Facts that make the runs less comparable (node count, measurements, what was not checked).
     pub notes: Vec<String>,
     pub rows: Vec<ComparisonRow>,
     pub regression: bool,
@@ -265,6 +309,25 @@ impl Comparison {
                 "no regression"
             }
         );
+        if !self.differences.is_empty() {
+            out.push_str(&format!(
+                "warning: the runs are not comparable: {}{}\n",
+                self.differences.join("; "),
+                if self.forced {
+                    " (compared anyway: --force)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for (which, partial) in [
+            ("baseline", &self.baseline_partial),
+            ("current", &self.current_partial),
+        ] {
+            if let Some(partial) = partial {
+                out.push_str(&format!("{which} run is partial: {partial}\n"));
+            }
+        }
         for note in &self.notes {
             out.push_str(&format!("note: {note}\n"));
         }
@@ -274,11 +337,109 @@ impl Comparison {
     }
 }
 
-fn job_summary_field<'a>(documents: &'a [Document], pointer: &str) -> Option<&'a Value> {
+fn job_summary(documents: &[Document]) -> Option<&Document> {
     documents
         .iter()
         .find(|d| d.metric_name() == document::JOB_SUMMARY)
-        .and_then(|d| d.body().pointer(pointer))
+}
+
+/// The first of `pointers` present in the run's `jobSummary`.
+fn job_summary_field<'a>(documents: &'a [Document], pointers: &[&str]) -> Option<&'a Value> {
+    let summary = job_summary(documents)?;
+    pointers.iter().find_map(|p| summary.body().pointer(p))
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `jobSummary` fields that make two runs incomparable when they differ: (what, where; the first
+/// pointer present wins, later ones are older or kube-burner-style spellings).
+const INCOMPARABLE_WHEN_DIFFERENT: &[(&str, &[&str])] = &[
+    ("profile", &["/jobConfig/profile"]),
+    ("shape", &["/jobConfig/shape"]),
+    (
+        "network layout",
+        &["/jobConfig/layout", "/jobConfig/network"],
+    ),
+    ("iterations", &["/jobConfig/jobIterations"]),
+    (
+        "VMs per iteration",
+        &["/jobConfig/vm_count", "/jobConfig/vmCount"],
+    ),
+    ("advertisement mode", &["/advertisementMode"]),
+];
+
+/// `jobSummary` fields whose difference is only noted.
+const NOTED_WHEN_DIFFERENT: &[(&str, &[&str])] = &[
+    ("node count", &["/totalNodes"]),
+    ("measurements", &["/measurements"]),
+];
+
+/// What makes two runs incomparable, e.g. `baseline profile vm-bgp, current vm-bgp-churn`. A
+/// field only one run records cannot be checked and is not a difference (see the notes of
+/// [`compare`]); a run without a `jobSummary` cannot be checked at all.
+pub fn comparability_differences(baseline: &[Document], current: &[Document]) -> Vec<String> {
+    INCOMPARABLE_WHEN_DIFFERENT
+        .iter()
+        .filter_map(|(what, pointers)| {
+            match (
+                job_summary_field(baseline, pointers),
+                job_summary_field(current, pointers),
+            ) {
+                (Some(b), Some(c)) if b != c => {
+                    Some(format!("baseline {what} {}, current {}", show(b), show(c)))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Whether a run is partial, from its `jobSummary`: `passed: false` with execution errors of its
+/// own (interrupted, timed out, failed steps), or no final summary at all. Threshold violations
+/// alone leave a run complete. `None` also when the run has no `jobSummary` (see the notes).
+pub fn partial_run(documents: &[Document]) -> Option<Partial> {
+    let body = job_summary(documents)?.body();
+    if body.get("passed").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let text = body
+        .get("executionErrors")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // The recorder writes the run's own errors first, then the threshold violations, joined
+    // by "; "; every violation starts with this marker.
+    const THRESHOLD: &str = "threshold violated:";
+    let own_end = text
+        .match_indices(THRESHOLD)
+        .map(|(at, _)| at)
+        .find(|&at| at == 0 || text[..at].ends_with("; "))
+        .unwrap_or(text.len());
+    let errors = text[..own_end].trim_end_matches("; ").trim().to_owned();
+    let unfinished = body.get("endTimestamp").is_none() || errors.contains("run did not finish");
+    if errors.is_empty() && !unfinished {
+        return None;
+    }
+    let mut reasons = Vec::new();
+    if unfinished {
+        reasons.push("did not finish".to_owned());
+    }
+    // "interrupted by a signal"; the provisional summary's "(interrupted or crashed)" is not.
+    if errors.contains("interrupted by") {
+        reasons.push("interrupted".to_owned());
+    }
+    if errors.contains("timed out") || (errors.contains("--timeout") && errors.contains("expired"))
+    {
+        reasons.push("timed out".to_owned());
+    }
+    if reasons.is_empty() {
+        reasons.push("execution errors".to_owned());
+    }
+    Some(Partial { reasons, errors })
 }
 
 /// Compares the quantile documents of two runs.
@@ -297,23 +458,42 @@ pub fn compare(
     let base = index(baseline);
     let cur = index(current);
     let mut notes = Vec::new();
-    for (pointer, what) in [
-        ("/jobConfig/jobIterations", "jobIterations"),
-        ("/advertisementMode", "advertisementMode"),
-        ("/totalNodes", "totalNodes"),
-    ] {
-        let (b, c) = (
-            job_summary_field(baseline, pointer),
-            job_summary_field(current, pointer),
-        );
-        if b != c {
-            let show =
-                |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "-".to_owned());
+    for (which, documents) in [("baseline", baseline), ("current", current)] {
+        if job_summary(documents).is_none() {
             notes.push(format!(
-                "{what} differs: baseline {} vs current {}",
-                show(b),
-                show(c)
+                "the {which} run has no jobSummary: whether the runs are comparable \
+                 (profile, layout, size) and complete was not checked"
             ));
+        }
+    }
+    if job_summary(baseline).is_some() && job_summary(current).is_some() {
+        for (what, pointers) in INCOMPARABLE_WHEN_DIFFERENT {
+            match (
+                job_summary_field(baseline, pointers),
+                job_summary_field(current, pointers),
+            ) {
+                (Some(_), None) => notes.push(format!(
+                    "{what} not checked: the current run does not record it"
+                )),
+                (None, Some(_)) => notes.push(format!(
+                    "{what} not checked: the baseline run does not record it"
+                )),
+                _ => {}
+            }
+        }
+        for (what, pointers) in NOTED_WHEN_DIFFERENT {
+            let (b, c) = (
+                job_summary_field(baseline, pointers),
+                job_summary_field(current, pointers),
+            );
+            if b != c {
+                let show = |v: Option<&Value>| v.map(show).unwrap_or_else(|| "-".to_owned());
+                notes.push(format!(
+                    "{what} differs: baseline {} vs current {}",
+                    show(b),
+                    show(c)
+                ));
+            }
         }
     }
     let mut keys: Vec<&(String, String)> = base.keys().chain(cur.keys()).collect();
@@ -347,6 +527,10 @@ pub fn compare(
     Comparison {
         baseline_uuid: uuid(baseline),
         current_uuid: uuid(current),
+        differences: comparability_differences(baseline, current),
+        forced: false,
+        baseline_partial: partial_run(baseline),
+        current_partial: partial_run(current),
         notes,
         rows,
         regression,
@@ -442,12 +626,34 @@ pub enum CompareError {
     },
     #[error("run {source_name} has no quantile documents")]
     NoQuantiles { source_name: String },
+    #[error(
+        "the runs are not comparable: {}; pass --force to compare them anyway",
+        differences.join("; ")
+    )]
+    Incomparable { differences: Vec<String> },
 }
 
-/// Loads a run's documents for `compare`.
+impl CompareError {
+    /// Elasticsearch could not be reached (or kept failing) until the deadline: an unavailable
+    /// environment, not bad input.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CompareError::Es { source, .. } if source.is_unavailable())
+    }
+}
+
+/// Loads a run's documents for `compare`, under a fresh Elasticsearch deadline.
 pub async fn load_run(
     source: &RunSource,
     es: Option<&EsClient>,
+) -> Result<Vec<Document>, CompareError> {
+    let mut budget = es.map(EsClient::budget);
+    load_run_within(source, es, budget.as_mut()).await
+}
+
+async fn load_run_within(
+    source: &RunSource,
+    es: Option<&EsClient>,
+    budget: Option<&mut Budget>,
 ) -> Result<Vec<Document>, CompareError> {
     let (documents, name) = match source {
         RunSource::Directory(path) => (
@@ -458,10 +664,12 @@ pub async fn load_run(
             path.display().to_string(),
         ),
         RunSource::Elasticsearch { uuid } => {
-            let client = es.ok_or_else(|| CompareError::NoElasticsearch { uuid: uuid.clone() })?;
+            let (Some(client), Some(budget)) = (es, budget) else {
+                return Err(CompareError::NoElasticsearch { uuid: uuid.clone() });
+            };
             (
                 client
-                    .fetch_run_summaries(uuid)
+                    .fetch_run_summaries_within(uuid, budget)
                     .await
                     .map_err(|source| CompareError::Es {
                         uuid: uuid.clone(),
@@ -480,16 +688,26 @@ pub async fn load_run(
     Ok(documents)
 }
 
-/// `compare` from two sources.
+/// `compare` from two sources: both runs are loaded (from Elasticsearch under one deadline),
+/// then refused with [`CompareError::Incomparable`] when their configurations differ
+/// ([`comparability_differences`]), unless `force`.
 pub async fn compare_runs(
     baseline: &RunSource,
     current: &RunSource,
     tolerances: &[Tolerance],
     es: Option<&EsClient>,
+    force: bool,
 ) -> Result<Comparison, CompareError> {
-    let baseline = load_run(baseline, es).await?;
-    let current = load_run(current, es).await?;
-    Ok(compare(&baseline, &current, tolerances))
+    let mut budget = es.map(EsClient::budget);
+    let baseline = load_run_within(baseline, es, budget.as_mut()).await?;
+    let current = load_run_within(current, es, budget.as_mut()).await?;
+    let differences = comparability_differences(&baseline, &current);
+    if !differences.is_empty() && !force {
+        return Err(CompareError::Incomparable { differences });
+    }
+    let mut comparison = compare(&baseline, &current, tolerances);
+    comparison.forced = !comparison.differences.is_empty();
+    Ok(comparison)
 }
 
 #[cfg(test)]
@@ -558,6 +776,231 @@ mod tests {
         let same = compare(&base, &base, &default_tolerances());
         assert!(!same.has_regression());
         assert!(same.rows.iter().all(|r| r.verdict == Verdict::Ok));
+    }
+
+    fn summary(uuid: &str, config: Value, passed: bool, errors: Option<&str>) -> Document {
+        let mut body = json!({"uuid": uuid, "metricName": document::JOB_SUMMARY, "jobName": "vm-bgp",
+            "timestamp": "2026-01-01T00:00:00Z", "endTimestamp": "2026-01-01T00:10:00Z",
+            "jobConfig": config, "passed": passed, "advertisementMode": "subnet",
+            "totalNodes": 3});
+        if let Some(errors) = errors {
+            body["executionErrors"] = json!(errors);
+        }
+        Document::from_value(body).unwrap()
+    }
+
+    fn config(profile: &str, shape: &str, layout: &str, iterations: u64, vms: u64) -> Value {
+        json!({"profile": profile, "shape": shape, "layout": layout,
+            "jobIterations": iterations, "vm_count": vms})
+    }
+
+    #[test]
+    fn other_configurations_are_differences_other_facts_are_notes() {
+        let base = vec![
+            summary(
+                "b",
+                config("vm-bgp", "scale", "per-iteration", 72, 10),
+                true,
+                None,
+            ),
+            quantile("b", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        let churn = vec![
+            summary(
+                "c",
+                config("vm-bgp-churn", "churn", "shared", 72, 10),
+                true,
+                None,
+            ),
+            quantile("c", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        assert_eq!(
+            comparability_differences(&base, &churn),
+            vec![
+                "baseline profile vm-bgp, current vm-bgp-churn",
+                "baseline shape scale, current churn",
+                "baseline network layout per-iteration, current shared",
+            ]
+        );
+        let smaller = vec![
+            summary(
+                "c",
+                config("vm-bgp", "scale", "per-iteration", 10, 5),
+                true,
+                None,
+            ),
+            quantile("c", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        assert_eq!(
+            comparability_differences(&base, &smaller),
+            vec![
+                "baseline iterations 72, current 10",
+                "baseline VMs per iteration 10, current 5",
+            ]
+        );
+        assert!(comparability_differences(&base, &base).is_empty());
+        // A field only one run records is not checked, and says so; other facts are notes.
+        let mut older = summary("c", json!({"jobIterations": 72}), true, None)
+            .body()
+            .clone();
+        older["totalNodes"] = json!(5);
+        let older = vec![
+            Document::from_value(older).unwrap(),
+            quantile("c", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        assert!(comparability_differences(&base, &older).is_empty());
+        let comparison = compare(&base, &older, &default_tolerances());
+        assert!(
+            comparison
+                .notes
+                .contains(&"profile not checked: the current run does not record it".to_owned()),
+            "{:?}",
+            comparison.notes
+        );
+        assert!(
+            comparison
+                .notes
+                .contains(&"node count differs: baseline 3 vs current 5".to_owned()),
+            "{:?}",
+            comparison.notes
+        );
+        // No jobSummary at all: nothing can be checked, and the note says so.
+        let bare = vec![quantile("c", "AdvertiseFib", Some(1000.0), 0)];
+        let comparison = compare(&base, &bare, &default_tolerances());
+        assert!(comparison.notes[0].contains("the current run has no jobSummary"));
+    }
+
+    #[test]
+    fn partial_runs_are_marked_threshold_failures_are_not() {
+        let cfg = || config("vm-bgp", "scale", "per-iteration", 2, 2);
+        let complete = vec![
+            summary(
+                "b",
+                cfg(),
+                false,
+                Some("threshold violated: x; y but was 3 ms; threshold violated: z"),
+            ),
+            quantile("b", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        assert_eq!(partial_run(&complete), None);
+        let interrupted = vec![
+            summary(
+                "c",
+                cfg(),
+                false,
+                Some(
+                    "interrupted by a signal; threshold violated: routeConvergence/AdvertiseFib P99 <= 5 s not observed: a; b",
+                ),
+            ),
+            quantile("c", "AdvertiseFib", Some(1000.0), 0),
+        ];
+        let partial = partial_run(&interrupted).unwrap();
+        assert_eq!(partial.reasons, vec!["interrupted"]);
+        assert_eq!(partial.errors, "interrupted by a signal");
+        let timed_out = vec![summary(
+            "c",
+            cfg(),
+            false,
+            Some(
+                "the global --timeout of 30m expired; timed out after 10m: 20 VMs of iteration 3 ready",
+            ),
+        )];
+        assert_eq!(partial_run(&timed_out).unwrap().reasons, vec!["timed out"]);
+        let failed = vec![summary(
+            "c",
+            cfg(),
+            false,
+            Some("VirtualMachine ns/vm-1: 500"),
+        )];
+        assert_eq!(
+            partial_run(&failed).unwrap().reasons,
+            vec!["execution errors"]
+        );
+        let mut killed = summary(
+            "c",
+            cfg(),
+            false,
+            Some("run did not finish: no final summary was written (interrupted or crashed)"),
+        )
+        .body()
+        .clone();
+        killed.as_object_mut().unwrap().remove("endTimestamp");
+        let killed = vec![Document::from_value(killed).unwrap()];
+        assert_eq!(
+            partial_run(&killed).unwrap().reasons,
+            vec!["did not finish"]
+        );
+
+        let comparison = compare(&complete, &interrupted, &default_tolerances());
+        assert_eq!(comparison.baseline_partial, None);
+        let table = comparison.to_table();
+        assert!(
+            table.contains("current run is partial: interrupted (interrupted by a signal)\n"),
+            "{table}"
+        );
+        assert!(!table.contains("baseline run is partial"), "{table}");
+        let json: Value = serde_json::from_str(&comparison.to_json()).unwrap();
+        assert_eq!(json["currentPartial"]["reasons"], json!(["interrupted"]));
+        assert_eq!(json["baselinePartial"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn compare_runs_refuses_other_configurations_unless_forced() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |name: &str, documents: Vec<Document>| {
+            let dir = root.path().join(name);
+            let mut results =
+                crate::local::LocalResults::open(root.path(), name, Default::default()).unwrap();
+            results.write(documents).unwrap();
+            RunSource::Directory(dir)
+        };
+        let base = write(
+            "b",
+            vec![
+                summary(
+                    "b",
+                    config("vm-bgp", "scale", "per-iteration", 72, 10),
+                    true,
+                    None,
+                ),
+                quantile("b", "AdvertiseFib", Some(1000.0), 0),
+            ],
+        );
+        let churn = write(
+            "c",
+            vec![
+                summary(
+                    "c",
+                    config("vm-bgp-churn", "churn", "shared", 72, 10),
+                    true,
+                    None,
+                ),
+                quantile("c", "AdvertiseFib", Some(2000.0), 0),
+            ],
+        );
+        let error = compare_runs(&base, &churn, &default_tolerances(), None, false)
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            matches!(error, CompareError::Incomparable { .. })
+                && text.contains("baseline profile vm-bgp, current vm-bgp-churn")
+                && text.contains("--force"),
+            "{text}"
+        );
+        let forced = compare_runs(&base, &churn, &default_tolerances(), None, true)
+            .await
+            .unwrap();
+        assert!(forced.forced && forced.has_regression());
+        assert!(
+            forced.to_table().contains("(compared anyway: --force)"),
+            "{}",
+            forced.to_table()
+        );
+        let same = compare_runs(&base, &base, &default_tolerances(), None, false)
+            .await
+            .unwrap();
+        assert!(!same.forced && same.differences.is_empty());
     }
 
     #[test]

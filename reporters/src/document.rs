@@ -12,6 +12,8 @@ use crate::input::{AdvertisementMode, ClusterMetadata};
 use crate::measured::{Measured, Timing};
 
 pub const JOB_SUMMARY: &str = "jobSummary";
+/// The file a run's `jobSummary` document lives in.
+pub const JOB_SUMMARY_FILE: &str = "jobSummary.json";
 pub const VMI_LATENCY: &str = "vmiLatencyMeasurement";
 pub const VMI_LATENCY_QUANTILES: &str = "vmiLatencyQuantilesMeasurement";
 pub const ROUTE_CONVERGENCE: &str = "routeConvergenceMeasurement";
@@ -52,7 +54,7 @@ fn identity_fields(metric_name: &str) -> Option<&'static [&'static str]> {
 /// `<known metricName>-<jobName>.json`. Other JSON files (e.g. a saved `compare` output) are not
 /// ours to index.
 pub fn is_document_file(file_name: &str) -> bool {
-    if file_name == "jobSummary.json" {
+    if file_name == JOB_SUMMARY_FILE {
         return true;
     }
     file_name.ends_with(".json")

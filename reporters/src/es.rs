@@ -2,6 +2,19 @@
 //! index template, `_bulk` NDJSON indexing with deterministic ids, retries with backoff and jitter,
 //! per-item retry, and a typed outcome listing what could not be indexed.
 //!
+//! Every operation (an upload with its index check, a health check, the searches of a `compare`)
+//! runs under ONE deadline (`--es-timeout`, [`EsOptions::deadline`]): connection errors,
+//! timeouts, 429 and 5xx are retried with backoff until it passes, each request's timeout is what
+//! remains of it (at most [`EsOptions::request_timeout`]), and each failed attempt is logged. A
+//! dead, refusing or hung server therefore costs at most the deadline, never minutes per request.
+//!
+//! Whether a document was "already present" is decided by the server, never by local records:
+//! every document is sent as an `index` action with its deterministic id, and the item result
+//! says `created` (new) or `updated` (the server had it). A saved run is a few MB at most (2 345
+//! documents of a 72 × 10 run are one 2.7 MB `_bulk` request), so re-sending costs well under a
+//! second, while trusting a local record told a fresh server at the same URL it already had
+//! documents it had never seen.
+//!
 //! Why plain `reqwest` and hand-built `_bulk` NDJSON instead of a client crate
 //! (`shared/reference/rust-deps.md` §4): the official `elasticsearch` crate has been an
 //! "alpha, work in progress" since 2020 (every release `-alpha.1`), promises no compatibility
@@ -29,7 +42,7 @@ use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::document::{self, Document};
-use crate::local::{INDEX_STATE_FILE, LocalError, load_documents, write_atomically};
+use crate::local::{LocalError, load_documents};
 use crate::redact::{Redactor, Secret};
 
 pub const ENV_USERNAME: &str = "VMBGP_ES_USERNAME";
@@ -64,10 +77,20 @@ impl Credentials {
     }
 }
 
-/// Retries of one bulk request (and of the items it could not index).
+/// Default of the overall deadline (`--es-timeout`): long enough to ride out an Elasticsearch
+/// restart or a short network outage, short enough that CI learns of a dead server in minutes.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(180);
+
+/// Default cap on one request's timeout; each request gets what remains of the deadline, at most
+/// this, so a hung server costs one cap per attempt and never more than the deadline in all.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How requests are retried: connection errors, timeouts, 429 and 5xx answers (and 429/5xx bulk
+/// items) are tried again with growing, jittered delays until the operation's deadline
+/// ([`EsOptions::deadline`]) passes, or `max_attempts` tries of one request were made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Total attempts including the first.
+    /// Attempts of one request including the first; the deadline usually ends retrying first.
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
@@ -76,7 +99,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 6,
+            max_attempts: u32::MAX,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
         }
@@ -116,7 +139,12 @@ pub struct EsOptions {
     pub ca_file: Option<PathBuf>,
     /// Composable index template to install (`ci/elasticsearch/index-template.json`).
     pub index_template: Option<PathBuf>,
+    /// Cap on one request's timeout (connect, send, answer and body); each request gets what
+    /// remains of `deadline`, at most this.
     pub request_timeout: Duration,
+    /// `--es-timeout`: one deadline for a whole operation (an upload with its index check, a
+    /// health check, the searches of a `compare`), every request and retry included.
+    pub deadline: Duration,
     pub retry: RetryPolicy,
     /// Bulk requests are split so each body stays below this size (kube-burner: 5 MB).
     pub max_bulk_bytes: usize,
@@ -131,9 +159,122 @@ impl EsOptions {
             insecure_skip_verify: false,
             ca_file: None,
             index_template: None,
-            request_timeout: Duration::from_secs(60),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            deadline: DEFAULT_DEADLINE,
             retry: RetryPolicy::default(),
             max_bulk_bytes: 5_000_000,
+        }
+    }
+}
+
+/// Seconds as people read them: `0.8 s`, `2.0 s`, `180 s`.
+fn seconds(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.1} s")
+    } else {
+        format!("{value:.0} s")
+    }
+}
+
+/// Why an operation stopped retrying: its deadline passed (or would have before the next
+/// attempt), or one request used up its attempts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GaveUp {
+    /// What was being attempted, e.g. "checking index `ripsaw-kube-burner-vm-bgp`".
+    pub what: String,
+    /// Requests sent by the whole operation, retries included.
+    pub attempts: u32,
+    pub elapsed_seconds: f64,
+    /// The operation's deadline (`--es-timeout`).
+    pub deadline_seconds: f64,
+    /// `true` when the deadline ended the retries, `false` when the attempt limit did.
+    pub deadline_passed: bool,
+    pub last_problem: String,
+}
+
+impl std::fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.attempts == 1 { "" } else { "s" };
+        if self.deadline_passed {
+            // Retrying stops early when the next backoff would end past the deadline.
+            let early = if self.elapsed_seconds + 0.05 < self.deadline_seconds {
+                ", no time left for another attempt"
+            } else {
+                ""
+            };
+            write!(
+                f,
+                "{}: gave up after {} and {} attempt{plural} (--es-timeout {}{early}); last problem: {}",
+                self.what,
+                seconds(self.elapsed_seconds),
+                self.attempts,
+                seconds(self.deadline_seconds),
+                self.last_problem
+            )
+        } else {
+            write!(
+                f,
+                "{}: gave up after {} attempt{plural} in {}; last problem: {}",
+                self.what,
+                self.attempts,
+                seconds(self.elapsed_seconds),
+                self.last_problem
+            )
+        }
+    }
+}
+
+/// The time and attempts one operation may still spend: created when it starts (an upload, a
+/// health check, a `compare`'s searches) and shared by every request and retry in it.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    started: tokio::time::Instant,
+    limit: Duration,
+    attempts: u32,
+    last_problem: Option<String>,
+}
+
+impl Budget {
+    pub fn new(limit: Duration) -> Self {
+        Budget {
+            started: tokio::time::Instant::now(),
+            limit,
+            attempts: 0,
+            last_problem: None,
+        }
+    }
+
+    /// Requests sent so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.limit.saturating_sub(self.elapsed())
+    }
+
+    /// The timeout of the next request, or `None` when the deadline has passed.
+    fn request_timeout(&self, cap: Duration) -> Option<Duration> {
+        let remaining = self.remaining();
+        (!remaining.is_zero()).then(|| remaining.min(cap))
+    }
+
+    fn gave_up(&self, what: &str, deadline_passed: bool) -> GaveUp {
+        GaveUp {
+            what: what.to_owned(),
+            attempts: self.attempts,
+            elapsed_seconds: crate::measured::round3(self.elapsed().as_secs_f64()),
+            deadline_seconds: crate::measured::round3(self.limit.as_secs_f64()),
+            deadline_passed,
+            last_problem: self
+                .last_problem
+                .clone()
+                .unwrap_or_else(|| "no request could be sent in time".to_owned()),
         }
     }
 }
@@ -154,6 +295,10 @@ pub enum EsError {
     InvalidCaFile { path: PathBuf, problem: String },
     #[error("building the HTTP client")]
     BuildClient(#[source] reqwest::Error),
+    /// Connection errors, timeouts, 429 or 5xx until the deadline passed (or the attempts ran
+    /// out): the server is down or unreachable, not refusing.
+    #[error("{url} did not answer successfully: {gave_up}")]
+    Unavailable { url: String, gave_up: GaveUp },
     #[error("health check of {url} failed: {problem}")]
     Health { url: String, problem: String },
     #[error("creating index `{index}` on {url} failed: {problem}")]
@@ -184,13 +329,38 @@ pub enum EsError {
     },
 }
 
-/// Why `index_saved_results` could not even try.
+impl EsError {
+    /// The server could not be reached or kept failing (connection errors, timeouts, 429, 5xx)
+    /// until the deadline: an unavailable environment, not a refusal or bad input.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, EsError::Unavailable { .. })
+    }
+}
+
+/// Why `index_saved_results` could not index a results directory.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("reading saved results")]
-    Local(#[from] LocalError),
-    #[error("results directory {path} holds no documents")]
-    Empty { path: PathBuf },
+    /// Not a results directory (missing, not a directory, no `jobSummary.json`): refused before
+    /// anything is contacted.
+    #[error("results directory {path} {problem}")]
+    InvalidDir { path: PathBuf, problem: String },
+    /// A document file that cannot be read or parsed; nothing is uploaded.
+    #[error("{path} is not a usable results directory")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: LocalError,
+    },
+    /// The server was unavailable or refused the index; the documents stay on disk.
+    #[error(transparent)]
+    Es(#[from] EsError),
+}
+
+impl IndexError {
+    /// A problem of the directory given (bad input), not of the server.
+    pub fn is_invalid_dir(&self) -> bool {
+        !matches!(self, IndexError::Es(_))
+    }
 }
 
 /// A document that could not be indexed.
@@ -204,20 +374,24 @@ pub struct IndexFailure {
     pub reason: String,
 }
 
-/// What an upload achieved. The harness exits 6 unless `is_complete()`; the documents stay in
-/// `results/<uuid>/` either way.
+/// What an upload achieved, as the server reported it item by item. The harness exits 6 unless
+/// `is_complete()`; the documents stay in `results/<uuid>/` either way.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IndexOutcome {
     /// Redacted server URL and index.
     pub target: String,
     pub submitted: usize,
+    /// Documents the server did not have (item result `created`).
     pub indexed: usize,
-    /// Skipped by `index_saved_results` because this target already has them unchanged.
+    /// Documents the server already had under the same deterministic id (item result `updated`
+    /// or `noop`): overwritten in place, never duplicated.
     pub already_indexed: usize,
     /// Bulk HTTP requests sent, retries included.
     pub requests: usize,
     pub failures: Vec<IndexFailure>,
+    /// Set when the deadline ended the upload with documents still unindexed.
+    pub gave_up: Option<GaveUp>,
 }
 
 impl IndexOutcome {
@@ -236,6 +410,8 @@ pub struct EsClient {
     credentials: Option<Credentials>,
     redactor: Redactor,
     retry: RetryPolicy,
+    request_timeout: Duration,
+    deadline: Duration,
     max_bulk_bytes: usize,
     index_template: Option<PathBuf>,
 }
@@ -299,8 +475,9 @@ impl EsClient {
                 problem: "Elasticsearch index names cannot be empty, start with -, _ or +, or contain \\ / * ? \" < > | space , # :".to_owned(),
             });
         }
+        // No client-wide timeout: every request carries its own, from what remains of the
+        // operation's deadline.
         let mut builder = reqwest::Client::builder()
-            .timeout(options.request_timeout)
             .connect_timeout(options.request_timeout)
             .user_agent(concat!("vmbgp-bench/", env!("CARGO_PKG_VERSION")));
         if options.insecure_skip_verify {
@@ -335,17 +512,25 @@ impl EsClient {
             credentials,
             redactor,
             retry: options.retry,
+            request_timeout: options.request_timeout.max(Duration::from_millis(1)),
+            deadline: options.deadline,
             max_bulk_bytes: options.max_bulk_bytes.max(1),
             index_template: options.index_template,
         })
     }
 
-    /// `new` + health check + index (and template) creation.
+    /// `new` + health check + index (and template) creation, under one deadline.
     pub async fn connect(options: EsOptions) -> Result<Self, EsError> {
         let client = EsClient::new(options)?;
-        client.check_health().await?;
-        client.ensure_index().await?;
+        let mut budget = client.budget();
+        client.check_health_within(&mut budget).await?;
+        client.ensure_index_within(&mut budget).await?;
         Ok(client)
+    }
+
+    /// A fresh budget of this client's deadline (`--es-timeout`), for one operation.
+    pub fn budget(&self) -> Budget {
+        Budget::new(self.deadline)
     }
 
     /// Removes this client's credentials from text; use it on anything the harness logs.
@@ -413,44 +598,81 @@ impl EsClient {
             .into_owned()
     }
 
-    /// `GET _cluster/health` must answer 200 (kube-burner's check), retried like bulk requests.
-    pub async fn check_health(&self) -> Result<(), EsError> {
-        let mut problem = String::new();
-        for attempt in 1..=self.retry.max_attempts.max(1) {
-            match self
-                .request(reqwest::Method::GET, "_cluster/health")
-                .send()
-                .await
-            {
-                Ok(response) if response.status().is_success() => {
-                    debug!(url = %self.display_url(), "Elasticsearch is healthy");
-                    return Ok(());
-                }
+    /// Sends the request `build` makes until it gets an answer that is not worth retrying (a
+    /// success, or a 4xx other than 429), which it returns. Connection errors, timeouts, 429 and
+    /// 5xx are retried with backoff; each attempt's timeout is what remains of `budget`, at most
+    /// the per-request cap. Each failed attempt is logged with its number, what failed and the
+    /// next delay. When the deadline passes (or would before the next attempt) or the attempts
+    /// run out: `EsError::Unavailable`, saying how long and how many attempts.
+    async fn send_retrying(
+        &self,
+        budget: &mut Budget,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, EsError> {
+        let max_attempts = self.retry.max_attempts.max(1);
+        let unavailable = |budget: &Budget, deadline_passed: bool| EsError::Unavailable {
+            url: self.display_url(),
+            gave_up: budget.gave_up(what, deadline_passed),
+        };
+        for attempt in 1..=max_attempts {
+            let Some(timeout) = budget.request_timeout(self.request_timeout) else {
+                return Err(unavailable(budget, true));
+            };
+            budget.attempts += 1;
+            let (problem, retry_after) = match build().timeout(timeout).send().await {
+                Ok(response) if !is_retryable(response.status()) => return Ok(response),
                 Ok(response) => {
-                    let retryable = is_retryable(response.status());
-                    problem = self.response_problem(response).await;
-                    if !retryable {
-                        break;
-                    }
+                    let retry_after = retry_after(&response);
+                    (self.response_problem(response).await, retry_after)
                 }
-                Err(error) => problem = self.describe(&error),
+                Err(error) => (self.describe(&error), None),
+            };
+            budget.last_problem = Some(problem.clone());
+            if attempt == max_attempts {
+                break;
             }
-            if attempt < self.retry.max_attempts {
-                warn!(url = %self.display_url(), attempt, %problem, "Elasticsearch health check failed; retrying");
-                tokio::time::sleep(self.retry.backoff(attempt, None)).await;
+            let delay = self.retry.backoff(attempt, retry_after);
+            if delay >= budget.remaining() {
+                warn!(url = %self.display_url(), what, attempt, %problem, "Elasticsearch request failed; the deadline passes before another attempt");
+                return Err(unavailable(budget, true));
             }
+            warn!(url = %self.display_url(), what, attempt, %problem, next_delay_ms = delay.as_millis() as u64, remaining_ms = budget.remaining().as_millis() as u64, "Elasticsearch request failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+        Err(unavailable(budget, false))
+    }
+
+    /// `GET _cluster/health` must answer 200 (kube-burner's check), retried under the deadline.
+    pub async fn check_health(&self) -> Result<(), EsError> {
+        self.check_health_within(&mut self.budget()).await
+    }
+
+    async fn check_health_within(&self, budget: &mut Budget) -> Result<(), EsError> {
+        let response = self
+            .send_retrying(budget, "health check", || {
+                self.request(reqwest::Method::GET, "_cluster/health")
+            })
+            .await?;
+        if response.status().is_success() {
+            debug!(url = %self.display_url(), "Elasticsearch is healthy");
+            return Ok(());
         }
         Err(EsError::Health {
             url: self.display_url(),
-            problem,
+            problem: self.response_problem(response).await,
         })
     }
 
     /// Creates the index if missing, without a mapping (dashboards rely on the dynamic
     /// `.keyword` sub-fields), after installing the index template if one is configured.
     pub async fn ensure_index(&self) -> Result<(), EsError> {
+        self.ensure_index_within(&mut self.budget()).await
+    }
+
+    async fn ensure_index_within(&self, budget: &mut Budget) -> Result<(), EsError> {
         if let Some(path) = &self.index_template {
-            self.install_template(path).await?;
+            self.install_template(path, budget).await?;
         }
         let create_err = |problem: String| EsError::CreateIndex {
             url: self.display_url(),
@@ -458,10 +680,10 @@ impl EsClient {
             problem,
         };
         let exists = self
-            .request(reqwest::Method::HEAD, &self.index)
-            .send()
-            .await
-            .map_err(|e| create_err(self.describe(&e)))?;
+            .send_retrying(budget, &format!("checking index `{}`", self.index), || {
+                self.request(reqwest::Method::HEAD, &self.index)
+            })
+            .await?;
         if exists.status().is_success() {
             return Ok(());
         }
@@ -469,23 +691,23 @@ impl EsClient {
             return Err(create_err(self.response_problem(exists).await));
         }
         let created = self
-            .request(reqwest::Method::PUT, &self.index)
-            .send()
-            .await
-            .map_err(|e| create_err(self.describe(&e)))?;
+            .send_retrying(budget, &format!("creating index `{}`", self.index), || {
+                self.request(reqwest::Method::PUT, &self.index)
+            })
+            .await?;
         if created.status().is_success() {
             info!(index = %self.index, url = %self.display_url(), "created index");
             return Ok(());
         }
         let problem = self.response_problem(created).await;
-        // Another writer created it between our HEAD and PUT.
+        // Another writer created it between our HEAD and PUT (or a retried PUT did).
         if problem.contains("resource_already_exists_exception") {
             return Ok(());
         }
         Err(create_err(problem))
     }
 
-    async fn install_template(&self, path: &Path) -> Result<(), EsError> {
+    async fn install_template(&self, path: &Path, budget: &mut Budget) -> Result<(), EsError> {
         let text = std::fs::read_to_string(path).map_err(|source| EsError::ReadTemplate {
             path: path.to_owned(),
             source,
@@ -496,17 +718,14 @@ impl EsClient {
                 source,
             })?;
         let response = self
-            .request(
-                reqwest::Method::PUT,
-                &format!("_index_template/{TEMPLATE_NAME}"),
-            )
-            .json(&template)
-            .send()
-            .await
-            .map_err(|e| EsError::InstallTemplate {
-                url: self.display_url(),
-                problem: self.describe(&e),
-            })?;
+            .send_retrying(budget, "installing the index template", || {
+                self.request(
+                    reqwest::Method::PUT,
+                    &format!("_index_template/{TEMPLATE_NAME}"),
+                )
+                .json(&template)
+            })
+            .await?;
         if response.status().is_success() {
             info!(template = TEMPLATE_NAME, "installed index template");
             Ok(())
@@ -518,9 +737,31 @@ impl EsClient {
         }
     }
 
-    /// Indexes documents with `_bulk`, retrying whole requests on 429/5xx/timeouts and single
-    /// items on 429/5xx item statuses; what still fails is listed in the outcome.
+    /// Indexes documents with `_bulk` under a fresh deadline; see [`EsClient::upload`].
     pub async fn index_documents(&self, documents: &[Document]) -> IndexOutcome {
+        self.index_documents_within(documents, &mut self.budget())
+            .await
+    }
+
+    /// Makes sure the index exists, then indexes `documents`, all under one deadline
+    /// (`--es-timeout`). Every document is sent with its deterministic id as an `index` action,
+    /// so the server's answer per item says whether it already had it (`updated`) or not
+    /// (`created`); nothing is skipped on the strength of local records, and nothing is ever
+    /// duplicated. `Err` when the index could not be checked or created (nothing was sent).
+    pub async fn upload(&self, documents: &[Document]) -> Result<IndexOutcome, EsError> {
+        let mut budget = self.budget();
+        self.ensure_index_within(&mut budget).await?;
+        Ok(self.index_documents_within(documents, &mut budget).await)
+    }
+
+    /// Indexes documents with `_bulk`, retrying whole requests on connection errors, timeouts,
+    /// 429 and 5xx and single items on 429/5xx item statuses, until `budget` runs out; what
+    /// still fails is listed in the outcome.
+    async fn index_documents_within(
+        &self,
+        documents: &[Document],
+        budget: &mut Budget,
+    ) -> IndexOutcome {
         let mut outcome = IndexOutcome {
             target: self.target(),
             submitted: documents.len(),
@@ -528,6 +769,7 @@ impl EsClient {
             already_indexed: 0,
             requests: 0,
             failures: Vec::new(),
+            gave_up: None,
         };
         // Redact again: documents read from disk may predate this client's credentials.
         let lines: Vec<(usize, String)> = documents
@@ -555,7 +797,10 @@ impl EsClient {
             chunks.push_back(chunk);
         }
         while let Some(chunk) = chunks.pop_front() {
-            if let Some(too_large) = self.send_chunk(documents, chunk, &mut outcome).await {
+            if let Some(too_large) = self
+                .send_chunk(documents, chunk, &mut outcome, budget)
+                .await
+            {
                 // 413: the server's request size limit is below ours; halve and try again.
                 let mut first = too_large;
                 let second = first.split_off(first.len() / 2);
@@ -564,9 +809,9 @@ impl EsClient {
             }
         }
         if outcome.is_complete() {
-            info!(target = %outcome.target, indexed = outcome.indexed, requests = outcome.requests, "indexed documents");
+            info!(target = %outcome.target, created = outcome.indexed, already_present = outcome.already_indexed, requests = outcome.requests, "indexed documents");
         } else {
-            warn!(target = %outcome.target, indexed = outcome.indexed, failed = outcome.failures.len(), "some documents could not be indexed; they remain in the results directory");
+            warn!(target = %outcome.target, created = outcome.indexed, already_present = outcome.already_indexed, failed = outcome.failures.len(), "some documents could not be indexed; they remain in the results directory");
         }
         outcome
     }
@@ -578,63 +823,38 @@ impl EsClient {
         documents: &[Document],
         mut pending: Vec<(usize, String)>,
         outcome: &mut IndexOutcome,
+        budget: &mut Budget,
     ) -> Option<Vec<(usize, String)>> {
         // Last problem per pending document position, for the residual failure report.
         let mut last: BTreeMap<usize, (Option<u16>, String)> = BTreeMap::new();
         let max_attempts = self.retry.max_attempts.max(1);
+        let mut deadline_passed = false;
         for attempt in 1..=max_attempts {
+            let Some(timeout) = budget.request_timeout(self.request_timeout) else {
+                deadline_passed = true;
+                break;
+            };
             let body: String = pending.iter().map(|(_, line)| line.as_str()).collect();
             outcome.requests += 1;
+            budget.attempts += 1;
             let sent = self
                 // wait_for: documents are searchable when the request returns, so a `compare`
                 // right after a run finds them (kube-burner sleeps for this instead).
                 .request(reqwest::Method::POST, "_bulk?refresh=wait_for")
                 .header("Content-Type", "application/x-ndjson")
                 .body(body)
+                .timeout(timeout)
                 .send()
                 .await;
             let mut retry_after = None;
             let mut retry: Vec<(usize, String)> = Vec::new();
-            match sent {
-                Err(error) => {
-                    let problem = self.describe(&error);
-                    for (i, _) in &pending {
-                        last.insert(*i, (None, problem.clone()));
-                    }
-                    retry = pending;
-                }
-                Ok(response) if response.status().is_success() => {
-                    let text = response.text().await.unwrap_or_default();
-                    match parse_bulk_items(&text, pending.len()) {
-                        Some(items) => {
-                            for ((i, line), (status, reason)) in pending.into_iter().zip(items) {
-                                if (200..300).contains(&status) {
-                                    outcome.indexed += 1;
-                                    last.remove(&i);
-                                } else if is_retryable_code(status) {
-                                    last.insert(i, (Some(status), reason));
-                                    retry.push((i, line));
-                                } else {
-                                    outcome.failures.push(failure(
-                                        documents,
-                                        i,
-                                        Some(status),
-                                        reason,
-                                    ));
-                                    last.remove(&i);
-                                }
-                            }
-                        }
-                        None => {
-                            let problem =
-                                "bulk response did not list one result per document".to_owned();
-                            for (i, _) in &pending {
-                                last.insert(*i, (None, problem.clone()));
-                            }
-                            retry = pending;
-                        }
-                    }
-                }
+            // The response body is read under the same timeout as the request.
+            let answered = match sent {
+                Err(error) => Err(self.describe(&error)),
+                Ok(response) if response.status().is_success() => match response.text().await {
+                    Ok(text) => Ok(text),
+                    Err(error) => Err(self.describe(&error)),
+                },
                 Ok(response)
                     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && pending.len() > 1 =>
                 {
@@ -643,17 +863,13 @@ impl EsClient {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
+                    retry_after = self::retry_after(&response);
                     let problem = self.response_problem(response).await;
                     if is_retryable(status) {
                         for (i, _) in &pending {
                             last.insert(*i, (Some(status.as_u16()), problem.clone()));
                         }
+                        budget.last_problem = Some(problem);
                         retry = pending;
                     } else {
                         for (i, _) in pending {
@@ -666,32 +882,105 @@ impl EsClient {
                             last.remove(&i);
                         }
                     }
+                    pending = Vec::new();
+                    Ok(String::new())
                 }
+            };
+            match answered {
+                Err(problem) => {
+                    for (i, _) in &pending {
+                        last.insert(*i, (None, problem.clone()));
+                    }
+                    budget.last_problem = Some(problem);
+                    retry = std::mem::take(&mut pending);
+                }
+                Ok(_) if pending.is_empty() => {}
+                Ok(text) => match parse_bulk_items(&text, pending.len()) {
+                    Some(items) => {
+                        for ((i, line), (status, reason)) in
+                            std::mem::take(&mut pending).into_iter().zip(items)
+                        {
+                            if status == 201 {
+                                outcome.indexed += 1;
+                                last.remove(&i);
+                            } else if (200..300).contains(&status) {
+                                // `updated` / `noop`: the server had it under this id.
+                                outcome.already_indexed += 1;
+                                last.remove(&i);
+                            } else if is_retryable_code(status) {
+                                budget.last_problem =
+                                    Some(format!("item status {status}: {reason}"));
+                                last.insert(i, (Some(status), reason));
+                                retry.push((i, line));
+                            } else {
+                                outcome
+                                    .failures
+                                    .push(failure(documents, i, Some(status), reason));
+                                last.remove(&i);
+                            }
+                        }
+                    }
+                    None => {
+                        let problem =
+                            "bulk response did not list one result per document".to_owned();
+                        for (i, _) in &pending {
+                            last.insert(*i, (None, problem.clone()));
+                        }
+                        budget.last_problem = Some(problem);
+                        retry = std::mem::take(&mut pending);
+                    }
+                },
             }
             if retry.is_empty() {
                 return None;
             }
             pending = retry;
-            if attempt < max_attempts {
-                let delay = self.retry.backoff(attempt, retry_after);
-                warn!(target = %self.target(), attempt, retrying = pending.len(), delay_ms = delay.as_millis() as u64, "bulk indexing incomplete; retrying");
-                tokio::time::sleep(delay).await;
+            if attempt == max_attempts {
+                break;
             }
+            let delay = self.retry.backoff(attempt, retry_after);
+            if delay >= budget.remaining() {
+                warn!(target = %self.target(), attempt, retrying = pending.len(), "bulk indexing incomplete; the deadline passes before another attempt");
+                deadline_passed = true;
+                break;
+            }
+            warn!(target = %self.target(), attempt, retrying = pending.len(), problem = budget.last_problem.as_deref().unwrap_or_default(), next_delay_ms = delay.as_millis() as u64, remaining_ms = budget.remaining().as_millis() as u64, "bulk indexing incomplete; retrying");
+            tokio::time::sleep(delay).await;
+        }
+        if deadline_passed {
+            outcome.gave_up = Some(budget.gave_up("bulk indexing", true));
         }
         for (i, _) in pending {
-            let (status, reason) = last.remove(&i).unwrap_or((None, "unknown".to_owned()));
-            outcome.failures.push(failure(
-                documents,
-                i,
-                status,
-                format!("gave up after {max_attempts} attempts: {reason}"),
-            ));
+            let (status, reason) = last
+                .remove(&i)
+                .unwrap_or((None, "not sent before the deadline".to_owned()));
+            let reason = if deadline_passed {
+                format!(
+                    "deadline (--es-timeout {}) passed: {reason}",
+                    seconds(budget.limit.as_secs_f64())
+                )
+            } else {
+                format!("gave up after {max_attempts} attempts: {reason}")
+            };
+            outcome.failures.push(failure(documents, i, status, reason));
         }
         None
     }
 
-    /// Quantile documents and the `jobSummary` of one run, for `compare` against ES uuids.
+    /// Quantile documents and the `jobSummary` of one run, for `compare` against ES uuids,
+    /// under a fresh deadline.
     pub async fn fetch_run_summaries(&self, uuid: &str) -> Result<Vec<Document>, EsError> {
+        self.fetch_run_summaries_within(uuid, &mut self.budget())
+            .await
+    }
+
+    /// [`EsClient::fetch_run_summaries`] within an operation's budget (a `compare` fetching two
+    /// runs spends one deadline).
+    pub async fn fetch_run_summaries_within(
+        &self,
+        uuid: &str,
+        budget: &mut Budget,
+    ) -> Result<Vec<Document>, EsError> {
         let search_err = |problem: String| EsError::Search {
             url: self.display_url(),
             uuid: uuid.to_owned(),
@@ -715,11 +1004,11 @@ impl EsClient {
             ]}}
         });
         let response = self
-            .request(reqwest::Method::POST, &format!("{}/_search", self.index))
-            .json(&query)
-            .send()
-            .await
-            .map_err(|e| search_err(self.describe(&e)))?;
+            .send_retrying(budget, &format!("searching run {uuid}"), || {
+                self.request(reqwest::Method::POST, &format!("{}/_search", self.index))
+                    .json(&query)
+            })
+            .await?;
         if !response.status().is_success() {
             return Err(search_err(self.response_problem(response).await));
         }
@@ -741,6 +1030,16 @@ impl EsClient {
         }
         Ok(documents)
     }
+}
+
+/// `Retry-After` in seconds, as Elasticsearch sends it with 429.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 fn failure(documents: &[Document], i: usize, status: Option<u16>, reason: String) -> IndexFailure {
@@ -790,69 +1089,57 @@ fn parse_bulk_items(text: &str, expected: usize) -> Option<Vec<(u16, String)>> {
         .collect()
 }
 
-/// Per-target record of what was indexed: target → document id → sha256 of the body sent.
-type IndexState = BTreeMap<String, BTreeMap<String, String>>;
-
-fn body_digest(document: &Document) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(document.body().to_string().as_bytes())
+/// Reads a results directory for `index`, refusing anything that is not one before any server is
+/// contacted: the path must exist and be a directory holding `jobSummary.json` with the run's
+/// `jobSummary` document, and every document file must parse.
+pub fn load_results_dir(dir: &Path) -> Result<Vec<Document>, IndexError> {
+    let invalid = |problem: String| IndexError::InvalidDir {
+        path: dir.to_owned(),
+        problem,
+    };
+    let metadata = std::fs::metadata(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => invalid("does not exist".to_owned()),
+        _ => invalid(format!("cannot be read: {e}")),
+    })?;
+    if !metadata.is_dir() {
+        return Err(invalid(
+            "is not a directory (expected results/<uuid>/ as a run writes it)".to_owned(),
+        ));
+    }
+    let summary = dir.join(document::JOB_SUMMARY_FILE);
+    if !summary.is_file() {
+        return Err(invalid(format!(
+            "holds no {}: not a results directory written by a run",
+            document::JOB_SUMMARY_FILE
+        )));
+    }
+    let documents = load_documents(dir).map_err(|source| IndexError::Local {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if !documents
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .any(|d| d.metric_name() == document::JOB_SUMMARY)
+    {
+        return Err(invalid(format!(
+            "has a {} without a jobSummary document",
+            document::JOB_SUMMARY_FILE
+        )));
+    }
+    Ok(documents)
 }
 
-/// Uploads a results directory (`vmbgp-bench index results/<uuid>`, and the end of a run).
-/// Documents already indexed unchanged into the same server and index (recorded in
-/// `index-state.json`) are skipped, so running it twice uploads each document once; ids are
-/// deterministic, so even a forced re-upload overwrites instead of duplicating.
+/// Uploads a results directory (`vmbgp-bench index results/<uuid>`, and the end of a run): the
+/// directory is checked first ([`load_results_dir`]), then [`EsClient::upload`] sends every
+/// document under one deadline. What is "already present" is what the server says it already
+/// had (item result `updated`), never a local record: a fresh server at the same URL gets every
+/// document. Ids are deterministic, so uploading twice overwrites instead of duplicating.
 pub async fn index_saved_results(
     dir: &Path,
     client: &EsClient,
 ) -> Result<IndexOutcome, IndexError> {
-    let documents = load_documents(dir)?;
-    if documents.is_empty() {
-        return Err(IndexError::Empty {
-            path: dir.to_owned(),
-        });
-    }
-    let state_path = dir.join(INDEX_STATE_FILE);
-    let mut state: IndexState = match std::fs::read_to_string(&state_path) {
-        // A damaged state file only costs a re-upload (ids are idempotent), so it is ignored.
-        Ok(text) => serde_json::from_str(&text).unwrap_or_default(),
-        Err(_) => IndexState::new(),
-    };
-    let target = client.target();
-    let done = state.entry(target.clone()).or_default();
-    let (skip, todo): (Vec<&Document>, Vec<&Document>) = documents
-        .iter()
-        .partition(|d| done.get(d.id()) == Some(&body_digest(d)));
-    let todo: Vec<Document> = todo.into_iter().cloned().collect();
-    let mut outcome = if todo.is_empty() {
-        IndexOutcome {
-            target: target.clone(),
-            submitted: 0,
-            indexed: 0,
-            already_indexed: 0,
-            requests: 0,
-            failures: Vec::new(),
-        }
-    } else {
-        client.index_documents(&todo).await
-    };
-    outcome.already_indexed = skip.len();
-    let failed: std::collections::BTreeSet<&str> =
-        outcome.failures.iter().map(|f| f.id.as_str()).collect();
-    for document in &todo {
-        if !failed.contains(document.id()) {
-            done.insert(document.id().to_owned(), body_digest(document));
-        }
-    }
-    let text = serde_json::to_string_pretty(&state).map_err(|source| LocalError::Serialize {
-        file: INDEX_STATE_FILE.to_owned(),
-        source,
-    })?;
-    write_atomically(&state_path, text.as_bytes())?;
-    Ok(outcome)
+    let documents = load_results_dir(dir)?;
+    Ok(client.upload(&documents).await?)
 }
 
 #[cfg(test)]

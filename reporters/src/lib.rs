@@ -6,17 +6,19 @@
 //!
 //! ```text
 //! // --es-server given: connect first, so its credentials are redacted from the run's files.
-//! let es = EsClient::connect(EsOptions { credentials: Credentials::from_env(), ..EsOptions::new(url, index) }).await?; // Err → exit 6
+//! let es = EsClient::new(EsOptions { credentials: Credentials::from_env(), deadline: es_timeout, ..EsOptions::new(url, index) })?; // Err → exit 2
 //! let mut recorder = RunRecorder::start(results_root, run_description, es.redactor().clone())?;
 //! recorder.record(&samples)?;                        // after each iteration: documents on disk now
 //! let results = recorder.finish(&RunEnd { end, elapsed, execution_errors }, &thresholds)?;
 //! println!("{}", results.summary);                  // results.passed == false → exit 3
-//! let outcome = index_saved_results(&results.dir, &es).await?;   // !outcome.is_complete() → exit 6
+//! let outcome = index_saved_results(&results.dir, &es).await?;   // Err(Es) or !outcome.is_complete() → exit 6
 //!
-//! // vmbgp-bench index results/<uuid>
-//! index_saved_results(dir, &EsClient::connect(options).await?).await?;
-//! // vmbgp-bench compare A B [--output json]
-//! let c = compare_runs(&RunSource::from_arg(a), &RunSource::from_arg(b), &default_tolerances(), es.as_ref()).await?;
+//! // vmbgp-bench index results/<uuid>: the directory is checked before anything is contacted
+//! let documents = load_results_dir(dir)?;                          // Err → exit 2
+//! let outcome = es.upload(&documents).await?;                      // one --es-timeout deadline
+//! // vmbgp-bench compare A B [--json] [--force]
+//! let c = compare_runs(&RunSource::from_arg(a), &RunSource::from_arg(b), &default_tolerances(), es.as_ref(), force).await?;
+//! // Err(Incomparable) → exit 2, Err(e) if e.is_unavailable() → exit 4
 //! print!("{}", c.to_table()); // or c.to_json(); c.has_regression() → exit 7
 //! ```
 //!

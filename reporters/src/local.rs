@@ -16,6 +16,8 @@ use crate::redact::Redactor;
 /// Files in a results directory that are not document arrays.
 pub const REPORT_FILE: &str = "report.html";
 pub const SUMMARY_FILE: &str = "summary.txt";
+/// Written by earlier versions to skip re-uploads; no longer written or read (the server decides
+/// what it already has), and ignored when loading documents.
 pub const INDEX_STATE_FILE: &str = "index-state.json";
 
 #[derive(Debug, thiserror::Error)]

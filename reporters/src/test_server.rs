@@ -2,7 +2,10 @@
 //! crate's tests and the harness's lab runs with `--es-server`: `_cluster/health`, index
 //! HEAD/PUT, `_index_template`, `_bulk` (stores documents by `_id`, records every body) and
 //! `_search` (term on `uuid.keyword`, terms on `metricName.keyword`). A script makes the next
-//! `_bulk` requests answer 429, 500, time out, or return per-item errors.
+//! `_bulk` requests answer 429, 500, time out, or return per-item errors; a second script
+//! ([`EsTestServer::script_any`]) does the same to the next requests of any kind (index HEAD/PUT,
+//! health, search). [`EsTestServer::start_on`] serves on a port chosen beforehand (a server that
+//! comes up late), and [`HungServer`] accepts connections and never answers.
 //!
 //! Each index has a mapping enforced as Elasticsearch enforces it ([`mapping`]): created from the
 //! highest-priority index template whose pattern matches when the index is created (by PUT or by
@@ -12,13 +15,15 @@
 pub mod mapping;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
@@ -51,6 +56,11 @@ pub struct Recorded {
     /// Per index: its mapping, fixed when the index was created and grown by dynamic mapping.
     pub mappings: BTreeMap<String, Mappings>,
     pub script: VecDeque<Behaviour>,
+    /// Applied to the next requests of any kind, before `script`: `Status` answers instead of
+    /// the endpoint, `Delay` delays it, `TooLarge` answers 413; `Items` lets it through.
+    pub script_any: VecDeque<Behaviour>,
+    /// Every request as `METHOD /path`, in arrival order.
+    pub requests: Vec<String>,
     pub health_failures: usize,
 }
 
@@ -64,6 +74,11 @@ pub struct EsTestServer {
 impl EsTestServer {
     /// Binds 127.0.0.1:0 and serves until the runtime shuts down.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(0).await
+    }
+
+    /// Binds 127.0.0.1:`port` (0: any free port) and serves until the runtime shuts down.
+    pub async fn start_on(port: u16) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(Recorded::default()));
         let app = Router::new()
             .route("/_cluster/health", get(health))
@@ -73,8 +88,12 @@ impl EsTestServer {
             .route("/{index}/_search", post(search))
             // Elasticsearch accepts 100 MB requests by default (http.max_content_length).
             .layer(axum::extract::DefaultBodyLimit::max(100 * 1024 * 1024))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                scripted,
+            ))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let port = listener.local_addr()?.port();
         tokio::spawn(async move {
             // Serving ends only with the runtime; an accept error ends the test server.
@@ -89,6 +108,16 @@ impl EsTestServer {
 
     pub fn script(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
         lock(&self.state).script.extend(behaviours);
+    }
+
+    /// Scripts the next requests of any kind (see [`Recorded::script_any`]).
+    pub fn script_any(&self, behaviours: impl IntoIterator<Item = Behaviour>) {
+        lock(&self.state).script_any.extend(behaviours);
+    }
+
+    /// Every request so far as `METHOD /path`.
+    pub fn requests(&self) -> Vec<String> {
+        lock(&self.state).requests.clone()
     }
 
     pub fn document_count(&self) -> usize {
@@ -118,6 +147,98 @@ impl EsTestServer {
 }
 
 type Shared = State<Arc<Mutex<Recorded>>>;
+
+/// Records every request and applies `script_any` before the endpoint sees it.
+async fn scripted(State(state): Shared, request: Request, next: Next) -> Response {
+    let behaviour = {
+        let mut state = lock(&state);
+        let line = format!("{} {}", request.method(), request.uri().path());
+        state.requests.push(line);
+        state.script_any.pop_front()
+    };
+    match behaviour {
+        Some(Behaviour::Status(code)) => scripted_status(code),
+        Some(Behaviour::TooLarge) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "request entity too large").into_response()
+        }
+        Some(Behaviour::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            next.run(request).await
+        }
+        Some(Behaviour::Items(_)) | None => next.run(request).await,
+    }
+}
+
+/// A whole-request failure as Elasticsearch answers it, with `Retry-After: 0`.
+fn scripted_status(code: u16) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        [("retry-after", "0")],
+        axum::Json(
+            json!({"error": {"type": "scripted", "reason": "scripted failure"}, "status": code}),
+        ),
+    )
+        .into_response()
+}
+
+/// A server that accepts TCP connections on 127.0.0.1 and never answers: what a hung
+/// Elasticsearch node (or a stalled proxy) looks like to a client. Connections are read and
+/// discarded until the client closes them; serving ends with the runtime.
+#[derive(Debug, Clone)]
+pub struct HungServer {
+    pub url: String,
+    pub port: u16,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl HungServer {
+    /// At most this many connections are accepted (later ones wait in the backlog, unanswered too).
+    pub const MAX_CONNECTIONS: usize = 256;
+    /// A held connection is dropped after this long even if the client never closes it.
+    pub const HOLD: Duration = Duration::from_secs(600);
+
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            for _ in 0..Self::MAX_CONNECTIONS {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let drain = async {
+                        let mut buffer = [0u8; 8192];
+                        // Ends when the client closes (0) or the socket fails.
+                        while let Ok(n) =
+                            tokio::io::AsyncReadExt::read(&mut socket, &mut buffer).await
+                        {
+                            if n == 0 {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Self::HOLD, drain).await;
+                });
+            }
+            // Keep the listener open (unanswered backlog) for as long as a connection is held.
+            tokio::time::sleep(Self::HOLD).await;
+            drop(listener);
+        });
+        Ok(HungServer {
+            url: format!("http://127.0.0.1:{port}"),
+            port,
+            accepted,
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
 
 /// A panicking handler must not hide what was recorded so far.
 fn lock(state: &Mutex<Recorded>) -> std::sync::MutexGuard<'_, Recorded> {
@@ -244,14 +365,7 @@ async fn bulk(State(state): Shared, headers: HeaderMap, body: Bytes) -> Response
         state.script.pop_front()
     };
     let item_statuses = match behaviour {
-        Some(Behaviour::Status(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                [("retry-after", "0")],
-                axum::Json(json!({"error": {"type": "scripted", "reason": "scripted failure"}, "status": code})),
-            )
-                .into_response();
-        }
+        Some(Behaviour::Status(code)) => return scripted_status(code),
         Some(Behaviour::TooLarge) => {
             return (StatusCode::PAYLOAD_TOO_LARGE, "request entity too large").into_response();
         }

@@ -1,7 +1,9 @@
 //! Elasticsearch/OpenSearch indexing against the ES-compatible test server: retries with
 //! backoff on 429/500/timeouts, per-item retry, residual failures reported while documents
 //! stay on disk, `index` uploading exactly once, idempotent ids, and credential redaction
-//! in logs, files, reports, documents and errors.
+//! in logs, files, reports, documents and errors. Faults under one deadline: a server that
+//! comes up late, 503s on the index check, a hung server and a hung `_bulk`; "already present"
+//! as the server says it; bad directories refused before anything is sent.
 // Test helpers outside #[test] functions unwrap too: a failed setup step aborts the test.
 #![allow(clippy::unwrap_used)]
 
@@ -12,9 +14,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::es_server::{Behaviour, EsTestServer};
-use vmbgp_reporters::compare::{RunSource, compare_runs, default_tolerances};
-use vmbgp_reporters::es::{EsClient, EsOptions, RetryPolicy, index_saved_results};
+use common::es_server::{Behaviour, EsTestServer, HungServer};
+use vmbgp_reporters::compare::{CompareError, RunSource, compare_runs, default_tolerances};
+use vmbgp_reporters::es::{
+    EsClient, EsError, EsOptions, IndexError, RetryPolicy, index_saved_results, load_results_dir,
+};
 use vmbgp_reporters::local::load_documents;
 use vmbgp_reporters::redact::Redactor;
 
@@ -172,13 +176,14 @@ async fn index_uploads_each_document_exactly_once() {
         (first.indexed, first.already_indexed, first.requests),
         (documents.len(), 0, 1)
     );
+    // The second upload sends every document again; the server says it had them all.
     let second = index_saved_results(&dir, &client).await.unwrap();
     assert!(second.is_complete());
     assert_eq!(
         (second.indexed, second.already_indexed, second.requests),
-        (0, documents.len(), 0)
+        (0, documents.len(), 1)
     );
-    assert_eq!(server.bulk_bodies().len(), 1);
+    assert_eq!(server.document_count(), documents.len());
     // Even a forced re-upload cannot duplicate: ids are deterministic.
     let forced = client.index_documents(&documents).await;
     assert!(forced.is_complete());
@@ -206,6 +211,7 @@ async fn compare_reads_runs_from_elasticsearch_by_uuid() {
         &RunSource::Directory(current),
         &default_tolerances(),
         Some(&client),
+        false,
     )
     .await
     .unwrap();
@@ -318,4 +324,255 @@ async fn a_canary_password_never_leaks() {
             "{what} leaks the canary:\n{text}"
         );
     }
+}
+
+fn fault_options(url: &str, deadline: Duration) -> EsOptions {
+    let mut options = EsOptions::new(url, INDEX);
+    options.deadline = deadline;
+    options.retry = RetryPolicy {
+        max_attempts: u32::MAX,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(400),
+    };
+    options
+}
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_comes_up_late_is_retried_until_it_answers() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let count = load_documents(&dir).unwrap().len();
+    let port = free_port();
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        EsTestServer::start_on(port).await.unwrap()
+    });
+    let client = EsClient::new(fault_options(
+        &format!("http://127.0.0.1:{port}"),
+        Duration::from_secs(20),
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = index_saved_results(&dir, &client).await.unwrap();
+    assert!(outcome.is_complete(), "{:?}", outcome.failures);
+    assert_eq!(outcome.indexed, count);
+    assert!(started.elapsed() >= Duration::from_millis(1200));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let server = late.await.unwrap();
+    assert_eq!(server.document_count(), count);
+    assert_eq!(server.requests()[0], format!("HEAD /{INDEX}"));
+}
+
+#[tokio::test]
+async fn the_index_check_rides_out_503s() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let server = EsTestServer::start().await.unwrap();
+    server.script_any(vec![Behaviour::Status(503); 3]);
+    let client = EsClient::new(fault_options(&server.url, Duration::from_secs(20))).unwrap();
+    let outcome = index_saved_results(&dir, &client).await.unwrap();
+    assert!(outcome.is_complete(), "{:?}", outcome.failures);
+    let requests = server.requests();
+    assert_eq!(
+        requests[..5],
+        [
+            format!("HEAD /{INDEX}"),
+            format!("HEAD /{INDEX}"),
+            format!("HEAD /{INDEX}"),
+            format!("HEAD /{INDEX}"),
+            format!("PUT /{INDEX}"),
+        ]
+    );
+    assert_eq!(server.state.lock().unwrap().index_creations, 1);
+}
+
+#[tokio::test]
+async fn a_hung_server_costs_the_deadline_not_a_minute_per_request() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let hung = HungServer::start().await.unwrap();
+    let client = EsClient::new(fault_options(&hung.url, Duration::from_millis(1500))).unwrap();
+    let started = std::time::Instant::now();
+    let error = index_saved_results(&dir, &client).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    let IndexError::Es(EsError::Unavailable { gave_up, .. }) = &error else {
+        panic!("expected Unavailable, got {error:?}");
+    };
+    assert!(gave_up.deadline_passed);
+    assert!(gave_up.attempts >= 1);
+    let text = error.to_string();
+    assert!(
+        text.contains("checking index")
+            && text.contains("gave up after")
+            && text.contains("--es-timeout 1.5 s")
+            && text.contains("timed out"),
+        "{text}"
+    );
+    assert!(hung.accepted() >= 1);
+}
+
+#[tokio::test]
+async fn a_hung_bulk_gives_up_at_the_deadline_with_every_document_listed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let count = load_documents(&dir).unwrap().len();
+    let server = EsTestServer::start().await.unwrap();
+    server.script([Behaviour::Delay(Duration::from_secs(30))]);
+    let client = EsClient::new(fault_options(&server.url, Duration::from_millis(1500))).unwrap();
+    let started = std::time::Instant::now();
+    let outcome = index_saved_results(&dir, &client).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(outcome.failures.len(), count);
+    assert!(
+        outcome
+            .failures
+            .iter()
+            .all(|f| f.reason.contains("deadline (--es-timeout 1.5 s) passed")),
+        "{:?}",
+        outcome.failures[0]
+    );
+    let gave_up = outcome.gave_up.expect("gave_up");
+    assert!(gave_up.deadline_passed && gave_up.what == "bulk indexing");
+    assert!(gave_up.to_string().contains("attempt"), "{gave_up}");
+}
+
+#[tokio::test]
+async fn already_present_is_what_the_server_says_not_a_local_record() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fixture(root.path(), common::UUID, Redactor::new());
+    let count = load_documents(&dir).unwrap().len();
+    let server = EsTestServer::start().await.unwrap();
+    let client = EsClient::new(options(&server.url)).unwrap();
+    let first = index_saved_results(&dir, &client).await.unwrap();
+    assert_eq!((first.indexed, first.already_indexed), (count, 0));
+    // A fresh server at the same URL: nothing of the run is there any more.
+    {
+        let mut state = server.state.lock().unwrap();
+        state.documents.clear();
+        state.indexes.clear();
+        state.mappings.clear();
+    }
+    let again = index_saved_results(&dir, &client).await.unwrap();
+    assert!(again.is_complete(), "{:?}", again.failures);
+    assert_eq!((again.indexed, again.already_indexed), (count, 0));
+    assert_eq!(server.document_count(), count);
+    // Half the documents gone: the server's answer tells which were still there.
+    {
+        let mut state = server.state.lock().unwrap();
+        let keys: Vec<_> = state.documents.keys().step_by(2).cloned().collect();
+        for key in &keys {
+            state.documents.remove(key);
+        }
+    }
+    let third = index_saved_results(&dir, &client).await.unwrap();
+    assert_eq!(third.indexed + third.already_indexed, count);
+    assert_eq!(third.indexed, count.div_ceil(2));
+}
+
+#[tokio::test]
+async fn a_bad_directory_is_refused_before_anything_is_sent() {
+    let root = tempfile::tempdir().unwrap();
+    let good = fixture(root.path(), common::UUID, Redactor::new());
+    let server = EsTestServer::start().await.unwrap();
+    let client = EsClient::new(options(&server.url)).unwrap();
+    let missing = root.path().join("absent");
+    let file = root.path().join("a-file.json");
+    std::fs::write(&file, "[]").unwrap();
+    let no_summary = root.path().join("no-summary");
+    std::fs::create_dir(&no_summary).unwrap();
+    std::fs::copy(
+        good.join("vmiLatencyMeasurement-vm-bgp.json"),
+        no_summary.join("vmiLatencyMeasurement-vm-bgp.json"),
+    )
+    .unwrap();
+    let broken = root.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::copy(good.join("jobSummary.json"), broken.join("jobSummary.json")).unwrap();
+    std::fs::write(
+        broken.join("vmiLatencyMeasurement-vm-bgp.json"),
+        "[{\"uuid\":",
+    )
+    .unwrap();
+    for (dir, expected) in [
+        (&missing, "does not exist"),
+        (&file, "is not a directory"),
+        (&no_summary, "holds no jobSummary.json"),
+        (
+            &broken,
+            "vmiLatencyMeasurement-vm-bgp.json is not a JSON array",
+        ),
+    ] {
+        let error = index_saved_results(dir, &client).await.unwrap_err();
+        assert!(error.is_invalid_dir(), "{error:?}");
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert!(
+            text.contains(&dir.display().to_string()) && text.contains(expected),
+            "{text}"
+        );
+        assert!(load_results_dir(dir).is_err());
+    }
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(load_results_dir(&good).is_ok());
+}
+
+#[tokio::test]
+async fn compare_against_an_unreachable_server_is_unavailable() {
+    let client = EsClient::new(fault_options(
+        &format!("http://127.0.0.1:{}", free_port()),
+        Duration::from_millis(600),
+    ))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let error = compare_runs(
+        &RunSource::Elasticsearch {
+            uuid: "baseline-run".to_owned(),
+        },
+        &RunSource::Elasticsearch {
+            uuid: "current-run".to_owned(),
+        },
+        &default_tolerances(),
+        Some(&client),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(matches!(error, CompareError::Es { .. }));
+    // A server that answers but lacks the run is not "unavailable".
+    let server = EsTestServer::start().await.unwrap();
+    let client = EsClient::new(options(&server.url)).unwrap();
+    let error = compare_runs(
+        &RunSource::Elasticsearch {
+            uuid: "nowhere".to_owned(),
+        },
+        &RunSource::Elasticsearch {
+            uuid: "nowhere".to_owned(),
+        },
+        &default_tolerances(),
+        Some(&client),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(!error.is_unavailable(), "{error:?}");
 }
