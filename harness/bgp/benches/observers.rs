@@ -95,7 +95,7 @@ fn main() {
     runtime.block_on(async move {
         // 3. Station end to end.
         let (station, mut rx) = BmpStation::start(
-            BmpStationConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))),
+            BmpStationConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), [[127, 0, 0, 1].into()]),
             clock,
         )
         .await

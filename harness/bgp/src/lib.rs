@@ -9,24 +9,27 @@
 //!
 //! **[`bmp`] — BMP station** (issue 6 `routeConvergence` → Adj-RIB-In; `bgpSessions` → Peer Up/Down)
 //! ```text
-//! let config = BmpStationConfig::new("127.0.0.1:5000".parse()?)   // port 0 = any free port
+//! let config = BmpStationConfig::new("127.0.0.1:5000".parse()?, [router_source_ip]) // port 0 = any free port
 //!     .in_netns("ext")                                             // omit for the host's netns
 //!     .capture_to(results_dir);                                    // optional raw-stream artefact
 //! let (station, mut rx): (BmpStation, UnboundedReceiver<BmpEvent>) =
 //!     BmpStation::start(config, clock).await?;
 //! station.local_addr();        // where FRR must `bmp connect` (inside the netns)
-//! while let Some(BmpEvent { at, connection, kind }) = rx.recv().await {
+//! let mut book = PeerBook::new();                  // one authoritative connection per router
+//! while let Some(event) = rx.recv().await {
+//!     for PeerChange { at, peer: PeerKey { router, address, .. }, asn, up, .. } in book.on_event(&event) { ... }
+//!     let BmpEvent { at, connection, router /* None: listener-level */, kind } = event;
 //!     match kind {
 //!         BmpEventKind::Connected { remote, local } | BmpEventKind::Disconnected(reason) => ...,
+//!         BmpEventKind::Refused { remote, nth, .. } => ...,                       // finding
+//!         BmpEventKind::DuplicateRouter { remote, existing_connection, nth } => ..., // finding
+//!         BmpEventKind::WarningsSuppressed { reported, suppressed } => ...,       // one line
 //!         BmpEventKind::Message(BmpMessage::Initiation(i)) => i.frr_version,     // "8.4.4"
-//!         BmpEventKind::Message(BmpMessage::PeerUp(u)) => (u.peer.address, u.peer.asn, u.warnings),
-//!         BmpEventKind::Message(BmpMessage::PeerDown(d)) => d.without_peer_up,   // true: not a flap
-//!         BmpEventKind::Message(BmpMessage::RouteMonitoring(rm)) =>
+//!         BmpEventKind::Message(BmpMessage::RouteMonitoring(rm)) if book.is_authoritative(connection) =>
 //!             (rm.peer.policy, rm.announced /* prefix, next_hop, as_path, communities */,
 //!              rm.withdrawn, rm.end_of_rib),
-//!         BmpEventKind::Message(BmpMessage::Stats(_) | BmpMessage::Termination(_)) => ...,
 //!         BmpEventKind::Message(BmpMessage::Malformed(m)) => (m.error, m.raw),  // stream goes on
-//!         _ => ...
+//!         _ => ...   // PeerUp/PeerDown: use the PeerBook's changes, not the raw messages
 //!     }
 //! }
 //! station.stop().await;        // emits Disconnected(StationStopped) per connection

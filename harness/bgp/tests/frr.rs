@@ -38,7 +38,9 @@ fn save_fixture(lab: &FrrLab, name: &str) {
 }
 
 fn station_config(lab: &FrrLab, port: u16) -> BmpStationConfig {
-    let config = BmpStationConfig::new(SocketAddr::from(([127, 0, 0, 1], port)))
+    // FRR's `bmp connect 127.0.0.1` inside ext comes from 127.0.0.1.
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let config = BmpStationConfig::new(SocketAddr::from((loopback, port)), [loopback])
         .in_netns(lab.ext.netns.clone());
     if recording() {
         let dir = lab.root.join("capture");

@@ -8,25 +8,38 @@ use bytes::Bytes;
 use ipnet::IpNet;
 use proptest::prelude::*;
 use vmbgp_bgp::bmp::decode::decode;
-use vmbgp_bgp::bmp::{BmpMessage, DEFAULT_MAX_MESSAGE_LEN, Policy, StreamDecoder};
+use vmbgp_bgp::bmp::framer::Framer;
+use vmbgp_bgp::bmp::{
+    BmpEvent, BmpEventKind, BmpMessage, DEFAULT_MAX_MESSAGE_LEN, FramingError, PeerBook, Policy,
+    StreamDecoder,
+};
+use vmbgp_host::clock::MonoStamp;
 
 const STARTUP: &[u8] =
     include_bytes!("fixtures/frr-8.4.4-startup-advertise-ecmp-withdraw-restart.bmp");
 const DUMMY_OPEN: &[u8] = include_bytes!("fixtures/frr-8.4.4-runtime-target-dummy-open.bmp");
 const N1: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
 const N2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+const EXT: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 155));
 
-fn replay(stream: &[u8], chunk: usize) -> (Vec<BmpMessage>, bool) {
+/// Everything the decoder yields for `stream` read in `chunk`-byte pieces, in order.
+fn replay_all(stream: &[u8], chunk: usize) -> Vec<Result<BmpMessage, FramingError>> {
     let mut decoder = StreamDecoder::new(DEFAULT_MAX_MESSAGE_LEN);
     let mut out = Vec::new();
-    let mut framing_lost = false;
     for piece in stream.chunks(chunk.max(1)) {
         decoder.push(piece);
-        while let Some(next) = decoder.next_message() {
-            match next {
-                Ok(m) => out.push(m),
-                Err(_) => framing_lost = true,
-            }
+        out.extend(std::iter::from_fn(|| decoder.next_message()));
+    }
+    out
+}
+
+fn replay(stream: &[u8], chunk: usize) -> (Vec<BmpMessage>, bool) {
+    let mut out = Vec::new();
+    let mut framing_lost = false;
+    for next in replay_all(stream, chunk) {
+        match next {
+            Ok(m) => out.push(m),
+            Err(_) => framing_lost = true,
         }
     }
     (out, framing_lost)
@@ -126,7 +139,11 @@ fn dummy_open_capture_still_yields_peer_ups_with_warnings() {
     assert_eq!(ups.len(), 2, "{messages:#?}");
     for u in ups {
         assert_eq!(u.peer.asn, 64513);
-        assert!(u.received_open.is_none() && u.local_address.is_none());
+        assert!(u.received_open.is_none() && u.sent_open.is_none());
+        // The rest of the body passed the structural checks, so it is known.
+        assert_eq!(u.local_address, Some(EXT));
+        assert_eq!(u.local_port, Some(179));
+        assert!(u.remote_port.is_some_and(|p| p != 0));
         assert!(u.warnings[0].contains("dummy OPEN"), "{:?}", u.warnings);
     }
     let prefix: IpNet = "198.19.8.0/24".parse().expect("net");
@@ -177,6 +194,67 @@ fn every_single_byte_mutation_of_every_real_message_decodes_without_panicking() 
     );
 }
 
+/// (peer, up) of every peer state change a station connection carrying `stream` would make.
+fn peer_changes(stream: &[u8]) -> Vec<(IpAddr, u64, bool)> {
+    let mut book = PeerBook::new();
+    let router = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    replay(stream, 4096)
+        .0
+        .into_iter()
+        .flat_map(|message| {
+            book.on_event(&BmpEvent {
+                at: MonoStamp::from_offset(std::time::Duration::ZERO),
+                connection: 1,
+                router,
+                kind: BmpEventKind::Message(message),
+            })
+        })
+        .map(|c| (c.peer.address, c.peer.distinguisher, c.up))
+        .collect()
+}
+
+/// The issue's second observation: mutated messages invented about 80 peers. No single-byte
+/// change of any recorded message may make a peer state change the real stream does not make
+/// (the changes must be a subsequence of the real ones: losing one to a rejected message is
+/// fine, inventing one is not). Excluded: the four bytes of the per-peer header's IPv4 peer
+/// address itself — a different address there is a well-formed message about another peer,
+/// which no field of the message contradicts; that is what the station's allow-list and
+/// PeerBook's one authoritative connection per router are for.
+#[test]
+fn single_byte_mutations_never_make_a_peer_change_the_stream_does_not() {
+    for stream in [STARTUP, DUMMY_OPEN] {
+        let real = peer_changes(stream);
+        assert!(real.len() >= 2, "{real:?}");
+        let mut offset = 0;
+        let mut tried = 0;
+        for message in messages_of(stream) {
+            let per_peer = matches!(message[5], 0 | 1 | 2 | 3 | 6);
+            for i in 0..message.len() {
+                if per_peer && (28..32).contains(&i) {
+                    continue;
+                }
+                for value in [0x00, 0x01, 0x7f, 0x80, 0xff, message[i].wrapping_add(1)] {
+                    if value == message[i] {
+                        continue;
+                    }
+                    let mut mutated = stream.to_vec();
+                    mutated[offset + i] = value;
+                    let changes = peer_changes(&mutated);
+                    let mut rest = real.iter();
+                    assert!(
+                        changes.iter().all(|c| rest.any(|r| r == c)),
+                        "byte {i} of the message at {offset} set to {value:#04x}: {changes:?}, \
+                         real {real:?}"
+                    );
+                    tried += 1;
+                }
+            }
+            offset += message.len();
+        }
+        assert!(tried > 3000, "{tried}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -197,7 +275,34 @@ proptest! {
         }
         let at = cut.index(stream.len());
         stream.splice(at..at, insert);
-        let (_messages, _lost) = replay(&stream, chunk);
+        let items = replay_all(&stream, chunk);
+        // After a framing error nothing more comes out.
+        if let Some(lost) = items.iter().position(Result::is_err) {
+            prop_assert_eq!(lost, items.len() - 1, "items after the framing error");
+        }
+        // Every message is complete: the framer's pieces are whole messages (their length field
+        // says so) that tile the start of the stream, one per decoded message, and a malformed
+        // one keeps exactly its piece.
+        let mut framer = Framer::new(DEFAULT_MAX_MESSAGE_LEN);
+        let mut pieces = Vec::new();
+        for piece in stream.chunks(chunk) {
+            framer.push(piece);
+            pieces.extend(std::iter::from_fn(|| framer.next_message()).filter_map(Result::ok));
+        }
+        let mut offset = 0;
+        for piece in &pieces {
+            let len = u32::from_be_bytes([piece[1], piece[2], piece[3], piece[4]]) as usize;
+            prop_assert_eq!(piece.len(), len);
+            prop_assert_eq!(&piece[..], &stream[offset..offset + len]);
+            offset += len;
+        }
+        let messages: Vec<&BmpMessage> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
+        prop_assert_eq!(messages.len(), pieces.len());
+        for (message, piece) in messages.iter().zip(&pieces) {
+            if let BmpMessage::Malformed(m) = message {
+                prop_assert_eq!(&m.raw, piece);
+            }
+        }
     }
 
     /// Arbitrary bytes, as a stream and as single messages.

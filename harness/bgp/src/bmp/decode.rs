@@ -1,9 +1,12 @@
 //! Turns one whole BMP message (as [`super::framer::Framer`] yields it) into a typed
-//! [`BmpMessage`], using bgpkit-parser for every byte of BMP and BGP, and never panicking:
-//! a message bgpkit cannot decode becomes [`BmpMessage::Malformed`] with its raw bytes, except the
-//! FRR 8.4 quirks that still carry what the harness needs (frr-lab.md §4.4): a Peer Up whose
-//! OPENs are 19-byte dummies, or a Peer Down with a reason code bgpkit does not know, is reported
-//! from its per-peer header with a warning.
+//! [`BmpMessage`], using bgpkit-parser for every byte of BMP and BGP, and never panicking.
+//! Because bgpkit is lenient, every message first passes the structural checks of
+//! `bmp::check` (per-peer header zero-fill, a Peer Up's exact layout with both OPENs
+//! consistent with its per-peer header, a Peer Down's reason and data): corrupt bytes must not
+//! pass as a session change. A message failing them or bgpkit becomes [`BmpMessage::Malformed`]
+//! with its raw bytes, except the quirks that still carry what the harness needs, reported with a
+//! warning: a well-formed Peer Up whose OPENs are FRR 8.4's 19-byte dummies (frr-lab.md §4.4), a
+//! Peer Down with an unassigned reason code.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,6 +24,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use vmbgp_host::clock::{ExternalSource, ExternalStamp};
 
+use super::check::{self, Checked, Open, PeerUpLayout};
 use super::framer::COMMON_HEADER_LEN;
 
 /// The kind of peer a per-peer header describes (RFC 7854 §4.2, RFC 9069).
@@ -214,13 +218,25 @@ pub fn decode(message: Bytes) -> BmpMessage {
     }
 }
 
+fn malformed(raw: Bytes, error: String) -> BmpMessage {
+    BmpMessage::Malformed(Malformed {
+        msg_type: raw.get(5).copied(),
+        error,
+        raw,
+    })
+}
+
 fn decode_inner(message: Bytes) -> BmpMessage {
     let raw = message.clone();
+    let checked = match check::check(&raw) {
+        Ok(checked) => checked,
+        Err(error) => return malformed(raw, error),
+    };
     let mut cursor = message.clone();
     let parsed = bgpkit_parser::parse_bmp_msg(&mut cursor);
     let msg = match parsed {
         Ok(m) => m,
-        Err(e) => return fallback(raw, e),
+        Err(e) => return fallback(raw, e, checked),
     };
     let peer = msg.per_peer_header.as_ref().map(peer_info);
     match (msg.message_body, peer) {
@@ -250,15 +266,23 @@ fn decode_inner(message: Bytes) -> BmpMessage {
             }
             BmpMessage::Termination(out)
         }
-        (BmpMessageBody::PeerUpNotification(up), Some(peer)) => BmpMessage::PeerUp(PeerUp {
-            peer,
-            local_address: Some(up.local_addr),
-            local_port: Some(up.local_port),
-            remote_port: Some(up.remote_port),
-            sent_open: open_summary(&up.sent_open),
-            received_open: open_summary(&up.received_open),
-            warnings: Vec::new(),
-        }),
+        (BmpMessageBody::PeerUpNotification(up), Some(peer)) => {
+            let layout = checked.peer_up.as_ref();
+            BmpMessage::PeerUp(PeerUp {
+                peer,
+                local_address: Some(up.local_addr),
+                local_port: Some(up.local_port),
+                remote_port: Some(up.remote_port),
+                // The checks read four-octet AS capabilities, which bgpkit's OPEN leaves out.
+                sent_open: layout
+                    .and_then(|l| summary(l.sent))
+                    .or_else(|| open_summary(&up.sent_open)),
+                received_open: layout
+                    .and_then(|l| summary(l.received))
+                    .or_else(|| open_summary(&up.received_open)),
+                warnings: checked.warnings,
+            })
+        }
         (BmpMessageBody::PeerDownNotification(down), Some(peer)) => {
             BmpMessage::PeerDown(PeerDown {
                 peer,
@@ -268,7 +292,7 @@ fn decode_inner(message: Bytes) -> BmpMessage {
                     data: down.data,
                 },
                 without_peer_up: false,
-                warnings: Vec::new(),
+                warnings: checked.warnings,
             })
         }
         (BmpMessageBody::RouteMonitoring(rm), Some(peer)) => {
@@ -332,73 +356,89 @@ fn decode_inner(message: Bytes) -> BmpMessage {
                 .collect(),
         }),
         (BmpMessageBody::RouteMirroring(_), Some(peer)) => BmpMessage::RouteMirroring { peer },
-        (_, None) => BmpMessage::Malformed(Malformed {
-            msg_type: raw.get(5).copied(),
-            error: "a per-peer message without a per-peer header".to_string(),
-            raw,
-        }),
+        (_, None) => malformed(raw, "a per-peer message without a per-peer header".into()),
     }
 }
 
-/// bgpkit could not decode the message. Peer Up and Peer Down still say which session changed
-/// state when their per-peer header is intact, so they are reported with a warning; everything
-/// else is malformed.
-fn fallback(raw: Bytes, error: ParserBmpError) -> BmpMessage {
+/// bgpkit could not decode a message that passed the structural checks. A Peer Up (FRR's dummy
+/// OPENs) or Peer Down (an unassigned reason code) still says which session changed state, so it
+/// is reported with a warning; everything else is malformed.
+fn fallback(raw: Bytes, error: ParserBmpError, checked: Checked) -> BmpMessage {
     let error_text = error.to_string();
     let mut cursor = raw.clone();
-    let header = parse_bmp_common_header(&mut cursor).ok();
-    let malformed = |error: String| {
-        BmpMessage::Malformed(Malformed {
-            msg_type: raw.get(5).copied(),
-            error,
-            raw: raw.clone(),
-        })
+    let Ok(header) = parse_bmp_common_header(&mut cursor) else {
+        return malformed(raw, error_text);
     };
-    let Some(header) = header else {
-        return malformed(error_text);
-    };
-    if !matches!(
-        header.msg_type,
-        BmpMsgType::PeerUpNotification | BmpMsgType::PeerDownNotification
-    ) || raw.len() < header.msg_len as usize
+    let is_peer_up = matches!(header.msg_type, BmpMsgType::PeerUpNotification);
+    if !(is_peer_up || matches!(header.msg_type, BmpMsgType::PeerDownNotification))
+        || raw.len() < header.msg_len as usize
     {
-        return malformed(error_text);
+        return malformed(raw, error_text);
     }
     let mut content = raw.slice(COMMON_HEADER_LEN..header.msg_len as usize);
     let Ok(pph) = parse_per_peer_header(&mut content) else {
-        return malformed(error_text);
+        return malformed(raw, error_text);
     };
     let peer = peer_info(&pph);
-    match header.msg_type {
-        BmpMsgType::PeerUpNotification => BmpMessage::PeerUp(PeerUp {
-            peer,
-            local_address: None,
-            local_port: None,
-            remote_port: None,
-            sent_open: None,
-            received_open: None,
-            warnings: vec![format!(
-                "Peer Up body not decodable ({error_text}); FRR 8.4 sends 19-byte dummy OPENs \
-                 when BMP was configured after the session came up (frr-lab.md §4.4): \
-                 local address, ports and OPENs are unknown"
-            )],
+    if is_peer_up {
+        let Some(layout) = checked.peer_up else {
+            return malformed(raw, error_text);
+        };
+        return BmpMessage::PeerUp(peer_up_from_layout(peer, layout, &error_text));
+    }
+    let code = content.first().copied();
+    let name = code
+        .and_then(|c| PeerDownReason::try_from(c).ok())
+        .map(|r| format!("{r:?}"));
+    let mut warnings = checked.warnings;
+    warnings.push(format!("Peer Down body not decodable: {error_text}"));
+    BmpMessage::PeerDown(PeerDown {
+        peer,
+        cause: PeerDownCause {
+            code: code.unwrap_or(0),
+            name,
+            data: (content.len() > 1).then(|| content[1..].to_vec()),
+        },
+        without_peer_up: false,
+        warnings,
+    })
+}
+
+/// A well-formed Peer Up bgpkit refused: what the checks read, and why OPENs are missing.
+fn peer_up_from_layout(peer: PeerInfo, layout: PeerUpLayout, error: &str) -> PeerUp {
+    let dummy = layout.sent == Open::Dummy || layout.received == Open::Dummy;
+    let warning = if dummy {
+        format!(
+            "Peer Up with 19-byte dummy OPENs ({error}); FRR 8.4 sends these when BMP was \
+             configured after the session came up (frr-lab.md §4.4): the OPENs are unknown"
+        )
+    } else {
+        format!("Peer Up body not decodable by bgpkit ({error}); reported from its layout")
+    };
+    PeerUp {
+        peer,
+        local_address: Some(layout.local_address),
+        local_port: Some(layout.local_port),
+        remote_port: Some(layout.remote_port),
+        sent_open: summary(layout.sent),
+        received_open: summary(layout.received),
+        warnings: vec![warning],
+    }
+}
+
+fn summary(open: Open) -> Option<OpenSummary> {
+    match open {
+        Open::Dummy => None,
+        Open::Full {
+            asn,
+            bgp_id,
+            hold_time,
+            ..
+        } => Some(OpenSummary {
+            asn,
+            bgp_id,
+            hold_time,
         }),
-        _ => {
-            let code = content.first().copied();
-            let name = code
-                .and_then(|c| PeerDownReason::try_from(c).ok())
-                .map(|r| format!("{r:?}"));
-            BmpMessage::PeerDown(PeerDown {
-                peer,
-                cause: PeerDownCause {
-                    code: code.unwrap_or(0),
-                    name,
-                    data: (content.len() > 1).then(|| content[1..].to_vec()),
-                },
-                without_peer_up: false,
-                warnings: vec![format!("Peer Down body not decodable: {error_text}")],
-            })
-        }
     }
 }
 
@@ -468,6 +508,156 @@ fn open_summary(message: &BgpMessage) -> Option<OpenSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STARTUP: &[u8] = include_bytes!(
+        "../../tests/fixtures/frr-8.4.4-startup-advertise-ecmp-withdraw-restart.bmp"
+    );
+    const DUMMY_OPEN: &[u8] =
+        include_bytes!("../../tests/fixtures/frr-8.4.4-runtime-target-dummy-open.bmp");
+    /// Offsets in a per-peer message: flags, distinguisher, body.
+    const FLAGS: usize = 7;
+    const DISTINGUISHER: usize = 8;
+    const BODY: usize = 48;
+
+    /// The `nth` recorded message of `msg_type` in `stream`.
+    fn recorded(stream: &[u8], msg_type: u8, nth: usize) -> Vec<u8> {
+        let mut rest = stream;
+        let mut found = Vec::new();
+        while rest.len() >= 6 {
+            let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+            if rest[5] == msg_type {
+                found.push(rest[..len].to_vec());
+            }
+            rest = &rest[len..];
+        }
+        found.swap_remove(nth)
+    }
+
+    /// Sets the common header's length to the message's.
+    fn fix_len(mut m: Vec<u8>) -> Vec<u8> {
+        let len = (m.len() as u32).to_be_bytes();
+        m[1..5].copy_from_slice(&len);
+        m
+    }
+
+    fn malformed_because(m: Vec<u8>, why: &str) {
+        match decode(Bytes::from(m.clone())) {
+            BmpMessage::Malformed(bad) => {
+                assert!(bad.error.contains(why), "{why:?} not in {:?}", bad.error);
+                assert_eq!(bad.raw.as_ref(), &m[..]);
+            }
+            other => panic!("expected malformed ({why}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_real_peer_up_decodes_and_its_corruptions_are_malformed() {
+        let up = recorded(STARTUP, 3, 0);
+        let BmpMessage::PeerUp(decoded) = decode(Bytes::from(up.clone())) else {
+            panic!("the recorded Peer Up");
+        };
+        assert!(decoded.warnings.is_empty());
+        assert_eq!(decoded.received_open.map(|o| o.asn), Some(64513));
+        assert_eq!(decoded.sent_open.map(|o| o.asn), Some(64512));
+
+        let mut v6 = up.clone();
+        v6[FLAGS] |= 0x80;
+        malformed_because(v6, "V flag set");
+        let mut rd = up.clone();
+        rd[DISTINGUISHER + 7] = 1;
+        malformed_because(rd, "distinguisher");
+        let mut zero_fill = up.clone();
+        zero_fill[DISTINGUISHER + 8] = 1;
+        malformed_because(zero_fill, "12 leading bytes");
+        let mut port = up.clone();
+        port[BODY + 16..BODY + 18].copy_from_slice(&[0, 0]);
+        malformed_because(port, "port 0");
+        // bgpkit only warns about a broken BGP marker.
+        let mut marker = up.clone();
+        marker[BODY + 20] = 0xfe;
+        malformed_because(marker, "marker");
+        // A KEEPALIVE where the sent OPEN belongs.
+        let mut keepalive = up.clone();
+        keepalive[BODY + 20 + 18] = 4;
+        malformed_because(keepalive, "not OPEN");
+        // The received OPEN (peer's AS and BGP identifier) must match the per-peer header.
+        let received = BODY + 20 + 95;
+        let mut id = up.clone();
+        id[received + 27] ^= 0x40;
+        malformed_because(id, "BGP identifier");
+        let mut asn = up.clone();
+        asn[34] = 0x7f;
+        malformed_because(asn, "AS");
+        // Trailing bytes too short for a TLV (bgpkit ignores them), a missing received OPEN.
+        let mut trailing = up.clone();
+        trailing.extend_from_slice(&[0, 0, 0]);
+        malformed_because(fix_len(trailing), "TLV");
+        malformed_because(fix_len(up[..received].to_vec()), "received OPEN");
+        // A Route Monitoring (or Peer Down) whose type byte became Peer Up.
+        let mut rm = recorded(STARTUP, 0, 0);
+        rm[5] = 3;
+        malformed_because(rm, "");
+        let mut down = recorded(STARTUP, 2, 0);
+        down[5] = 3;
+        malformed_because(down, "");
+    }
+
+    #[test]
+    fn dummy_open_peer_ups_pass_only_whole() {
+        let up = recorded(DUMMY_OPEN, 3, 0);
+        let BmpMessage::PeerUp(decoded) = decode(Bytes::from(up.clone())) else {
+            panic!("the recorded dummy-OPEN Peer Up");
+        };
+        assert_eq!(
+            decoded.local_address,
+            Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 155)))
+        );
+        assert!(decoded.sent_open.is_none() && decoded.received_open.is_none());
+        assert_eq!(decoded.warnings.len(), 1);
+        // 19 < length < 29: neither a dummy nor an OPEN.
+        let mut short = up.clone();
+        short[BODY + 20 + 17] = 20;
+        short.insert(BODY + 20 + 19, 4);
+        malformed_because(fix_len(short), "shorter than an OPEN");
+        malformed_because(fix_len(up[..up.len() - 1].to_vec()), "received OPEN");
+    }
+
+    #[test]
+    fn peer_downs_need_a_known_reason_with_its_data() {
+        let down = recorded(STARTUP, 2, 2); // reason 4, no data
+        assert!(matches!(
+            decode(Bytes::from(down.clone())),
+            BmpMessage::PeerDown(d) if d.cause.code == 4 && d.warnings.is_empty()
+        ));
+        let with = |reason: u8, data: &[u8]| {
+            let mut m = down[..BODY].to_vec();
+            m.push(reason);
+            m.extend_from_slice(data);
+            fix_len(m)
+        };
+        malformed_because(with(0, &[]), "reserved");
+        malformed_because(with(255, &[]), "reserved");
+        malformed_because(with(2, &[0, 0, 0]), "FSM");
+        malformed_because(with(4, &[1]), "has none");
+        malformed_because(with(1, &[0xff; 21]), "NOTIFICATION");
+        let mut notification = vec![0xff; 16];
+        notification.extend_from_slice(&[0, 21, 3, 6, 2]);
+        assert!(matches!(
+            decode(Bytes::from(with(3, &notification))),
+            BmpMessage::PeerDown(d) if d.cause.code == 3 && d.warnings.is_empty()
+        ));
+        // Tolerated: reason 1 without its PDU; an unassigned reason.
+        for reason in [1, 9] {
+            match decode(Bytes::from(with(reason, &[]))) {
+                BmpMessage::PeerDown(d) => assert_eq!(d.warnings.len(), 1, "{d:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A Statistics Report whose type byte became Peer Down (its count's high byte is 0).
+        let mut stats = recorded(STARTUP, 1, 0);
+        stats[5] = 2;
+        malformed_because(stats, "reserved");
+    }
 
     #[test]
     fn garbage_is_malformed_with_its_bytes() {
