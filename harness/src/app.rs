@@ -420,6 +420,10 @@ async fn run_on_lab(
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
     let state_dir = state_dir.to_path_buf();
+    crate::lab::require_root()?;
+    for line in crate::lab::reclaim_dead_run_labs() {
+        tracing::warn!("{line}");
+    }
     let mut config = crate::lab::lab_config(&plan, &args.lab_shape, &state_dir)?;
     let api_truth = state_dir.join(crate::lab::API_GROUND_TRUTH_FILE);
     config.api.ground_truth_path = Some(api_truth.clone());
@@ -491,6 +495,14 @@ async fn run_connected(
             args.bmp_listen.unwrap_or_else(|| {
                 std::net::SocketAddr::from((plan.bgp.bmp.address, plan.bgp.bmp.port))
             })
+        }),
+        bmp_allow: args.bmp_allow.clone().unwrap_or_else(|| {
+            let target = std::net::IpAddr::V4(plan.bgp.bmp.address);
+            vec![if target.is_loopback() {
+                target
+            } else {
+                std::net::IpAddr::V4(plan.bgp.peer_ip)
+            }]
         }),
         fib: args.observe_bgp,
         expected_next_hops: nodes,

@@ -399,6 +399,11 @@ pub struct RunArgs {
     /// Where the BMP station listens [default: the --bmp-target address, as the router sees it].
     #[arg(long, value_name = "IP:PORT")]
     pub bmp_listen: Option<std::net::SocketAddr>,
+    /// Router source addresses BMP is accepted from; any other connection is refused unread
+    /// [default: the --bmp-target address when it is a loopback address (the router connects to
+    /// itself, as in the lab), else --bgp-peer-ip].
+    #[arg(long, value_name = "IP,IP,...", value_delimiter = ',')]
+    pub bmp_allow: Option<Vec<std::net::IpAddr>>,
     /// Observe BGP at the external router (BMP station and kernel FIB watcher).
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     pub observe_bgp: bool,

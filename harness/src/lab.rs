@@ -295,6 +295,15 @@ pub async fn status(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<bo
 /// `lab down`: stops `lab serve` by its recorded PID, then removes whatever the state file records.
 pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), LabError> {
     require_root()?;
+    if !state_dir.exists() {
+        writeln!(
+            out,
+            "lab down: no lab in {}; nothing to remove",
+            state_dir.display()
+        )
+        .map_err(io("writing to", Path::new("stdout")))?;
+        return Ok(());
+    }
     if let Some(pid) = live_serve_pid(state_dir) {
         let pid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
@@ -315,7 +324,7 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
             Err(e) => problems.push(e.to_string()),
         }
     }
-    for file in [READY_FILE, SERVE_PID_FILE, SERVE_LOG_FILE] {
+    for file in LAB_FILES {
         let path = state_dir.join(file);
         if path.exists()
             && let Err(e) = std::fs::remove_file(&path)
@@ -323,8 +332,14 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
             problems.push(format!("{}: {e}", path.display()));
         }
     }
-    // The state directory goes too when nothing else is in it.
+    // The state directory goes too; anything else in it is not the lab's, so it is said, not deleted.
     remove_empty_state_dir(state_dir);
+    if problems.is_empty() && state_dir.exists() {
+        problems.push(format!(
+            "{} still holds files the lab did not make",
+            state_dir.display()
+        ));
+    }
     if problems.is_empty() {
         writeln!(out, "lab down: {} removed", state_dir.display())
             .map_err(io("writing to", Path::new("stdout")))?;
@@ -332,6 +347,70 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
     } else {
         Err(LabError::Down(problems.join("; ")))
     }
+}
+
+/// The files a lab leaves in its state directory besides what its state file records.
+const LAB_FILES: [&str; 5] = [
+    READY_FILE,
+    SERVE_PID_FILE,
+    SERVE_LOG_FILE,
+    API_GROUND_TRUTH_FILE,
+    vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE,
+];
+
+/// Whether `pid` is a live vmbgp-bench process (a reused pid running something else is not).
+fn is_live_harness(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmd| String::from_utf8_lossy(&cmd).contains("vmbgp-bench"))
+        .unwrap_or(false)
+}
+
+/// Takes down the labs of `run --lab` processes that died without doing it (SIGKILL): every
+/// `/run/vmbgp-bench-run-<pid>` whose pid is no longer a vmbgp-bench process. Returns one line per
+/// lab reclaimed or that could not be.
+pub fn reclaim_dead_run_labs() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run") else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("vmbgp-bench-run-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || is_live_harness(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        let mut problems = Vec::new();
+        match vmbgp_lab_net::teardown(&dir) {
+            Ok(report) => problems.extend(report.problems),
+            Err(e) => problems.push(error_chain(&e)),
+        }
+        for file in LAB_FILES {
+            let path = dir.join(file);
+            if path.exists()
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                problems.push(format!("{}: {e}", path.display()));
+            }
+        }
+        remove_empty_state_dir(&dir);
+        lines.push(if problems.is_empty() && !dir.exists() {
+            format!("reclaimed the lab of run {pid}, which died without taking it down ({})", dir.display())
+        } else {
+            format!(
+                "the lab of dead run {pid} could not be reclaimed completely ({}): {}; remove it with: vmbgp-bench lab down --state-dir {}",
+                dir.display(),
+                if problems.is_empty() { "files remain".to_string() } else { problems.join("; ") },
+                dir.display()
+            )
+        });
+    }
+    lines
 }
 
 /// Removes a lab state directory when it is empty. State directories have no shared parent of

@@ -103,6 +103,8 @@ pub struct Observers {
     pub netns: Option<String>,
     /// BMP listen address; `None`: BMP is not observed.
     pub bmp_listen: Option<std::net::SocketAddr>,
+    /// The router addresses BMP is accepted from (`--bmp-allow`); any other connection is refused.
+    pub bmp_allow: Vec<std::net::IpAddr>,
     /// Watch the kernel FIB.
     pub fib: bool,
     /// Next hops the external router should get for an advertised network (the node count).
@@ -135,6 +137,16 @@ const SETTLE_REPORT_EVERY: Duration = Duration::from_secs(5);
 pub enum Stop {
     Interrupted,
     TimedOut,
+}
+
+impl Stop {
+    /// What cut the measurements short, as their reasons say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stop::Interrupted => "the run was interrupted by a signal",
+            Stop::TimedOut => "the run's global --timeout expired",
+        }
+    }
 }
 
 /// What the run did, for the caller to report and map to an exit code.
@@ -439,10 +451,42 @@ enum Waited {
 }
 
 impl Runner<'_> {
+    /// Says what the BMP station refused or doubts: the first few of each kind, then at powers of
+    /// two, so a storm of strangers cannot flood the log.
+    fn report_bmp_finding(&mut self, bmp: &vmbgp_bgp::bmp::BmpEvent) {
+        use vmbgp_bgp::bmp::{BmpEventKind, BmpMessage};
+        let worth = |nth: u64| nth <= 3 || nth.is_power_of_two();
+        match &bmp.kind {
+            BmpEventKind::Refused { remote, nth, .. } if worth(*nth) => self.progress(format!(
+                "BMP: refused a connection from {remote}, not in --bmp-allow ({nth} so far)"
+            )),
+            BmpEventKind::DuplicateRouter {
+                remote,
+                existing_connection,
+                nth,
+            } if worth(*nth) => self.progress(format!(
+                "BMP: connection {} from {remote} claims a router already on connection \
+                 {existing_connection}; the first stays authoritative ({nth} so far)",
+                bmp.connection
+            )),
+            BmpEventKind::WarningsSuppressed { suppressed, .. } => tracing::warn!(
+                "BMP connection {}: {suppressed} more decoder warnings",
+                bmp.connection
+            ),
+            BmpEventKind::Message(BmpMessage::Malformed(m)) => tracing::warn!(
+                connection = bmp.connection,
+                error = %m.error,
+                "BMP: malformed message"
+            ),
+            _ => {}
+        }
+    }
+
     fn feed(&mut self, event: &RunEvent) {
         let message = match event {
             RunEvent::Watch(message) => message,
             RunEvent::Bmp(bmp) => {
+                self.report_bmp_finding(bmp);
                 self.measurements.observe(Observation::Bmp(bmp));
                 return;
             }
@@ -972,8 +1016,8 @@ impl Runner<'_> {
         ));
         let cancel = self.cancel.clone();
         let until = (Instant::now() + self.measurements.throughput.budget()).min(self.deadline);
-        tokio::select! {
-            () = self.measurements.throughput.test(iteration, picked) => Ok(()),
+        let result = tokio::select! {
+            () = self.measurements.throughput.test(iteration, picked.clone()) => Ok(()),
             () = cancel.cancelled() => Err(Stop::Interrupted),
             () = tokio::time::sleep_until(until) => match self.stop_reason() {
                 Some(stop) => Err(stop),
@@ -981,10 +1025,21 @@ impl Runner<'_> {
                     self.outcome.execution_errors.push(format!(
                         "throughput tests of iteration {iteration} did not end within their budget"
                     ));
+                    self.measurements.throughput.cut_short(
+                        iteration,
+                        &picked,
+                        "the iteration's throughput budget ran out",
+                    );
                     Ok(())
                 }
             },
+        };
+        if let Err(stop) = result {
+            self.measurements
+                .throughput
+                .cut_short(iteration, &picked, stop.describe());
         }
+        result
     }
 
     /// Deletes the run's objects of one kind (selected by the run label); returns how many.
@@ -1046,11 +1101,19 @@ impl Runner<'_> {
     /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
     /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
     /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
-    async fn cleanup(&mut self) {
-        self.deleting = true;
+    /// Ends measuring: the session window closes and every probe stream is finished, whether or
+    /// not cleanup follows (`--gc false` changes only what is deleted, never what is measured).
+    async fn finish_measuring(&mut self) {
+        if let Some(stop) = self.outcome.stopped {
+            self.measurements.reach.stopped(stop.describe());
+        }
         let now = self.clock.now();
         self.measurements.sessions.close(now);
         self.measurements.reach.finish_all().await;
+    }
+
+    async fn cleanup(&mut self) {
+        self.deleting = true;
         let mut deleted = 0;
         for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
             deleted += self.delete_kind(resource).await;
@@ -1164,7 +1227,7 @@ pub async fn run(
     };
     let mut station = None;
     if let Some(listen) = observers.bmp_listen {
-        let mut config = BmpStationConfig::new(listen);
+        let mut config = BmpStationConfig::new(listen, observers.bmp_allow.iter().copied());
         if let Some(netns) = &observers.netns {
             config = config.in_netns(netns.clone());
         }
@@ -1313,6 +1376,7 @@ pub async fn run(
         )),
         None => {}
     }
+    runner.finish_measuring().await;
     if plan.gc {
         runner.cleanup().await;
     }

@@ -426,3 +426,30 @@ fn lab_up_status_down_and_down_after_a_killed_lab() {
         netns_of(&id)
     );
 }
+
+/// `--gc false` changes only the cleanup: the VM is probed, the sessions measured, thresholds pass.
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn keeping_the_objects_measures_everything_a_cleaned_run_does() {
+    let (dir, uuid) = run_lab_with("vm-bgp", "1", "1", "gcfalse", &["--gc", "false"], 0);
+    let results = dir.path().join(&uuid);
+    let reach = documents(&results, "vmReachabilityMeasurement-");
+    assert_eq!(reach.len(), 1);
+    assert!(
+        reach[0]["firstReplyLatency"].as_f64().is_some(),
+        "{}",
+        reach[0]
+    );
+    let sessions = documents(&results, "bgpSessionMeasurement-");
+    assert_eq!(sessions.len(), 3, "{sessions:?}");
+    for doc in &sessions {
+        assert_eq!(doc["uptimePercent"].as_f64(), Some(100.0), "{doc}");
+    }
+    // Withdrawal is not measured when nothing is deleted, and says so.
+    let routes = documents(&results, "routeConvergenceMeasurement-");
+    assert!(
+        routes[0]["notApplicable"]["withdrawFibLatency"].is_string(),
+        "{}",
+        routes[0]
+    );
+}

@@ -140,3 +140,63 @@ fn a_second_signal_quits_at_once_and_names_the_command_that_cleans_up() {
     );
     assert_nothing_left(&lab_id, &state_dir);
 }
+
+/// A `run --lab` killed outright (SIGKILL) leaves its lab; the next `run --lab` takes that lab down
+/// itself, once it has checked that the process is gone, says so, and runs.
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn the_next_run_reclaims_the_lab_of_a_killed_run() {
+    require_lab_prerequisites();
+    let lab_id = format!("sigkill-{}", std::process::id());
+    let results = tempfile::tempdir().expect("tempdir");
+    let mut child = spawn_run(&lab_id, results.path());
+    let state_dir = PathBuf::from(format!("/run/vmbgp-bench-run-{}", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while netns_of(&lab_id).is_empty() || !state_dir.join("net-state.json").exists() {
+        assert!(Instant::now() < deadline, "the lab never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(
+        !netns_of(&lab_id).is_empty(),
+        "a killed run cannot clean up"
+    );
+
+    // Same lab id: without reclaiming, its namespaces would collide.
+    let next = spawn_run(&lab_id, results.path());
+    let output = finish(next);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("reclaimed the lab of run")
+            && stderr.contains(&state_dir.display().to_string()),
+        "{stderr}"
+    );
+    assert_nothing_left(&lab_id, &state_dir);
+}
+
+/// `lab down` where there is no lab says so, and succeeds (nothing to remove is not an error).
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn lab_down_without_a_lab_says_there_was_none() {
+    require_lab_prerequisites();
+    let dir = PathBuf::from(format!("/run/vmbgp-bench-no-lab-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["lab", "down", "--state-dir"])
+        .arg(&dir)
+        .output()
+        .expect("lab down");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("no lab in") && !stdout.contains("removed"),
+        "{stdout}"
+    );
+    assert!(!dir.exists());
+}

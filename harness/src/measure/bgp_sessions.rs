@@ -60,6 +60,8 @@ pub struct BgpSessions {
     /// Why sessions are not observed, if they are not.
     off: Option<String>,
     source: SessionSource,
+    /// BMP session state per router and authoritative connection.
+    book: vmbgp_bgp::bmp::PeerBook,
 }
 
 impl BgpSessions {
@@ -133,15 +135,15 @@ impl BgpSessions {
     }
 
     fn observe_bmp(&mut self, event: &BmpEvent) {
+        // Session changes as the router's authoritative connection reports them; a stray or second
+        // connection, or one closing, changes nothing.
+        for change in self.book.on_event(event) {
+            self.set_state(change.peer.address, Some(change.asn), change.up, change.at);
+        }
         match &event.kind {
-            BmpEventKind::Message(BmpMessage::PeerUp(up)) => {
-                self.set_state(up.peer.address, Some(up.peer.asn), true, event.at);
-            }
-            BmpEventKind::Message(BmpMessage::PeerDown(down)) if !down.without_peer_up => {
-                self.set_state(down.peer.address, Some(down.peer.asn), false, event.at);
-            }
             BmpEventKind::Message(BmpMessage::RouteMonitoring(rm))
-                if rm.peer.policy == vmbgp_bgp::bmp::Policy::PrePolicy =>
+                if rm.peer.policy == vmbgp_bgp::bmp::Policy::PrePolicy
+                    && self.book.is_authoritative(event.connection) =>
             {
                 let peer = self.peers.entry(rm.peer.address).or_default();
                 for route in &rm.announced {
@@ -310,6 +312,7 @@ mod tests {
 
     fn up(at: u64, n: u8) -> BmpEvent {
         BmpEvent {
+            router: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             at: ms(at),
             connection: 1,
             kind: BmpEventKind::Message(BmpMessage::PeerUp(PeerUp {
@@ -326,6 +329,7 @@ mod tests {
 
     fn down(at: u64, n: u8) -> BmpEvent {
         BmpEvent {
+            router: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             at: ms(at),
             connection: 1,
             kind: BmpEventKind::Message(BmpMessage::PeerDown(PeerDown {

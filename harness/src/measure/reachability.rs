@@ -49,6 +49,9 @@ pub struct Reachability {
     rate: ProbeRate,
     rate_after: ProbeRate,
     migration_rate: ProbeRate,
+    /// Why the run stopped early, if it did: a VM that had not answered by then was cut short,
+    /// not found unreachable.
+    stopped: Option<String>,
 }
 
 impl std::fmt::Debug for Reachability {
@@ -131,6 +134,7 @@ impl Reachability {
             rate,
             rate_after,
             migration_rate,
+            stopped: None,
         }
     }
 
@@ -284,6 +288,12 @@ impl Reachability {
     }
 
     /// Stops every stream still running.
+    /// The run stopped early (`why`: "interrupted by a signal", "stopped by the global --timeout"):
+    /// VMs that had not answered yet are reported as cut short by it.
+    pub fn stopped(&mut self, why: &str) {
+        self.stopped.get_or_insert_with(|| why.to_string());
+    }
+
     pub async fn finish_all(&mut self) {
         let keys: Vec<(String, String)> = self.vms.keys().cloned().collect();
         self.finish_vms(&keys).await;
@@ -307,7 +317,10 @@ impl Reachability {
             (_, Some(error), _, _, _) => Some(format!("the VM create request failed: {error}")),
             (_, _, None, _, _) => Some("the VM's address was never seen in its VMI status".into()),
             (_, _, _, Some(problem), _) => Some(problem.clone()),
-            (_, _, _, _, None) => Some("the VM was never probed (the run ended first)".into()),
+            (_, _, _, _, None) => Some(match &self.stopped {
+                Some(why) => format!("{why} before the VM was probed"),
+                None => "the VM was never probed (the run ended first)".into(),
+            }),
             _ => None,
         };
         let since_t0 = |at: MonoStamp| vm.sent.and_then(|t0| at.since(t0));
@@ -318,25 +331,27 @@ impl Reachability {
                         Some(event) => since_t0(event.received)
                             .map(|d| Measured::Observed(Timing::new(d, resolution)))
                             .unwrap_or_else(|| Measured::missing("first reply before t0")),
-                        None => Measured::missing(
-                            report
+                        None => Measured::missing(match &self.stopped {
+                            Some(why) => format!("{why} before the VM answered"),
+                            None => report
                                 .first_reply
                                 .missing_reason()
                                 .unwrap_or("no reply")
                                 .to_string(),
-                        ),
+                        }),
                     };
                     let sustained = match report.sustained.get() {
                         Some(event) => since_t0(event.sent)
                             .map(|d| Measured::Observed(Timing::new(d, resolution)))
                             .unwrap_or_else(|| Measured::missing("sustained before t0")),
-                        None => Measured::missing(
-                            report
+                        None => Measured::missing(match &self.stopped {
+                            Some(why) => format!("{why} before the VM answered steadily"),
+                            None => report
                                 .sustained
                                 .missing_reason()
                                 .unwrap_or("never sustained")
                                 .to_string(),
-                        ),
+                        }),
                     };
                     let loss_derived = match report.loss_derived_convergence.get() {
                         Some(d) => Measured::Observed(Timing::new(*d, self.interval)),

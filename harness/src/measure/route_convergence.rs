@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
-use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage, Policy};
+use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage, PeerBook, Policy};
 use vmbgp_bgp::fib::{FibEvent, RouteChangeKind};
 use vmbgp_reporters::input::{
     MeasurementKind, RouteConvergenceSample, RouteScope, Samples, StartInstant,
@@ -74,7 +74,9 @@ pub struct RouteConvergence {
     bmp_connected: bool,
     fib_overrun: bool,
     /// Peers the external router reports up (BMP Peer Up without a later Peer Down).
-    peers_up: BTreeSet<IpAddr>,
+    /// Which BGP sessions the external router reports up, per router and authoritative connection:
+    /// a stray or second connection, or one closing, changes only what it reported.
+    book: PeerBook,
     /// The external router's FRR version, from the BMP Initiation message.
     frr_version: Option<String>,
 }
@@ -108,7 +110,7 @@ impl RouteConvergence {
             sources,
             bmp_connected: false,
             fib_overrun: false,
-            peers_up: BTreeSet::new(),
+            book: PeerBook::new(),
             frr_version: None,
         }
     }
@@ -120,7 +122,12 @@ impl RouteConvergence {
 
     /// How many BGP peers the external router reports up, through BMP.
     pub fn peers_up(&self) -> usize {
-        self.peers_up.len()
+        self.book
+            .peers_up()
+            .iter()
+            .map(|p| p.address)
+            .collect::<BTreeSet<_>>()
+            .len()
     }
 
     /// Whether BMP is observed at all in this run.
@@ -152,38 +159,38 @@ impl RouteConvergence {
     }
 
     fn observe_bmp(&mut self, event: &BmpEvent) {
+        for change in self.book.on_event(event) {
+            if change.up {
+                continue;
+            }
+            // A peer going down takes its routes out of the Adj-RIB-In with it.
+            let peer = change.peer.address;
+            tracing::debug!(at = ?change.at, %peer, cause = ?change.cause, "BMP peer down");
+            for track in self.networks.values_mut() {
+                track.announcing.retain(|(p, _)| *p != peer);
+                if track.announcing.is_empty()
+                    && track.withdraw.sent.is_some_and(|t0| change.at >= t0)
+                {
+                    track.withdrawn_adj_rib_in.get_or_insert(change.at);
+                }
+            }
+        }
+        // Only the router's authoritative connection speaks for its Adj-RIB-In.
+        let authoritative = self.book.is_authoritative(event.connection);
         match &event.kind {
             BmpEventKind::Connected { .. } => self.bmp_connected = true,
-            BmpEventKind::Message(BmpMessage::Initiation(init)) => {
+            BmpEventKind::Message(BmpMessage::Initiation(init)) if authoritative => {
                 if let Some(version) = init.frr_version.clone().or_else(|| init.sys_descr.clone()) {
                     self.frr_version = Some(version);
                 }
             }
             BmpEventKind::Disconnected(reason) => {
-                tracing::debug!(?reason, "BMP session closed");
-                self.peers_up.clear();
-            }
-            BmpEventKind::Message(BmpMessage::PeerUp(up)) => {
-                self.peers_up.insert(up.peer.address);
-            }
-            BmpEventKind::Message(BmpMessage::PeerDown(down)) => {
-                // A peer going down takes its routes out of the Adj-RIB-In with it.
-                let peer = down.peer.address;
-                tracing::debug!(at = ?event.at, %peer, "BMP peer down");
-                self.peers_up.remove(&peer);
-                for track in self.networks.values_mut() {
-                    track.announcing.retain(|(p, _)| *p != peer);
-                    if track.announcing.is_empty()
-                        && track.withdraw.sent.is_some_and(|t0| event.at >= t0)
-                    {
-                        track.withdrawn_adj_rib_in.get_or_insert(event.at);
-                    }
-                }
+                tracing::debug!(connection = event.connection, ?reason, "BMP session closed");
             }
             // Pre-policy is the Adj-RIB-In as received; post-policy follows it. Either view counts,
             // so a router that monitors only one of them is measured too.
             BmpEventKind::Message(BmpMessage::RouteMonitoring(rm))
-                if rm.peer.policy != Policy::LocRib =>
+                if authoritative && rm.peer.policy != Policy::LocRib =>
             {
                 let key = (rm.peer.address, rm.peer.policy);
                 for route in &rm.announced {
@@ -465,6 +472,7 @@ mod tests {
     fn rm(at: u64, n: u8, announce: bool) -> BmpEvent {
         let prefix: IpNet = "198.19.0.0/24".parse().expect("net");
         BmpEvent {
+            router: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             at: ms(at),
             connection: 1,
             kind: BmpEventKind::Message(BmpMessage::RouteMonitoring(RouteMonitoring {
@@ -515,6 +523,7 @@ mod tests {
     fn advertise_and_withdraw_latencies_run_from_the_ra_requests() {
         let mut m = RouteConvergence::new(&[network()], 3, sources());
         m.observe(Observation::Bmp(&BmpEvent {
+            router: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             at: ms(1),
             connection: 1,
             kind: BmpEventKind::Connected {
@@ -555,6 +564,7 @@ mod tests {
     fn outstanding_withdrawals_name_the_prefix_and_what_is_awaited() {
         let mut m = RouteConvergence::new(&[network()], 2, sources());
         m.observe(Observation::Bmp(&BmpEvent {
+            router: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             at: ms(1),
             connection: 1,
             kind: BmpEventKind::Connected {

@@ -84,6 +84,27 @@ impl Throughput {
         one * u32::try_from(self.vms_per_iteration).unwrap_or(u32::MAX)
     }
 
+    /// The VMs of an iteration that [`test`](Self::test) has not finished when the run stopped
+    /// (`why`): each gets a sample whose values are missing with that reason, not no sample at all.
+    pub fn cut_short(&mut self, iteration: u32, candidates: &[Candidate], why: &str) {
+        let started = self.clock.now();
+        for candidate in candidates.iter().take(self.vms_per_iteration) {
+            let done = self.done.iter().any(|(i, sample)| {
+                *i == iteration
+                    && sample.vm.namespace == candidate.vm.namespace
+                    && sample.vm.vm_name == candidate.vm.name
+            });
+            if !done {
+                let sample = unusable(
+                    &candidate.vm,
+                    started,
+                    format!("{why} before this VM's throughput test ended"),
+                );
+                self.done.push((iteration, sample));
+            }
+        }
+    }
+
     /// Tests the first `throughputVms` candidates of an iteration, one after another. The caller
     /// races this against cancellation; samples already taken are kept.
     pub async fn test(&mut self, iteration: u32, candidates: Vec<Candidate>) {
@@ -212,6 +233,47 @@ mod tests {
             throughput_iterations: vec![0, 2],
             throughput_duration: Duration::from_millis(200),
             egress_endpoint: "127.0.0.1:1".parse().expect("addr"),
+        }
+    }
+
+    /// A test cut short by a signal leaves samples for every VM it was to test, missing with why.
+    #[tokio::test]
+    async fn tests_cut_short_are_missing_with_the_reason_not_absent() {
+        // A sink that accepts and reads forever: the test would run its full duration.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+            }
+        });
+        let mut plan = probes(2);
+        plan.throughput_duration = Duration::from_secs(30);
+        let mut t = Throughput::new(RunClock::start(), None, &plan, port, None);
+        let candidates: Vec<Candidate> = ["vm-1", "vm-2"]
+            .into_iter()
+            .map(|name| Candidate {
+                vm: VmSpec {
+                    name: name.into(),
+                    ..vm(Some([127, 0, 0, 1]))
+                },
+                address: Some([127, 0, 0, 1].into()),
+                unusable: None,
+            })
+            .collect();
+        tokio::select! {
+            () = t.test(0, candidates.clone()) => panic!("a 30 s test ended early"),
+            () = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        t.cut_short(0, &candidates, "the run was interrupted by a signal");
+        let mut out = Samples::default();
+        t.collect(Batch::Iteration(0), &mut out);
+        assert_eq!(out.throughput.len(), 2, "{:?}", out.throughput);
+        for sample in &out.throughput {
+            let Measured::Missing { reason } = &sample.goodput_bits_per_second else {
+                panic!("{sample:?}");
+            };
+            assert!(reason.contains("interrupted by a signal"), "{reason}");
         }
     }
 
