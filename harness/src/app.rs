@@ -643,6 +643,20 @@ pub async fn run_plan(
     if !write_errors.is_empty() {
         return Err(AppError::Results(write_errors.join("; ")));
     }
+    if plan.indexing.local_indexing {
+        // kube-burner writes it in the working directory; so do we, for tools that expect it there.
+        let target =
+            std::path::PathBuf::from(vmbgp_reporters::local::local_indexing_dir(&plan.uuid));
+        let written = vmbgp_reporters::local::write_local_index(&results.dir, &target)
+            .map_err(|e| AppError::Results(error_chain(&e)))?;
+        writeln!(
+            out,
+            "local indexing: {} ({} files)",
+            target.display(),
+            written.len()
+        )
+        .map_err(AppError::Output)?;
+    }
     let code = match &run_error {
         // The cluster holds another run's objects: an environment problem, like the preflight's.
         Some(crate::run::RunError::AlreadyExists { .. }) if outcome.stopped.is_none() => {

@@ -342,3 +342,59 @@ async fn a_409_on_the_runs_own_object_stops_the_run_and_names_the_owner() {
     assert_eq!(vms[0]["vmName"], "vm-0-1");
     assert!(objects_of_run(&client, "racing-run-1").await.is_empty());
 }
+
+/// `--local-indexing` writes kube-burner's local-indexing layout in the working directory: the
+/// run's document arrays, the same as in its results directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_indexing_writes_collected_metrics_in_the_working_directory() {
+    let (_lab, dir, _client) = start_lab().await;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(run_args(
+            dir.path(),
+            "local-idx-1",
+            &["--iterations", "1", "--vm-count", "2", "--local-indexing"],
+        ))
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let collected = dir.path().join("collected-metrics-local-idx-1");
+    assert!(
+        stdout.contains("local indexing: collected-metrics-local-idx-1"),
+        "{stdout}"
+    );
+    let results = dir.path().join("results").join("local-idx-1");
+    let names = |d: &Path| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.ends_with(".json") && (n == "jobSummary.json" || n.contains("Measurement-"))
+            })
+            .collect();
+        n.sort();
+        n
+    };
+    assert!(names(&collected).contains(&"jobSummary.json".to_string()));
+    assert!(
+        names(&collected).contains(&"vmiLatencyMeasurement-lifecycle-only.json".to_string()),
+        "{:?}",
+        names(&collected)
+    );
+    assert_eq!(names(&collected), names(&results));
+    for name in names(&results) {
+        assert_eq!(
+            std::fs::read(collected.join(&name)).expect("collected"),
+            std::fs::read(results.join(&name)).expect("result"),
+            "{name}"
+        );
+    }
+}

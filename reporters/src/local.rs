@@ -184,6 +184,42 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LocalErr
     Ok(())
 }
 
+/// The directory kube-burner's `--local-indexing` writes: `collected-metrics-<uuid>`.
+pub fn local_indexing_dir(uuid: &str) -> String {
+    format!("collected-metrics-{uuid}")
+}
+
+/// kube-burner's local indexer layout: the document arrays of a results directory
+/// (`jobSummary.json`, `<metricName>-<jobName>.json`) written again into `target`, which tools that
+/// read kube-burner's local indexing (or its tarball import) expect. Returns the files written.
+pub fn write_local_index(results: &Path, target: &Path) -> Result<Vec<PathBuf>, LocalError> {
+    fs::create_dir_all(target).map_err(|source| LocalError::CreateDir {
+        path: target.to_owned(),
+        source,
+    })?;
+    let mut names: Vec<String> = fs::read_dir(results)
+        .map_err(|source| LocalError::Read {
+            path: results.to_owned(),
+            source,
+        })?
+        .filter_map(|entry| entry.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| crate::document::is_document_file(n))
+        .collect();
+    names.sort();
+    let mut written = Vec::new();
+    for name in names {
+        let from = results.join(&name);
+        let to = target.join(&name);
+        fs::copy(&from, &to).map_err(|source| LocalError::Write {
+            path: to.clone(),
+            source,
+        })?;
+        written.push(to);
+    }
+    Ok(written)
+}
+
 /// Reads every document array of a results directory (`jobSummary.json` and
 /// `<metricName>-<jobName>.json`; other files are left alone), in file-name order.
 pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
@@ -227,6 +263,34 @@ pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_indexing_copies_exactly_the_document_arrays() {
+        let results = tempfile::tempdir().expect("tempdir");
+        for (name, text) in [
+            ("jobSummary.json", "[{}]"),
+            ("vmiLatencyMeasurement-vm-bgp.json", "[]"),
+            ("summary.txt", "table"),
+            ("report.html", "<html>"),
+        ] {
+            fs::write(results.path().join(name), text).expect("write");
+        }
+        let target = results.path().join(local_indexing_dir("u-1"));
+        let written = write_local_index(results.path(), &target).expect("local index");
+        let names: Vec<String> = written
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            names,
+            ["jobSummary.json", "vmiLatencyMeasurement-vm-bgp.json"]
+        );
+        assert_eq!(
+            fs::read_to_string(target.join("jobSummary.json")).expect("read"),
+            "[{}]"
+        );
+        assert!(target.ends_with("collected-metrics-u-1"));
+    }
     use crate::redact::Secret;
     use serde_json::json;
 
