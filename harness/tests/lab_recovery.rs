@@ -398,3 +398,108 @@ async fn local_indexing_writes_collected_metrics_in_the_working_directory() {
         );
     }
 }
+
+/// Objects of every kind that belong to someone else — another namespace's VM and its claim, a
+/// CUDN, RouteAdvertisements and FRRConfiguration of another run — are present during a run: the
+/// run's waits and cleanup ignore them (it ends promptly, exit 0) and leaves them untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_objects_of_every_kind_neither_block_nor_get_touched() {
+    let (_lab, dir, client) = start_lab().await;
+    let all = |kind: &(&str, &str, &str, &str)| api(&client, kind);
+    let create = |kind: (&'static str, &'static str, &'static str, &'static str),
+                  namespace: Option<&'static str>,
+                  body: serde_json::Value| {
+        let client = client.clone();
+        async move {
+            let (group, version, k, plural) = kind;
+            let ar = kube::discovery::ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: if group.is_empty() {
+                    version.into()
+                } else {
+                    format!("{group}/{version}")
+                },
+                kind: k.into(),
+                plural: plural.into(),
+            };
+            let api: Api<DynamicObject> = match namespace {
+                Some(ns) => Api::namespaced_with(client, ns, &ar),
+                None => Api::all_with(client, &ar),
+            };
+            api.create(
+                &PostParams::default(),
+                &serde_json::from_value(body).expect("object"),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("foreign {k}: {e}"));
+        }
+    };
+    let other = serde_json::json!({"vmbgp.io/uuid": "someone-else"});
+    create(KINDS[0], None, serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "other-team", "labels": {"k8s.ovn.org/primary-user-defined-network": "", "team": "other"}}})).await;
+    create(KINDS[1], None, serde_json::json!({"apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
+        "metadata": {"name": "other-net", "labels": other},
+        "spec": {"namespaceSelector": {"matchLabels": {"team": "other"}}, "network": {"topology": "Layer2", "layer2": {
+            "role": "Primary", "subnets": ["198.19.200.0/24"], "ipam": {"lifecycle": "Persistent"}}}}})).await;
+    create(KINDS[2], None, serde_json::json!({"apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements",
+        "metadata": {"name": "other-net", "labels": other},
+        "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {}, "frrConfigurationSelector": {"matchLabels": {"team": "other"}},
+            "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"vmbgp.io/uuid": "someone-else"}}}}]}})).await;
+    create(KINDS[3], Some("openshift-frr-k8s"), serde_json::json!({"apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+        "metadata": {"name": "other-peering", "namespace": "openshift-frr-k8s", "labels": {"team": "other", "vmbgp.io/uuid": "someone-else"}},
+        "spec": {"bgp": {"routers": [{"asn": 64513, "neighbors": [{"address": "198.18.0.155", "asn": 64512}]}]}}})).await;
+    // A persistent-IP VM of another team: the lab's KubeVirt and IPAM make its VMI and claim.
+    create(KINDS[4], Some("other-team"), serde_json::json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "db-1", "namespace": "other-team", "labels": other},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]}, "resources": {"requests": {"memory": "1Gi"}}},
+            "networks": [{"name": "default", "pod": {}}]}}}})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let claims = all(&KINDS[6])
+            .list(&ListParams::default())
+            .await
+            .expect("claims");
+        if claims
+            .items
+            .iter()
+            .any(|c| c.metadata.namespace.as_deref() == Some("other-team"))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the foreign VM never got its claim"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = labelled(&client, "someone-else").await;
+
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = common::bench(&run_args(
+        dir.path(),
+        "with-neighbours-1",
+        &["--iterations", "2", "--vm-count", "2"],
+    ))
+    .await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The run's own cleanup wait does not wait for anyone else's objects (it was 5 min).
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}: {stderr}",
+        started.elapsed()
+    );
+    assert!(
+        objects_of_run(&client, "with-neighbours-1")
+            .await
+            .is_empty()
+    );
+    assert_eq!(labelled(&client, "someone-else").await, before);
+    let claims = all(&KINDS[6])
+        .list(&ListParams::default())
+        .await
+        .expect("claims");
+    assert_eq!(claims.items.len(), 1, "only the foreign claim is left");
+}
