@@ -621,6 +621,7 @@ pub async fn run_plan(
         end: clock.wall(clock.now()).0,
         elapsed,
         execution_errors: outcome.execution_errors.clone(),
+        cut_short: outcome.stopped.map(|stop| stop.describe().to_string()),
     };
     sink.finish_progress();
     if let Some(version) = outcome.frr_version.clone() {

@@ -166,6 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             end: Utc::now(),
             elapsed: started.elapsed(),
             execution_errors: Vec::new(),
+            cut_short: None,
         },
         &default_thresholds(),
     )?;

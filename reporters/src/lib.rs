@@ -9,7 +9,7 @@
 //! let es = EsClient::new(EsOptions { credentials: Credentials::from_env(), deadline: es_timeout, ..EsOptions::new(url, index) })?; // Err → exit 2
 //! let mut recorder = RunRecorder::start(results_root, run_description, es.redactor().clone())?;
 //! recorder.record(&samples)?;                        // after each iteration: documents on disk now
-//! let results = recorder.finish(&RunEnd { end, elapsed, execution_errors }, &thresholds)?;
+//! let results = recorder.finish(&RunEnd { end, elapsed, execution_errors, cut_short }, &thresholds)?;
 //! println!("{}", results.summary);                  // results.passed == false → exit 3
 //! let outcome = index_saved_results(&results.dir, &es).await?;   // Err(Es) or !outcome.is_complete() → exit 6
 //!

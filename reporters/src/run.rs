@@ -14,7 +14,7 @@ use crate::input::{RunDescription, Samples};
 use crate::local::{LocalError, LocalResults, REPORT_FILE, SUMMARY_FILE, load_documents};
 use crate::redact::Redactor;
 use crate::report::{RunView, render_html, render_summary};
-use crate::thresholds::{Threshold, ThresholdReport, evaluate_thresholds};
+use crate::thresholds::{Threshold, ThresholdReport, evaluate_thresholds, skip_thresholds};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -31,6 +31,9 @@ pub struct RunEnd {
     pub elapsed: Duration,
     /// Harness-side failures (timeouts, interrupt, failed phases); each fails the run.
     pub execution_errors: Vec<String>,
+    /// Why the run stopped before it finished measuring (a signal, the global timeout), if it did:
+    /// its thresholds are then skipped with that reason, since partial data proves nothing.
+    pub cut_short: Option<String>,
 }
 
 /// What `finish` produced.
@@ -110,7 +113,10 @@ impl RunRecorder {
             .iter()
             .filter_map(QuantileDocument::from_document)
             .collect();
-        let threshold_report = evaluate_thresholds(thresholds, &quantiles);
+        let threshold_report = match &end.cut_short {
+            Some(why) => skip_thresholds(thresholds, why),
+            None => evaluate_thresholds(thresholds, &quantiles),
+        };
         let mut execution_errors: Vec<String> = end
             .execution_errors
             .iter()

@@ -222,6 +222,21 @@ impl ThresholdReport {
     }
 }
 
+/// Every threshold skipped with one reason: a run cut short (signal, global timeout) has partial
+/// quantiles, which neither pass nor fail a threshold.
+pub fn skip_thresholds(thresholds: &[Threshold], why: &str) -> ThresholdReport {
+    let results = thresholds
+        .iter()
+        .map(|threshold| ThresholdResult {
+            threshold: threshold.clone(),
+            verdict: ThresholdVerdict::Skipped {
+                reason: format!("{why}: the run did not finish measuring"),
+            },
+        })
+        .collect();
+    ThresholdReport { results }
+}
+
 /// Checks every threshold against the run's quantile documents.
 pub fn evaluate_thresholds(
     thresholds: &[Threshold],

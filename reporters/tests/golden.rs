@@ -400,3 +400,37 @@ fn saved_results_render_the_same_report() {
     assert_eq!(rendered.summary, summary);
     assert_eq!(fs::read_to_string(dir.join("report.html")).unwrap(), html);
 }
+
+/// A run cut short by a signal: its thresholds are skipped with that reason instead of judged on
+/// partial data (the fixture run fails two thresholds when judged), and it does not pass.
+#[test]
+fn a_run_cut_short_skips_its_thresholds_with_the_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let mut recorder = vmbgp_reporters::run::RunRecorder::start(
+        root.path(),
+        common::run_description(common::UUID, "http://127.0.0.1:9"),
+        Redactor::new(),
+    )
+    .unwrap();
+    recorder.record(&common::iteration_samples(0)).unwrap();
+    let mut end = common::run_end();
+    end.cut_short = Some("the run was interrupted by a signal".into());
+    end.execution_errors = vec!["interrupted by a signal".into()];
+    let results = recorder
+        .finish(&end, &vmbgp_reporters::thresholds::default_thresholds())
+        .unwrap();
+    assert!(!results.passed);
+    assert!(!results.thresholds.results.is_empty());
+    for result in &results.thresholds.results {
+        assert!(
+            matches!(
+                &result.verdict,
+                vmbgp_reporters::thresholds::ThresholdVerdict::Skipped { reason }
+                    if reason.contains("interrupted by a signal")
+            ),
+            "{result:?}"
+        );
+    }
+    assert!(results.summary.contains("skipped"), "{}", results.summary);
+    assert!(!results.summary.contains("violated"), "{}", results.summary);
+}

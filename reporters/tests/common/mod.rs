@@ -261,6 +261,7 @@ pub fn run_end() -> RunEnd {
         end: start() + chrono::Duration::milliseconds(42_600),
         elapsed: ms(42_600),
         execution_errors: Vec::new(),
+        cut_short: None,
     }
 }
 
