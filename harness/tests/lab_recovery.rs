@@ -503,3 +503,35 @@ async fn foreign_objects_of_every_kind_neither_block_nor_get_touched() {
         .expect("claims");
     assert_eq!(claims.items.len(), 1, "only the foreign claim is left");
 }
+
+/// The exit-code table's 5: a run whose time runs out exits 5, keeps what it measured and says
+/// why in its jobSummary, and still cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_out_of_time_exits_5_and_keeps_its_results() {
+    let (_lab, dir, client) = start_lab().await;
+    // One create per second against a 3 s budget: the run cannot create its 6 VMs in time.
+    let (code, stdout, stderr) = common::bench(&run_args(
+        dir.path(),
+        "out-of-time-1",
+        &[
+            "--iterations",
+            "2",
+            "--vm-count",
+            "3",
+            "--qps",
+            "1",
+            "--burst",
+            "1",
+            "--timeout",
+            "3s",
+        ],
+    ))
+    .await;
+    assert_eq!(code, Some(5), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = dir.path().join("results").join("out-of-time-1");
+    let summary = common::documents(&results, "jobSummary");
+    assert_eq!(summary[0]["passed"], false);
+    let errors = summary[0]["executionErrors"].to_string();
+    assert!(errors.contains("--timeout"), "{errors}");
+    assert!(objects_of_run(&client, "out-of-time-1").await.is_empty());
+}
