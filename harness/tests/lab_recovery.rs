@@ -66,10 +66,14 @@ fn api(client: &kube::Client, kind: &(&str, &str, &str, &str)) -> Api<DynamicObj
 }
 
 async fn start_lab() -> (Lab, tempfile::TempDir, kube::Client) {
+    start_lab_with(LabConfig::default()).await
+}
+
+async fn start_lab_with(config: LabConfig) -> (Lab, tempfile::TempDir, kube::Client) {
     let dir = tempfile::tempdir().expect("tempdir");
     let lab = Lab::start(LabConfig {
         frr_namespace: "openshift-frr-k8s".into(),
-        ..LabConfig::default()
+        ..config
     })
     .await
     .expect("lab starts");
@@ -534,4 +538,39 @@ async fn a_run_out_of_time_exits_5_and_keeps_its_results() {
     let errors = summary[0]["executionErrors"].to_string();
     assert!(errors.contains("--timeout"), "{errors}");
     assert!(objects_of_run(&client, "out-of-time-1").await.is_empty());
+}
+
+/// Churn reuses static addresses only once the old VMs' IPAMClaims are gone: with a controller that
+/// releases claims a second after their VM (as kubevirt-ipam-controller does with some latency),
+/// the next iteration's VMs would meet IPAddressConflict if the run moved on when VM and VMI were
+/// gone. It waits, and reports the time from delete request to claim gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_waits_for_claims_before_reusing_addresses() {
+    let (_lab, dir, _client) = start_lab_with(LabConfig {
+        claim_release_delay_ms: 1000,
+        ..LabConfig::default()
+    })
+    .await;
+    let mut args = run_args(
+        dir.path(),
+        "churn-claims-1",
+        &["--iterations", "2", "--vm-count", "2"],
+    );
+    // The churn shape with its own static range, instead of the lifecycle fixture.
+    let profile = args.iter().position(|a| a == "--profile").expect("profile") + 1;
+    args[profile] = "vm-bgp-churn".into();
+    let (code, stdout, stderr) = common::bench(&args).await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let results = dir.path().join("results").join("churn-claims-1");
+    let vms = common::documents(&results, "vmiLatencyMeasurement-");
+    assert_eq!(vms.len(), 4, "{vms:?}");
+    for vm in &vms {
+        let released = vm["ipamClaimReleasedLatency"].as_f64();
+        assert!(released.is_some_and(|ms| ms >= 1000.0), "{vm}");
+        // Created only after the old claim was gone, the second iteration's VMs get their address at
+        // once; created earlier, they would wait out the conflict and their latency would include it.
+        let ready = vm["vmReadyLatency"].as_f64().expect("ready");
+        assert!(ready < 800.0, "VMReady took {ready} ms: {vm}");
+        assert!(vm["missing"].get("ipVisibleLatency").is_none(), "{vm}");
+    }
 }

@@ -45,8 +45,12 @@ fn read_json(path: &Path) -> Value {
 }
 
 /// Objects still carrying the run's label, over every kind the harness creates.
-async fn leftovers(lab: &Lab, uuid: &str) -> Vec<String> {
-    let config = kube::Config::new(lab.url().parse().expect("url"));
+async fn leftovers(dir: &Path, uuid: &str) -> Vec<String> {
+    // The kubeconfig the lab wrote carries its CA and bearer token.
+    let kc = kube::config::Kubeconfig::read_from(dir.join("kubeconfig")).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
     let client = kube::Client::try_from(config).expect("client");
     let kinds = [
         ("", "v1", "Namespace", "namespaces"),
@@ -137,7 +141,7 @@ async fn run_on_the_lab_measures_every_vm_lifecycle_and_cleans_up() {
         );
     }
     assert!(stdout.contains("results:"), "{stdout}");
-    let left = leftovers(&lab, uuid).await;
+    let left = leftovers(dir.path(), uuid).await;
     assert!(left.is_empty(), "left behind: {left:?}");
     lab.stop().await.expect("lab stops");
 }
@@ -183,7 +187,7 @@ async fn a_violated_threshold_exits_3_and_keeps_the_results() {
         summary["executionErrors"].to_string().contains("VMReady"),
         "{summary}"
     );
-    assert!(leftovers(&lab, uuid).await.is_empty());
+    assert!(leftovers(dir.path(), uuid).await.is_empty());
     lab.stop().await.expect("lab stops");
 }
 
@@ -254,7 +258,7 @@ async fn interrupt_keeps_partial_results_cleans_up_and_exits_130() {
             .contains("interrupted"),
         "{summary}"
     );
-    assert!(leftovers(&lab, uuid).await.is_empty());
+    assert!(leftovers(dir.path(), uuid).await.is_empty());
     lab.stop().await.expect("lab stops");
 }
 

@@ -25,7 +25,11 @@ pub enum ApiError {
         name: String,
         message: String,
     },
-    #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect::<Vec<_>>().join(", "))]
+    #[error(
+        "{} \"{name}\" is invalid: {}",
+        qualified(kind, group),
+        aggregate(causes)
+    )]
     Invalid {
         group: String,
         kind: String,
@@ -55,6 +59,42 @@ pub enum ApiError {
     Internal { message: String },
     #[error("Too many requests, please try again later.")]
     TooManyRequests { retry_after_seconds: u64 },
+    /// No or a wrong bearer token (`apierrors.NewUnauthorized("Unauthorized")`).
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// RBAC refused an anonymous request for a non-resource path (`responsewriters.Forbidden`).
+    #[error("forbidden: User \"system:anonymous\" cannot {verb} path \"{path}\"")]
+    ForbiddenPath { verb: String, path: String },
+    /// A read asked for a resourceVersion the server has not reached within the watch cache's wait
+    /// (`storage.NewTooLargeResourceVersionError`).
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion { requested: u64, current: u64 },
+}
+
+/// How long the watch cache waits for a resourceVersion it has not reached (`blockTimeout`).
+pub const TOO_LARGE_RV_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// The retry hint of a too-large-resourceVersion answer (`resourceVersionTooHighRetrySeconds`).
+pub const TOO_LARGE_RV_RETRY_SECONDS: u64 = 1;
+
+/// `Kind.group` (`qualifiedKind.String()`); just the kind for the core group.
+fn qualified(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+/// `field.ErrorList.ToAggregate()`: one error as is, several in brackets.
+fn aggregate(causes: &[Cause]) -> String {
+    let errs: Vec<String> = causes
+        .iter()
+        .map(|c| format!("{}: {}", c.field, c.message))
+        .collect();
+    match errs.as_slice() {
+        [one] => one.clone(),
+        _ => format!("[{}]", errs.join(", ")),
+    }
 }
 
 /// One entry of `Status.details.causes[]`.
@@ -79,7 +119,22 @@ impl ApiError {
             ApiError::Gone { .. } => 410,
             ApiError::Internal { .. } => 500,
             ApiError::TooManyRequests { .. } => 429,
+            ApiError::Unauthorized => 401,
+            ApiError::ForbiddenPath { .. } => 403,
+            ApiError::TooLargeResourceVersion { .. } => 504,
         }
+    }
+
+    /// The `Retry-After` a real server sends with this failure (it copies `details.retryAfterSeconds`).
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests {
+                retry_after_seconds,
+            } => Some(*retry_after_seconds),
+            ApiError::TooLargeResourceVersion { .. } => Some(TOO_LARGE_RV_RETRY_SECONDS),
+            _ => None,
+        }
+        .filter(|s| *s > 0)
     }
 
     /// The `Status.reason` string.
@@ -96,6 +151,9 @@ impl ApiError {
             ApiError::Gone { .. } => "Expired",
             ApiError::Internal { .. } => "InternalError",
             ApiError::TooManyRequests { .. } => "TooManyRequests",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::ForbiddenPath { .. } => "Forbidden",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
         }
     }
 
@@ -131,12 +189,33 @@ impl ApiError {
             ApiError::TooManyRequests {
                 retry_after_seconds,
             } => Some(json!({"retryAfterSeconds": retry_after_seconds})),
+            // StatusDetails with every field empty: serialized as `{}`.
+            ApiError::ForbiddenPath { .. } => Some(json!({})),
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": TOO_LARGE_RV_RETRY_SECONDS,
+            })),
             _ => None,
         };
-        if let Some(d) = details {
+        if let Some(mut d) = details {
+            omit_empty(&mut d);
             status["details"] = d;
         }
         status
+    }
+}
+
+/// Drops empty strings from `details` and its causes, as Go's `omitempty` does (a core-group NotFound has no
+/// `group`, a ListOptions error no `name`, a cause without a field no `field`).
+fn omit_empty(details: &mut Value) {
+    let Some(map) = details.as_object_mut() else {
+        return;
+    };
+    map.retain(|_, v| v.as_str() != Some(""));
+    if let Some(causes) = map.get_mut("causes").and_then(Value::as_array_mut) {
+        for cause in causes.iter_mut().filter_map(Value::as_object_mut) {
+            cause.retain(|_, v| v.as_str() != Some(""));
+        }
     }
 }
 
@@ -180,4 +259,8 @@ pub enum LabError {
     Serve(#[source] std::io::Error),
     #[error("invalid lab configuration: {0}")]
     Config(String),
+    #[error("drawing the API bearer token from the OS random number generator: {0}")]
+    Token(String),
+    #[error("setting up TLS for the API server: {0}")]
+    Tls(String),
 }

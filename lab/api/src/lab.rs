@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::BearerToken;
 use crate::boot::BootDelay;
 use crate::dataplane::{Dataplane, NoDataplane};
 use crate::error::LabError;
@@ -20,8 +20,10 @@ use crate::ground_truth::{GroundTruth, GroundTruthKind, ObjectRef};
 use crate::registry::{KindId, Registry};
 use crate::server::{ServerState, router};
 use crate::store::{Store, Validator, WriteOptions};
+use crate::tls::{LabTls, TlsListener};
 
-/// Everything that shapes a lab. `Default` gives 3 nodes, a 50 ms boot, no faults, port 0.
+/// Everything that shapes a lab. `Default` gives 3 nodes, a 50 ms boot, no faults, port 0, immediate claim
+/// release.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct LabConfig {
@@ -54,6 +56,10 @@ pub struct LabConfig {
     pub controllers: bool,
     /// Address pool for VMs whose namespace has no primary UDN (the cluster default network).
     pub default_pod_network: String,
+    /// How long after a VM and its VMI are gone kubevirt-ipam-controller removes its finalizer from the VM's
+    /// IPAMClaims (the real controller releases them on a later reconcile). Until then the claim, and its
+    /// addresses, stay taken: a VM asking for the same static IP meanwhile gets `IPAddressConflict`.
+    pub claim_release_delay_ms: u64,
 }
 
 impl Default for LabConfig {
@@ -74,6 +80,7 @@ impl Default for LabConfig {
             watch_channel: 4096,
             controllers: true,
             default_pod_network: "198.18.128.0/20".to_string(),
+            claim_release_delay_ms: 0,
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct Lab {
     tasks: TaskTracker,
     server: Option<JoinHandle<std::io::Result<()>>>,
     config: LabConfig,
+    token: BearerToken,
+    ca_pem: String,
 }
 
 impl Lab {
@@ -123,6 +132,7 @@ impl Lab {
             config.seed,
         ));
         let faults = Arc::new(Faults::new(config.faults.clone(), config.seed));
+        let token = BearerToken::generate()?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
 
@@ -138,10 +148,12 @@ impl Lab {
             addr: config.bind.to_string(),
             source,
         })?;
-        // Without TCP_NODELAY every small watch write waits ~40 ms for Nagle + delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let tls = LabTls::generate(addr.ip())?;
+        let listener = TlsListener::new(listener, tls.server_config.clone(), shutdown.clone())
+            .map_err(|source| LabError::Bind {
+                addr: config.bind.to_string(),
+                source,
+            })?;
         let state = Arc::new(ServerState {
             store: store.clone(),
             faults: faults.clone(),
@@ -149,6 +161,7 @@ impl Lab {
             bookmark_interval: Duration::from_millis(config.bookmark_interval_ms.max(10)),
             openapi: std::sync::OnceLock::new(),
             printers: std::sync::OnceLock::new(),
+            token: token.clone(),
         });
         let app = router(state);
         let stop = shutdown.clone();
@@ -160,7 +173,7 @@ impl Lab {
         ground_truth.record(
             GroundTruthKind::LabStarted,
             ObjectRef::new("Lab", "", "lab"),
-            json!({"url": format!("http://{addr}"), "nodes": config.nodes, "seed": config.seed, "boot_delay": config.boot_delay, "faults": config.faults}),
+            json!({"url": format!("https://{addr}"), "nodes": config.nodes, "seed": config.seed, "boot_delay": config.boot_delay, "faults": config.faults}),
         );
         if config.controllers {
             crate::controllers::spawn_all(
@@ -176,7 +189,7 @@ impl Lab {
         }
         Ok(Lab {
             addr,
-            url: format!("http://{addr}"),
+            url: format!("https://{addr}"),
             store,
             faults,
             ground_truth,
@@ -184,10 +197,12 @@ impl Lab {
             tasks,
             server: Some(server),
             config,
+            token,
+            ca_pem: tls.ca_pem,
         })
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>`; the server's certificate is signed by [`Lab::ca_pem`].
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -207,25 +222,41 @@ impl Lab {
             .collect()
     }
 
-    /// A kubeconfig (YAML) pointing at the lab; context and cluster `vmbgp-lab`, namespace `default`.
+    /// The bearer token every request but the public health and version paths needs (it is in the kubeconfig).
+    pub fn token(&self) -> &str {
+        self.token.as_str()
+    }
+
+    /// The lab's CA certificate (PEM), made at start: clients trust it to reach [`Lab::url`].
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// A kubeconfig (YAML) pointing at the lab with its CA and token; context and cluster `vmbgp-lab`, namespace
+    /// `default`.
     pub fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let cfg = json!({
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "vmbgp-lab", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "vmbgp-lab", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
             "contexts": [{"name": "vmbgp-lab", "context": {"cluster": "vmbgp-lab", "user": "vmbgp-lab", "namespace": "default"}}],
             "current-context": "vmbgp-lab",
-            "users": [{"name": "vmbgp-lab", "user": {}}],
+            "users": [{"name": "vmbgp-lab", "user": {"token": self.token.as_str()}}],
             "preferences": {},
         });
         serde_saphyr::to_string(&cfg).unwrap_or_default()
     }
 
-    /// Writes [`Lab::kubeconfig_yaml`] to `path`.
+    /// Writes [`Lab::kubeconfig_yaml`] to `path`, readable by its owner only (it holds the token): written to a
+    /// new file created with mode 0600 next to `path`, then renamed over it, so no other mode is ever seen.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), LabError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| LabError::WriteKubeconfig {
-            path: path.to_path_buf(),
-            source,
+        write_private(path, self.kubeconfig_yaml().as_bytes()).map_err(|source| {
+            LabError::WriteKubeconfig {
+                path: path.to_path_buf(),
+                source,
+            }
         })
     }
 
@@ -346,6 +377,39 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Writes `contents` to a fresh 0600 file beside `path` and renames it over `path`. Creating it exclusively with the
+/// mode (rather than chmod after writing) leaves no moment at which another user could open it; renaming replaces
+/// an older file whatever its mode.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path has no file name",
+        )
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let tmp = path.with_file_name(tmp_name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(contents).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The registry used when the caller brings its own validator: built-in kinds plus DESIGN §2's kinds.

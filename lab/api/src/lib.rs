@@ -1,6 +1,6 @@
 //! The lab's Kubernetes-API-compatible server and the simulated KubeVirt, IPAM and OVN-Kubernetes controllers.
 //!
-//! A [`Lab`] runs, in-process, an HTTP API server on 127.0.0.1 that real clients (kube-rs, the Python
+//! A [`Lab`] runs, in-process, an HTTPS API server on 127.0.0.1 that real clients (kube-rs, the Python
 //! `kubernetes` client, kubectl) accept, an in-memory [`store::Store`] with Kubernetes semantics, and
 //! controllers that behave like KubeVirt, kubevirt-ipam-controller and OVN-Kubernetes' cluster manager. It
 //! records a ground-truth log of what it really did and when ([`GroundTruth`]).
@@ -23,6 +23,15 @@
 //! # }
 //! ```
 //!
+//! # Access
+//!
+//! Like kube-apiserver, the lab serves HTTPS only ([`tls`]: a CA and server certificate made at start) and
+//! authenticates with a bearer token drawn from the OS RNG at start ([`auth`]). [`Lab::write_kubeconfig`] writes
+//! both (`certificate-authority-data`, user `token`) into a 0600 file; every client reads it from there. Without
+//! the token only GETs of `/healthz`, `/livez`, `/readyz`, `/version` pass (RBAC's `system:public-info-viewer`);
+//! anything else is `401 Unauthorized`, a wrong token everywhere. In-process callers have [`Lab::token`] and
+//! [`Lab::ca_pem`].
+//!
 //! # The seam for part 2 (`vmbgp-lab-net`)
 //!
 //! * **Dataplane.** Implement [`Dataplane`] and start the lab with
@@ -44,8 +53,15 @@
 //! * Server-side apply is approximated: maps merge recursively, lists and scalars are replaced, there are no
 //!   managedFields and no conflicts. Strategic merge patches are refused for custom kinds (415) as on a real
 //!   server and treated as merge patches for core kinds.
-//! * A paginated list is not a snapshot: later pages show the current state (a real server serves the
-//!   snapshot at the first page's resourceVersion).
+//! * Reads honour `resourceVersion`/`resourceVersionMatch` with kube-apiserver's validation (422 on
+//!   `ListOptions`): a list or get at a resourceVersion not reached yet waits 3 s as the watch cache does, then
+//!   answers 504 `Timeout` (`ResourceVersionTooLarge`, retry after 1 s); an exact list, and every page of a
+//!   paginated one, shows the state at its resourceVersion, rebuilt from the kind's event history
+//!   ([`LabConfig::watch_history`]). An exact list older than that history is 410 (etcd compaction is by time, the
+//!   lab's by count); a later page whose snapshot left the history shows the current state.
+//! * Paths are percent-decoded before they are split, as Go's `URL.Path` is (an encoded `/` splits a segment).
+//!   Bodies are JSON or YAML; protobuf is 415 for built-in kinds (the lab speaks none) and 400 for custom
+//!   resources (kube-apiserver negotiates it for them, then cannot decode them from it).
 //! * Unknown fields are pruned by default and rejected with 400 `strict decoding error` under
 //!   `fieldValidation=Strict` (kubectl's default); schema and CEL violations are 422 `Invalid` with
 //!   `details.causes[]`. Validation comes from `vmbgp-schema`.
@@ -57,6 +73,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod auth;
 pub mod boot;
 pub mod controllers;
 pub mod dataplane;
@@ -72,6 +89,7 @@ pub mod server;
 pub mod store;
 pub mod stored;
 pub mod table;
+pub mod tls;
 pub mod validation;
 
 pub use boot::BootDelay;

@@ -1,5 +1,5 @@
-//! The HTTP face of the store: Kubernetes REST paths, discovery, `/version`, `/healthz`, watch streams with
-//! bookmarks and in-stream 410s, and the fault-injection layer in front of every resource request.
+//! The HTTP face of the store: authentication, Kubernetes REST paths, discovery, `/version`, `/healthz`, watch
+//! streams with bookmarks and in-stream 410s, and the fault-injection layer in front of every resource request.
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::ApiError;
+use crate::auth::{Authn, BearerToken, PUBLIC_PATHS};
+use crate::error::{ApiError, Cause, TOO_LARGE_RV_WAIT};
 use crate::faults::{Faults, InjectedError};
 use crate::openapi::OpenApi;
 use crate::registry::{KindId, ResourceKind};
@@ -39,6 +40,8 @@ pub struct ServerState {
     pub openapi: OnceLock<OpenApi>,
     /// The Table printers (`kubectl get`), built on first request.
     pub printers: OnceLock<Printers>,
+    /// The bearer token requests must present ([`crate::auth`]).
+    pub token: BearerToken,
 }
 
 impl ServerState {
@@ -76,14 +79,71 @@ fn error_response(err: &ApiError) -> Response {
         StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         &err.to_status(),
     );
-    if let ApiError::TooManyRequests {
-        retry_after_seconds,
-    } = err
-        && let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string())
+    // responsewriters.ErrorNegotiated copies details.retryAfterSeconds into the header.
+    if let Some(seconds) = err.retry_after_seconds()
+        && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
+}
+
+/// The request path percent-decoded, as Go's net/http decodes `URL.Path` before kube-apiserver splits it into
+/// segments (so an encoded `/` separates segments like a plain one). `None` for a malformed escape.
+fn decode_path(raw: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = bytes.next().and_then(|h| (h as char).to_digit(16))?;
+            let lo = bytes.next().and_then(|l| (l as char).to_digit(16))?;
+            out.push((hi * 16 + lo) as u8);
+        } else {
+            out.push(b);
+        }
+    }
+    // Bytes that are not UTF-8 cannot name anything the lab stores; replacing them keeps the 404 the same.
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// What net/http answers, before any handler runs, for a request line whose URL does not parse.
+fn malformed_request() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CONNECTION, HeaderValue::from_static("close")),
+        ],
+        "400 Bad Request",
+    )
+        .into_response()
+}
+
+/// Authentication and the RBAC decision for anonymous requests; `Err` says why the request is refused.
+fn authorize(
+    token: &BearerToken,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match token.authenticate(authorization) {
+        Authn::Authenticated => Ok(()),
+        Authn::Rejected => Err(ApiError::Unauthorized),
+        // Anonymous authentication only applies to the public paths; elsewhere the request is unauthenticated.
+        Authn::Anonymous if !PUBLIC_PATHS.contains(&path) => Err(ApiError::Unauthorized),
+        // system:public-info-viewer grants `get` only; a non-resource verb is the lower-cased method.
+        Authn::Anonymous if method != Method::GET => Err(ApiError::ForbiddenPath {
+            verb: method.as_str().to_ascii_lowercase(),
+            path: path.to_string(),
+        }),
+        Authn::Anonymous => Ok(()),
+    }
 }
 
 /// Parsed query string (kube sends `?&a=b`: empty pairs are ignored).
@@ -133,7 +193,12 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().trim_end_matches('/');
+    let Some(path) = decode_path(uri.path()) else {
+        return malformed_request();
+    };
+    if let Err(refused) = authorize(&st.token, &method, &path, &headers) {
+        return error_response(&refused);
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let query = Query::parse(uri.query());
     match segments.as_slice() {
@@ -190,10 +255,187 @@ async fn dispatch(
         }
         None => {}
     }
-    match handle_resource(&st, &method, &target, &query, &headers, &body) {
+    let read = if method == Method::GET {
+        match read_at(&query, &target) {
+            Ok(r) => r,
+            Err(e) => return error_response(&e),
+        }
+    } else {
+        ReadAt::Latest
+    };
+    // A list or get for a resourceVersion the lab has not reached waits as the watch cache does, then times out.
+    if !query.flag("watch")
+        && let ReadAt::NotOlderThan(rv) | ReadAt::Exact(rv) = read
+        && !st.store.wait_for_rv(rv, TOO_LARGE_RV_WAIT).await
+    {
+        return error_response(&ApiError::TooLargeResourceVersion {
+            requested: rv,
+            current: st.store.resource_version(),
+        });
+    }
+    match handle_resource(&st, &method, &target, &query, &headers, &body, read) {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     }
+}
+
+/// Which state a read sees, from its `resourceVersion` and `resourceVersionMatch`
+/// (<https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadAt {
+    /// No resourceVersion: the most recent state (also a continued list: its token decides).
+    Latest,
+    /// `0`: any state; the lab's is always the newest.
+    Any,
+    /// At least this fresh.
+    NotOlderThan(u64),
+    /// Exactly the state at this resourceVersion.
+    Exact(u64),
+}
+
+/// `ListOptions.meta.k8s.io "" is invalid` (kube-apiserver's `ValidateListOptions`, 422).
+fn invalid_list_options(causes: Vec<Cause>) -> ApiError {
+    ApiError::Invalid {
+        group: "meta.k8s.io".to_string(),
+        kind: "ListOptions".to_string(),
+        name: String::new(),
+        causes,
+    }
+}
+
+fn forbidden(field: &str, detail: &str) -> Cause {
+    Cause {
+        field: field.to_string(),
+        reason: "FieldValueForbidden".to_string(),
+        message: format!("Forbidden: {detail}"),
+    }
+}
+
+fn not_supported(field: &str, value: &str, supported: &[&str]) -> Cause {
+    let supported: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
+    Cause {
+        field: field.to_string(),
+        reason: "FieldValueNotSupported".to_string(),
+        message: format!(
+            "Unsupported value: {value:?}: supported values: {}",
+            supported.join(", ")
+        ),
+    }
+}
+
+/// Parses a resourceVersion parameter: `None` when unset or empty.
+fn parse_rv(rv: &str) -> Result<Option<u64>, ApiError> {
+    if rv.is_empty() {
+        return Ok(None);
+    }
+    rv.parse::<u64>().map(Some).map_err(|_| ApiError::BadRequest {
+        message: format!(
+            "invalid resource version: resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"
+        ),
+    })
+}
+
+/// Validates a GET's read parameters as kube-apiserver does (`ValidateListOptions` with the WatchList feature on,
+/// then the storage layer's checks) and says which state it reads.
+fn read_at(q: &Query, target: &Target) -> Result<ReadAt, ApiError> {
+    let rv = q.get("resourceVersion").unwrap_or_default();
+    let matching = q.get("resourceVersionMatch").unwrap_or_default();
+    let continue_token = q.get("continue").unwrap_or_default();
+    let send_initial = q.get("sendInitialEvents").is_some();
+    const MATCH: &str = "resourceVersionMatch";
+    if target.name.is_some() {
+        // GetOptions has no resourceVersionMatch: a set resourceVersion means "not older than".
+        return Ok(match parse_rv(rv)? {
+            None => ReadAt::Latest,
+            Some(0) => ReadAt::Any,
+            Some(n) => ReadAt::NotOlderThan(n),
+        });
+    }
+    let mut causes = Vec::new();
+    if q.flag("watch") {
+        if send_initial && matching != "NotOlderThan" {
+            causes.push(forbidden(
+                MATCH,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !matching.is_empty() {
+            if !send_initial {
+                causes.push(forbidden(
+                    MATCH,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if matching != "NotOlderThan" {
+                causes.push(not_supported(MATCH, matching, &["NotOlderThan"]));
+            }
+            if !continue_token.is_empty() {
+                causes.push(forbidden(
+                    MATCH,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if !matching.is_empty() {
+            if rv.is_empty() {
+                causes.push(forbidden(
+                    MATCH,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if !continue_token.is_empty() {
+                causes.push(forbidden(
+                    MATCH,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if matching != "Exact" && matching != "NotOlderThan" {
+                causes.push(not_supported(
+                    MATCH,
+                    matching,
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if matching == "Exact" && rv == "0" {
+                causes.push(forbidden(
+                    MATCH,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial {
+            causes.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if !causes.is_empty() {
+        return Err(invalid_list_options(causes));
+    }
+    if !continue_token.is_empty() {
+        // The continue token carries the list's resourceVersion (etcd3 store's check).
+        if !rv.is_empty() && rv != "0" {
+            return Err(ApiError::BadRequest {
+                message: "specifying resource version is not allowed when using continue"
+                    .to_string(),
+            });
+        }
+        return Ok(ReadAt::Latest);
+    }
+    let limited = q
+        .get("limit")
+        .and_then(|l| l.parse::<u64>().ok())
+        .is_some_and(|l| l > 0);
+    Ok(match (parse_rv(rv)?, matching) {
+        (None, _) => ReadAt::Latest,
+        (Some(0), _) => ReadAt::Any,
+        (Some(n), "Exact") => ReadAt::Exact(n),
+        // The legacy form of a paginated list at a resourceVersion reads exactly that state.
+        (Some(n), "") if limited && !q.flag("watch") => ReadAt::Exact(n),
+        (Some(n), _) => ReadAt::NotOlderThan(n),
+    })
 }
 
 fn resolve(store: &Store, segments: &[&str]) -> Option<Target> {
@@ -257,16 +499,75 @@ fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
     })
 }
 
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    let ct = content_type(headers);
-    if ct.contains("yaml") {
-        let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest {
-            message: format!("body is not UTF-8: {e}"),
-        })?;
-        return serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::BadRequest {
-            message: format!("invalid YAML body: {e}"),
-        });
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+
+/// Decodes a create or update body by its `Content-Type`, as `NegotiateInputSerializer` and the decoder do: JSON
+/// (also when unset) and YAML are read. A media type the kind's serializer does not list is 415. Custom resources
+/// list protobuf (kube-apiserver encodes their Tables and metadata in it) but cannot be decoded from it: 400, as
+/// `transformDecodeError` words it. The lab speaks no protobuf, so for built-in kinds it is 415.
+fn decode_object(
+    kind: &ResourceKind,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let custom = !kind.group.is_empty();
+    match content_type(headers).as_str() {
+        "" | "application/json" => parse_json(body),
+        "application/yaml" => {
+            let text = std::str::from_utf8(body).map_err(|e| ApiError::BadRequest {
+                message: format!("body is not UTF-8: {e}"),
+            })?;
+            serde_saphyr::from_str::<Value>(text).map_err(|e| ApiError::BadRequest {
+                message: format!("invalid YAML body: {e}"),
+            })
+        }
+        PROTOBUF if custom => Err(protobuf_custom_resource(kind, body)),
+        _ => Err(ApiError::UnsupportedMediaType {
+            accepted: if custom {
+                format!("application/json, application/yaml, {PROTOBUF}")
+            } else {
+                "application/json, application/yaml".to_string()
+            },
+        }),
     }
+}
+
+/// The 400 a custom resource's protobuf body gets: without the `k8s\0` envelope the serializer says it is no
+/// protobuf; with it, that unstructured objects cannot be decoded from protobuf.
+fn protobuf_custom_resource(kind: &ResourceKind, body: &Bytes) -> ApiError {
+    const PREFIX: &[u8] = b"k8s\0";
+    let message = if body.starts_with(PREFIX) && body.len() > PREFIX.len() {
+        format!(
+            "{k} in version {v:?} cannot be handled as a {k}: object *unstructured.Unstructured does not implement the protobuf marshalling interface and cannot be encoded to a protobuf message",
+            k = kind.kind,
+            v = kind.version
+        )
+    } else {
+        format!(
+            "the object provided is unrecognized (must be of type {}): provided data does not appear to be a protobuf message, expected prefix [107 56 115 0] ({})",
+            kind.kind,
+            summarize(body)
+        )
+    };
+    ApiError::BadRequest { message }
+}
+
+/// `summarizeData(body, 30)`: JSON-looking bodies as text, others in hex, cut at 30 bytes.
+fn summarize(body: &[u8]) -> String {
+    const MAX: usize = 30;
+    let cut = &body[..body.len().min(MAX)];
+    let more = if body.len() > MAX { " ..." } else { "" };
+    match body.first() {
+        None => "<empty>".to_string(),
+        Some(b'{') => format!("{}{more}", String::from_utf8_lossy(cut)),
+        Some(_) => format!(
+            "{}{more}",
+            cut.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    }
+}
+
+fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
         message: format!("invalid JSON body: {e}"),
     })
@@ -309,6 +610,7 @@ fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
             .get("continue")
             .filter(|c| !c.is_empty())
             .map(str::to_string),
+        exact_rv: None,
     })
 }
 
@@ -319,6 +621,7 @@ fn handle_resource(
     q: &Query,
     headers: &HeaderMap,
     body: &Bytes,
+    read: ReadAt,
 ) -> Result<Response, ApiError> {
     let store = &st.store;
     let kind = store
@@ -332,9 +635,13 @@ fn handle_resource(
         (Method::GET, None) => {
             let table = table_options(headers, q)?;
             if q.flag("watch") {
-                return watch_response(st, &kind, t, q, table);
+                return watch_response(st, &kind, t, q, table, read);
             }
-            let page = store.list_stored(t.kind, ns, &list_options(q)?)?;
+            let mut opts = list_options(q)?;
+            if let ReadAt::Exact(rv) = read {
+                opts.exact_rv = Some(rv);
+            }
+            let page = store.list_stored(t.kind, ns, &opts)?;
             if let Some(opts) = table {
                 let items: Vec<Value> = page
                     .items
@@ -369,12 +676,12 @@ fn handle_resource(
             }
         }
         (Method::POST, None) => {
-            let obj = parse_body(headers, body)?;
+            let obj = decode_object(&kind, headers, body)?;
             let w = store.create(t.kind, ns, obj, &write_options(q)?)?;
             Ok(raw_json_response(StatusCode::CREATED, w.json))
         }
         (Method::PUT, Some(name)) => {
-            let obj = parse_body(headers, body)?;
+            let obj = decode_object(&kind, headers, body)?;
             let w = store.update(t.kind, ns, name, obj, status_only, &write_options(q)?)?;
             Ok(raw_json_response(StatusCode::OK, w.json))
         }
@@ -382,9 +689,9 @@ fn handle_resource(
             let ct = content_type(headers);
             let opts = write_options(q)?;
             let patch = match ct.as_str() {
-                "application/merge-patch+json" => Patch::Merge(parse_body(headers, body)?),
+                "application/merge-patch+json" => Patch::Merge(parse_json(body)?),
                 "application/strategic-merge-patch+json" => {
-                    Patch::StrategicMerge(parse_body(headers, body)?)
+                    Patch::StrategicMerge(parse_json(body)?)
                 }
                 "application/json-patch+json" => Patch::Json(
                     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
@@ -671,18 +978,18 @@ fn watch_response(
     t: &Target,
     q: &Query,
     table: Option<TableOptions>,
+    read: ReadAt,
 ) -> Result<Response, ApiError> {
     let opts = list_options(q)?;
     let send_initial = q.flag("sendInitialEvents");
-    let rv_param = q
-        .get("resourceVersion")
-        .filter(|r| !r.is_empty() && *r != "0");
-    let from_rv = match rv_param {
-        Some(r) if !send_initial => Some(r.parse::<u64>().map_err(|_| ApiError::BadRequest {
-            message: format!("invalid resourceVersion {r:?}"),
-        })?),
-        _ => None,
+    let (from_rv, initial_at) = match read {
+        ReadAt::NotOlderThan(rv) | ReadAt::Exact(rv) if send_initial => (None, Some(rv)),
+        ReadAt::NotOlderThan(rv) | ReadAt::Exact(rv) => (Some(rv), None),
+        ReadAt::Latest | ReadAt::Any => (None, None),
     };
+    // A watch-list's initial state must be at least `initial_at`: if the lab is not there yet the subscription is
+    // taken in the stream after the watch cache's wait.
+    let wait_for = initial_at.filter(|rv| *rv > st.store.resource_version());
     let bookmarks = q.flag("allowWatchBookmarks");
     let faults = st.faults.config();
     let mut timeout = match q.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()) {
@@ -693,11 +1000,13 @@ fn watch_response(
         timeout = timeout.min(cut);
     }
     let sub = if faults.gone_on_resume && from_rv.is_some() {
-        Err(ApiError::Gone {
+        Some(Err(ApiError::Gone {
             message: "too old resource version (injected fault)".to_string(),
-        })
+        }))
+    } else if wait_for.is_some() {
+        None
     } else {
-        st.store.watch(t.kind, t.namespace.as_deref(), from_rv)
+        Some(st.store.watch(t.kind, t.namespace.as_deref(), from_rv))
     };
     let kind = kind.clone();
     let ns = t.namespace.clone();
@@ -714,6 +1023,19 @@ fn watch_response(
             fields: &opts.field_selector,
             table: table.map(|o| (o, state.printers())),
             headers_sent: false,
+        };
+        let sub = match (sub, wait_for) {
+            (Some(sub), _) => sub,
+            (None, Some(rv)) => {
+                if !store.wait_for_rv(rv, TOO_LARGE_RV_WAIT).await {
+                    // Past the watch cache's wait the watch-list ends with an in-stream 504.
+                    let err = ApiError::TooLargeResourceVersion { requested: rv, current: store.resource_version() };
+                    yield Ok::<Bytes, Infallible>(event_line("ERROR", &err.to_status()));
+                    return;
+                }
+                store.watch(kind_id, ns.as_deref(), None)
+            }
+            (None, None) => store.watch(kind_id, ns.as_deref(), None),
         };
         let mut sub = match sub {
             Ok(s) => s,
@@ -982,6 +1304,29 @@ fn resource_list_response(store: &Store, group: &str, version: &str) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoding_any_path_never_panics(raw in ".*") {
+            let _ = decode_path(&raw);
+        }
+
+        #[test]
+        fn every_byte_percent_encoded_decodes_back(path in "[^%]*") {
+            let encoded: String = path.bytes().map(|b| format!("%{b:02X}")).collect();
+            prop_assert_eq!(decode_path(&encoded), Some(path.clone()));
+            prop_assert_eq!(decode_path(&path), Some(path));
+        }
+    }
+
+    #[test]
+    fn malformed_escapes_are_refused() {
+        for raw in ["%", "%2", "%zz", "/a%2", "/a%g0"] {
+            assert_eq!(decode_path(raw), None, "{raw}");
+        }
+        assert_eq!(decode_path("/a%2Fb%3a").as_deref(), Some("/a/b:"));
+    }
 
     fn accept(value: &str) -> Option<&'static str> {
         let mut h = HeaderMap::new();

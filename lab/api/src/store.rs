@@ -116,6 +116,8 @@ pub struct WatchEvent {
     pub at: Instant,
     /// The object's JSON.
     pub json: Bytes,
+    /// The version this change replaced (MODIFIED and DELETED): what exact-resourceVersion lists undo to.
+    pub prior: Option<Stored>,
     /// The whole watch line (`json` is a slice of it); empty for synthetic events, built when asked.
     line: Bytes,
 }
@@ -131,6 +133,7 @@ impl WatchEvent {
             previous: None,
             at: Instant::now(),
             json: stored.json.clone(),
+            prior: None,
             line: Bytes::new(),
         }
     }
@@ -185,6 +188,9 @@ pub struct ListOptions {
     pub field_selector: FieldSelector,
     pub limit: Option<usize>,
     pub continue_token: Option<String>,
+    /// List the state at exactly this resourceVersion (`resourceVersionMatch=Exact`), rebuilt from the kind's
+    /// event history; older than that history is 410 Gone, as after etcd compaction.
+    pub exact_rv: Option<u64>,
 }
 
 /// A page of a list.
@@ -286,6 +292,8 @@ pub struct Store {
     name_rng: Mutex<rand::rngs::StdRng>,
     /// Per kind: the registered view function.
     views: Vec<OnceLock<ViewFn>>,
+    /// The resourceVersion, for readers waiting to see one (only sent while someone waits).
+    rv_tx: tokio::sync::watch::Sender<u64>,
 }
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -335,6 +343,7 @@ impl Store {
             namespace_kind,
             name_rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(seed)),
             views: (0..registry_len).map(|_| OnceLock::new()).collect(),
+            rv_tx: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -542,30 +551,47 @@ impl Store {
         let kind = self.kind(kind_id)?;
         let inner = self.lock();
         let table = &inner.tables[kind_id];
-        let (mut list_rv, start_after) = match &opts.continue_token {
-            Some(token) => {
+        let ns_filter = namespace.filter(|_| kind.namespaced);
+        let (mut list_rv, start_after) = match (&opts.continue_token, opts.exact_rv) {
+            (Some(token), _) => {
                 let (rv, key) = decode_continue(token).ok_or_else(|| ApiError::BadRequest {
                     message: "invalid continue token".to_string(),
                 })?;
                 (rv, Some(key))
             }
-            None => (inner.rv, None),
+            (None, Some(rv)) if rv > inner.rv => {
+                return Err(ApiError::TooLargeResourceVersion {
+                    requested: rv,
+                    current: inner.rv,
+                });
+            }
+            (None, Some(rv)) => (rv, None),
+            (None, None) => (inner.rv, None),
         };
         if list_rv == 0 {
             list_rv = inner.rv;
         }
-        let ns_filter = namespace.filter(|_| kind.namespaced);
+        let past = match state_at(table, list_rv, ns_filter) {
+            StateAt::Current => None,
+            StateAt::Past(objects) => Some(objects),
+            StateAt::Forgotten if opts.exact_rv.is_some() && start_after.is_none() => {
+                return Err(ApiError::Gone {
+                    message: "The resourceVersion for the provided list is too old.".to_string(),
+                });
+            }
+            // A continued list whose snapshot left the history goes on with the current state.
+            StateAt::Forgotten => None,
+        };
+        let objects = past.as_ref().unwrap_or(&table.objects);
         let iter: Box<dyn Iterator<Item = (&ObjKey, &Stored)>> = match (&start_after, ns_filter) {
-            (Some(after), _) => Box::new(table.objects.range::<ObjKey, _>((
+            (Some(after), _) => Box::new(objects.range::<ObjKey, _>((
                 std::ops::Bound::Excluded(after.clone()),
                 std::ops::Bound::Unbounded,
             ))),
-            (None, Some(ns)) => Box::new(
-                table
-                    .objects
-                    .range::<ObjKey, _>((ns.to_string(), String::new())..),
-            ),
-            (None, None) => Box::new(table.objects.iter()),
+            (None, Some(ns)) => {
+                Box::new(objects.range::<ObjKey, _>((ns.to_string(), String::new())..))
+            }
+            (None, None) => Box::new(objects.iter()),
         };
         let limit = opts.limit.filter(|l| *l > 0);
         let mut items = Vec::new();
@@ -772,6 +798,27 @@ impl Store {
             t.history.clear();
             t.oldest_resumable = rv;
         }
+        self.announce_rv(rv);
+    }
+
+    /// Tells [`Store::wait_for_rv`] waiters the store reached `rv` (a no-op when nobody waits).
+    fn announce_rv(&self, rv: u64) {
+        if self.rv_tx.receiver_count() > 0 {
+            self.rv_tx.send_replace(rv);
+        }
+    }
+
+    /// Waits until the store's resourceVersion is at least `rv`; false if `timeout` passes first.
+    pub async fn wait_for_rv(&self, rv: u64, timeout: std::time::Duration) -> bool {
+        let mut rx = self.rv_tx.subscribe();
+        // Subscribed first: a commit after this check is announced to `rx`.
+        if self.resource_version() >= rv {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(timeout, rx.wait_for(|now| *now >= rv)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Commits a new version of `key`: assigns the next resourceVersion, serializes it once, updates the table
@@ -831,6 +878,7 @@ impl Store {
                 .map(|o| o.meta.clone()),
             at,
             json,
+            prior: old.filter(|_| event_type != EventType::Added).cloned(),
             line,
         });
         let table = &mut inner.tables[kind_id];
@@ -843,6 +891,7 @@ impl Store {
         // No receivers is fine.
         let _ = table.sender.send(event);
         self.last_sent[kind_id].store(rv, Ordering::Release);
+        self.announce_rv(rv);
         (object, stored)
     }
 
@@ -2001,6 +2050,51 @@ fn apply_merge(target: &mut Value, patch: &Value) {
         }
         (t, p) => *t = p.clone(),
     }
+}
+
+/// A kind's objects as they were at a resourceVersion.
+enum StateAt {
+    /// Nothing of the kind changed since: the current objects.
+    Current,
+    /// Rebuilt from the history (only `namespace`'s objects when one is given).
+    Past(BTreeMap<ObjKey, Stored>),
+    /// Older than the history: unknown.
+    Forgotten,
+}
+
+/// The objects of `table` at `rv`: the current ones with every later change undone, newest first. Possible while
+/// the history holds every event after `rv`, i.e. `rv >= oldest_resumable`.
+fn state_at(table: &Table, rv: u64, namespace: Option<&str>) -> StateAt {
+    if rv < table.oldest_resumable {
+        return StateAt::Forgotten;
+    }
+    if table.history.back().is_none_or(|e| e.rv <= rv) {
+        return StateAt::Current;
+    }
+    let mut objects: BTreeMap<ObjKey, Stored> = match namespace {
+        Some(ns) => table
+            .objects
+            .range::<ObjKey, _>((ns.to_string(), String::new())..)
+            .take_while(|(k, _)| k.0 == ns)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        None => table.objects.clone(),
+    };
+    for event in table.history.iter().rev().take_while(|e| e.rv > rv) {
+        if namespace.is_some_and(|ns| event.meta.namespace != ns) {
+            continue;
+        }
+        let key = (event.meta.namespace.clone(), event.meta.name.clone());
+        match (&event.event_type, &event.prior) {
+            (EventType::Modified | EventType::Deleted, Some(prior)) => {
+                objects.insert(key, prior.clone());
+            }
+            _ => {
+                objects.remove(&key);
+            }
+        }
+    }
+    StateAt::Past(objects)
 }
 
 fn encode_continue(rv: u64, key: &ObjKey) -> String {

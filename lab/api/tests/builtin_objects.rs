@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vmbgp_lab_api::LabConfig;
 use vmbgp_lab_api::store::WriteOptions;
 
@@ -165,16 +162,11 @@ async fn nodes_and_namespaces_decode_into_k8s_openapi_types_with_kubelet_fields(
 
 /// An HTTP/1.0 GET (the body ends when the server closes): status, content type, body.
 async fn get(t: &common::TestLab, path: &str, accept: &str) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(t.lab.addr())
-        .await
-        .expect("connect");
-    let request = format!("GET {path} HTTP/1.0\r\nHost: lab\r\nAccept: {accept}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("request");
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
-        .await
-        .expect("response in time")
-        .expect("read");
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: lab\r\nAccept: {accept}\r\nAuthorization: Bearer {}\r\n\r\n",
+        t.lab.token()
+    );
+    let response = common::raw_exchange(t, request.as_bytes()).await;
     let response = String::from_utf8(response).expect("utf-8");
     let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
     let code = head

@@ -412,6 +412,130 @@ async fn duplicate_static_ip_gives_ip_address_conflict_and_deleting_the_vm_relea
     t.lab.stop().await.expect("stop");
 }
 
+#[tokio::test]
+async fn a_claim_outlives_its_vm_by_the_release_delay_and_keeps_its_static_ip_until_then() {
+    const DELAY: Duration = Duration::from_millis(1000);
+    let t = common::start(LabConfig {
+        claim_release_delay_ms: DELAY.as_millis() as u64,
+        ..config()
+    })
+    .await;
+    let client = common::client(&t).await;
+    network(&t, &client, "vmbgp-4", "l2-e", "198.19.5.0/24", json!({})).await;
+    let vms = api(
+        &client,
+        Some("vmbgp-4"),
+        "kubevirt.io",
+        "v1",
+        "VirtualMachine",
+        "virtualmachines",
+    );
+    vms.create(&PostParams::default(), &vm("old", Some("198.19.5.20")))
+        .await
+        .expect("old");
+    assert_eq!(running_ip(&t, "vmbgp-4", "old").await, "198.19.5.20");
+    vms.delete("old", &DeleteParams::default())
+        .await
+        .expect("delete old");
+    let gt = t.lab.ground_truth();
+    let down = gt
+        .wait_for(WAIT, |e| {
+            e.event == GroundTruthKind::DataplaneDown && e.object.name == "old"
+        })
+        .await
+        .expect("old VM down");
+    let (vm_kind, vmi_kind, claim_kind) = (
+        t.lab
+            .kind("kubevirt.io/v1", "VirtualMachine")
+            .expect("kind"),
+        t.lab
+            .kind("kubevirt.io/v1", "VirtualMachineInstance")
+            .expect("kind"),
+        t.lab
+            .kind("k8s.cni.cncf.io/v1alpha1", "IPAMClaim")
+            .expect("kind"),
+    );
+    let store = t.lab.store();
+    let gone_by = tokio::time::Instant::now() + WAIT;
+    while store.get_opt(vm_kind, Some("vmbgp-4"), "old").is_some()
+        || store.get_opt(vmi_kind, Some("vmbgp-4"), "old").is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < gone_by,
+            "old VM and VMI never went"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // VM and VMI are gone; the claim is being deleted but keeps the controller's finalizer, and its address.
+    let claim = store
+        .get_opt(claim_kind, Some("vmbgp-4"), "old.default")
+        .expect("old claim lingers");
+    assert!(claim["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        claim["metadata"]["finalizers"],
+        json!(["kubevirt.io/persistent-ipam"])
+    );
+
+    // A VM asking for that address meanwhile conflicts, as with any taken address.
+    vms.create(&PostParams::default(), &vm("new", Some("198.19.5.20")))
+        .await
+        .expect("new");
+    let judged = t
+        .lab
+        .wait_for(
+            "k8s.cni.cncf.io/v1alpha1",
+            "IPAMClaim",
+            Some("vmbgp-4"),
+            "new.default",
+            WAIT,
+            |o| condition(o, "IPsAllocated").is_some(),
+        )
+        .await
+        .expect("new claim judged");
+    let cond = condition(&judged, "IPsAllocated").expect("condition");
+    assert_eq!(
+        (cond["status"].as_str(), cond["reason"].as_str()),
+        (Some("False"), Some("IPAddressConflict"))
+    );
+    let conflict = gt.find(
+        GroundTruthKind::IpAllocationFailed,
+        Some("vmbgp-4"),
+        "new.default",
+    );
+
+    // The old claim goes about the delay after its VM, and the waiting VM gets the address.
+    let released = gt
+        .wait_for(WAIT, |e| {
+            e.event == GroundTruthKind::IpReleased && e.object.name == "old.default"
+        })
+        .await
+        .expect("old claim released");
+    let held = released.at.duration_since(down.at);
+    assert!(held >= DELAY, "released {held:?} after the VM went down");
+    assert!(
+        held < DELAY + Duration::from_secs(2),
+        "released only {held:?} after"
+    );
+    assert!(
+        conflict.first().is_some_and(|c| c.at < released.at),
+        "the conflict was judged while the old claim held the address"
+    );
+    assert!(
+        store
+            .get_opt(claim_kind, Some("vmbgp-4"), "old.default")
+            .is_none()
+    );
+    assert_eq!(running_ip(&t, "vmbgp-4", "new").await, "198.19.5.20");
+    let claim = store
+        .get(claim_kind, Some("vmbgp-4"), "new.default")
+        .expect("claim");
+    assert_eq!(
+        condition(&claim, "IPsAllocated").map(|c| c["reason"].clone()),
+        Some(json!("SuccessfulAllocation"))
+    );
+    t.lab.stop().await.expect("stop");
+}
+
 fn frr_template(name: &str) -> DynamicObject {
     obj(json!({
         "apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",

@@ -1,14 +1,16 @@
 //! Persistent IPs: the kubevirt-ipam-controller (creates `IPAMClaim <vm>.<network>` owned by the VM, with its
-//! finalizer, and releases the finalizer once VM and VMI are gone) and OVN-K's allocator (fills `status.ips`,
+//! finalizer, and releases the finalizer once VM and VMI are gone, after `claim_release_delay_ms`) and OVN-K's allocator (fills `status.ips`,
 //! `ownerPod` and condition `IPsAllocated` from the CUDN subnet, honouring static requests from
 //! `network.kubevirt.io/addresses`, `reservedSubnets`, `infrastructureSubnets` and the gateway).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::views::{ClaimView, CudnView, NadView, VmView, VmiView};
@@ -256,16 +258,63 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
             .collect()
     });
     let stop = ctx.shutdown.clone();
+    let mut release = Release {
+        delay: Duration::from_millis(ctx.config.claim_release_delay_ms),
+        due: HashMap::new(),
+        queue: queue.clone(),
+        tasks: tasks.clone(),
+        stop: stop.clone(),
+    };
     tasks.spawn(async move {
         while let Some(batch) = queue.take(&stop).await {
             for (ns, vm) in batch {
-                reconcile(&ctx, &ns, &vm);
+                reconcile(&ctx, &ns, &vm, &mut release);
             }
         }
     });
 }
 
-fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
+/// When claims whose VM and VMI are gone lose their finalizer ([`crate::LabConfig::claim_release_delay_ms`]).
+struct Release {
+    delay: Duration,
+    /// Claim uid → when its finalizer goes.
+    due: HashMap<String, Instant>,
+    queue: Arc<WorkQueue<(String, String)>>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Release {
+    /// Whether the claim's finalizer may go now; otherwise the VM is reconciled again when it may.
+    fn ready(&mut self, claim_uid: &str, key: (String, String)) -> bool {
+        if self.delay.is_zero() {
+            return true;
+        }
+        let now = Instant::now();
+        let due = *self.due.entry(claim_uid.to_string()).or_insert_with(|| {
+            let (queue, stop, at) = (self.queue.clone(), self.stop.clone(), now + self.delay);
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => queue.push(key),
+                    _ = stop.cancelled() => {}
+                }
+            });
+            at
+        });
+        let ready = now >= due;
+        if ready {
+            self.due.remove(claim_uid);
+        }
+        ready
+    }
+
+    /// The claim is not being released (its VM came back): forget any pending release.
+    fn cancel(&mut self, claim_uid: &str) {
+        self.due.remove(claim_uid);
+    }
+}
+
+fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str, release: &mut Release) {
     let vm = ctx.store.view::<VmView>(ctx.k.vm, Some(ns), vm_name);
     let vmi = ctx.store.view::<VmiView>(ctx.k.vmi, Some(ns), vm_name);
     let live_vmi = vmi.as_ref().filter(|(m, _)| !m.deleting);
@@ -283,7 +332,9 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
     for claim in &claims {
         let cname = &claim.0.name;
         if vm_gone && vmi.is_none() {
-            if claim.0.has_finalizer(CLAIM_FINALIZER) {
+            if claim.0.has_finalizer(CLAIM_FINALIZER)
+                && release.ready(&claim.0.uid, (ns.to_string(), vm_name.to_string()))
+            {
                 let _ = ctx.store.modify(ctx.k.claim, Some(ns), cname, false, |c| {
                     if let Some(f) = c
                         .pointer_mut("/metadata/finalizers")
@@ -295,6 +346,7 @@ fn reconcile(ctx: &Ctx, ns: &str, vm_name: &str) {
             }
             continue;
         }
+        release.cancel(&claim.0.uid);
         if let Some(vmi) = live_vmi
             && !claim.0.deleting
         {

@@ -35,6 +35,49 @@ pub async fn start(config: LabConfig) -> TestLab {
     }
 }
 
+/// Sends raw HTTP bytes to the lab over TLS (trusting its CA, as the kubeconfig does) and reads the reply until
+/// the server closes the connection (send HTTP/1.0 or `Connection: close`).
+pub async fn raw_exchange(t: &TestLab, request: &[u8]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls::pki_types::CertificateDer::from_pem_slice(t.lab.ca_pem().as_bytes())
+                .expect("CA"),
+        )
+        .expect("root");
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(t.lab.addr())
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::from(t.lab.addr().ip());
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    stream.write_all(request).await.expect("request");
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .expect("response in time");
+    // A server closing without close_notify is fine: the body is complete.
+    if let Err(e) = read {
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "read: {e}");
+    }
+    response
+}
+
 /// A kube client built from the lab's kubeconfig, with kube's own retries off (faults must be visible).
 pub async fn client(t: &TestLab) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(&t.kubeconfig).expect("kubeconfig parses");

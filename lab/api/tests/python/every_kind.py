@@ -16,7 +16,6 @@ import json
 import re
 import sys
 import traceback
-import urllib.request
 
 import kubernetes
 from kubernetes import client, config, dynamic, watch
@@ -342,7 +341,7 @@ def check_dynamic(report, dyn, spec):
     return res
 
 
-def check_discovery(report, api_client, kinds, host):
+def check_discovery(report, api_client, kinds):
     """The discovery documents and /version through their typed models."""
     typed(report, "discovery", "VersionApi.get_code", client.VersionApi(api_client).get_code)
     typed(report, "discovery", "CoreApi.get_api_versions", client.CoreApi(api_client).get_api_versions)
@@ -360,9 +359,11 @@ def check_discovery(report, api_client, kinds, host):
         if group:
             call = f"CustomObjectsApi.get_api_resources({group}, {version})"
             resources = typed(report, "discovery", call, custom.get_api_resources, group, version)
-            # /apis/<group> has no typed call for a CRD group: decode it with the APIGroup model.
-            with urllib.request.urlopen(f"{host}/apis/{group}") as resp:
-                report_model(report, "discovery", f"GET /apis/{group}", json.loads(resp.read()), "V1APIGroup")
+            # /apis/<group> has no typed call for a CRD group: fetch it with the client's TLS and token, and decode
+            # it with the APIGroup model.
+            request = api_client.param_serialize("GET", f"/apis/{group}", auth_settings=["BearerToken"])
+            resp = api_client.call_api(*request)
+            report_model(report, "discovery", f"GET /apis/{group}", json.loads(resp.read()), "V1APIGroup")
         else:
             call = f"CoreV1Api.get_api_resources ({version})"
             resources = typed(report, "discovery", call, client.CoreV1Api(api_client).get_api_resources)
@@ -379,7 +380,7 @@ def main(kubeconfig, kinds_file):
     custom = client.CustomObjectsApi(api_client)
     report = Report()
     print(f"python client: kubernetes=={VERSION} ({MODELS}), {len(kinds)} kinds")
-    check_discovery(report, api_client, kinds, api_client.configuration.host)
+    check_discovery(report, api_client, kinds)
     for spec in kinds:
         spec["api_version"] = f"{spec['group']}/{spec['version']}" if spec["group"] else spec["version"]
         try:
