@@ -127,6 +127,8 @@ const CLAIM_VM_LABEL: &str = "kubevirt.io/vm";
 
 /// How long, after cleanup, the run waits for withdrawals still expected.
 pub const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often cleanup looks for objects of the run that appeared after its deletes.
+const CLEANUP_RECHECK: Duration = Duration::from_secs(2);
 /// How long a settle waits before saying what it is still waiting for.
 const SETTLE_QUIET: Duration = Duration::from_secs(3);
 /// How often, after that, it says so again.
@@ -1059,6 +1061,25 @@ impl Runner<'_> {
         targets.len()
     }
 
+    /// Deletes the run's objects of one kind that are not being deleted yet (they appeared after
+    /// cleanup's first pass); returns how many.
+    async fn delete_late(&mut self, resource: Resource) -> usize {
+        let late: Vec<(Option<String>, String)> = self
+            .world
+            .objects
+            .iter()
+            .filter(|((plural, _, _), object)| {
+                *plural == resource.plural && object.in_run && !object.deleting
+            })
+            .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
+            .collect();
+        for (ns, name) in &late {
+            let request = self.applier.delete(&resource, ns.as_deref(), name).await;
+            self.record_request(&request);
+        }
+        late.len()
+    }
+
     /// Feeds events until no measurement expects more, or `limit` passes. Past
     /// [`SETTLE_QUIET`], and then every [`SETTLE_REPORT_EVERY`], a progress line names what is
     /// still awaited, so a slow withdrawal is never a silent wait.
@@ -1131,8 +1152,31 @@ impl Runner<'_> {
         };
         // Cleanup runs after an interrupt or timeout too: give it its own bound.
         self.deadline = Instant::now() + DELETE_TIMEOUT;
+        let until = self.deadline;
         let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
-        match self.wait_until(DELETE_TIMEOUT, gone).await {
+        // A create still queued in the rate limiter when the run stopped reaches the cluster after
+        // the deletes above listed the run's objects: delete whatever of the run shows up late,
+        // again and again until everything is gone or the bound passes.
+        let waited = loop {
+            let step = CLEANUP_RECHECK.min(until.saturating_duration_since(Instant::now()));
+            match self.wait_until(step, gone).await {
+                Waited::Done => break Waited::Done,
+                _ if Instant::now() >= until => break Waited::Expired,
+                _ => {
+                    for resource in [
+                        VMIM,
+                        VIRTUAL_MACHINE,
+                        ROUTE_ADVERTISEMENTS,
+                        NAMESPACE,
+                        CUDN,
+                        FRR_CONFIGURATION,
+                    ] {
+                        deleted += self.delete_late(resource).await;
+                    }
+                }
+            }
+        };
+        match waited {
             Waited::Done => {}
             // Its own deadline is the wait's bound, so either way the bounded wait expired.
             Waited::Expired | Waited::Stopped(_) => {
