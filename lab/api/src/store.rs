@@ -1386,16 +1386,20 @@ impl Store {
         };
         match patch {
             Patch::Merge(p) | Patch::StrategicMerge(p) => json_patch::merge(&mut new, &p),
-            Patch::Json(p) => json_patch::patch(&mut new, &p).map_err(|e| ApiError::Invalid {
-                group: kind.group.clone(),
-                kind: kind.kind.clone(),
-                name: name.to_string(),
-                causes: vec![Cause {
-                    field: String::new(),
-                    reason: "FieldValueInvalid".to_string(),
-                    message: e.to_string(),
-                }],
-            })?,
+            // `new` is a copy thrown away on error, so no undo is needed; json-patch's undo panics
+            // when a later op fails after an earlier one moved things (found by fuzzing).
+            Patch::Json(p) => {
+                json_patch::patch_unsafe(&mut new, &p).map_err(|e| ApiError::Invalid {
+                    group: kind.group.clone(),
+                    kind: kind.kind.clone(),
+                    name: name.to_string(),
+                    causes: vec![Cause {
+                        field: String::new(),
+                        reason: "FieldValueInvalid".to_string(),
+                        message: e.to_string(),
+                    }],
+                })?
+            }
             Patch::Apply { body, .. } => {
                 if let Some(n) = meta_str(&body, "name")
                     && n != name
@@ -2490,6 +2494,28 @@ mod tests {
             )
             .unwrap();
         assert_eq!(w.object["spec"]["runStrategy"], "Halted");
+        // A JSON patch whose later op fails is refused, not a panic (fuzz artifact
+        // crash-json-patch-move-undo-minimal), and changes nothing.
+        let failing: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/metadata/labels/x", "value": "y"},
+            {"op": "move", "from": "/metadata/labels/x", "path": "/nope/z"}
+        ]))
+        .unwrap();
+        let err = s
+            .patch(
+                vmk,
+                Some("a"),
+                "v1",
+                Patch::Json(failing),
+                false,
+                &WriteOptions::default(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), 422);
+        assert_eq!(
+            s.get(vmk, Some("a"), "v1").unwrap()["metadata"]["labels"]["x"],
+            "1"
+        );
         let w = s
             .patch(
                 vmk,
