@@ -141,6 +141,23 @@ const CASES: &[Case] = &[
         expect: &["--vm-count", "must be at least 1"],
     },
     Case {
+        name: "more VMs than one run may plan (fuzz finding F2: memory exhaustion)",
+        args: &[
+            "--profile",
+            "vm-bgp-churn",
+            "--iterations",
+            "400000000",
+            "--vm-count",
+            "2",
+        ],
+        expect: &[
+            "--iterations",
+            "\"400000000\"",
+            "800000000 VMs",
+            "more than the 100000",
+        ],
+    },
+    Case {
         name: "zero qps",
         args: &["--qps", "0"],
         expect: &["--qps", "must be at least 1"],
