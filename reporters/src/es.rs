@@ -1065,7 +1065,7 @@ fn is_retryable_code(status: u16) -> bool {
 }
 
 /// `(status, reason)` per item of a `_bulk` response, in request order.
-fn parse_bulk_items(text: &str, expected: usize) -> Option<Vec<(u16, String)>> {
+pub fn parse_bulk_items(text: &str, expected: usize) -> Option<Vec<(u16, String)>> {
     let body: Value = serde_json::from_str(text).ok()?;
     let items = body.get("items")?.as_array()?;
     if items.len() != expected {
