@@ -79,7 +79,9 @@ impl AppError {
             | AppError::Tolerances { .. } => ExitCode::InvalidInput,
             AppError::Compare(_) | AppError::ResultsDir(_) => ExitCode::InvalidInput,
             AppError::CompareUnavailable(_) => ExitCode::EnvironmentUnavailable,
-            AppError::Lab(crate::lab::LabError::Render(_)) => ExitCode::InvalidInput,
+            AppError::Lab(crate::lab::LabError::Render(_) | crate::lab::LabError::Invalid(_)) => {
+                ExitCode::InvalidInput
+            }
             AppError::Lab(_) => ExitCode::EnvironmentUnavailable,
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
@@ -300,6 +302,7 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     cancel_on_signals(cancel.clone(), left.clone());
     let plan = plan_from_args(&args.plan)?;
     check_session_source(&args)?;
+    crate::lab::check_run_lab_args(args.lab, &args.lab_shape)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
     validate_manifests(&manifests)?;
     // Built (not contacted) before anything is created, so a bad CA file is an input error.
@@ -591,7 +594,7 @@ pub async fn run_plan(
         description,
         redactor.unwrap_or_default(),
     )
-    .map_err(|e| AppError::Results(e.to_string()))?;
+    .map_err(|e| AppError::Results(error_chain(&e)))?;
     tracing::info!("run {}: results in {}", plan.uuid, recorder.dir().display());
     let mut sink = RecorderSink::new(
         recorder,
@@ -632,7 +635,7 @@ pub async fn run_plan(
     let results = sink
         .recorder
         .finish(&end, &report_thresholds(&plan.thresholds))
-        .map_err(|e| AppError::Results(e.to_string()))?;
+        .map_err(|e| AppError::Results(error_chain(&e)))?;
     writeln!(out, "{}", results.summary).map_err(AppError::Output)?;
     writeln!(
         out,
@@ -843,17 +846,10 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         "serve".to_string(),
         "--state-dir".to_string(),
         args.dir.state_dir.display().to_string(),
-        "--nodes".to_string(),
-        args.lab.nodes.to_string(),
-        "--lab-id".to_string(),
-        args.lab.lab_id.clone(),
         "--profile".to_string(),
         args.plan.profile.clone(),
     ];
-    for vm in &args.lab.silent_vms {
-        out.push("--lab-silent-vm".to_string());
-        out.push(vm.clone());
-    }
+    out.extend(crate::lab::lab_args_to_cli(&args.lab));
     let plan = &args.plan;
     let pairs: [(&str, Option<String>); 8] = [
         ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
+use vmbgp_lab_net::faults::{BgpdRestart, BmpDrop, FaultPlan, LinkFlap};
 use vmbgp_lab_net::frrk8s::controller::FrrK8sSettings;
 use vmbgp_lab_net::integrated::{IntegratedConfig, IntegratedLab};
 use vmbgp_lab_net::lab::LabNetConfig;
@@ -47,6 +48,9 @@ pub enum LabError {
     Down(String),
     #[error("cannot render the external router's configuration")]
     Render(#[from] crate::workload::RenderError),
+    /// Lab flags that do not fit together (a fault naming a router the lab does not have, ...).
+    #[error(transparent)]
+    Invalid(#[from] crate::config::ConfigError),
     #[error("{op} {path}")]
     Io {
         op: &'static str,
@@ -95,12 +99,248 @@ pub fn check_state_dir(state_dir: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The lab configuration for a plan: the external router runs exactly what `frr-config` prints.
+/// A router and when (after the lab is up) a fault hits it: `node-1@5s`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterAt {
+    pub router: String,
+    pub after: Duration,
+}
+
+/// A link flap: `node-2@8s+2s` (down 8 s after the lab is up, for 2 s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkFlapAt {
+    pub router: String,
+    pub after: Duration,
+    pub down: Duration,
+}
+
+fn parse_bounded(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 5s or 1m"))?;
+    if value < min || value > max {
+        return Err(format!(
+            "must be from {} to {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(value)
+}
+
+/// `--lab-fault-api-error-rate-*`: a fraction of requests, 0 to 1.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err("must be a fraction of requests from 0 to 1, e.g. 0.1".to_string()),
+    }
+}
+
+/// `--lab-fault-api-latency`: 0 to 10s.
+pub fn parse_api_latency(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::ZERO, Duration::from_secs(10))
+}
+
+/// `--lab-fault-watch-cut-every`: 100ms to 1h.
+pub fn parse_watch_cut(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::from_millis(100), Duration::from_secs(3600))
+}
+
+/// An offset after the lab is up: 0 to 24h.
+pub fn parse_offset(text: &str) -> Result<Duration, String> {
+    parse_bounded(text, Duration::ZERO, Duration::from_secs(24 * 3600))
+}
+
+fn parse_router(text: &str) -> Result<String, String> {
+    vmbgp_lab_net::Router::parse(text)
+        .map(|r| r.name())
+        .ok_or_else(|| format!("unknown router {text:?}: expected ext or node-N (N from 1)"))
+}
+
+/// `--lab-fault-bgpd-restart ROUTER@OFFSET`.
+pub fn parse_router_at(text: &str) -> Result<RouterAt, String> {
+    let (router, after) = text
+        .split_once('@')
+        .ok_or_else(|| "expected ROUTER@OFFSET, e.g. node-1@5s".to_string())?;
+    Ok(RouterAt {
+        router: parse_router(router)?,
+        after: parse_offset(after)?,
+    })
+}
+
+/// `--lab-fault-link-flap ROUTER@OFFSET+DOWN`.
+pub fn parse_link_flap(text: &str) -> Result<LinkFlapAt, String> {
+    let shape = "expected ROUTER@OFFSET+DOWN, e.g. node-2@8s+2s";
+    let (router, times) = text.split_once('@').ok_or_else(|| shape.to_string())?;
+    let (after, down) = times.split_once('+').ok_or_else(|| shape.to_string())?;
+    Ok(LinkFlapAt {
+        router: parse_router(router)?,
+        after: parse_offset(after)?,
+        down: parse_bounded(down, Duration::from_millis(100), Duration::from_secs(3600))?,
+    })
+}
+
+/// Whether any `--lab-fault-*` flag is given.
+pub fn has_faults(args: &LabArgs) -> bool {
+    args.lab_fault_api_latency.is_some()
+        || args.lab_fault_api_error_rate_500.is_some()
+        || args.lab_fault_api_error_rate_429.is_some()
+        || args.lab_fault_watch_cut_every.is_some()
+        || args.lab_fault_gone_on_resume
+        || !args.lab_fault_watch_expire.is_empty()
+        || !args.lab_fault_bgpd_restart.is_empty()
+        || !args.lab_fault_link_flap.is_empty()
+        || !args.lab_fault_bmp_drop.is_empty()
+}
+
+/// Checks the lab flags together (each was checked alone when parsed): the error rates add up to
+/// at most 1 and every router a fault names is in the lab. Every problem is reported at once.
+pub fn check_lab_args(args: &LabArgs) -> Result<(), crate::config::ConfigError> {
+    use crate::config::Problem;
+    let mut problems = Vec::new();
+    let (r500, r429) = (
+        args.lab_fault_api_error_rate_500.unwrap_or(0.0),
+        args.lab_fault_api_error_rate_429.unwrap_or(0.0),
+    );
+    if r500 + r429 > 1.0 {
+        problems.push(Problem {
+            field: "--lab-fault-api-error-rate-429".into(),
+            value: r429.to_string(),
+            message: format!(
+                "with --lab-fault-api-error-rate-500 {r500}, more than every request would fail; the two add up to at most 1"
+            ),
+        });
+    }
+    let known = |router: &str| match vmbgp_lab_net::Router::parse(router) {
+        Some(vmbgp_lab_net::Router::Node(n)) => n <= args.nodes,
+        Some(vmbgp_lab_net::Router::Ext) => true,
+        None => false,
+    };
+    let unknown = |flag: &str, value: String| Problem {
+        field: flag.into(),
+        value,
+        message: format!(
+            "no such router in this lab: it has ext and node-1..node-{} (--nodes {})",
+            args.nodes, args.nodes
+        ),
+    };
+    for r in &args.lab_fault_bgpd_restart {
+        if !known(&r.router) {
+            problems.push(unknown("--lab-fault-bgpd-restart", router_at_arg(r)));
+        }
+    }
+    for f in &args.lab_fault_link_flap {
+        if !known(&f.router) {
+            problems.push(unknown("--lab-fault-link-flap", link_flap_arg(f)));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::config::ConfigError::Invalid(problems))
+    }
+}
+
+/// `run`'s lab flags: checked together (see [`check_lab_args`]), and the fault flags only with
+/// `--lab` (they would otherwise silently do nothing to a real cluster).
+pub fn check_run_lab_args(lab: bool, args: &LabArgs) -> Result<(), crate::config::ConfigError> {
+    if !lab && has_faults(args) {
+        let flag = lab_args_to_cli(args)
+            .into_iter()
+            .find(|a| a.starts_with("--lab-fault-"))
+            .unwrap_or_else(|| "--lab-fault-*".to_string());
+        return Err(crate::config::ConfigError::Invalid(vec![
+            crate::config::Problem {
+                field: flag,
+                value: String::new(),
+                message: "lab faults need --lab (or `lab up`): a real cluster cannot be made to fail this way".into(),
+            },
+        ]));
+    }
+    check_lab_args(args)
+}
+
+fn router_at_arg(r: &RouterAt) -> String {
+    format!("{}@{}", r.router, humantime::format_duration(r.after))
+}
+
+fn link_flap_arg(f: &LinkFlapAt) -> String {
+    format!(
+        "{}@{}+{}",
+        f.router,
+        humantime::format_duration(f.after),
+        humantime::format_duration(f.down)
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The lab flags as a command line (what `lab up` passes to the `lab serve` it starts).
+pub fn lab_args_to_cli(args: &LabArgs) -> Vec<String> {
+    let mut out = vec![
+        "--nodes".to_string(),
+        args.nodes.to_string(),
+        "--lab-id".to_string(),
+        args.lab_id.clone(),
+    ];
+    let mut push = |flag: &str, value: String| {
+        out.push(flag.to_string());
+        out.push(value);
+    };
+    for vm in &args.silent_vms {
+        push("--lab-silent-vm", vm.clone());
+    }
+    if let Some(d) = args.lab_fault_api_latency {
+        push(
+            "--lab-fault-api-latency",
+            humantime::format_duration(d).to_string(),
+        );
+    }
+    if let Some(r) = args.lab_fault_api_error_rate_500 {
+        push("--lab-fault-api-error-rate-500", r.to_string());
+    }
+    if let Some(r) = args.lab_fault_api_error_rate_429 {
+        push("--lab-fault-api-error-rate-429", r.to_string());
+    }
+    if let Some(d) = args.lab_fault_watch_cut_every {
+        push(
+            "--lab-fault-watch-cut-every",
+            humantime::format_duration(d).to_string(),
+        );
+    }
+    for d in &args.lab_fault_watch_expire {
+        push(
+            "--lab-fault-watch-expire",
+            humantime::format_duration(*d).to_string(),
+        );
+    }
+    for r in &args.lab_fault_bgpd_restart {
+        push("--lab-fault-bgpd-restart", router_at_arg(r));
+    }
+    for f in &args.lab_fault_link_flap {
+        push("--lab-fault-link-flap", link_flap_arg(f));
+    }
+    for d in &args.lab_fault_bmp_drop {
+        push(
+            "--lab-fault-bmp-drop",
+            humantime::format_duration(*d).to_string(),
+        );
+    }
+    if args.lab_fault_gone_on_resume {
+        out.push("--lab-fault-gone-on-resume".to_string());
+    }
+    out
+}
+
+/// The lab configuration for a plan: the external router runs exactly what `frr-config` prints;
+/// the `--lab-fault-*` flags become the API's fault knobs and the scheduled faults.
 pub fn lab_config(
     plan: &Plan,
     shape: &LabArgs,
     state_dir: &Path,
 ) -> Result<IntegratedConfig, LabError> {
+    check_lab_args(shape)?;
     check_state_dir(state_dir)?;
     let ext_config = render_external_frr(plan, &Templates::builtin()?)?;
     let mut net = LabNetConfig::new(&shape.lab_id, state_dir, shape.nodes, ext_config);
@@ -116,6 +356,41 @@ pub fn lab_config(
         namespace: plan.bgp.frr_namespace.clone(),
         ..FrrK8sSettings::default()
     };
+    let api_faults = &mut config.api.faults;
+    api_faults.latency = shape.lab_fault_api_latency;
+    api_faults.error_rate_500 = shape.lab_fault_api_error_rate_500.unwrap_or(0.0);
+    api_faults.error_rate_429 = shape.lab_fault_api_error_rate_429.unwrap_or(0.0);
+    api_faults.watch_cut_every = shape.lab_fault_watch_cut_every;
+    api_faults.gone_on_resume = shape.lab_fault_gone_on_resume;
+    config.faults = FaultPlan {
+        bgpd_restarts: shape
+            .lab_fault_bgpd_restart
+            .iter()
+            .map(|r| BgpdRestart {
+                router: r.router.clone(),
+                after_ms: millis(r.after),
+            })
+            .collect(),
+        link_flaps: shape
+            .lab_fault_link_flap
+            .iter()
+            .map(|f| LinkFlap {
+                router: f.router.clone(),
+                after_ms: millis(f.after),
+                down_ms: millis(f.down),
+            })
+            .collect(),
+        bmp_drops: shape
+            .lab_fault_bmp_drop
+            .iter()
+            .map(|d| BmpDrop {
+                after_ms: millis(*d),
+            })
+            .collect(),
+    };
+    config
+        .watch_expiries
+        .clone_from(&shape.lab_fault_watch_expire);
     Ok(config)
 }
 
@@ -447,4 +722,148 @@ pub fn save_ground_truth(state_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, 
 /// A state directory for `run --lab`, unique to this process.
 pub fn run_state_dir() -> PathBuf {
     PathBuf::from(format!("/run/vmbgp-bench-run-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command, LabCommand};
+
+    fn lab_up(args: &[&str]) -> crate::cli::LabUpArgs {
+        let mut all = vec!["vmbgp-bench", "lab", "up"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).expect("parses").command {
+            Some(Command::Lab(LabCommand::Up(up))) => up,
+            other => panic!("lab up expected, got {other:?}"),
+        }
+    }
+
+    const ALL_FAULTS: &[&str] = &[
+        "--nodes",
+        "2",
+        "--lab-id",
+        "x",
+        "--lab-silent-vm",
+        "vmbgp-0/vm-0-1",
+        "--lab-fault-api-latency",
+        "5ms",
+        "--lab-fault-api-error-rate-500",
+        "0.1",
+        "--lab-fault-api-error-rate-429",
+        "0.05",
+        "--lab-fault-watch-cut-every",
+        "1s 500ms",
+        "--lab-fault-gone-on-resume",
+        "--lab-fault-watch-expire",
+        "3s",
+        "--lab-fault-watch-expire",
+        "7s",
+        "--lab-fault-bgpd-restart",
+        "node-2@5s",
+        "--lab-fault-bgpd-restart",
+        "ext@1m",
+        "--lab-fault-link-flap",
+        "node-1@8s+2s",
+        "--lab-fault-bmp-drop",
+        "4s",
+    ];
+
+    /// `lab up` hands its lab flags to the `lab serve` it starts: nothing may get lost on the way.
+    #[test]
+    fn lab_flags_survive_the_trip_to_lab_serve() {
+        let up = lab_up(ALL_FAULTS);
+        let again = lab_up(
+            &lab_args_to_cli(&up.lab)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(format!("{:?}", up.lab), format!("{:?}", again.lab));
+        assert!(has_faults(&up.lab));
+        assert!(!has_faults(&lab_up(&[]).lab));
+    }
+
+    #[test]
+    fn lab_flags_become_the_labs_fault_configuration() {
+        let up = lab_up(ALL_FAULTS);
+        let plan = crate::app::plan_from_args(&up.plan).expect("plan");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = lab_config(&plan, &up.lab, dir.path()).expect("config");
+        let api = &config.api.faults;
+        assert_eq!(api.latency, Some(Duration::from_millis(5)));
+        assert_eq!((api.error_rate_500, api.error_rate_429), (0.1, 0.05));
+        assert_eq!(api.watch_cut_every, Some(Duration::from_millis(1500)));
+        assert!(api.gone_on_resume);
+        assert_eq!(
+            config.watch_expiries,
+            vec![Duration::from_secs(3), Duration::from_secs(7)]
+        );
+        assert_eq!(
+            config.faults,
+            FaultPlan {
+                bgpd_restarts: vec![
+                    BgpdRestart {
+                        router: "node-2".into(),
+                        after_ms: 5000
+                    },
+                    BgpdRestart {
+                        router: "ext".into(),
+                        after_ms: 60_000
+                    }
+                ],
+                link_flaps: vec![LinkFlap {
+                    router: "node-1".into(),
+                    after_ms: 8000,
+                    down_ms: 2000
+                }],
+                bmp_drops: vec![BmpDrop { after_ms: 4000 }],
+            }
+        );
+        assert_eq!(config.net.silent_vms, vec!["vmbgp-0/vm-0-1".to_string()]);
+    }
+
+    #[test]
+    fn fault_values_are_checked_alone_and_together() {
+        assert_eq!(parse_rate("0.25"), Ok(0.25));
+        for bad in ["-0.1", "1.01", "NaN", "ten"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert!(parse_watch_cut("99ms").is_err() && parse_watch_cut("100ms").is_ok());
+        assert!(parse_offset("0s").is_ok() && parse_offset("25h").is_err());
+        assert!(parse_router_at("node-0@1s").is_err(), "nodes count from 1");
+        assert!(parse_router_at("node-1@soon").is_err());
+        assert_eq!(
+            parse_link_flap("ext@1s+100ms"),
+            Ok(LinkFlapAt {
+                router: "ext".into(),
+                after: Duration::from_secs(1),
+                down: Duration::from_millis(100)
+            })
+        );
+        let both = lab_up(&[
+            "--nodes",
+            "1",
+            "--lab-fault-api-error-rate-500",
+            "0.6",
+            "--lab-fault-api-error-rate-429",
+            "0.5",
+            "--lab-fault-bgpd-restart",
+            "node-2@1s",
+        ]);
+        let crate::config::ConfigError::Invalid(problems) =
+            check_lab_args(&both.lab).expect_err("refused")
+        else {
+            panic!("invalid input expected")
+        };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["--lab-fault-api-error-rate-429", "--lab-fault-bgpd-restart"],
+            "every problem at once"
+        );
+        assert!(check_run_lab_args(false, &lab_up(&["--lab-fault-bmp-drop", "1s"]).lab).is_err());
+        assert!(check_run_lab_args(true, &lab_up(&["--lab-fault-bmp-drop", "1s"]).lab).is_ok());
+    }
 }

@@ -242,6 +242,9 @@ struct World {
     run_vms: HashSet<(String, String)>,
     objects: HashMap<(&'static str, String, String), ObjectState>,
     synced: BTreeSet<&'static str>,
+    /// Kinds being (re-)listed, with the objects the list delivered so far: at `Synced`, objects of
+    /// the kind it did not deliver were deleted while the watch was down (410 Gone) and are dropped.
+    relisting: HashMap<&'static str, HashSet<(String, String)>>,
 }
 
 impl World {
@@ -299,6 +302,9 @@ impl World {
                 }
                 let name = object.metadata.name.as_deref().unwrap_or_default();
                 let key = Self::key(resource, object.metadata.namespace.as_deref(), name);
+                if let Some(listed) = self.relisting.get_mut(resource.plural) {
+                    listed.insert((key.1.clone(), key.2.clone()));
+                }
                 match change {
                     Change::Applied => {
                         self.objects
@@ -309,7 +315,15 @@ impl World {
                     }
                 }
             }
+            WatchMessage::Relisting { resource, .. } => {
+                self.relisting.insert(resource.plural, HashSet::new());
+            }
             WatchMessage::Synced { resource, .. } => {
+                if let Some(listed) = self.relisting.remove(resource.plural) {
+                    self.objects.retain(|(plural, ns, name), _| {
+                        *plural != resource.plural || listed.contains(&(ns.clone(), name.clone()))
+                    });
+                }
                 self.synced.insert(resource.plural);
             }
             WatchMessage::Error { .. } => {}
@@ -687,6 +701,22 @@ impl Runner<'_> {
         }
         if !samples.is_empty() {
             // Handed over, not kept: the sink writes them and the run needs them no more.
+            self.sink.batch(&samples);
+        }
+    }
+
+    /// [`Batch::All`] of the measurements whose kind `pick` selects (see the end of [`run`]).
+    fn collect_all_where(
+        &mut self,
+        pick: impl Fn(vmbgp_reporters::input::MeasurementKind) -> bool,
+    ) {
+        let mut samples = Samples::default();
+        for m in self.measurements.all() {
+            if pick(m.kind()) {
+                m.collect(Batch::All, &mut samples);
+            }
+        }
+        if !samples.is_empty() {
             self.sink.batch(&samples);
         }
     }
@@ -1421,11 +1451,15 @@ pub async fn run(
         None => {}
     }
     runner.finish_measuring().await;
+    // Whatever happened, what was measured is kept: everything is final now but route convergence,
+    // whose withdrawals cleanup measures, and is written before cleanup, so a run killed during
+    // cleanup keeps it; route convergence follows after cleanup.
+    let routes = |kind| kind == vmbgp_reporters::input::MeasurementKind::RouteConvergence;
+    runner.collect_all_where(|kind| !routes(kind));
     if plan.gc {
         runner.cleanup().await;
     }
-    // Whatever happened, what was measured is kept (after cleanup: it measures withdrawal).
-    runner.collect(Batch::All);
+    runner.collect_all_where(routes);
     runner.measurements.egress.shutdown().await;
     runner.outcome.ended = Some(runner.clock.now());
     runner.outcome.frr_version = runner.measurements.routes.frr_version().map(str::to_string);
@@ -1491,5 +1525,31 @@ mod tests {
         );
         world.apply(&claim("vmbgp-0", "vm-1", Change::Deleted));
         assert!(!world.has_claims_of("vmbgp-0", "vm-1"));
+    }
+
+    /// After 410 Gone the watcher re-lists: an object deleted while the watch was down never gets
+    /// a Deleted event, so the re-list is the only news of it (else cleanup waited 5 min for it).
+    #[test]
+    fn a_relist_drops_objects_deleted_while_the_watch_was_down() {
+        let mut world = World::new("u", &[vm("vmbgp-0", "vm-1"), vm("vmbgp-0", "vm-2")]);
+        world.apply(&claim("vmbgp-0", "vm-1", Change::Applied));
+        world.apply(&claim("vmbgp-0", "vm-2", Change::Applied));
+        let at = MonoStamp::from_offset(Duration::ZERO);
+        world.apply(&WatchMessage::Relisting {
+            at,
+            resource: IPAM_CLAIM,
+        });
+        world.apply(&claim("vmbgp-0", "vm-2", Change::Applied));
+        assert!(
+            world.has_claims_of("vmbgp-0", "vm-1"),
+            "not before the list is complete"
+        );
+        world.apply(&WatchMessage::Synced {
+            at,
+            resource: IPAM_CLAIM,
+        });
+        assert!(!world.has_claims_of("vmbgp-0", "vm-1"), "deleted unseen");
+        assert!(world.has_claims_of("vmbgp-0", "vm-2"));
+        assert!(world.synced.contains(IPAM_CLAIM.plural));
     }
 }

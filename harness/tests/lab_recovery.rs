@@ -18,52 +18,7 @@ const PROFILE: &str = concat!(
     "/tests/fixtures/lifecycle-only.yaml"
 );
 
-/// Every kind a run creates, plus the claims and VMIs made for it.
-const KINDS: &[(&str, &str, &str, &str)] = &[
-    ("", "v1", "Namespace", "namespaces"),
-    (
-        "k8s.ovn.org",
-        "v1",
-        "ClusterUserDefinedNetwork",
-        "clusteruserdefinednetworks",
-    ),
-    (
-        "k8s.ovn.org",
-        "v1",
-        "RouteAdvertisements",
-        "routeadvertisements",
-    ),
-    (
-        "frrk8s.metallb.io",
-        "v1beta1",
-        "FRRConfiguration",
-        "frrconfigurations",
-    ),
-    ("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
-    (
-        "kubevirt.io",
-        "v1",
-        "VirtualMachineInstance",
-        "virtualmachineinstances",
-    ),
-    ("k8s.cni.cncf.io", "v1alpha1", "IPAMClaim", "ipamclaims"),
-];
-
-fn api(client: &kube::Client, kind: &(&str, &str, &str, &str)) -> Api<DynamicObject> {
-    let (group, version, kind, plural) = *kind;
-    let ar = kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Api::all_with(client.clone(), &ar)
-}
+use common::{KINDS, api};
 
 async fn start_lab() -> (Lab, tempfile::TempDir, kube::Client) {
     start_lab_with(LabConfig::default()).await
@@ -79,13 +34,7 @@ async fn start_lab_with(config: LabConfig) -> (Lab, tempfile::TempDir, kube::Cli
     .expect("lab starts");
     let kubeconfig = dir.path().join("kubeconfig");
     lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await
-    .expect("config");
-    let client = kube::Client::try_from(config).expect("client");
+    let client = common::client_for(&kubeconfig).await;
     (lab, dir, client)
 }
 
@@ -142,24 +91,7 @@ async fn objects_of_run(client: &kube::Client, uuid: &str) -> Vec<String> {
 
 /// Objects carrying `uuid`'s run label.
 async fn labelled(client: &kube::Client, uuid: &str) -> Vec<String> {
-    let selector = format!("vmbgp.io/uuid={uuid}");
-    let mut found = Vec::new();
-    for kind in KINDS {
-        for o in api(client, kind)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .expect("list")
-            .items
-        {
-            found.push(format!(
-                "{} {}/{}",
-                kind.2,
-                o.metadata.namespace.unwrap_or_default(),
-                o.metadata.name.unwrap_or_default()
-            ));
-        }
-    }
-    found
+    common::labelled(client, uuid).await.expect("list")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,75 +342,7 @@ async fn local_indexing_writes_collected_metrics_in_the_working_directory() {
 async fn foreign_objects_of_every_kind_neither_block_nor_get_touched() {
     let (_lab, dir, client) = start_lab().await;
     let all = |kind: &(&str, &str, &str, &str)| api(&client, kind);
-    let create = |kind: (&'static str, &'static str, &'static str, &'static str),
-                  namespace: Option<&'static str>,
-                  body: serde_json::Value| {
-        let client = client.clone();
-        async move {
-            let (group, version, k, plural) = kind;
-            let ar = kube::discovery::ApiResource {
-                group: group.into(),
-                version: version.into(),
-                api_version: if group.is_empty() {
-                    version.into()
-                } else {
-                    format!("{group}/{version}")
-                },
-                kind: k.into(),
-                plural: plural.into(),
-            };
-            let api: Api<DynamicObject> = match namespace {
-                Some(ns) => Api::namespaced_with(client, ns, &ar),
-                None => Api::all_with(client, &ar),
-            };
-            api.create(
-                &PostParams::default(),
-                &serde_json::from_value(body).expect("object"),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("foreign {k}: {e}"));
-        }
-    };
-    let other = serde_json::json!({"vmbgp.io/uuid": "someone-else"});
-    create(KINDS[0], None, serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "other-team", "labels": {"k8s.ovn.org/primary-user-defined-network": "", "team": "other"}}})).await;
-    create(KINDS[1], None, serde_json::json!({"apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
-        "metadata": {"name": "other-net", "labels": other},
-        "spec": {"namespaceSelector": {"matchLabels": {"team": "other"}}, "network": {"topology": "Layer2", "layer2": {
-            "role": "Primary", "subnets": ["198.19.200.0/24"], "ipam": {"lifecycle": "Persistent"}}}}})).await;
-    create(KINDS[2], None, serde_json::json!({"apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements",
-        "metadata": {"name": "other-net", "labels": other},
-        "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {}, "frrConfigurationSelector": {"matchLabels": {"team": "other"}},
-            "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
-                "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"vmbgp.io/uuid": "someone-else"}}}}]}})).await;
-    create(KINDS[3], Some("openshift-frr-k8s"), serde_json::json!({"apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
-        "metadata": {"name": "other-peering", "namespace": "openshift-frr-k8s", "labels": {"team": "other", "vmbgp.io/uuid": "someone-else"}},
-        "spec": {"bgp": {"routers": [{"asn": 64513, "neighbors": [{"address": "198.18.0.155", "asn": 64512}]}]}}})).await;
-    // A persistent-IP VM of another team: the lab's KubeVirt and IPAM make its VMI and claim.
-    create(KINDS[4], Some("other-team"), serde_json::json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": "db-1", "namespace": "other-team", "labels": other},
-        "spec": {"runStrategy": "Always", "template": {"spec": {
-            "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]}, "resources": {"requests": {"memory": "1Gi"}}},
-            "networks": [{"name": "default", "pod": {}}]}}}})).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let claims = all(&KINDS[6])
-            .list(&ListParams::default())
-            .await
-            .expect("claims");
-        if claims
-            .items
-            .iter()
-            .any(|c| c.metadata.namespace.as_deref() == Some("other-team"))
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the foreign VM never got its claim"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::create_foreign_objects(&client, "openshift-frr-k8s").await;
     let before = labelled(&client, "someone-else").await;
 
     let started = std::time::Instant::now();

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{netns_of, require_lab_prerequisites};
+use common::{netns_of, processes_naming, require_lab_prerequisites};
 
 fn spawn_run(lab_id: &str, results: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
@@ -48,23 +48,6 @@ fn finish(mut child: Child) -> Output {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.wait_with_output().expect("output")
-}
-
-/// Every process whose command line names `marker` (the lab's state directory).
-fn processes_naming(marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(marker) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 fn assert_nothing_left(lab_id: &str, state_dir: &std::path::Path) {

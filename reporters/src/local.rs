@@ -169,11 +169,17 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LocalErr
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let mut file = fs::File::create(&tmp).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(err)?;
+    let written = fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    });
+    if let Err(source) = written {
+        // A full or failing disk leaves no half-written temporary file behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(err(source));
+    }
     // Make the rename itself durable; not every filesystem supports syncing a directory, and
     // the data is already safe in the renamed file, so a failure here is not an error.
     if let Some(parent) = path.parent()
@@ -263,6 +269,22 @@ pub fn load_documents(dir: &Path) -> Result<Vec<Document>, LocalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails (here the rename: a directory holds the name) leaves no temporary file.
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let target = dir.path().join("summary.txt");
+        fs::create_dir(&target).expect("dir");
+        fs::write(target.join("keep"), "x").expect("file");
+        assert!(write_atomically(&target, b"text").is_err());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["summary.txt".to_string()]);
+    }
 
     #[test]
     fn local_indexing_copies_exactly_the_document_arrays() {

@@ -32,6 +32,9 @@ pub enum WatchMessage {
         change: Change,
         object: Arc<DynamicObject>,
     },
+    /// A list starts (the initial one, or a re-list after 410 Gone): the objects it delivers until
+    /// `Synced` are all there are; any other object of the kind was deleted meanwhile, unseen.
+    Relisting { at: MonoStamp, resource: Resource },
     /// The initial list (or a re-list after 410 Gone) is complete.
     Synced { at: MonoStamp, resource: Resource },
     /// The watch failed; the watcher retries with backoff, so this is a note, not the end.
@@ -94,7 +97,10 @@ pub fn spawn_watches(
                             at,
                             resource: spec.resource,
                         },
-                        Ok(Event::Init) => continue,
+                        Ok(Event::Init) => WatchMessage::Relisting {
+                            at,
+                            resource: spec.resource,
+                        },
                         Err(e) => WatchMessage::Error {
                             at,
                             resource: spec.resource,

@@ -167,6 +167,35 @@ pub async fn run(program: &str, args: &[String]) -> Result<()> {
     }
 }
 
+/// Runs a program to completion and returns its standard output, failing on a non-zero exit.
+pub async fn output(program: &str, args: &[String]) -> Result<String> {
+    let command = format!("{program} {}", args.join(" "));
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| Error::Command {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Command {
+            command,
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

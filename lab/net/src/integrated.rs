@@ -5,11 +5,20 @@
 //!
 //! Files added to the state directory: `kubeconfig` (for clients of the lab API) and
 //! `net-ground-truth.jsonl` (network ground truth); the API's own ground truth goes where its config says.
+//!
+//! Faults: the API's knobs (`api.faults`: latency, 500s, 429s, watch cuts, 410 on resume) hold from
+//! the start; the scheduled ones ([`IntegratedConfig::faults`]: bgpd restarts, link flaps, BMP
+//! drops, and [`IntegratedConfig::watch_expiries`]) are timed from the moment the lab is up, and
+//! stop with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{Error, Result};
+use crate::faults::{FaultPlan, FaultResult};
 use crate::frrk8s::controller::{FrrK8sEmulator, FrrK8sSettings};
 use crate::lab::{LabNet, LabNetConfig};
 use crate::seam::NetDataplane;
@@ -28,6 +37,11 @@ pub struct IntegratedConfig {
     pub api: vmbgp_lab_api::LabConfig,
     /// The frr-k8s emulation.
     pub frrk8s: FrrK8sSettings,
+    /// Network faults carried out on a schedule, timed from the moment the lab is up.
+    pub faults: FaultPlan,
+    /// When (after the lab is up) the API forgets its watch history and cuts every watch, so every
+    /// client resuming from its resourceVersion gets `410 Gone` mid-watch and must re-list.
+    pub watch_expiries: Vec<Duration>,
 }
 
 impl IntegratedConfig {
@@ -37,6 +51,8 @@ impl IntegratedConfig {
             net,
             api: vmbgp_lab_api::LabConfig::default(),
             frrk8s: FrrK8sSettings::default(),
+            faults: FaultPlan::default(),
+            watch_expiries: Vec::new(),
         }
     }
 }
@@ -44,10 +60,39 @@ impl IntegratedConfig {
 /// A running lab: network, API and frr-k8s emulation.
 pub struct IntegratedLab {
     pub net: LabNet,
-    pub api: vmbgp_lab_api::Lab,
+    /// Shared with the scheduled API faults; only the lab holds it once they are stopped.
+    pub api: Arc<vmbgp_lab_api::Lab>,
     frrk8s: FrrK8sEmulator,
     kubeconfig: PathBuf,
     client: kube::Client,
+    faults: FaultSchedule,
+}
+
+/// The scheduled faults' task; aborted (with every fault not yet carried out) when dropped.
+#[derive(Debug, Default)]
+struct FaultSchedule(Option<JoinHandle<Vec<FaultResult>>>);
+
+impl FaultSchedule {
+    /// Stops the faults not yet carried out, waits until none runs, and returns what was done.
+    async fn stop(&mut self) -> Vec<FaultResult> {
+        let Some(task) = self.0.take() else {
+            return Vec::new();
+        };
+        if task.is_finished() {
+            return task.await.unwrap_or_default();
+        }
+        task.abort();
+        let _ = task.await;
+        Vec::new()
+    }
+}
+
+impl Drop for FaultSchedule {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for IntegratedLab {
@@ -87,17 +132,77 @@ impl IntegratedLab {
     /// Brings up the network, then the API (with the network dataplane behind its seam), writes the
     /// kubeconfig, and starts the frr-k8s emulation. On failure, everything started is removed.
     pub async fn up(mut config: IntegratedConfig) -> Result<IntegratedLab> {
+        // A plan naming a router the lab does not have is refused before anything is created.
+        crate::faults::check_plan(
+            &config.faults,
+            config.net.nodes,
+            &crate::faults::bmp_targets(&config.net.ext_bgpd_config),
+        )?;
         if config.net.ground_truth_file.is_none() {
             config.net.ground_truth_file = Some(config.net.state_dir.join(NET_GROUND_TRUTH_FILE));
         }
         let net = LabNet::up(config.net.clone(), None).await?;
-        match Self::start_api(net, config).await {
-            Ok(lab) => Ok(lab),
+        let plan = config.faults.clone();
+        let expiries = config.watch_expiries.clone();
+        let mut lab = match Self::start_api(net, config).await {
+            Ok(lab) => lab,
             Err((net, e)) => {
                 let _ = net.down().await;
-                Err(e)
+                return Err(e);
+            }
+        };
+        if !plan.is_empty() || !expiries.is_empty() {
+            match lab.schedule_faults(plan, &expiries) {
+                Ok(task) => lab.faults = FaultSchedule(Some(task)),
+                Err(e) => {
+                    let _ = lab.down().await;
+                    return Err(e);
+                }
             }
         }
+        Ok(lab)
+    }
+
+    /// Starts the scheduled faults, timed from now: the network plan and the watch expiries.
+    fn schedule_faults(
+        &self,
+        plan: FaultPlan,
+        expiries: &[Duration],
+    ) -> Result<JoinHandle<Vec<FaultResult>>> {
+        let start = Instant::now();
+        let network = self.net.faults().schedule(plan, start)?;
+        let mut tasks: JoinSet<Vec<FaultResult>> = JoinSet::new();
+        for after in expiries {
+            let api = self.api.clone();
+            let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+            tasks.spawn(async move {
+                crate::faults::sleep_until(start, after_ms).await;
+                let at_ms = crate::faults::elapsed_ms(start);
+                api.expire_watches();
+                vec![crate::faults::result(
+                    "expire the API's watch history and cut every watch (410 Gone on resume)"
+                        .to_string(),
+                    at_ms,
+                    Ok(()),
+                )]
+            });
+        }
+        Ok(tokio::spawn(async move {
+            // Aborting this task drops both: the network plan's task is aborted with it.
+            struct AbortOnDrop(JoinHandle<Vec<FaultResult>>);
+            impl Drop for AbortOnDrop {
+                fn drop(&mut self) {
+                    self.0.abort();
+                }
+            }
+            let mut network = AbortOnDrop(network);
+            let mut all = (&mut network.0).await.unwrap_or_default();
+            while let Some(done) = tasks.join_next().await {
+                all.extend(done.unwrap_or_default());
+            }
+            all.sort_by_key(|r| r.at_ms);
+            all
+        }))
     }
 
     async fn start_api(
@@ -147,10 +252,11 @@ impl IntegratedLab {
         );
         Ok(IntegratedLab {
             net,
-            api,
+            api: Arc::new(api),
             frrk8s,
             kubeconfig,
             client,
+            faults: FaultSchedule::default(),
         })
     }
 
@@ -165,9 +271,18 @@ impl IntegratedLab {
     }
 
     /// Stops the emulation and the API, then removes everything the network half created.
-    pub async fn down(self) -> Result<TeardownReport> {
+    pub async fn down(mut self) -> Result<TeardownReport> {
+        // First the faults: none may act on the lab while it is taken down.
+        let done = self.faults.stop().await;
+        if !done.is_empty() {
+            tracing::debug!(?done, "scheduled lab faults");
+        }
         self.frrk8s.stop();
-        let api_result = self.api.stop().await;
+        let api_result = match Arc::try_unwrap(self.api) {
+            Ok(api) => api.stop().await,
+            // Unreachable once the faults are stopped; dropping the last handle cancels its tasks.
+            Err(_) => Ok(()),
+        };
         let report = self.net.down().await?;
         api_result.map_err(|source| Error::LabApi {
             op: "stopping the API server",

@@ -371,12 +371,18 @@ impl LabNet {
             nodes: self.config.nodes,
             supervisor: self.supervisor.clone(),
             truth: self.truth.clone(),
+            bmp_targets: crate::faults::bmp_targets(&self.config.ext_bgpd_config),
         }
     }
 
     /// Fault: restarts a router's bgpd now (it rereads its config file); records ground truth.
     pub async fn restart_bgpd(&self, router: Router) -> Result<()> {
         self.faults().restart_bgpd(router).await
+    }
+
+    /// Fault: drops ext's BMP session now and waits until bgpd has reconnected; records ground truth.
+    pub async fn drop_bmp(&self) -> Result<()> {
+        self.faults().drop_bmp().await
     }
 
     /// Fault: takes a router's uplink down or up; records ground truth.

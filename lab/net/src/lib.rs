@@ -13,7 +13,9 @@
 //! - `up` starts a [`fib_observer::FibObserver`] on ext before any bgpd runs: every BGP route entering
 //!   or leaving ext's kernel FIB is recorded as ground truth, independently of the harness's watcher,
 //!   so tests can measure the harness's FIB timing error; `down` stops it.
-//!   [`LabNet::faults`] restarts bgpd / flaps links now or from a [`faults::FaultPlan`];
+//!   [`LabNet::faults`] restarts bgpd / flaps links / drops ext's BMP session (`ss -K` on bgpd's
+//!   connection; bgpd reconnects) now or from a [`faults::FaultPlan`]; the integrated lab runs a
+//!   plan (and API watch expiries) from the moment it is up;
 //!   [`frrk8s::controller::FrrK8sEmulator`] is the frr-k8s emulation task (kube-rs client of the lab API).
 //!
 //! # State directory (owned by the lab, mode 0755 so the `frr` user can reach its subdirectories)

@@ -58,6 +58,17 @@ pub enum NetEvent {
     /// A router's uplink went down or up (fault injection).
     #[serde(rename_all = "camelCase")]
     LinkChanged { router: String, up: bool },
+    /// A router's BMP session(s) to `targets` were aborted (fault injection); `connections` is how
+    /// many established connections there were to abort.
+    #[serde(rename_all = "camelCase")]
+    BmpSessionDropped {
+        router: String,
+        targets: Vec<String>,
+        connections: usize,
+    },
+    /// The router's bgpd had a BMP connection established again, `after_ms` after the drop.
+    #[serde(rename_all = "camelCase")]
+    BmpSessionReestablished { router: String, after_ms: u64 },
     /// A VM address is withheld (the silent-VM fault): its node routes are installed but the vmhost
     /// holds a blackhole /32 instead of the address, so probes are dropped and no egress call is made.
     #[serde(rename_all = "camelCase")]

@@ -210,3 +210,82 @@ async fn scheduled_link_flap_and_bgpd_restart() {
     lab.down().await.expect("down");
     common::assert_nothing_left(&id, &dir);
 }
+
+/// The BMP drop fault aborts ext's BMP TCP session (the station sees a reset) and bgpd reconnects
+/// by itself; both are ground truth. Without a session to drop, the fault says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+async fn bmp_drop_resets_the_session_and_bgpd_reconnects() {
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
+
+    common::require_prerequisites();
+    let (id, dir) = common::unique("bmpdrop");
+    let _guard = TeardownGuard::new(&dir);
+    let truth = Arc::new(MemoryGroundTruth::default());
+    let lab = LabNet::up(
+        LabNetConfig::new(&id, &dir, 1, common::ext_config(1, common::BMP_PORT)),
+        Some(truth.clone()),
+    )
+    .await
+    .expect("lab up");
+    let ext = lab.info().ext_netns;
+    let refused = lab.drop_bmp().await.expect_err("no session yet");
+    assert!(
+        refused
+            .to_string()
+            .contains("no established BMP connection"),
+        "{refused}"
+    );
+
+    let listener = vmbgp_lab_net::netns::tokio_listener_in(
+        &ext,
+        std::net::SocketAddr::from(([127, 0, 0, 1], common::BMP_PORT)),
+    )
+    .await
+    .expect("station");
+    let mut first = accept(&listener).await;
+    lab.drop_bmp().await.expect("drop and reconnect");
+    // The station's side of the old session was reset, not closed in order.
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await {
+            Ok(Ok(0)) => break "closed",
+            Ok(Ok(_)) => continue, // what bgpd sent before the drop
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            other => panic!("the old session did not end: {other:?}"),
+        }
+    };
+    assert_eq!(ended, "reset");
+    let mut second = accept(&listener).await;
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("bgpd speaks on the new session")
+        .expect("read");
+    assert!(n >= 6 && buf[0] == 3, "a BMP v3 message on the new session");
+    let events: Vec<NetEvent> = truth.events().into_iter().map(|(_, _, e)| e).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, NetEvent::BmpSessionDropped { connections: 1, .. })),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, NetEvent::BmpSessionReestablished { .. })),
+        "{events:?}"
+    );
+    drop((first, second, listener));
+    lab.down().await.expect("down");
+    common::assert_nothing_left(&id, &dir);
+}
+
+async fn accept(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    tokio::time::timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("bgpd connects within 10 s")
+        .expect("accept")
+        .0
+}
