@@ -518,6 +518,9 @@ async fn run_connected(
         plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,
     )
     .await?;
+    if let Some(retried) = cluster.retries.summary() {
+        let _ = writeln!(out, "{retried}");
+    }
     match es {
         // Indexing problems never hide a worse outcome (threshold, timeout, interrupt).
         Some(client) => {
@@ -601,13 +604,7 @@ pub async fn run_plan(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );
     let outcome = crate::run::run(
-        plan,
-        &cluster.client,
-        clock,
-        manifests,
-        observers,
-        cancel,
-        &mut sink,
+        plan, cluster, clock, manifests, observers, cancel, &mut sink,
     )
     .await;
     let (mut outcome, run_error) = match outcome {

@@ -19,7 +19,7 @@ use crate::config::{Plan, Shape, VmSpec};
 use crate::kube::apply::{Applier, ApplyError, Request, resource_for};
 use crate::kube::watch::{Change, WatchMessage, WatchSpec, spawn_watches};
 use crate::kube::{
-    CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
+    CUDN, Cluster, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
     VIRTUAL_MACHINE, VMI, VMIM,
 };
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
@@ -1275,7 +1275,7 @@ fn watch_specs(plan: &Plan) -> Vec<WatchSpec> {
 /// Runs the plan against a cluster. `manifests` are the rendered objects in apply order.
 pub async fn run(
     plan: &Plan,
-    client: &kube::Client,
+    cluster: &Cluster,
     clock: RunClock,
     manifests: &[Manifest],
     observers: &Observers,
@@ -1381,7 +1381,7 @@ pub async fn run(
     }
     let (watch_tx, watch_rx) = unbounded_channel::<WatchMessage>();
     tasks.extend(spawn_watches(
-        client,
+        &cluster.client,
         clock,
         watch_specs(plan),
         watch_tx,
@@ -1391,7 +1391,13 @@ pub async fn run(
     let mut runner = Runner {
         plan,
         clock,
-        applier: Applier::new(client.clone(), clock, plan.qps, plan.burst),
+        applier: Applier::new(
+            cluster.exact.clone(),
+            clock,
+            plan.qps,
+            plan.burst,
+            cluster.retries.clone(),
+        ),
         events: rx,
         world: World::new(&plan.uuid, &plan.vms),
         measurements: Measurements {

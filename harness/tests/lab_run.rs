@@ -287,10 +287,11 @@ async fn every_rendered_profile_applies_cleanly_to_the_lab() {
         .await
         .expect("connect");
         let mut applier = Applier::new(
-            cluster.client.clone(),
+            cluster.exact.clone(),
             vmbgp_bench::clock::RunClock::start(),
             1000,
             1000,
+            cluster.retries.clone(),
         );
         for manifest in &manifests {
             let request = applier.create(&manifest.object).await.expect("known kind");

@@ -1,12 +1,16 @@
 //! Creates and deletes the run's objects: a client-side rate limiter (`--qps`/`--burst`) in front of
 //! every create, and for each request the instant it was sent (t0) and the instant its response
-//! arrived (their gap is t0's uncertainty).
+//! arrived (their gap is t0's uncertainty). A transient failure (429, 5xx) is retried here, each
+//! attempt rate-limited and stamped, so t0 is the attempt the API accepted.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use tokio::time::Instant;
 
+use super::retry::{MAX_RETRIES, RetryCounts, backoff, is_transient};
 use super::{
     BGP_SESSION_STATE, CUDN, FRR_CONFIGURATION, FRR_NODE_STATE, IPAM_CLAIM, NAMESPACE,
     ROUTE_ADVERTISEMENTS, Resource, VIRTUAL_MACHINE, VMI, VMIM,
@@ -96,6 +100,8 @@ pub struct Request {
     pub error: Option<String>,
     /// The API's HTTP status for a failed request (409 AlreadyExists, 403, ...), when it answered.
     pub error_code: Option<u16>,
+    /// Attempts before this one that the API refused as transient (429, 5xx).
+    pub retries: u32,
 }
 
 impl Request {
@@ -125,9 +131,19 @@ pub enum ApplyError {
 
 /// Sends creates and deletes, rate-limited, stamping each with the run clock.
 pub struct Applier {
+    /// A client that sends each request once (`Cluster::exact`): retries happen here.
     client: kube::Client,
     clock: RunClock,
     limiter: RateLimiter,
+    retries: Arc<RetryCounts>,
+}
+
+/// The last attempt of one request.
+struct Attempt<T> {
+    sent: MonoStamp,
+    answered: MonoStamp,
+    result: Result<T, kube::Error>,
+    retries: u32,
 }
 
 impl std::fmt::Debug for Applier {
@@ -139,11 +155,57 @@ impl std::fmt::Debug for Applier {
 }
 
 impl Applier {
-    pub fn new(client: kube::Client, clock: RunClock, qps: u32, burst: u32) -> Self {
+    pub fn new(
+        client: kube::Client,
+        clock: RunClock,
+        qps: u32,
+        burst: u32,
+        retries: Arc<RetryCounts>,
+    ) -> Self {
         Applier {
             client,
             clock,
             limiter: RateLimiter::new(qps, burst),
+            retries,
+        }
+    }
+
+    /// Sends a request until the API answers something other than a transient failure (at most
+    /// 1 + MAX_RETRIES times), each attempt rate-limited and stamped.
+    async fn attempt<T, F, Fut>(&mut self, send: F) -> Attempt<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut retries = 0;
+        loop {
+            self.limiter.acquire().await;
+            let sent = self.clock.now();
+            let result = send().await;
+            let answered = self.clock.now();
+            match &result {
+                Err(kube::Error::Api(status))
+                    if is_transient(status.code) && retries < MAX_RETRIES =>
+                {
+                    self.retries.record(status.code);
+                    let retry_after = status
+                        .details
+                        .as_ref()
+                        .map(|d| u64::from(d.retry_after_seconds))
+                        .filter(|s| *s > 0);
+                    tracing::debug!(code = status.code, retries, "retrying a create or delete");
+                    tokio::time::sleep(backoff(retries, retry_after)).await;
+                    retries += 1;
+                }
+                _ => {
+                    return Attempt {
+                        sent,
+                        answered,
+                        result,
+                        retries,
+                    };
+                }
+            }
         }
     }
 
@@ -177,10 +239,24 @@ impl Applier {
             })?;
         let namespace = object["metadata"]["namespace"].as_str().map(str::to_string);
         let api = self.api(&resource, namespace.as_deref());
-        self.limiter.acquire().await;
-        let sent = self.clock.now();
-        let result = api.create(&PostParams::default(), &dynamic).await;
-        let answered = self.clock.now();
+        let params = PostParams::default();
+        let Attempt {
+            sent,
+            answered,
+            mut result,
+            retries,
+        } = self.attempt(|| api.create(&params, &dynamic)).await;
+        // A server can fail a create it has already stored (a 5xx after the write): the retry
+        // then meets the object itself. It is this run's when it carries this object's run label.
+        if retries > 0 && matches!(&result, Err(kube::Error::Api(status)) if status.code == 409) {
+            let ours = object["metadata"]["labels"][crate::workload::labels::UUID].as_str();
+            let found = self
+                .owner_uuid(&resource, namespace.as_deref(), &name)
+                .await;
+            if ours.is_some() && found.as_deref() == ours {
+                result = Ok(dynamic.clone());
+            }
+        }
         let error_code = match &result {
             Err(kube::Error::Api(status)) => Some(status.code),
             _ => None,
@@ -194,6 +270,7 @@ impl Applier {
             answered,
             error: result.err().map(|e| describe(&e)),
             error_code,
+            retries,
         })
     }
 
@@ -205,10 +282,13 @@ impl Applier {
         name: &str,
     ) -> Request {
         let api = self.api(resource, namespace);
-        self.limiter.acquire().await;
-        let sent = self.clock.now();
-        let result = api.delete(name, &DeleteParams::background()).await;
-        let answered = self.clock.now();
+        let params = DeleteParams::background();
+        let Attempt {
+            sent,
+            answered,
+            result,
+            retries,
+        } = self.attempt(|| api.delete(name, &params)).await;
         let (error, error_code) = match result {
             Ok(_) => (None, None),
             Err(kube::Error::Api(status)) if status.code == 404 => (None, None),
@@ -227,6 +307,7 @@ impl Applier {
             answered,
             error,
             error_code,
+            retries,
         }
     }
 

@@ -1,12 +1,14 @@
-//! Kubernetes access: building a client from a kubeconfig (retries off so throttling is measured,
-//! bounded connect/read timeouts) and the API resources the harness speaks.
+//! Kubernetes access: building the clients from a kubeconfig (bounded connect/read timeouts;
+//! transient failures retried and counted, see [`retry`]) and the API resources the harness speaks.
 
 pub mod apply;
 pub mod check;
 pub mod destroy;
+pub mod retry;
 pub mod watch;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -34,11 +36,17 @@ pub enum KubeError {
     },
 }
 
-/// A connected client and where it points.
+/// The clients of one cluster and where they point.
 #[derive(Clone)]
 pub struct Cluster {
+    /// For every request but the measured ones: transient failures (429, 5xx) are retried.
     pub client: kube::Client,
+    /// For creates and deletes whose send instant is a measurement's t0: sent exactly once per
+    /// call, so the caller retries and stamps each attempt itself.
+    pub exact: kube::Client,
     pub url: String,
+    /// Every retry of both clients' requests, by cause.
+    pub retries: Arc<retry::RetryCounts>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -74,13 +82,28 @@ pub async fn connect(
             .await
             .map_err(KubeError::NoKubeconfig)?,
     };
-    // kube retries 429/503/504 by itself by default; a benchmark must see throttling, not hide it.
+    // kube's own retry (429/503/504, uncounted) is replaced by ours, which also retries 500 and
+    // counts every retry so throttling is reported, not hidden.
     config.default_retry = false;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     let url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(KubeError::Client)?;
-    Ok(Cluster { client, url })
+    let retries = Arc::new(retry::RetryCounts::default());
+    let exact = kube::Client::try_from(config.clone()).map_err(KubeError::Client)?;
+    // The retry layer needs a cloneable service; the buffer makes kube's boxed stack one.
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(KubeError::Client)?
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(retry::TransientRetry::new(
+            retries.clone(),
+        )))
+        .build();
+    Ok(Cluster {
+        client,
+        exact,
+        url,
+        retries,
+    })
 }
 
 /// A resource the harness creates, watches or reads.

@@ -350,6 +350,7 @@ mod tests {
             answered: ms(sent + 2),
             error: None,
             error_code: None,
+            retries: 0,
         };
         m.observe(Observation::Request(&request));
     }

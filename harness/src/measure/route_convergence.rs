@@ -453,6 +453,7 @@ mod tests {
             answered: ms(sent + 2),
             error: None,
             error_code: None,
+            retries: 0,
         }
     }
 

@@ -471,6 +471,7 @@ mod tests {
             answered: ms(answered),
             error: None,
             error_code: None,
+            retries: 0,
         }
     }
 
