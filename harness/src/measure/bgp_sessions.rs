@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage};
+use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage, ChangeCause};
 use vmbgp_bgp::session::{SessionChangeKind, SessionEvent};
 use vmbgp_reporters::input::{BgpSessionSample, MeasurementKind, Samples, SessionStateChange};
 use vmbgp_reporters::measured::Measured;
@@ -40,6 +40,9 @@ struct Peer {
     polled_prefixes: Option<u64>,
     /// When the window closed: prefixes then.
     prefixes_at_close: Option<u64>,
+    /// Sessions replaced inside the window without a reported end (BMP Peer Up while up): each
+    /// is a flap whose outage was not observed, so the uptime is unknown.
+    unreported_ends: Vec<MonoStamp>,
 }
 
 /// Where session states come from.
@@ -138,6 +141,10 @@ impl BgpSessions {
         // Session changes as the router's authoritative connection reports them; a stray or second
         // connection, or one closing, changes nothing.
         for change in self.book.on_event(event) {
+            if change.cause == ChangeCause::Reestablished && !change.up && self.in_window() {
+                let peer = self.peers.entry(change.peer.address).or_default();
+                peer.unreported_ends.push(change.at);
+            }
             self.set_state(change.peer.address, Some(change.asn), change.up, change.at);
         }
         match &event.kind {
@@ -244,6 +251,12 @@ impl BgpSessions {
             observed_until: closed.since_anchor(),
             uptime_percent: if window.is_zero() {
                 Measured::missing("the observation window was empty")
+            } else if let Some(first) = peer.unreported_ends.first() {
+                Measured::missing(format!(
+                    "the session was replaced by a new one at +{:.3} s without a Peer Down (FRR \
+                     sends none for `bgp listen range` peers): how long it was down is unknown",
+                    first.since_anchor().as_secs_f64()
+                ))
             } else {
                 // Integer nanoseconds, so a session up for the whole window is exactly 100 %.
                 let percent =
@@ -370,6 +383,37 @@ mod tests {
         assert_eq!(by_peer(2).uptime_percent, Measured::Observed(95.0));
         assert_eq!(by_peer(2).flaps(), 1);
         assert_eq!(by_peer(2).initial_state, "Established");
+    }
+
+    #[test]
+    fn a_session_replaced_without_a_peer_down_is_a_flap_of_unknown_length() {
+        let mut m = BgpSessions::new(SessionSource::Bmp, None);
+        m.observe(Observation::Bmp(&up(10, 1)));
+        m.observe(Observation::Bmp(&up(20, 2)));
+        m.open(ms(1000));
+        // Peer 1's bgpd restarted: FRR (listen range) sends its new session's Peer Up only.
+        m.observe(Observation::Bmp(&up(1500, 1)));
+        m.close(ms(3000));
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        let replaced = out
+            .bgp_sessions
+            .iter()
+            .find(|s| s.peer_address == "198.18.0.1")
+            .expect("peer sample");
+        assert_eq!(replaced.flaps(), 1);
+        match &replaced.uptime_percent {
+            Measured::Missing { reason } => {
+                assert!(reason.contains("without a Peer Down"), "{reason}");
+            }
+            other => panic!("uptime must be missing, not {other:?}"),
+        }
+        let other = out
+            .bgp_sessions
+            .iter()
+            .find(|s| s.peer_address == "198.18.0.2")
+            .expect("peer sample");
+        assert_eq!(other.uptime_percent, Measured::Observed(100.0));
     }
 
     #[test]

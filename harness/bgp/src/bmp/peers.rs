@@ -14,6 +14,9 @@
 //!   re-announces every peer (Peer Up if established, Peer Down if not — the latter is then a real
 //!   change, even though it is the first message about that peer on the new connection).
 //! - Peers a new authoritative connection never mentions keep their last state.
+//! - A second Peer Up for a peer that connection last reported up is a new session: the old one
+//!   ended unreported (FRR deletes `bgp listen range` peers without a Peer Down), so it is a
+//!   down and an up at once ([`ChangeCause::Reestablished`]); how long it was down is unknown.
 //! - Loc-RIB "peers" (RFC 9069) are not BGP sessions and are ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,6 +43,9 @@ pub enum ChangeCause {
     /// The authoritative connection `from` closed; the router's next open connection took over
     /// and this is what it had reported.
     Failover { from: u64 },
+    /// A Peer Up for a session already up: the old session ended without a Peer Down. Comes as a
+    /// down and an up with the same stamp; the outage's length was not observed.
+    Reestablished,
 }
 
 /// A peer that went up or down.
@@ -112,11 +118,24 @@ impl PeerBook {
         }
         let key = (peer.address, peer.distinguisher);
         let report = Report { up, asn: peer.asn };
-        if let Some(connection) = self.connections.get_mut(&id) {
-            connection.reported.insert(key, report);
-        }
+        let previous = self
+            .connections
+            .get_mut(&id)
+            .and_then(|connection| connection.reported.insert(key, report));
         if !self.is_authoritative(id) {
             return Vec::new();
+        }
+        if up && previous.is_some_and(|p| p.up) {
+            let down = Report {
+                up: false,
+                ..report
+            };
+            return [down, report]
+                .into_iter()
+                .filter_map(|r| {
+                    self.apply(router, key, r, event.at, id, ChangeCause::Reestablished)
+                })
+                .collect();
         }
         self.apply(router, key, report, event.at, id, ChangeCause::Message)
             .into_iter()
@@ -449,6 +468,32 @@ mod tests {
         assert!(changes.iter().all(|c| c.at == at(10)));
         assert_eq!(book.authoritative(R), Some(2));
         assert!(book.reported(1).is_empty());
+    }
+
+    #[test]
+    fn a_second_peer_up_on_one_connection_is_a_new_session_a_down_and_an_up() {
+        // FRR with `bgp listen range` deletes the old session without a Peer Down.
+        let mut book = PeerBook::new();
+        feed(
+            &mut book,
+            &[connected(0, 1, R), up(1, 1, R, 1), up(2, 1, R, 2)],
+        );
+        let changes = book.on_event(&up(7, 1, R, 1));
+        let summary: Vec<(bool, ChangeCause, MonoStamp)> =
+            changes.iter().map(|c| (c.up, c.cause, c.at)).collect();
+        let cause = ChangeCause::Reestablished;
+        assert_eq!(summary, [(false, cause, at(7)), (true, cause, at(7))]);
+        assert_eq!(book.peers_up(), BTreeSet::from([key(R, 1), key(R, 2)]));
+        // After a Peer Down, the next Peer Up is an ordinary one; a standby's repeat is nothing.
+        assert_eq!(
+            feed(&mut book, &[down(8, 1, R, 2), up(9, 1, R, 2)]),
+            [(2, false), (2, true)]
+        );
+        let standby = feed(
+            &mut book,
+            &[connected(10, 2, R), up(11, 2, R, 1), up(12, 2, R, 1)],
+        );
+        assert_eq!(standby, []);
     }
 
     #[test]
