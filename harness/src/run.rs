@@ -1220,6 +1220,14 @@ impl Runner<'_> {
             }
         }
         self.cancel = cancel;
+        // A signal during cleanup does not stop it (nothing may be left behind), but the run was
+        // still interrupted: its exit code and results say so.
+        if self.cancel.is_cancelled() && self.outcome.stopped.is_none() {
+            self.outcome.stopped = Some(Stop::Interrupted);
+            self.outcome
+                .execution_errors
+                .push("interrupted by a signal during cleanup, which finished".to_string());
+        }
         self.progress(format!("cleanup: {deleted} objects deleted"));
     }
 }
