@@ -1074,27 +1074,11 @@ impl Runner<'_> {
         result
     }
 
-    /// Deletes the run's objects of one kind (selected by the run label); returns how many.
+    /// Deletes the run's objects of one kind that are not being deleted yet; returns how many.
+    /// Cleanup's first pass and its re-checks both use it, so an object of the run that appears
+    /// late (a create still queued when the run stopped) is deleted too.
     async fn delete_kind(&mut self, resource: Resource) -> usize {
         let mut targets: Vec<(Option<String>, String)> = self
-            .world
-            .objects
-            .iter()
-            .filter(|((plural, _, _), object)| *plural == resource.plural && object.in_run)
-            .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
-            .collect();
-        targets.sort();
-        for (ns, name) in &targets {
-            let request = self.applier.delete(&resource, ns.as_deref(), name).await;
-            self.record_request(&request);
-        }
-        targets.len()
-    }
-
-    /// Deletes the run's objects of one kind that are not being deleted yet (they appeared after
-    /// cleanup's first pass); returns how many.
-    async fn delete_late(&mut self, resource: Resource) -> usize {
-        let late: Vec<(Option<String>, String)> = self
             .world
             .objects
             .iter()
@@ -1103,11 +1087,12 @@ impl Runner<'_> {
             })
             .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
             .collect();
-        for (ns, name) in &late {
+        targets.sort();
+        for (ns, name) in &targets {
             let request = self.applier.delete(&resource, ns.as_deref(), name).await;
             self.record_request(&request);
         }
-        late.len()
+        targets.len()
     }
 
     /// Feeds events until no measurement expects more, or `limit` passes. Past
@@ -1201,7 +1186,7 @@ impl Runner<'_> {
                         CUDN,
                         FRR_CONFIGURATION,
                     ] {
-                        deleted += self.delete_late(resource).await;
+                        deleted += self.delete_kind(resource).await;
                     }
                 }
             }
