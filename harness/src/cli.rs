@@ -201,16 +201,8 @@ const ES_TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
 
 /// `--es-timeout`: a humantime duration from 100ms to 24h.
 fn parse_es_timeout(text: &str) -> Result<std::time::Duration, String> {
-    let value = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     let (min, max) = ES_TIMEOUT_RANGE;
-    if value < min || value > max {
-        return Err(format!(
-            "must be from {} to {}",
-            humantime::format_duration(min),
-            humantime::format_duration(max)
-        ));
-    }
-    Ok(value)
+    crate::lab::parse_bounded(text, min, max)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -114,7 +114,8 @@ pub struct LinkFlapAt {
     pub down: Duration,
 }
 
-fn parse_bounded(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+/// A humantime duration from `min` to `max`, for clap's `value_parser`s.
+pub(crate) fn parse_bounded(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
     let value = humantime::parse_duration(text.trim())
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 5s or 1m"))?;
     if value < min || value > max {

@@ -139,32 +139,7 @@ fn parse_failed_lines(stderr: &str) -> Vec<(usize, String)> {
 
 /// Runs a program to completion, failing on a non-zero exit (used for daemon starts).
 pub async fn run(program: &str, args: &[String]) -> Result<()> {
-    let command = format!("{program} {}", args.join(" "));
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(Error::Command {
-            command,
-            detail: format!(
-                "{}: {} {}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout).trim(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        })
-    }
+    output(program, args).await.map(drop)
 }
 
 /// Runs a program to completion and returns its standard output, failing on a non-zero exit.
@@ -188,8 +163,9 @@ pub async fn output(program: &str, args: &[String]) -> Result<String> {
         Err(Error::Command {
             command,
             detail: format!(
-                "{}: {}",
+                "{}: {} {}",
                 out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         })
