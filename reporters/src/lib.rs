@@ -4,22 +4,24 @@
 //!
 //! # How the harness uses it
 //!
+//! The harness maps these outcomes to its exit codes; this crate knows none of them.
+//!
 //! ```text
 //! // --es-server given: connect first, so its credentials are redacted from the run's files.
-//! let es = EsClient::new(EsOptions { credentials: Credentials::from_env(), deadline: es_timeout, ..EsOptions::new(url, index) })?; // Err → exit 2
+//! let es = EsClient::new(EsOptions { credentials: Credentials::from_env(), deadline: es_timeout, ..EsOptions::new(url, index) })?; // Err: bad ES settings
 //! let mut recorder = RunRecorder::start(results_root, run_description, es.redactor().clone())?;
 //! recorder.record(&samples)?;                        // after each iteration: documents on disk now
 //! let results = recorder.finish(&RunEnd { end, elapsed, execution_errors, cut_short }, &thresholds)?;
-//! println!("{}", results.summary);                  // results.passed == false → exit 3
-//! let outcome = index_saved_results(&results.dir, &es).await?;   // Err(Es) or !outcome.is_complete() → exit 6
+//! println!("{}", results.summary);                  // results.passed == false: a threshold failed
+//! let outcome = index_saved_results(&results.dir, &es).await?;   // Err(Es) or !outcome.is_complete(): not all indexed
 //!
 //! // vmbgp-bench index results/<uuid>: the directory is checked before anything is contacted
-//! let documents = load_results_dir(dir)?;                          // Err → exit 2
+//! let documents = load_results_dir(dir)?;                          // Err: not a results directory
 //! let outcome = es.upload(&documents).await?;                      // one --es-timeout deadline
 //! // vmbgp-bench compare A B [--json] [--force]
 //! let c = compare_runs(&RunSource::from_arg(a), &RunSource::from_arg(b), &default_tolerances(), es.as_ref(), force).await?;
-//! // Err(Incomparable) → exit 2, Err(e) if e.is_unavailable() → exit 4
-//! print!("{}", c.to_table()); // or c.to_json(); c.has_regression() → exit 7
+//! // Err(Incomparable): different configurations; e.is_unavailable(): ES unreachable
+//! print!("{}", c.to_table()); // or c.to_json(); c.has_regression(): a regression
 //! ```
 //!
 //! Every value is a [`measured::Measured`]: observed, missing with a reason, or not applicable
