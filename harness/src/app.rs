@@ -48,18 +48,27 @@ pub enum AppError {
     Preflight(Report),
     #[error("the Kubernetes API is unreachable:\n{0}")]
     Unreachable(Report),
-    #[error("cannot write results: {0}")]
-    Results(String),
-    #[error("Elasticsearch/OpenSearch: {0}")]
-    EsConfig(String),
-    #[error("{0}")]
-    Compare(String),
-    /// `compare` could not reach Elasticsearch/OpenSearch before `--es-timeout`.
-    #[error("{0}")]
-    CompareUnavailable(String),
+    #[error("cannot write results")]
+    Results(#[source] vmbgp_reporters::run::RecordError),
+    /// Documents the run could not write as it went (each named), after the rest was written.
+    #[error("some results could not be written: {0}")]
+    ResultsIncomplete(String),
+    #[error("cannot write the local-indexing copy")]
+    LocalIndexing(#[source] vmbgp_reporters::local::LocalError),
+    /// The run's own results directory could not be read back for upload.
+    #[error("cannot read the results to upload")]
+    Upload(#[source] IndexError),
+    #[error("Elasticsearch/OpenSearch settings")]
+    EsConfig(#[source] vmbgp_reporters::es::EsError),
+    #[error("--es-server and --es-index must be given together")]
+    EsFlagsApart,
+    /// `compare` failed; an unreachable Elasticsearch/OpenSearch is the environment's fault,
+    /// anything else (runs that cannot be compared, unreadable runs) the input's.
+    #[error("compare")]
+    Compare(#[source] vmbgp_reporters::compare::CompareError),
     /// `index DIR` with a DIR that is not a readable results directory; nothing was contacted.
-    #[error("{0}")]
-    ResultsDir(String),
+    #[error("not a results directory")]
+    ResultsDir(#[source] IndexError),
     #[error("cannot read tolerances {path}: {message}")]
     Tolerances { path: String, message: String },
     #[error(transparent)]
@@ -76,9 +85,10 @@ impl AppError {
             AppError::Config(_)
             | AppError::Render(_)
             | AppError::EsConfig(_)
+            | AppError::EsFlagsApart
             | AppError::Tolerances { .. } => ExitCode::InvalidInput,
+            AppError::Compare(e) if e.is_unavailable() => ExitCode::EnvironmentUnavailable,
             AppError::Compare(_) | AppError::ResultsDir(_) => ExitCode::InvalidInput,
-            AppError::CompareUnavailable(_) => ExitCode::EnvironmentUnavailable,
             AppError::Lab(crate::lab::LabError::Render(_) | crate::lab::LabError::Invalid(_)) => {
                 ExitCode::InvalidInput
             }
@@ -86,7 +96,11 @@ impl AppError {
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
             }
-            AppError::Results(_) | AppError::Output(_) => ExitCode::Internal,
+            AppError::Results(_)
+            | AppError::ResultsIncomplete(_)
+            | AppError::LocalIndexing(_)
+            | AppError::Upload(_)
+            | AppError::Output(_) => ExitCode::Internal,
             AppError::Destroy(crate::kube::destroy::DestroyError::StillPresent { .. }) => {
                 ExitCode::Timeout
             }
@@ -597,7 +611,7 @@ pub async fn run_plan(
         description,
         redactor.unwrap_or_default(),
     )
-    .map_err(|e| AppError::Results(error_chain(&e)))?;
+    .map_err(AppError::Results)?;
     tracing::info!("run {}: results in {}", plan.uuid, recorder.dir().display());
     let mut sink = RecorderSink::new(
         recorder,
@@ -632,7 +646,7 @@ pub async fn run_plan(
     let results = sink
         .recorder
         .finish(&end, &report_thresholds(&plan.thresholds))
-        .map_err(|e| AppError::Results(error_chain(&e)))?;
+        .map_err(AppError::Results)?;
     writeln!(out, "{}", results.summary).map_err(AppError::Output)?;
     writeln!(
         out,
@@ -642,14 +656,14 @@ pub async fn run_plan(
     )
     .map_err(AppError::Output)?;
     if !write_errors.is_empty() {
-        return Err(AppError::Results(write_errors.join("; ")));
+        return Err(AppError::ResultsIncomplete(write_errors.join("; ")));
     }
     if plan.indexing.local_indexing {
         // kube-burner writes it in the working directory; so do we, for tools that expect it there.
         let target =
             std::path::PathBuf::from(vmbgp_reporters::local::local_indexing_dir(&plan.uuid));
         let written = vmbgp_reporters::local::write_local_index(&results.dir, &target)
-            .map_err(|e| AppError::Results(error_chain(&e)))?;
+            .map_err(AppError::LocalIndexing)?;
         writeln!(
             out,
             "local indexing: {} ({} files)",
@@ -689,7 +703,7 @@ fn es_client(server: &str, index: &str, tls: &EsTlsArgs) -> Result<EsClient, App
     options.ca_file = tls.es_ca_file.clone();
     options.index_template = tls.es_index_template.clone();
     options.deadline = tls.es_timeout;
-    EsClient::new(options).map_err(|e| AppError::EsConfig(error_chain(&e)))
+    EsClient::new(options).map_err(AppError::EsConfig)
 }
 
 /// Failed items `upload` lists one by one; the rest are counted.
@@ -718,7 +732,7 @@ async fn upload(
             return Ok(ExitCode::NotIndexed);
         }
         // The run just wrote this directory: a problem with it is the harness's.
-        Err(e) => return Err(AppError::Results(error_chain(&e))),
+        Err(e) => return Err(AppError::Upload(e)),
     };
     writeln!(
         out,
@@ -756,7 +770,7 @@ async fn upload(
 /// `index DIR`: DIR is checked before anything is contacted (exit 2 when it is not a readable
 /// results directory), then uploaded.
 async fn index(args: &IndexArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, AppError> {
-    load_results_dir(&args.dir).map_err(|e| AppError::ResultsDir(error_chain(&e)))?;
+    load_results_dir(&args.dir).map_err(AppError::ResultsDir)?;
     let client = es_client(&args.es_server, &args.es_index, &args.tls)?;
     upload(&args.dir, &client, out).await
 }
@@ -779,22 +793,14 @@ async fn compare(args: &CompareArgs, out: &mut (dyn Write + Send)) -> Result<Exi
         (Some(server), Some(index)) => Some(es_client(server, index, &args.tls)?),
         (None, None) => None,
         _ => {
-            return Err(AppError::EsConfig(
-                "--es-server and --es-index must be given together".into(),
-            ));
+            return Err(AppError::EsFlagsApart);
         }
     };
     let baseline = RunSource::from_arg(&args.baseline);
     let current = RunSource::from_arg(&args.current);
     let comparison = compare_runs(&baseline, &current, &tolerances, es.as_ref(), args.force)
         .await
-        .map_err(|e| {
-            if e.is_unavailable() {
-                AppError::CompareUnavailable(error_chain(&e))
-            } else {
-                AppError::Compare(error_chain(&e))
-            }
-        })?;
+        .map_err(AppError::Compare)?;
     let text = if args.json {
         comparison.to_json()
     } else {
