@@ -262,12 +262,15 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The tracing filter. Below debug, kube's HTTP trace layer is silenced: it logs every 5xx
+    /// at ERROR, also the ones the retry layer then retries, while every request's final outcome
+    /// reaches the harness as a result and is reported there.
     pub fn as_filter(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
+            LogLevel::Info => "info,kube_client::client::builder=off",
+            LogLevel::Warn => "warn,kube_client::client::builder=off",
+            LogLevel::Error => "error,kube_client::client::builder=off",
         }
     }
 }

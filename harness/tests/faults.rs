@@ -947,9 +947,27 @@ async fn api_errors(s: &mut Suite) -> Outcome {
         ]),
         &strings(&["--timeout", "45s"]),
         Exit::Code(0),
-        |dir, _, _| vec![Check::new("every VM measured", vm_ready_everywhere(dir))],
+        |dir, run, _| {
+            vec![
+                Check::new("every VM measured", vm_ready_everywhere(dir)),
+                Check::new("retries reported", retries_reported(run)),
+            ]
+        },
     )
     .await
+}
+
+/// The run said how many API requests it retried, and the count is not zero.
+fn retries_reported(run: &Finished) -> Result<String, String> {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("the Kubernetes API answered"))
+        .ok_or("the run did not report its API retries")?;
+    if line.contains(" 0 request(s) with 429 and 0 with 5xx") {
+        return Err(format!("no retry counted under injected faults: {line}"));
+    }
+    Ok(line.to_string())
 }
 
 /// Every VM's lifecycle reached Ready (faults must not cost measurements).
