@@ -25,6 +25,9 @@ fn after_help() -> String {
     after_help = after_help(),
 )]
 pub struct Cli {
+    /// Log level, for every command.
+    #[arg(long, value_enum, default_value = "info", global = true)]
+    pub log_level: LogLevel,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Flags of the default `run` command.
@@ -78,8 +81,6 @@ pub struct LabDirArgs {
 pub struct LabStateArgs {
     #[command(flatten)]
     pub dir: LabDirArgs,
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -96,8 +97,6 @@ pub struct DestroyArgs {
     /// How long to wait in all for everything to be gone.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,8 +217,6 @@ pub struct IndexArgs {
     pub es_index: String,
     #[command(flatten)]
     pub tls: EsTlsArgs,
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -249,8 +246,6 @@ pub struct CompareArgs {
     pub es_index: Option<String>,
     #[command(flatten)]
     pub tls: EsTlsArgs,
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -364,9 +359,6 @@ pub struct PlanArgs {
     /// kubeconfig context to use.
     #[arg(long)]
     pub context: Option<String>,
-    /// Log level.
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
 }
 
 impl Default for PlanArgs {
@@ -508,6 +500,28 @@ mod tests {
         assert_eq!(cli.run.plan.iterations, Some(72));
         assert_eq!(cli.run.plan.vm_count, Some(10));
         assert_eq!(cli.run.plan.profile, "vm-bgp");
+    }
+
+    #[test]
+    fn log_level_is_one_argument_for_every_command() {
+        let level = |args: &[&str]| Cli::try_parse_from(args).expect("parses").log_level;
+        assert_eq!(level(&["vmbgp-bench", "--iterations", "3"]), LogLevel::Info);
+        assert_eq!(
+            level(&["vmbgp-bench", "--log-level", "debug"]),
+            LogLevel::Debug
+        );
+        assert_eq!(
+            level(&["vmbgp-bench", "compare", "a", "b", "--log-level", "warn"]),
+            LogLevel::Warn
+        );
+        assert_eq!(
+            level(&["vmbgp-bench", "lab", "down", "--log-level", "error"]),
+            LogLevel::Error
+        );
+        assert_eq!(
+            level(&["vmbgp-bench", "render", "--log-level", "debug"]),
+            LogLevel::Debug
+        );
     }
 
     #[test]

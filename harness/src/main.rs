@@ -6,22 +6,11 @@ use std::io::IsTerminal;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vmbgp_bench::app::execute;
-use vmbgp_bench::cli::{Cli, Command, LabCommand};
+use vmbgp_bench::cli::Cli;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let level = match &cli.command {
-        Some(Command::Run(a)) => a.plan.log_level,
-        Some(Command::Render(a)) => a.plan.log_level,
-        Some(Command::FrrConfig(a)) => a.log_level,
-        Some(Command::Check(a)) => a.plan.log_level,
-        Some(Command::Index(a)) => a.log_level,
-        Some(Command::Compare(a)) => a.log_level,
-        Some(Command::Destroy(a)) => a.log_level,
-        Some(Command::Lab(LabCommand::Up(a) | LabCommand::Serve(a))) => a.plan.log_level,
-        Some(Command::Lab(LabCommand::Status(a) | LabCommand::Down(a))) => a.log_level,
-        None => cli.run.plan.log_level,
-    };
+    let level = cli.log_level;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_filter())),
