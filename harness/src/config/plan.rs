@@ -262,7 +262,7 @@ pub enum ThresholdBound {
 pub struct Threshold {
     /// Measurement name without the `Measurement` suffix, e.g. `routeConvergence`.
     pub metric: String,
-    /// The `quantileName` of the quantile document, e.g. `AdvertiseToFib`.
+    /// The `quantileName` of the quantile document, e.g. `AdvertiseFib`.
     pub quantile: String,
     pub stat: Stat,
     pub bound: ThresholdBound,
