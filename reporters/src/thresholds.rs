@@ -63,7 +63,7 @@ pub enum Bound {
     AtLeast(f64),
 }
 
-/// One threshold from the profile, e.g.
+/// One threshold as results carry it (the harness converts the profile's), e.g.
 /// `{metricName: routeConvergenceQuantilesMeasurement, quantileName: AdvertiseFib, statistic: P99, atMost: 5000}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -335,15 +335,24 @@ mod tests {
     }
 
     #[test]
-    fn thresholds_parse_from_profile_yaml_shape() {
-        let parsed: Vec<Threshold> = serde_json::from_str(
-            r#"[{"metricName":"m","quantileName":"q","statistic":"P99","atMost":5000},
-                {"metricName":"m","quantileName":"u","statistic":"min","atLeast":99}]"#,
-        )
-        .unwrap();
-        assert_eq!(parsed[0].bound, Bound::AtMost(5000.0));
-        assert_eq!(parsed[1].statistic, Statistic::Min);
-        assert_eq!(parsed[1].bound, Bound::AtLeast(99.0));
+    fn thresholds_are_written_in_their_document_shape_and_read_back() {
+        // The reporters' shape (metricName/quantileName/statistic/atMost|atLeast), as results
+        // carry it; profiles use another (metric/quantile/stat/max|min), converted and tested in
+        // the harness (`results::tests::profile_thresholds_become_millisecond_and_percent_bounds`).
+        let thresholds = default_thresholds();
+        let json = serde_json::to_value(&thresholds).expect("serializes");
+        let first = &json[0];
+        assert_eq!(
+            first["metricName"],
+            document::ROUTE_CONVERGENCE_QUANTILES,
+            "{json}"
+        );
+        assert_eq!(first["quantileName"], "AdvertiseFib");
+        assert_eq!(first["statistic"], "P99");
+        assert_eq!(first["atMost"], 5000.0);
+        assert!(first.get("atLeast").is_none(), "{json}");
+        let read: Vec<Threshold> = serde_json::from_value(json).expect("reads back");
+        assert_eq!(read, thresholds);
     }
 
     #[test]
