@@ -1,6 +1,7 @@
 //! Schema validation for the store: adapts the `vmbgp-schema` set (real CRDs, KubeVirt swagger, CEL rules)
 //! to the store's [`Validator`] hook, prunes undeclared fields as a real server does, and derives the served
-//! kinds from the set.
+//! kinds from the set. Also the kind-specific admission rule the lab emulates (OVN-K's primary-UDN namespace
+//! label, [`check_primary_udn_label`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,9 +9,38 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use vmbgp_schema::{SchemaSet, Strictness, ViolationReason};
 
-use crate::error::{Cause, LabError};
+use crate::error::{ApiError, Cause, LabError};
 use crate::registry::{Registry, ResourceKind};
 use crate::store::{FieldValidation, Validator};
+
+/// The namespace label OVN-K requires at namespace creation and forbids changing later.
+pub const PRIMARY_UDN_LABEL: &str = "k8s.ovn.org/primary-user-defined-network";
+
+/// OVN-K's admission rule for namespaces: the [`PRIMARY_UDN_LABEL`] label cannot be added, removed or changed
+/// after the namespace was created. `old` and `new` are the namespace `name` before and after an update.
+pub fn check_primary_udn_label(old: &Value, new: &Value, name: &str) -> Result<(), ApiError> {
+    let before = old
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(PRIMARY_UDN_LABEL));
+    let after = new
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(PRIMARY_UDN_LABEL));
+    if before != after {
+        return Err(ApiError::Invalid {
+            group: String::new(),
+            kind: "Namespace".to_string(),
+            name: name.to_string(),
+            causes: vec![Cause {
+                field: "metadata.labels".to_string(),
+                reason: "FieldValueForbidden".to_string(),
+                message: format!(
+                    "The '{PRIMARY_UDN_LABEL}' label cannot be added/removed after the namespace was created"
+                ),
+            }],
+        });
+    }
+    Ok(())
+}
 
 /// Memoized `has_field` answers, as a trie of path segments (one per kind).
 #[derive(Debug, Default)]
