@@ -11,9 +11,9 @@ use std::time::Duration;
 use serde_json::json;
 use vmbgp_lab_net::faults::{BgpdRestart, BmpDrop, FaultPlan, LinkFlap};
 use vmbgp_lab_net::frrk8s::controller::FrrK8sSettings;
-use vmbgp_lab_net::integrated::{IntegratedConfig, IntegratedLab};
-use vmbgp_lab_net::lab::LabNetConfig;
+use vmbgp_lab_net::network::LabNetConfig;
 use vmbgp_lab_net::vmhost::VmPorts;
+use vmbgp_lab_net::whole_lab::{IntegratedConfig, IntegratedLab};
 
 use crate::cli::LabArgs;
 use crate::config::Plan;
@@ -548,7 +548,7 @@ pub async fn status(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<bo
         return Err(LabError::NotUp(state_dir.display().to_string()));
     }
     let info = std::fs::read_to_string(&ready).unwrap_or_else(|_| "{}".to_string());
-    let net = vmbgp_lab_net::lab::status(state_dir)
+    let net = vmbgp_lab_net::network::status(state_dir)
         .await
         .map_err(|e| LabError::Down(error_chain(&e)))?;
     let healthy =
@@ -631,7 +631,7 @@ const LAB_FILES: [&str; 5] = [
     SERVE_PID_FILE,
     SERVE_LOG_FILE,
     API_GROUND_TRUTH_FILE,
-    vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE,
+    vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE,
 ];
 
 /// Whether `pid` is a live vmbgp-bench process (a reused pid running something else is not).
@@ -706,7 +706,7 @@ pub fn save_ground_truth(state_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, 
     std::fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let mut saved = Vec::new();
     for name in [
-        vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE,
+        vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE,
         API_GROUND_TRUTH_FILE,
     ] {
         let from = state_dir.join(name);

@@ -73,28 +73,28 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod api_ground_truth;
 pub mod auth;
 pub mod boot;
 pub mod controllers;
 pub mod dataplane;
 pub mod error;
 pub mod faults;
-pub mod ground_truth;
-pub mod lab;
+pub mod launch;
 pub mod nodes;
+pub mod object_version;
 pub mod openapi;
 pub mod registry;
 pub mod selector;
 pub mod server;
 pub mod store;
-pub mod stored;
 pub mod table;
 pub mod tls;
 pub mod validation;
 
+pub use api_ground_truth::{GroundTruth, GroundTruthEvent, GroundTruthKind, ObjectRef};
 pub use boot::BootDelay;
 pub use dataplane::{Dataplane, DataplaneError, DataplaneFuture, NoDataplane, VmAddress};
 pub use error::{ApiError, LabError};
 pub use faults::FaultConfig;
-pub use ground_truth::{GroundTruth, GroundTruthEvent, GroundTruthKind, ObjectRef};
-pub use lab::{Lab, LabConfig};
+pub use launch::{Lab, LabConfig};

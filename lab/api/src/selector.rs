@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::stored::ObjMeta;
+use crate::object_version::ObjMeta;
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authn, BearerToken, PUBLIC_PATHS};
 use crate::error::{ApiError, Cause, TOO_LARGE_RV_WAIT};
 use crate::faults::{Faults, InjectedError};
+use crate::object_version::line_around;
 use crate::openapi::OpenApi;
 use crate::registry::{KindId, ResourceKind};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -24,7 +25,6 @@ use crate::store::{
     DeleteOptions, FieldValidation, ListOptions, Patch, Propagation, Store, WatchEvent,
     WriteOptions, event_line,
 };
-use crate::stored::line_around;
 use crate::table::{IncludeObject, Printers, TableOptions};
 
 /// Everything a request handler needs.

@@ -20,7 +20,7 @@ use vmbgp_lab_net::frr::Daemon;
 use vmbgp_lab_net::frrk8s::apply::NodeApplier;
 use vmbgp_lab_net::frrk8s::model::{NamedConfig, merge};
 use vmbgp_lab_net::frrk8s::render::render;
-use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
+use vmbgp_lab_net::net_ground_truth::{MemoryGroundTruth, NetEvent};
 use vmbgp_lab_net::{LabNet, LabNetConfig, Router, TeardownGuard};
 
 const NODES: u16 = 3;
@@ -138,7 +138,9 @@ async fn ext_bgp_route_count(lab: &LabNet) -> usize {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    if let Err(e) = vmbgp_lab_net::lab::check_prerequisites(std::path::Path::new("/usr/lib/frr")) {
+    if let Err(e) =
+        vmbgp_lab_net::network::check_prerequisites(std::path::Path::new("/usr/lib/frr"))
+    {
         eprintln!("lab-net benchmark needs root and FRR: {e}");
         std::process::exit(4);
     }

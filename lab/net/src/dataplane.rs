@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cmd::run_ip_batch;
 use crate::error::{Error, Result};
 use crate::names::{LabNames, node_address, node_name, vmhost_link_addresses};
+use crate::net_ground_truth::{GroundTruthSink, NetEvent, record_at, record_now};
 use crate::topology::{UPLINK, VMHOST_LINK};
-use crate::truth::{GroundTruthSink, NetEvent, record_at, record_now};
 use crate::vmhost::egress_call;
 
 /// Most changes applied in one round.

@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 pub const SS: &str = "ss";
 use crate::frr::Supervisor;
 use crate::names::{LabNames, Router};
+use crate::net_ground_truth::{GroundTruthSink, NetEvent, record_now};
 use crate::topology::set_uplink;
-use crate::truth::{GroundTruthSink, NetEvent, record_now};
 
 /// A schedule of network faults (the lab config's `faults.network`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

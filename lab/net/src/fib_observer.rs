@@ -30,8 +30,8 @@ use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
 use crate::error::{Error, Result};
+use crate::net_ground_truth::{GroundTruthSink, NetEvent};
 use crate::netns::in_netns;
-use crate::truth::{GroundTruthSink, NetEvent};
 
 /// `RTNLGRP_IPV4_ROUTE` from `linux/rtnetlink.h`: the multicast group of IPv4 route changes.
 const RTNLGRP_IPV4_ROUTE: u32 = 7;

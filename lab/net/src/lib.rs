@@ -52,29 +52,29 @@
 //! northbound layer at a cost that grows with the list (≈15 ms per line at 600 entries), which real
 //! frr-k8s pays too; see docs/perf-lab-net.md.
 
+#[cfg(feature = "api")]
+pub mod api_dataplane;
 pub mod cmd;
 pub mod dataplane;
 pub mod error;
 pub mod faults;
 pub mod fib_observer;
 pub mod frr;
-#[cfg(feature = "api")]
-pub mod integrated;
-pub mod lab;
 pub mod names;
+pub mod net_ground_truth;
 pub mod netns;
+pub mod network;
 pub mod process;
-#[cfg(feature = "api")]
-pub mod seam;
 pub mod state;
 pub mod topology;
-pub mod truth;
 pub mod vmhost;
 pub mod vty;
+#[cfg(feature = "api")]
+pub mod whole_lab;
 
 pub use error::{Error, Result};
-pub use lab::{
+pub use names::{EXT_ADDR, EXT_ASN, LabNames, NODE_ASN, Router};
+pub use network::{
     LabNet, LabNetConfig, LabNetInfo, LabNetStatus, NodeInfo, TeardownGuard, status, teardown,
 };
-pub use names::{EXT_ADDR, EXT_ASN, LabNames, NODE_ASN, Router};
 pub mod frrk8s;

@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 use vmbgp_lab_net::frrk8s::controller::FrrK8sSettings;
-use vmbgp_lab_net::integrated::{IntegratedConfig, IntegratedLab};
+use vmbgp_lab_net::whole_lab::{IntegratedConfig, IntegratedLab};
 use vmbgp_lab_net::{LabNetConfig, Router, TeardownGuard};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -279,7 +279,7 @@ async fn advertised_cudn_routes_vm_traffic_and_status_objects_follow_frr() {
     assert!(!ping(&ext, "198.19.5.10").await, "no route, no reply");
 
     // Network ground truth: the config apply per node and prefix, the address, the restart.
-    let truth = std::fs::read_to_string(dir.join(vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE))
+    let truth = std::fs::read_to_string(dir.join(vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE))
         .expect("ground truth file");
     let events: Vec<Value> = truth
         .lines()
@@ -370,7 +370,7 @@ async fn debounce_coalesces_close_changes_into_one_apply() {
             .expect("create");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let path = dir.join(vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE);
+    let path = dir.join(vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE);
     let applies_with_prefixes = || -> Vec<Value> {
         std::fs::read_to_string(&path)
             .unwrap_or_default()
@@ -407,7 +407,7 @@ async fn debounce_coalesces_close_changes_into_one_apply() {
 /// Each prefix's last FIB event in ext's ground truth (the lab's own netlink observer): true when the
 /// route is in the FIB. Fails when the observer lost notifications, since absence would prove nothing.
 fn fib_state(dir: &std::path::Path) -> std::collections::BTreeMap<String, bool> {
-    let truth = std::fs::read_to_string(dir.join(vmbgp_lab_net::integrated::NET_GROUND_TRUTH_FILE))
+    let truth = std::fs::read_to_string(dir.join(vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE))
         .unwrap_or_default();
     let mut state = std::collections::BTreeMap::new();
     for line in truth.lines() {

@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 use vmbgp_lab_net::frrk8s::apply::NodeApplier;
 use vmbgp_lab_net::frrk8s::model::{NamedConfig, merge};
 use vmbgp_lab_net::frrk8s::render::render;
-use vmbgp_lab_net::truth::NetEvent;
+use vmbgp_lab_net::net_ground_truth::NetEvent;
 use vmbgp_lab_net::vmhost::VmHttpReply;
 use vmbgp_lab_net::{LabNet, Router, netns};
 
@@ -207,7 +207,7 @@ async fn http_from_ext(lab: &LabNet, addr: Ipv4Addr) -> VmHttpReply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn ecmp_route_ping_move_withdraw_and_bmp() {
-    let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
+    let truth = std::sync::Arc::new(vmbgp_lab_net::net_ground_truth::MemoryGroundTruth::default());
     let (_guard, lab) = common::up_with(
         "ecmp",
         2,
@@ -309,12 +309,12 @@ async fn ecmp_route_ping_move_withdraw_and_bmp() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let events: Vec<vmbgp_lab_net::truth::NetEvent> =
+    let events: Vec<vmbgp_lab_net::net_ground_truth::NetEvent> =
         truth.events().into_iter().map(|(_, _, e)| e).collect();
     assert!(
         events.iter().any(|e| matches!(
             e,
-            vmbgp_lab_net::truth::NetEvent::AddressAdded { address, node, vm: Some(name), .. }
+            vmbgp_lab_net::net_ground_truth::NetEvent::AddressAdded { address, node, vm: Some(name), .. }
                 if *address == vm && node == "node-2" && name == "ns/vm-a"
         )),
         "{events:?}"
@@ -323,7 +323,7 @@ async fn ecmp_route_ping_move_withdraw_and_bmp() {
     // Migration switch-over: the VM now answers from node-1.
     lab.dataplane().place(vm, 1, None).await.expect("move");
     assert!(truth.events().iter().any(|(_, _, e)| matches!(e,
-        vmbgp_lab_net::truth::NetEvent::AddressMoved { from, to, vm: Some(v), .. } if from == "node-2" && to == "node-1" && v == "ns/vm-a")));
+        vmbgp_lab_net::net_ground_truth::NetEvent::AddressMoved { from, to, vm: Some(v), .. } if from == "node-2" && to == "node-1" && v == "ns/vm-a")));
     assert!(ping_from_ext(&lab, vm).await, "ping after the move");
     assert_eq!(http_from_ext(&lab, vm).await.node, "node-1");
 
@@ -509,7 +509,7 @@ async fn harness_rendered_ext_config_runs_in_real_frr() {
 
 /// ext's FIB events for `prefix` in the ground truth, in order.
 fn fib_events(
-    truth: &vmbgp_lab_net::truth::MemoryGroundTruth,
+    truth: &vmbgp_lab_net::net_ground_truth::MemoryGroundTruth,
     prefix: &str,
 ) -> Vec<(Instant, NetEvent)> {
     truth
@@ -526,7 +526,7 @@ fn fib_events(
 
 /// Waits (bounded) until the last FIB event recorded for `prefix` is `want`; returns its instant.
 async fn wait_fib_event(
-    truth: &vmbgp_lab_net::truth::MemoryGroundTruth,
+    truth: &vmbgp_lab_net::net_ground_truth::MemoryGroundTruth,
     prefix: &str,
     want: &NetEvent,
 ) -> Instant {
@@ -552,7 +552,7 @@ async fn wait_fib_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn fib_observer_records_bgp_routes_and_withdrawals() {
-    let truth = std::sync::Arc::new(vmbgp_lab_net::truth::MemoryGroundTruth::default());
+    let truth = std::sync::Arc::new(vmbgp_lab_net::net_ground_truth::MemoryGroundTruth::default());
     let (_guard, lab) = common::up_with("fibobs", 2, |_| {}, Some(truth.clone())).await;
     let sup = lab.supervisor().clone();
     let mut appliers: Vec<NodeApplier> = (1..=2)
@@ -681,7 +681,7 @@ async fn ip_in(netns: &str, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn silent_vm_never_answers_while_a_normal_vm_does() {
-    use vmbgp_lab_net::truth::MemoryGroundTruth;
+    use vmbgp_lab_net::net_ground_truth::MemoryGroundTruth;
     let truth = std::sync::Arc::new(MemoryGroundTruth::default());
     let (_guard, lab) = common::up_with(
         "silent",

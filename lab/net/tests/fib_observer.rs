@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use vmbgp_lab_net::fib_observer::FibObserver;
-use vmbgp_lab_net::truth::{GroundTruthSink, NetEvent};
+use vmbgp_lab_net::net_ground_truth::{GroundTruthSink, NetEvent};
 
 /// A sink whose `record` blocks (bounded) while its gate is closed: holds the observer's reader so
 /// the kernel's queue overflows.

@@ -124,7 +124,7 @@ async fn scheduled_link_flap_and_bgpd_restart() {
     use std::sync::Arc;
     use std::time::Instant;
     use vmbgp_lab_net::faults::FaultPlan;
-    use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
+    use vmbgp_lab_net::net_ground_truth::{MemoryGroundTruth, NetEvent};
 
     common::require_prerequisites();
     let (id, dir) = common::unique("faults");
@@ -218,7 +218,7 @@ async fn scheduled_link_flap_and_bgpd_restart() {
 async fn bmp_drop_resets_the_session_and_bgpd_reconnects() {
     use std::sync::Arc;
     use tokio::io::AsyncReadExt;
-    use vmbgp_lab_net::truth::{MemoryGroundTruth, NetEvent};
+    use vmbgp_lab_net::net_ground_truth::{MemoryGroundTruth, NetEvent};
 
     common::require_prerequisites();
     let (id, dir) = common::unique("bmpdrop");

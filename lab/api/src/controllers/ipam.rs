@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::views::{ClaimView, CudnView, NadView, VmView, VmiView};
 use super::{Ctx, WorkQueue, bare_ip, meta_key, owner_ref_meta, set_condition, str_at, watch_kind};
-use crate::ground_truth::{GroundTruthKind, ObjectRef};
+use crate::api_ground_truth::{GroundTruthKind, ObjectRef};
 use crate::store::{ObjMeta, WriteOptions};
 
 /// The finalizer kubevirt-ipam-controller puts on claims.

@@ -17,9 +17,9 @@ use super::{
     Ctx, WorkQueue, bare_ip, is_deleting, meta_key, now_rfc3339, ns_name, owner_ref, set_condition,
     str_at, watch_kind,
 };
+use crate::api_ground_truth::{GroundTruthKind, ObjectRef};
 use crate::boot::BootDelaySampler;
 use crate::dataplane::VmAddress;
-use crate::ground_truth::{GroundTruthKind, ObjectRef};
 use crate::store::{DeleteOptions, WriteOptions};
 
 /// Finalizer KubeVirt puts on every VMI.

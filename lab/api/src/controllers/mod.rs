@@ -17,10 +17,10 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api_ground_truth::GroundTruth;
 use crate::dataplane::Dataplane;
 use crate::error::LabError;
-use crate::ground_truth::GroundTruth;
-use crate::lab::LabConfig;
+use crate::launch::LabConfig;
 use crate::registry::KindId;
 use crate::store::{ObjMeta, Store, WatchEvent};
 

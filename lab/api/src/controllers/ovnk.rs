@@ -13,7 +13,7 @@ use super::{
     Ctx, WorkQueue, condition_status, is_deleting, ns_name, owned_by, owner_ref, set_condition,
     str_at, watch_kind,
 };
-use crate::ground_truth::{GroundTruthKind, ObjectRef};
+use crate::api_ground_truth::{GroundTruthKind, ObjectRef};
 use crate::selector::LabelSelector;
 use crate::store::{DeleteOptions, ListOptions, ObjMeta, PRIMARY_UDN_LABEL, WriteOptions};
 

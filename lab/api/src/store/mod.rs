@@ -33,7 +33,7 @@ pub use state::{ObjKey, Store, object_rv};
 pub use watch::{EventType, Subscription, WatchEvent, event_line};
 pub use write::{Patch, StatusWritten, WriteOptions, Written};
 
-pub use crate::stored::{Labels, ObjMeta, Stored, View, ViewFn};
+pub use crate::object_version::{Labels, ObjMeta, Stored, View, ViewFn};
 pub use crate::validation::PRIMARY_UDN_LABEL;
 
 use crate::error::ApiError;

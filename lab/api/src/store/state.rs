@@ -200,7 +200,7 @@ impl Store {
         let rv = inner.rv;
         set_rv(&mut object, rv);
         let hint = old.map_or(1024, |o| o.json.len() + 256);
-        let (line, json) = crate::stored::seal(event_type, &object, hint);
+        let (line, json) = crate::object_version::seal(event_type, &object, hint);
         let meta = Arc::new(ObjMeta::from_object(&object));
         let view = match event_type {
             EventType::Deleted => None,

@@ -72,7 +72,7 @@ impl WatchEvent {
     /// The `{"type":...,"object":...}\n` line (shared, not copied, for committed events).
     pub fn line(&self) -> Bytes {
         if self.line.is_empty() {
-            crate::stored::line_around(self.event_type.as_str(), &self.json)
+            crate::object_version::line_around(self.event_type.as_str(), &self.json)
         } else {
             self.line.clone()
         }

@@ -26,7 +26,7 @@ use super::model::{NamedConfig, merge, select_for_node};
 use super::render::render;
 use crate::frr::Supervisor;
 use crate::names::{Router, node_name};
-use crate::truth::{GroundTruthSink, NetEvent, record_now};
+use crate::net_ground_truth::{GroundTruthSink, NetEvent, record_now};
 
 /// Label keys frr-k8s puts on BGPSessionState objects.
 pub const NODE_LABEL: &str = "frrk8s.metallb.io/node";

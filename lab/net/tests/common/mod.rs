@@ -10,7 +10,9 @@ pub const BMP_PORT: u16 = 11019;
 
 /// Fails the test with a clear message when root or FRR is missing (never passes silently).
 pub fn require_prerequisites() {
-    if let Err(e) = vmbgp_lab_net::lab::check_prerequisites(std::path::Path::new("/usr/lib/frr")) {
+    if let Err(e) =
+        vmbgp_lab_net::network::check_prerequisites(std::path::Path::new("/usr/lib/frr"))
+    {
         panic!(
             "lab-net integration tests need root, iproute2 and FRR (apt-get install -y frr iproute2 iputils-ping): {e}"
         );
@@ -47,7 +49,7 @@ pub async fn up_with(
     tag: &str,
     nodes: u16,
     tweak: impl FnOnce(&mut LabNetConfig),
-    truth: Option<std::sync::Arc<dyn vmbgp_lab_net::truth::GroundTruthSink>>,
+    truth: Option<std::sync::Arc<dyn vmbgp_lab_net::net_ground_truth::GroundTruthSink>>,
 ) -> (TeardownGuard, LabNet) {
     require_prerequisites();
     let (id, dir) = unique(tag);

@@ -11,12 +11,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::api_ground_truth::{GroundTruth, GroundTruthKind, ObjectRef};
 use crate::auth::BearerToken;
 use crate::boot::BootDelay;
 use crate::dataplane::{Dataplane, NoDataplane};
 use crate::error::LabError;
 use crate::faults::{FaultConfig, Faults};
-use crate::ground_truth::{GroundTruth, GroundTruthKind, ObjectRef};
 use crate::registry::{KindId, Registry};
 use crate::server::{ServerState, router};
 use crate::store::{Store, Validator, WriteOptions};

@@ -18,10 +18,10 @@ use crate::faults::FaultInjector;
 use crate::fib_observer::FibObserver;
 use crate::frr::{DEFAULT_FRR_BIN_DIR, Daemon, RouterHealth, Supervisor, neighbor_states};
 use crate::names::{LabNames, Router, node_name};
+use crate::net_ground_truth::{GroundTruthSink, JsonlGroundTruth, NoGroundTruth};
 use crate::process;
 use crate::state::{self, StateStore, TeardownReport};
 use crate::topology;
-use crate::truth::{GroundTruthSink, JsonlGroundTruth, NoGroundTruth};
 use crate::vmhost::{VmPorts, start_services};
 use crate::vty::Vty;
 

@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::api_dataplane::NetDataplane;
 use crate::error::{Error, Result};
 use crate::faults::{FaultPlan, FaultResult};
 use crate::frrk8s::controller::{FrrK8sEmulator, FrrK8sSettings};
-use crate::lab::{LabNet, LabNetConfig};
-use crate::seam::NetDataplane;
+use crate::network::{LabNet, LabNetConfig};
 use crate::state::TeardownReport;
 
 /// File names inside the state directory.
