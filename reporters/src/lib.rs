@@ -47,5 +47,6 @@ pub mod run;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 pub mod thresholds;
+pub mod units;
 
 pub use hdrhistogram;

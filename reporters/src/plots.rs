@@ -1,5 +1,5 @@
 //! The report's SVG plots (plotters, SVG backend, no system fonts): CDFs of route convergence
-//! and first reachability, a per-iteration timeline, the RTT histogram and a BGP session
+//! and first reachability, per-iteration aggregates (median, P99, min–max band), the RTT histogram and a BGP session
 //! timeline. A plot without data is replaced by a sentence saying so.
 
 use plotters::prelude::*;
@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::document::{self, Document};
+use crate::quantiles::kube_burner_percentile;
 use crate::report::{RunView, parse_time};
 
 const WIDTH: u32 = 900;
@@ -25,7 +26,20 @@ pub struct Plot {
     pub title: &'static str,
     pub svg: Option<String>,
     pub note: String,
+    /// How to read the plot, shown above it.
+    pub caption: &'static str,
 }
+
+impl Plot {
+    fn with_caption(mut self, caption: &'static str) -> Self {
+        self.caption = caption;
+        self
+    }
+}
+
+const PER_ITERATION_CAPTION: &str = "One point per iteration: the median (thick line) and P99 \
+    (thin line) of the iteration's objects, the shaded band from their min to their max; a \
+    triangle at the top marks an iteration with missing values.";
 
 /// A session interval on the timeline: from, to (seconds since start), established.
 type Interval = (f64, f64, bool);
@@ -39,18 +53,21 @@ fn plot(id: &'static str, title: &'static str, result: Result<Option<String>, St
             title,
             svg: Some(svg),
             note: String::new(),
+            caption: "",
         },
         Ok(None) => Plot {
             id,
             title,
             svg: None,
             note: "no observed values in this run".to_owned(),
+            caption: "",
         },
         Err(error) => Plot {
             id,
             title,
             svg: None,
             note: format!("plot could not be drawn: {error}"),
+            caption: "",
         },
     }
 }
@@ -68,10 +85,17 @@ pub fn all_plots(view: &RunView<'_>) -> Vec<Plot> {
             reachability_cdf(view),
         ),
         plot(
-            "iteration-timeline",
-            "Per-iteration timeline",
-            iteration_timeline(view),
-        ),
+            "readiness-per-iteration",
+            "VM readiness per iteration",
+            readiness_per_iteration(view),
+        )
+        .with_caption(PER_ITERATION_CAPTION),
+        plot(
+            "routes-per-iteration",
+            "Route convergence per iteration",
+            routes_per_iteration(view),
+        )
+        .with_caption(PER_ITERATION_CAPTION),
         plot("rtt-histogram", "RTT histogram", rtt_histogram(view)),
         plot(
             "bgp-session-timeline",
@@ -196,98 +220,218 @@ fn offset_seconds(view: &RunView<'_>, document: &Document) -> Option<f64> {
     Some((at - start).num_microseconds()? as f64 / 1e6)
 }
 
-fn iteration_timeline(view: &RunView<'_>) -> Result<Option<String>, String> {
-    // Per VM: create (t0) → VMReady; per route: trigger → FIB.
-    let mut vm_bars: Vec<(f64, f64, f64)> = Vec::new();
-    for d in view.documents(document::VMI_LATENCY) {
-        if let (Some(start), Some(iteration)) = (offset_seconds(view, d), d.number("jobIteration"))
-        {
-            let ready = d
-                .number("vmReadyLatency")
-                .or_else(|| d.number("vmiRunningLatency"));
-            if let Some(ready) = ready {
-                vm_bars.push((iteration, start, start + ready / 1000.0));
+/// One iteration's values of one series: min, median, P99 (kube-burner's method), max, and how
+/// many objects of the iteration have the value missing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IterationStats {
+    pub iteration: u64,
+    pub min: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub observed: usize,
+    pub missing: usize,
+}
+
+/// Per-iteration aggregates of `field` over `documents` (by `jobIteration`); an iteration whose
+/// objects all lack the value is listed with `observed == 0` only if some were missing.
+pub(crate) fn per_iteration(
+    documents: &[&Document],
+    field: &str,
+    filter: impl Fn(&Document) -> bool,
+) -> Vec<IterationStats> {
+    let mut by_iteration: std::collections::BTreeMap<u64, (Vec<f64>, usize)> =
+        std::collections::BTreeMap::new();
+    for d in documents.iter().filter(|d| filter(d)) {
+        let Some(iteration) = d.body().get("jobIteration").and_then(Value::as_u64) else {
+            continue;
+        };
+        let missing = d.body().get("missing").and_then(|m| m.get(field)).is_some();
+        match d.number(field) {
+            Some(v) => by_iteration.entry(iteration).or_default().0.push(v),
+            None if missing => by_iteration.entry(iteration).or_default().1 += 1,
+            None => {}
+        }
+    }
+    by_iteration
+        .into_iter()
+        .map(|(iteration, (mut values, missing))| {
+            values.sort_by(f64::total_cmp);
+            let at = |p: f64| kube_burner_percentile(&values, p).unwrap_or(f64::NAN);
+            IterationStats {
+                iteration,
+                min: values.first().copied().unwrap_or(f64::NAN),
+                p50: at(50.0),
+                p99: at(99.0),
+                max: values.last().copied().unwrap_or(f64::NAN),
+                observed: values.len(),
+                missing,
             }
-        }
-    }
-    let mut route_marks: Vec<(f64, f64)> = Vec::new();
-    for d in view.documents(document::ROUTE_CONVERGENCE) {
-        if let (Some(start), Some(iteration), Some(fib)) = (
-            offset_seconds(view, d),
-            d.number("jobIteration"),
-            d.number("advertiseFibLatency"),
-        ) {
-            route_marks.push((iteration, start + fib / 1000.0));
-        }
-    }
-    if vm_bars.is_empty() && route_marks.is_empty() {
+        })
+        .collect()
+}
+
+/// Per-iteration aggregates of a few series in ms: per series a min–max band, the median and
+/// the P99 as lines, and a mark over each iteration with missing values. Readable from 1 to
+/// hundreds of iterations (one point per iteration, not one per object).
+fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<String>, String> {
+    let series: Vec<(String, Vec<IterationStats>)> = series
+        .into_iter()
+        .filter(|s| s.1.iter().any(|i| i.observed > 0 || i.missing > 0))
+        .collect();
+    if series.is_empty() {
         return Ok(None);
     }
-    let x_max = vm_bars
-        .iter()
-        .map(|b| b.2)
-        .chain(route_marks.iter().map(|m| m.1))
-        .fold(1.0f64, f64::max)
-        * 1.05;
-    let y_max = vm_bars
-        .iter()
-        .map(|b| b.0)
-        .chain(route_marks.iter().map(|m| m.0))
-        .fold(0.0f64, f64::max)
-        + 1.0;
+    let all = || series.iter().flat_map(|s| s.1.iter());
+    let top_ms = all()
+        .map(|i| i.max)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    // Seconds once the values reach seconds; ms below.
+    let (scale, unit) = if top_ms >= 2000.0 {
+        (1000.0, "s")
+    } else {
+        (1.0, "ms")
+    };
+    let y_max = (top_ms / scale).max(1e-3) * 1.12;
+    let first = all().map(|i| i.iteration).min().unwrap_or(0) as f64;
+    let last = all().map(|i| i.iteration).max().unwrap_or(0) as f64;
+    let any_missing = all().any(|i| i.missing > 0);
+    let markers = all().filter(|i| i.observed > 0).count() / series.len() <= 40;
     render(move |svg| {
         let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..x_max, -0.5f64..y_max)?;
-        let iterations = y_max as usize;
+            .y_label_area_size(60)
+            .build_cartesian_2d((first - 0.5)..(last + 0.5), 0f64..y_max)?;
         chart
             .configure_mesh()
-            .y_labels(iterations + 1)
-            .y_label_formatter(&|y| {
-                let i = y.round();
-                if (y - i).abs() < 0.01 && i >= 0.0 {
+            .disable_x_mesh()
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 0.01 && i >= 0.0 {
                     format!("{i}")
                 } else {
                     String::new()
                 }
             })
-            .x_desc("seconds since run start")
-            .y_desc("iteration")
+            .x_desc("iteration")
+            .y_desc(unit)
             .draw()?;
-        let vm_color = PALETTE[0];
-        chart
-            .draw_series(vm_bars.iter().map(|&(it, from, to)| {
-                Rectangle::new(
-                    [(from, it - 0.3), (to, it + 0.3)],
-                    vm_color.mix(0.25).filled(),
-                )
-            }))?
-            .label("VM create → Ready")
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 4), (x + 20, y + 4)], vm_color.mix(0.25).filled())
-            });
-        let route_color = PALETTE[3];
-        chart
-            .draw_series(
-                route_marks
-                    .iter()
-                    .map(|&(it, at)| Circle::new((at, it), 4, route_color.filled())),
-            )?
-            .label("route in FIB")
-            .legend(move |(x, y)| Circle::new((x + 10, y), 4, route_color.filled()));
+        for (k, (name, stats)) in series.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let seen: Vec<&IterationStats> = stats.iter().filter(|i| i.observed > 0).collect();
+            let point = |i: &IterationStats, v: f64| (i.iteration as f64, v / scale);
+            // The min–max band: a polygon over the iterations, or a whisker for a lone one.
+            let mut band: Vec<(f64, f64)> = seen.iter().map(|i| point(i, i.min)).collect();
+            band.extend(seen.iter().rev().map(|i| point(i, i.max)));
+            if seen.len() > 1 {
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        band,
+                        color.mix(0.15).filled(),
+                    )))?
+                    .label(format!("{name}: min–max"))
+                    .legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 20, y + 5)], color.mix(0.15).filled())
+                    });
+            } else {
+                chart.draw_series(seen.iter().map(|i| {
+                    PathElement::new(vec![point(i, i.min), point(i, i.max)], color.mix(0.4))
+                }))?;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    seen.iter().map(|i| point(i, i.p50)),
+                    color.stroke_width(2),
+                ))?
+                .label(format!("{name}: median"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(LineSeries::new(
+                    seen.iter().map(|i| point(i, i.p99)),
+                    color.mix(0.6).stroke_width(1),
+                ))?
+                .label(format!("{name}: P99"))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.6).stroke_width(1))
+                });
+            if markers {
+                chart.draw_series(
+                    seen.iter()
+                        .map(|i| Circle::new(point(i, i.p50), 3, color.filled())),
+                )?;
+            }
+        }
+        if any_missing {
+            let missing_color = PALETTE[3];
+            let at = y_max * 0.97;
+            chart
+                .draw_series(
+                    series
+                        .iter()
+                        .flat_map(|s| s.1.iter())
+                        .filter(|i| i.missing > 0)
+                        .map(|i| {
+                            TriangleMarker::new((i.iteration as f64, at), 5, missing_color.filled())
+                        }),
+                )?
+                .label("iteration with missing values")
+                .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, missing_color.filled()));
+        }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.8))
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()?;
         root.present()?;
         Ok(())
     })
+}
+
+fn readiness_per_iteration(view: &RunView<'_>) -> Result<Option<String>, String> {
+    iteration_plot(vec![
+        (
+            "VM create → Ready".to_owned(),
+            per_iteration(
+                view.documents(document::VMI_LATENCY),
+                "vmReadyLatency",
+                |_| true,
+            ),
+        ),
+        (
+            "first reply".to_owned(),
+            per_iteration(
+                view.documents(document::VM_REACHABILITY),
+                "firstReplyLatency",
+                |_| true,
+            ),
+        ),
+    ])
+}
+
+fn routes_per_iteration(view: &RunView<'_>) -> Result<Option<String>, String> {
+    let docs = view.documents(document::ROUTE_CONVERGENCE);
+    let scope = |s: &'static str| move |d: &Document| d.text("scope") == Some(s);
+    iteration_plot(vec![
+        (
+            "network: advertise → FIB".to_owned(),
+            per_iteration(docs, "advertiseFibLatency", scope("network")),
+        ),
+        (
+            "network: advertise → all next hops".to_owned(),
+            per_iteration(docs, "advertiseAllNextHopsLatency", scope("network")),
+        ),
+        (
+            "/32: advertise → FIB".to_owned(),
+            per_iteration(docs, "advertiseFibLatency", scope("hostRoute")),
+        ),
+    ])
 }
 
 fn rtt_histogram(view: &RunView<'_>) -> Result<Option<String>, String> {
