@@ -2,37 +2,47 @@
 //! until created and accepted) and its VMs at `--qps` (wait until ready; churn: delete and wait) →
 //! migrations → cleanup by run label (`--gc`) → results. Every wait is bounded, by its own limit
 //! and by the global `--timeout`; SIGINT/SIGTERM stop creating, keep what was measured, clean up.
+//!
+//! Here: the run loop, its waits and the create phases. `world` holds the cluster view and the
+//! readiness predicates, `watches` the event sources, `throughput` the data-plane phases and
+//! `cleanup` the run's end.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::DynamicObject;
-use serde_json::Value;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vmbgp_reporters::input::Samples;
 
 use crate::clock::{MonoStamp, RunClock};
-use crate::config::{Plan, Shape, VmSpec};
+use crate::config::{Plan, Shape};
 use crate::kube::apply::{Applier, ApplyError, Request, resource_for};
-use crate::kube::watch::{Change, WatchMessage, WatchSpec, spawn_watches};
+use crate::kube::watch::{Change, WatchMessage, spawn_watches};
 use crate::kube::{
-    CUDN, Cluster, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
-    VIRTUAL_MACHINE, VMI, VMIM,
+    CUDN, Cluster, FRR_CONFIGURATION, NAMESPACE, ROUTE_ADVERTISEMENTS, VIRTUAL_MACHINE, VMI, VMIM,
 };
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
 use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
-use crate::measure::throughput::{Candidate, Throughput};
+use crate::measure::throughput::Throughput;
 use crate::measure::vm_latency::VmLatency;
-use crate::measure::{Batch, Measurement, ObjectKey, Observation};
-use crate::workload::{Manifest, labels};
+use crate::measure::{Batch, Measurement, Observation};
+use crate::workload::Manifest;
 use vmbgp_bgp::bmp::{BmpStation, BmpStationConfig};
 use vmbgp_bgp::fib::{FibWatcher, FibWatcherConfig};
+
+mod cleanup;
+mod throughput;
+mod watches;
+mod world;
+
+use watches::{forward, watch_specs};
+
+use world::{World, migration_done, network_ready, vm_ready};
 
 /// How long the watches may take to list what exists before the run starts.
 pub const WATCH_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -191,198 +201,6 @@ pub trait Sink: Send {
 
 /// How often VM counts are reported while the run waits or creates.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
-/// What the waits and the cleanup read of an object: a few fields, not the object (a run watches
-/// thousands of objects; keeping them whole was most of the harness's memory).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct ObjectState {
-    /// Labelled with this run's uuid.
-    in_run: bool,
-    /// `metadata.deletionTimestamp` is set.
-    deleting: bool,
-    /// `status.phase`.
-    phase: Option<Box<str>>,
-    /// The `Ready` condition is True, or `status.ready` (VirtualMachine).
-    ready: bool,
-    /// `status.status` is Accepted, or the `Accepted` condition is True (RouteAdvertisements).
-    accepted: bool,
-    /// The `NetworkCreated` condition is True (ClusterUserDefinedNetwork).
-    network_created: bool,
-}
-
-impl ObjectState {
-    fn of(object: &DynamicObject, uuid: &str) -> Self {
-        let status = &object.data["status"];
-        ObjectState {
-            in_run: object
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::UUID))
-                .is_some_and(|v| v == uuid),
-            deleting: object.metadata.deletion_timestamp.is_some(),
-            phase: status["phase"].as_str().map(Into::into),
-            ready: condition_true(object, "Ready") || status["ready"] == Value::Bool(true),
-            accepted: status["status"] == "Accepted" || condition_true(object, "Accepted"),
-            network_created: condition_true(object, "NetworkCreated"),
-        }
-    }
-
-    fn phase_is(&self, phase: &str) -> bool {
-        self.phase.as_deref() == Some(phase)
-    }
-}
-
-/// The last state of every object the watches reported, for the waits.
-#[derive(Debug, Default)]
-struct World {
-    /// The run's uuid (its objects' label value).
-    uuid: String,
-    /// (namespace, name) of the run's VMs: claims carry no run label, only their VM's name.
-    run_vms: HashSet<(String, String)>,
-    objects: HashMap<(&'static str, String, String), ObjectState>,
-    synced: BTreeSet<&'static str>,
-    /// Kinds being (re-)listed, with the objects the list delivered so far: at `Synced`, objects of
-    /// the kind it did not deliver were deleted while the watch was down (410 Gone) and are dropped.
-    relisting: HashMap<&'static str, HashSet<(String, String)>>,
-}
-
-impl World {
-    fn new(uuid: &str, vms: &[VmSpec]) -> Self {
-        World {
-            uuid: uuid.to_string(),
-            run_vms: vms
-                .iter()
-                .map(|vm| (vm.namespace.clone(), vm.name.clone()))
-                .collect(),
-            ..World::default()
-        }
-    }
-
-    /// Whether an object the watches delivered is this run's business. Kinds the harness creates are
-    /// watched by run label; IPAMClaims, made by kubevirt-ipam-controller, are watched by
-    /// `kubevirt.io/vm` across the cluster, so only those of this run's VMs count.
-    fn concerns_run(&self, resource: &Resource, object: &DynamicObject) -> bool {
-        if resource.plural != IPAM_CLAIM.plural {
-            return true;
-        }
-        let namespace = object.metadata.namespace.clone().unwrap_or_default();
-        let vm = object
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(CLAIM_VM_LABEL))
-            .cloned()
-            .unwrap_or_default();
-        self.run_vms.contains(&(namespace, vm))
-    }
-
-    fn key(
-        resource: &Resource,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> (&'static str, String, String) {
-        (
-            resource.plural,
-            namespace.unwrap_or_default().to_string(),
-            name.to_string(),
-        )
-    }
-
-    fn apply(&mut self, message: &WatchMessage) {
-        match message {
-            WatchMessage::Object {
-                resource,
-                change,
-                object,
-                ..
-            } => {
-                if !self.concerns_run(resource, object) {
-                    return;
-                }
-                let name = object.metadata.name.as_deref().unwrap_or_default();
-                let key = Self::key(resource, object.metadata.namespace.as_deref(), name);
-                if let Some(listed) = self.relisting.get_mut(resource.plural) {
-                    listed.insert((key.1.clone(), key.2.clone()));
-                }
-                match change {
-                    Change::Applied => {
-                        self.objects
-                            .insert(key, ObjectState::of(object, &self.uuid));
-                    }
-                    Change::Deleted => {
-                        self.objects.remove(&key);
-                    }
-                }
-            }
-            WatchMessage::Relisting { resource, .. } => {
-                self.relisting.insert(resource.plural, HashSet::new());
-            }
-            WatchMessage::Synced { resource, .. } => {
-                if let Some(listed) = self.relisting.remove(resource.plural) {
-                    self.objects.retain(|(plural, ns, name), _| {
-                        *plural != resource.plural || listed.contains(&(ns.clone(), name.clone()))
-                    });
-                }
-                self.synced.insert(resource.plural);
-            }
-            WatchMessage::Error { .. } => {}
-        }
-    }
-
-    fn get(
-        &self,
-        resource: &Resource,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Option<&ObjectState> {
-        self.objects.get(&Self::key(resource, namespace, name))
-    }
-
-    /// Whether any IPAMClaim of VM `vm` in `namespace` is still there. kubevirt-ipam-controller names
-    /// a VM's claims `<vm>.<network>`, one per network.
-    fn has_claims_of(&self, namespace: &str, vm: &str) -> bool {
-        let prefix = format!("{vm}.");
-        self.objects.keys().any(|(plural, ns, name)| {
-            *plural == IPAM_CLAIM.plural && ns == namespace && name.starts_with(&prefix)
-        })
-    }
-}
-
-fn condition_true(object: &DynamicObject, kind: &str) -> bool {
-    object.data["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c["type"] == kind && c["status"] == "True")
-        })
-}
-
-/// A VM counts as ready when its VM reports Ready and its VMI runs.
-fn vm_ready(world: &World, namespace: &str, name: &str) -> bool {
-    world
-        .get(&VIRTUAL_MACHINE, Some(namespace), name)
-        .is_some_and(|vm| vm.ready)
-        && world
-            .get(&VMI, Some(namespace), name)
-            .is_some_and(|vmi| vmi.phase_is("Running"))
-}
-
-fn network_ready(world: &World, name: &str) -> bool {
-    world
-        .get(&CUDN, None, name)
-        .is_some_and(|o| o.network_created)
-        && world
-            .get(&ROUTE_ADVERTISEMENTS, None, name)
-            .is_some_and(|o| o.accepted)
-}
-
-fn migration_done(world: &World, namespace: &str, name: &str) -> bool {
-    world
-        .get(&VMIM, Some(namespace), name)
-        .is_some_and(|m| m.phase_is("Succeeded") || m.phase_is("Failed"))
-}
 
 /// The run's measurements; the waits also ask them what has been observed.
 struct Measurements {
@@ -961,308 +779,6 @@ impl Runner<'_> {
         }
         Ok(())
     }
-
-    /// The end of a scale run's creations: every VM's stream reaches sustained reachability (or
-    /// the bound passes; such VMs are reported with the reason).
-    async fn await_steady_streams(&mut self) -> Result<(), Stop> {
-        let keys: Vec<ObjectKey> = self
-            .plan
-            .vms
-            .iter()
-            .map(|vm| (vm.namespace.clone(), vm.name.clone()))
-            .collect();
-        match self
-            .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
-            .await
-        {
-            Waited::Done => Ok(()),
-            Waited::Expired => {
-                self.progress(format!(
-                    "VMs not answering probes steadily after {}; reported as such",
-                    humantime::format_duration(REACHABILITY_TIMEOUT)
-                ));
-                Ok(())
-            }
-            Waited::Stopped(stop) => Err(stop),
-        }
-    }
-
-    /// After a round's migrations: waits until every moved VM answers again (loss is known only
-    /// a reply timeout after the probe), then hands each migration its stream's loss window and
-    /// returns the streams to the steady rate.
-    async fn close_loss_windows(
-        &mut self,
-        since: MonoStamp,
-        windows: &[(ObjectKey, ObjectKey)],
-    ) -> Result<(), Stop> {
-        let hold = self.measurements.reach.reply_timeout() + MIGRATION_HOLD;
-        if let Waited::Stopped(stop) = self.wait_until(hold, |_, _| false).await {
-            return Err(stop);
-        }
-        let after = self.clock.now();
-        let what = format!("{} migrated VMs answering probes again", windows.len());
-        self.wait_for(&what, MIGRATION_RECOVERY_TIMEOUT, |_, m| {
-            windows
-                .iter()
-                .all(|(_, vm)| m.reach.answering_after(vm, after))
-        })
-        .await?;
-        for (vmim, vm) in windows {
-            let window = self.measurements.reach.loss_since(vm, since);
-            self.measurements.migrations.record_window(vmim, window);
-            if let Err(why) = self.measurements.reach.migration_rate(vm, false) {
-                self.outcome
-                    .execution_errors
-                    .push(format!("{}/{}: {why}", vm.0, vm.1));
-            }
-        }
-        Ok(())
-    }
-
-    /// TCP throughput to the iteration's first reachable VMs, one at a time, while nothing else
-    /// is created (a saturating stream would distort the other measurements).
-    async fn measure_throughput(&mut self, iteration: u32) -> Result<(), Stop> {
-        let candidates: Vec<Candidate> = self
-            .plan
-            .vms
-            .iter()
-            .filter(|vm| vm.iteration == iteration)
-            .map(|vm| {
-                let key = (vm.namespace.clone(), vm.name.clone());
-                Candidate {
-                    vm: vm.clone(),
-                    address: self.measurements.reach.address(&key),
-                    unusable: self.measurements.reach.reachable(&key).err(),
-                }
-            })
-            .collect();
-        // Reachable VMs first; unreachable ones are tested (reported missing) only if too few answer.
-        let (mut picked, rest): (Vec<_>, Vec<_>) =
-            candidates.into_iter().partition(|c| c.unusable.is_none());
-        picked.extend(rest);
-        self.progress(format!(
-            "iteration {}: TCP throughput to {} VM(s), {} each",
-            iteration + 1,
-            self.plan.probes.throughput_vms,
-            humantime::format_duration(self.plan.probes.throughput_duration)
-        ));
-        let cancel = self.cancel.clone();
-        let until = (Instant::now() + self.measurements.throughput.budget()).min(self.deadline);
-        let result = tokio::select! {
-            () = self.measurements.throughput.test(iteration, picked.clone()) => Ok(()),
-            () = cancel.cancelled() => Err(Stop::Interrupted),
-            () = tokio::time::sleep_until(until) => match self.stop_reason() {
-                Some(stop) => Err(stop),
-                None => {
-                    self.outcome.execution_errors.push(format!(
-                        "throughput tests of iteration {iteration} did not end within their budget"
-                    ));
-                    self.measurements.throughput.cut_short(
-                        iteration,
-                        &picked,
-                        "the iteration's throughput budget ran out",
-                    );
-                    Ok(())
-                }
-            },
-        };
-        if let Err(stop) = result {
-            self.measurements
-                .throughput
-                .cut_short(iteration, &picked, stop.describe());
-        }
-        result
-    }
-
-    /// Deletes the run's objects of one kind that are not being deleted yet; returns how many.
-    /// Cleanup's first pass and its re-checks both use it, so an object of the run that appears
-    /// late (a create still queued when the run stopped) is deleted too.
-    async fn delete_kind(&mut self, resource: Resource) -> usize {
-        let mut targets: Vec<(Option<String>, String)> = self
-            .world
-            .objects
-            .iter()
-            .filter(|((plural, _, _), object)| {
-                *plural == resource.plural && object.in_run && !object.deleting
-            })
-            .map(|((_, ns, name), _)| ((!ns.is_empty()).then(|| ns.clone()), name.clone()))
-            .collect();
-        targets.sort();
-        for (ns, name) in &targets {
-            let request = self.applier.delete(&resource, ns.as_deref(), name).await;
-            self.record_request(&request);
-        }
-        targets.len()
-    }
-
-    /// Feeds events until no measurement expects more, or `limit` passes. Past
-    /// [`SETTLE_QUIET`], and then every [`SETTLE_REPORT_EVERY`], a progress line names what is
-    /// still awaited, so a slow withdrawal is never a silent wait.
-    async fn settle(&mut self, limit: Duration) {
-        let started = Instant::now();
-        let until = started + limit;
-        let mut next_report = started + SETTLE_QUIET;
-        loop {
-            while let Ok(event) = self.events.try_recv() {
-                self.feed(&event);
-            }
-            let outstanding = self.measurements.outstanding();
-            if outstanding.is_empty() || Instant::now() >= until {
-                if !outstanding.is_empty() {
-                    self.progress(format!(
-                        "cleanup: gave up after {} waiting for {}",
-                        humantime::format_duration(limit),
-                        outstanding.join("; ")
-                    ));
-                }
-                return;
-            }
-            if Instant::now() >= next_report {
-                self.progress(format!(
-                    "cleanup: {}s after the deletes, still waiting for {}",
-                    started.elapsed().as_secs(),
-                    outstanding.join("; ")
-                ));
-                next_report += SETTLE_REPORT_EVERY;
-            }
-            match tokio::time::timeout_at(until.min(next_report), self.events.recv()).await {
-                Ok(Some(event)) => self.feed(&event),
-                Ok(None) => return,
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
-    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
-    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
-    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
-    /// Ends measuring: the session window closes and every probe stream is finished, whether or
-    /// not cleanup follows (`--gc false` changes only what is deleted, never what is measured).
-    async fn finish_measuring(&mut self) {
-        if let Some(stop) = self.outcome.stopped {
-            self.measurements.reach.stopped(stop.describe());
-        }
-        let now = self.clock.now();
-        self.measurements.sessions.close(now);
-        self.measurements.reach.finish_all().await;
-    }
-
-    async fn cleanup(&mut self) {
-        self.deleting = true;
-        let mut deleted = 0;
-        for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
-            deleted += self.delete_kind(resource).await;
-        }
-        self.settle(WITHDRAW_TIMEOUT).await;
-        for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
-            deleted += self.delete_kind(resource).await;
-        }
-        let gone = |w: &World, _: &Measurements| {
-            !w.objects.values().any(|o| o.in_run && !o.deleting)
-                && !w
-                    .objects
-                    .keys()
-                    .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
-        };
-        // Cleanup runs after an interrupt or timeout too: give it its own bound.
-        self.deadline = Instant::now() + DELETE_TIMEOUT;
-        let until = self.deadline;
-        let cancel = std::mem::replace(&mut self.cancel, CancellationToken::new());
-        // A create still queued in the rate limiter when the run stopped reaches the cluster after
-        // the deletes above listed the run's objects: delete whatever of the run shows up late,
-        // again and again until everything is gone or the bound passes.
-        let waited = loop {
-            let step = CLEANUP_RECHECK.min(until.saturating_duration_since(Instant::now()));
-            match self.wait_until(step, gone).await {
-                Waited::Done => break Waited::Done,
-                _ if Instant::now() >= until => break Waited::Expired,
-                _ => {
-                    for resource in [
-                        VMIM,
-                        VIRTUAL_MACHINE,
-                        ROUTE_ADVERTISEMENTS,
-                        NAMESPACE,
-                        CUDN,
-                        FRR_CONFIGURATION,
-                    ] {
-                        deleted += self.delete_kind(resource).await;
-                    }
-                }
-            }
-        };
-        match waited {
-            Waited::Done => {}
-            // Its own deadline is the wait's bound, so either way the bounded wait expired.
-            Waited::Expired | Waited::Stopped(_) => {
-                self.outcome.wait_expired = true;
-                self.outcome.execution_errors.push(format!(
-                    "cleanup: objects labelled {}={} were still present after {}",
-                    labels::UUID,
-                    self.plan.uuid,
-                    humantime::format_duration(DELETE_TIMEOUT)
-                ));
-            }
-        }
-        self.cancel = cancel;
-        // A signal during cleanup does not stop it (nothing may be left behind), but the run was
-        // still interrupted: its exit code and results say so.
-        if self.cancel.is_cancelled() && self.outcome.stopped.is_none() {
-            self.outcome.stopped = Some(Stop::Interrupted);
-            self.outcome
-                .execution_errors
-                .push("interrupted by a signal during cleanup, which finished".to_string());
-        }
-        self.progress(format!("cleanup: {deleted} objects deleted"));
-    }
-}
-
-/// Forwards one source's events into the run loop's channel until cancelled or either side closes.
-fn forward<T: Send + 'static>(
-    mut rx: UnboundedReceiver<T>,
-    tx: tokio::sync::mpsc::UnboundedSender<RunEvent>,
-    wrap: fn(T) -> RunEvent,
-    cancel: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let item = tokio::select! {
-                _ = cancel.cancelled() => return,
-                item = rx.recv() => item,
-            };
-            let Some(item) = item else { return };
-            if tx.send(wrap(item)).is_err() {
-                return;
-            }
-        }
-    })
-}
-
-/// The kinds the run watches, all selected by label.
-fn watch_specs(plan: &Plan) -> Vec<WatchSpec> {
-    let by_run = format!("{}={}", labels::UUID, plan.uuid);
-    let mut specs: Vec<WatchSpec> = [
-        NAMESPACE,
-        CUDN,
-        ROUTE_ADVERTISEMENTS,
-        FRR_CONFIGURATION,
-        VIRTUAL_MACHINE,
-        VMI,
-        VMIM,
-    ]
-    .into_iter()
-    .map(|resource| WatchSpec {
-        resource,
-        selector: by_run.clone(),
-    })
-    .collect();
-    // kubevirt-ipam-controller labels claims with their VM, not with the run's labels; the world
-    // keeps only the claims of this run's VMs.
-    specs.push(WatchSpec {
-        resource: IPAM_CLAIM,
-        selector: CLAIM_VM_LABEL.to_string(),
-    });
-    specs
 }
 
 /// Runs the plan against a cluster. `manifests` are the rendered objects in apply order.
@@ -1476,79 +992,4 @@ pub async fn run(
         poller.stop().await;
     }
     result.map(|()| runner.outcome)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kube::watch::Change;
-
-    fn vm(namespace: &str, name: &str) -> VmSpec {
-        VmSpec {
-            name: name.into(),
-            namespace: namespace.into(),
-            network: namespace.into(),
-            iteration: 0,
-            replica: 1,
-            static_ip: None,
-        }
-    }
-
-    fn claim(namespace: &str, vm: &str, change: Change) -> WatchMessage {
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": "k8s.cni.cncf.io/v1alpha1", "kind": "IPAMClaim",
-            "metadata": {"name": format!("{vm}.default"), "namespace": namespace, "labels": {CLAIM_VM_LABEL: vm}},
-        }))
-        .expect("claim");
-        WatchMessage::Object {
-            at: MonoStamp::from_offset(Duration::ZERO),
-            resource: IPAM_CLAIM,
-            change,
-            object: Arc::new(object),
-        }
-    }
-
-    #[test]
-    fn claims_of_other_vms_are_not_the_runs_business() {
-        let mut world = World::new("u", &[vm("vmbgp-0", "vm-1")]);
-        // Another VM in another namespace, and a same-named VM in a namespace the run does not own.
-        world.apply(&claim("other", "db-1", Change::Applied));
-        world.apply(&claim("other", "vm-1", Change::Applied));
-        assert!(world.objects.is_empty(), "{:?}", world.objects);
-        assert!(!world.has_claims_of("vmbgp-0", "vm-1"));
-        world.apply(&claim("vmbgp-0", "vm-1", Change::Applied));
-        assert!(world.has_claims_of("vmbgp-0", "vm-1"));
-        assert!(
-            !world.has_claims_of("vmbgp-0", "vm-10"),
-            "vm-10 is not vm-1"
-        );
-        world.apply(&claim("vmbgp-0", "vm-1", Change::Deleted));
-        assert!(!world.has_claims_of("vmbgp-0", "vm-1"));
-    }
-
-    /// After 410 Gone the watcher re-lists: an object deleted while the watch was down never gets
-    /// a Deleted event, so the re-list is the only news of it (else cleanup waited 5 min for it).
-    #[test]
-    fn a_relist_drops_objects_deleted_while_the_watch_was_down() {
-        let mut world = World::new("u", &[vm("vmbgp-0", "vm-1"), vm("vmbgp-0", "vm-2")]);
-        world.apply(&claim("vmbgp-0", "vm-1", Change::Applied));
-        world.apply(&claim("vmbgp-0", "vm-2", Change::Applied));
-        let at = MonoStamp::from_offset(Duration::ZERO);
-        world.apply(&WatchMessage::Relisting {
-            at,
-            resource: IPAM_CLAIM,
-        });
-        world.apply(&claim("vmbgp-0", "vm-2", Change::Applied));
-        assert!(
-            world.has_claims_of("vmbgp-0", "vm-1"),
-            "not before the list is complete"
-        );
-        world.apply(&WatchMessage::Synced {
-            at,
-            resource: IPAM_CLAIM,
-        });
-        assert!(!world.has_claims_of("vmbgp-0", "vm-1"), "deleted unseen");
-        assert!(world.has_claims_of("vmbgp-0", "vm-2"));
-        assert!(world.synced.contains(IPAM_CLAIM.plural));
-    }
 }
