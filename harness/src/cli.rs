@@ -73,7 +73,7 @@ pub enum LabCommand {
 #[derive(Debug, Clone, Args)]
 pub struct LabDirArgs {
     /// The lab's state directory.
-    #[arg(long, value_name = "DIR", default_value = crate::lab::DEFAULT_STATE_DIR)]
+    #[arg(long, value_name = "DIR", default_value = crate::lab_commands::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 }
 
@@ -124,18 +124,18 @@ pub struct LabArgs {
     #[arg(long = "lab-silent-vm", value_name = "VM")]
     pub silent_vms: Vec<String>,
     /// Fault: the lab API delays every resource request by this much (0 to 10s).
-    #[arg(long, value_name = "DURATION", value_parser = crate::lab::parse_api_latency)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::lab_commands::parse_api_latency)]
     pub lab_fault_api_latency: Option<std::time::Duration>,
     /// Fault: the lab API answers this fraction (0 to 1) of resource requests with 500 InternalError.
-    #[arg(long, value_name = "RATE", value_parser = crate::lab::parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = crate::lab_commands::parse_rate)]
     pub lab_fault_api_error_rate_500: Option<f64>,
     /// Fault: the lab API answers this fraction (0 to 1) of resource requests with 429
     /// TooManyRequests (Retry-After: 1).
-    #[arg(long, value_name = "RATE", value_parser = crate::lab::parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = crate::lab_commands::parse_rate)]
     pub lab_fault_api_error_rate_429: Option<f64>,
     /// Fault: the lab API ends every watch stream this long after it started (100ms to 1h);
     /// clients resume from their last resourceVersion.
-    #[arg(long, value_name = "DURATION", value_parser = crate::lab::parse_watch_cut)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::lab_commands::parse_watch_cut)]
     pub lab_fault_watch_cut_every: Option<std::time::Duration>,
     /// Fault: the lab API answers every watch that starts from a resourceVersion (a resume, and
     /// the watch a client starts after its list) with an in-stream 410 Gone: clients see the
@@ -144,19 +144,19 @@ pub struct LabArgs {
     pub lab_fault_gone_on_resume: bool,
     /// Fault: this long after the lab is up, the lab API forgets its watch history and cuts every
     /// watch: each client resuming from its resourceVersion gets 410 Gone once. Repeatable.
-    #[arg(long, value_name = "OFFSET", value_parser = crate::lab::parse_offset)]
+    #[arg(long, value_name = "OFFSET", value_parser = crate::lab_commands::parse_offset)]
     pub lab_fault_watch_expire: Vec<std::time::Duration>,
     /// Fault: restart ROUTER's bgpd (`node-N` or `ext`) OFFSET after the lab is up, e.g.
     /// `node-1@5s`. Repeatable.
-    #[arg(long, value_name = "ROUTER@OFFSET", value_parser = crate::lab::parse_router_at)]
-    pub lab_fault_bgpd_restart: Vec<crate::lab::RouterAt>,
+    #[arg(long, value_name = "ROUTER@OFFSET", value_parser = crate::lab_commands::parse_router_at)]
+    pub lab_fault_bgpd_restart: Vec<crate::lab_commands::RouterAt>,
     /// Fault: take ROUTER's uplink down OFFSET after the lab is up and bring it back DOWN later,
     /// e.g. `node-2@8s+2s`. Repeatable.
-    #[arg(long, value_name = "ROUTER@OFFSET+DOWN", value_parser = crate::lab::parse_link_flap)]
-    pub lab_fault_link_flap: Vec<crate::lab::LinkFlapAt>,
+    #[arg(long, value_name = "ROUTER@OFFSET+DOWN", value_parser = crate::lab_commands::parse_link_flap)]
+    pub lab_fault_link_flap: Vec<crate::lab_commands::LinkFlapAt>,
     /// Fault: OFFSET after the lab is up, abort the external router's BMP TCP session (as a reset
     /// on the path would); its bgpd reconnects by itself. Repeatable.
-    #[arg(long, value_name = "OFFSET", value_parser = crate::lab::parse_offset)]
+    #[arg(long, value_name = "OFFSET", value_parser = crate::lab_commands::parse_offset)]
     pub lab_fault_bmp_drop: Vec<std::time::Duration>,
 }
 
@@ -201,7 +201,7 @@ const ES_TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
 /// `--es-timeout`: a humantime duration from 100ms to 24h.
 fn parse_es_timeout(text: &str) -> Result<std::time::Duration, String> {
     let (min, max) = ES_TIMEOUT_RANGE;
-    crate::lab::parse_bounded(text, min, max)
+    crate::lab_commands::parse_bounded(text, min, max)
 }
 
 #[derive(Debug, Clone, Args)]

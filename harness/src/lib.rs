@@ -7,15 +7,15 @@
 //! - [`run`]: phase orchestration; [`measure`]: what each measurement records; [`results`]: hand-off to the reporters
 //! - [`clock`]: the only place that reads time
 //! - [`exit`]: the one exit-code table
-//! - [`lab`]: the embedded lab from the command line (`lab up/status/down`, `run --lab`)
-//! - [`cli`], [`app`]: the command line and what each command does
+//! - [`lab_commands`]: the embedded lab from the command line (`lab up/status/down`, `run --lab`)
+//! - [`cli`], [`commands`]: the command line and what each command does
 
-pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod kube;
-pub mod lab;
+pub mod lab_commands;
 pub mod measure;
 pub mod results;
 pub mod run;

@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vmbgp_bench::app::execute;
 use vmbgp_bench::cli::Cli;
+use vmbgp_bench::commands::execute;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

@@ -47,7 +47,7 @@ fn check_golden(file: &str, actual: &str) {
 fn every_profile_renders_as_its_golden_file() {
     let templates = Templates::builtin().expect("templates");
     for (name, _) in BUILTIN_PROFILES {
-        let plan = vmbgp_bench::app::plan_from_args(&plan_args(name)).expect("plan");
+        let plan = vmbgp_bench::commands::plan_from_args(&plan_args(name)).expect("plan");
         let manifests = render_plan(&plan, &templates).expect("render");
         check_golden(
             &format!("{name}.yaml"),
@@ -59,7 +59,7 @@ fn every_profile_renders_as_its_golden_file() {
 #[test]
 fn external_router_config_matches_its_golden_files() {
     let templates = Templates::builtin().expect("templates");
-    let plan = vmbgp_bench::app::plan_from_args(&plan_args("vm-bgp")).expect("plan");
+    let plan = vmbgp_bench::commands::plan_from_args(&plan_args("vm-bgp")).expect("plan");
     check_golden(
         "external-frr.conf",
         &render_external_frr(&plan, &templates).expect("render"),
@@ -72,7 +72,7 @@ fn external_router_config_matches_its_golden_files() {
         ]),
         ..plan_args("vm-bgp")
     };
-    let plan = vmbgp_bench::app::plan_from_args(&explicit).expect("plan");
+    let plan = vmbgp_bench::commands::plan_from_args(&explicit).expect("plan");
     check_golden(
         "external-frr-explicit-neighbors.conf",
         &render_external_frr(&plan, &templates).expect("render"),

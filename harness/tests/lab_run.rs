@@ -271,7 +271,7 @@ async fn every_rendered_profile_applies_cleanly_to_the_lab() {
     use vmbgp_bench::workload::{Templates, render_plan};
     for (profile, _) in BUILTIN_PROFILES {
         let (lab, dir) = start_lab().await;
-        let plan = vmbgp_bench::app::plan_from_args(&PlanArgs {
+        let plan = vmbgp_bench::commands::plan_from_args(&PlanArgs {
             profile: profile.to_string(),
             uuid: Some(format!("apply-{profile}")),
             ..PlanArgs::default()

@@ -8,7 +8,7 @@ use vmbgp_bench::workload::{Manifest, Templates, render_plan};
 use vmbgp_schema::{SchemaSet, Strictness};
 
 fn render(args: PlanArgs) -> Vec<Manifest> {
-    let plan = vmbgp_bench::app::plan_from_args(&args).expect("plan");
+    let plan = vmbgp_bench::commands::plan_from_args(&args).expect("plan");
     render_plan(&plan, &Templates::builtin().expect("templates")).expect("render")
 }
 
@@ -87,7 +87,7 @@ fn a_template_with_the_seeds_wrong_field_fails_validation() {
         };
         std::fs::write(dir.path().join(name), text).expect("write template");
     }
-    let plan = vmbgp_bench::app::plan_from_args(&PlanArgs::default()).expect("plan");
+    let plan = vmbgp_bench::commands::plan_from_args(&PlanArgs::default()).expect("plan");
     let manifests =
         render_plan(&plan, &Templates::from_dir(dir.path()).expect("templates")).expect("render");
     let problems = invalid(&SchemaSet::embedded().expect("schemas"), &manifests);

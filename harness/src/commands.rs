@@ -72,7 +72,7 @@ pub enum AppError {
     #[error("cannot read tolerances {path}: {message}")]
     Tolerances { path: String, message: String },
     #[error(transparent)]
-    Lab(#[from] crate::lab::LabError),
+    Lab(#[from] crate::lab_commands::LabError),
     #[error("destroy: {0}")]
     Destroy(#[source] crate::kube::destroy::DestroyError),
     #[error("cannot write output")]
@@ -89,9 +89,10 @@ impl AppError {
             | AppError::Tolerances { .. } => ExitCode::InvalidInput,
             AppError::Compare(e) if e.is_unavailable() => ExitCode::EnvironmentUnavailable,
             AppError::Compare(_) | AppError::ResultsDir(_) => ExitCode::InvalidInput,
-            AppError::Lab(crate::lab::LabError::Render(_) | crate::lab::LabError::Invalid(_)) => {
-                ExitCode::InvalidInput
-            }
+            AppError::Lab(
+                crate::lab_commands::LabError::Render(_)
+                | crate::lab_commands::LabError::Invalid(_),
+            ) => ExitCode::InvalidInput,
             AppError::Lab(_) => ExitCode::EnvironmentUnavailable,
             AppError::Kube(_) | AppError::Preflight(_) | AppError::Unreachable(_) => {
                 ExitCode::EnvironmentUnavailable
@@ -316,7 +317,7 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
     cancel_on_signals(cancel.clone(), left.clone());
     let plan = plan_from_args(&args.plan)?;
     check_session_source(&args)?;
-    crate::lab::check_run_lab_args(args.lab, &args.lab_shape)?;
+    crate::lab_commands::check_run_lab_args(args.lab, &args.lab_shape)?;
     let manifests = render_plan(&plan, &Templates::builtin()?)?;
     validate_manifests(&manifests)?;
     // Built (not contacted) before anything is created, so a bad CA file is an input error.
@@ -333,7 +334,7 @@ async fn run(args: RunArgs, out: &mut (dyn Write + Send)) -> Result<ExitCode, Ap
         return Ok(ExitCode::Interrupted);
     }
     if args.lab {
-        let state_dir = crate::lab::run_state_dir();
+        let state_dir = crate::lab_commands::run_state_dir();
         set_leftovers(&left, leftovers(&plan, Some(&state_dir)));
         return run_on_lab(&args, plan, &manifests, es, &state_dir, cancel, out).await;
     }
@@ -437,19 +438,19 @@ async fn run_on_lab(
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, AppError> {
     let state_dir = state_dir.to_path_buf();
-    crate::lab::require_root()?;
-    for line in crate::lab::reclaim_dead_run_labs() {
+    crate::lab_commands::require_root()?;
+    for line in crate::lab_commands::reclaim_dead_run_labs() {
         tracing::warn!("{line}");
     }
-    let mut config = crate::lab::lab_config(&plan, &args.lab_shape, &state_dir)?;
-    let api_truth = state_dir.join(crate::lab::API_GROUND_TRUTH_FILE);
+    let mut config = crate::lab_commands::lab_config(&plan, &args.lab_shape, &state_dir)?;
+    let api_truth = state_dir.join(crate::lab_commands::API_GROUND_TRUTH_FILE);
     config.api.ground_truth_path = Some(api_truth.clone());
     tracing::info!(
         "bringing up the lab ({} nodes) in {}",
         args.lab_shape.nodes,
         state_dir.display()
     );
-    let lab = crate::lab::up_in_process(config).await?;
+    let lab = crate::lab_commands::up_in_process(config).await?;
     plan.kubeconfig = Some(lab.kubeconfig().to_path_buf());
     plan.context = None;
     let info = lab.net.info();
@@ -467,15 +468,15 @@ async fn run_on_lab(
     // The lab's record of what it did, next to what the run measured (once the run has a results directory).
     let results = plan.indexing.results_dir.join(&plan.uuid);
     if results.is_dir() {
-        let dest = results.join(crate::lab::RESULTS_GROUND_TRUTH_DIR);
-        match crate::lab::save_ground_truth(&state_dir, &dest) {
+        let dest = results.join(crate::lab_commands::RESULTS_GROUND_TRUTH_DIR);
+        match crate::lab_commands::save_ground_truth(&state_dir, &dest) {
             Ok(_) => tracing::info!("lab ground truth in {}", dest.display()),
             Err(e) => tracing::warn!("the lab's ground truth was not saved: {}", error_chain(&e)),
         }
     }
-    let down = crate::lab::down_in_process(lab).await;
+    let down = crate::lab_commands::down_in_process(lab).await;
     let _ = std::fs::remove_file(&api_truth);
-    crate::lab::remove_empty_state_dir(&state_dir);
+    crate::lab_commands::remove_empty_state_dir(&state_dir);
     match (result, down) {
         (Ok(code), Ok(())) => Ok(code),
         (Err(e), _) => Err(e),
@@ -819,24 +820,26 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
         LabCommand::Up(args) => {
             let plan = plan_from_args(&args.plan)?;
             // Validate the lab's shape here, before a process is started.
-            crate::lab::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
+            crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
             let serve_args = serve_args(&args);
-            crate::lab::up_detached(&args.dir.state_dir, &serve_args, out).await?;
+            crate::lab_commands::up_detached(&args.dir.state_dir, &serve_args, out).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Serve(args) => {
             let plan = plan_from_args(&args.plan)?;
-            let config = crate::lab::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
-            crate::lab::serve(config, &plan).await?;
+            let config = crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
+            crate::lab_commands::serve(config, &plan).await?;
             Ok(ExitCode::Ok)
         }
-        LabCommand::Status(args) => Ok(if crate::lab::status(&args.dir.state_dir, out).await? {
-            ExitCode::Ok
-        } else {
-            ExitCode::EnvironmentUnavailable
-        }),
+        LabCommand::Status(args) => Ok(
+            if crate::lab_commands::status(&args.dir.state_dir, out).await? {
+                ExitCode::Ok
+            } else {
+                ExitCode::EnvironmentUnavailable
+            },
+        ),
         LabCommand::Down(args) => {
-            crate::lab::down(&args.dir.state_dir, out).await?;
+            crate::lab_commands::down(&args.dir.state_dir, out).await?;
             Ok(ExitCode::Ok)
         }
     }
@@ -852,7 +855,7 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         "--profile".to_string(),
         args.plan.profile.clone(),
     ];
-    out.extend(crate::lab::lab_args_to_cli(&args.lab));
+    out.extend(crate::lab_commands::lab_args_to_cli(&args.lab));
     let plan = &args.plan;
     let pairs: [(&str, Option<String>); 8] = [
         ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),

@@ -789,7 +789,7 @@ mod tests {
     #[test]
     fn lab_flags_become_the_labs_fault_configuration() {
         let up = lab_up(ALL_FAULTS);
-        let plan = crate::app::plan_from_args(&up.plan).expect("plan");
+        let plan = crate::commands::plan_from_args(&up.plan).expect("plan");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = lab_config(&plan, &up.lab, dir.path()).expect("config");
         let api = &config.api.faults;
