@@ -567,3 +567,63 @@ fn session_timeline(view: &RunView<'_>) -> Result<Option<String>, String> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(iteration: u64, replica: u64, ready: Option<f64>) -> Document {
+        let mut body = json!({
+            "uuid": "u", "metricName": document::VMI_LATENCY, "jobName": "j",
+            "namespace": format!("ns-{iteration}"), "vmName": format!("vm-{replica}"),
+            "jobIteration": iteration,
+        });
+        match ready {
+            Some(v) => body["vmReadyLatency"] = json!(v),
+            None => body["missing"] = json!({"vmReadyLatency": "not Ready"}),
+        }
+        Document::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn per_iteration_aggregates_one_point_per_iteration() {
+        let mut documents = Vec::new();
+        for iteration in 0..72u64 {
+            for replica in 0..10u64 {
+                let missing = iteration == 5 && replica == 9;
+                let value = (iteration * 10 + replica) as f64;
+                documents.push(vm(iteration, replica, (!missing).then_some(value)));
+            }
+        }
+        let refs: Vec<&Document> = documents.iter().collect();
+        let stats = per_iteration(&refs, "vmReadyLatency", |_| true);
+        assert_eq!(stats.len(), 72);
+        assert_eq!(
+            stats[3],
+            IterationStats {
+                iteration: 3,
+                min: 30.0,
+                // kube-burner's P50 of 10 values is the 5th; its P99 the mean of the 9th and 10th.
+                p50: 34.0,
+                p99: 38.5,
+                max: 39.0,
+                observed: 10,
+                missing: 0,
+            }
+        );
+        assert_eq!((stats[5].observed, stats[5].missing), (9, 1));
+        assert_eq!(stats[5].max, 58.0);
+        // A field nobody has, missing nowhere: no iterations, so no plot.
+        assert!(per_iteration(&refs, "other", |_| true).is_empty());
+        assert_eq!(
+            iteration_plot(vec![("none".to_owned(), Vec::new())]),
+            Ok(None)
+        );
+        let svg = iteration_plot(vec![("ready".to_owned(), stats)])
+            .unwrap()
+            .unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
+        assert!(svg.contains("iteration with missing values"));
+    }
+}
