@@ -1,6 +1,7 @@
 //! The report's SVG plots (plotters, SVG backend, no system fonts): CDFs of route convergence
-//! and first reachability, per-iteration aggregates (median, P99, min–max band), the RTT histogram and a BGP session
-//! timeline. A plot without data is replaced by a sentence saying so.
+//! and first reachability, per-iteration aggregates (median, P99, min–max band) of readiness
+//! and route convergence, the RTT histogram and a BGP session timeline. A plot without data is
+//! replaced by a sentence saying so.
 
 use plotters::prelude::*;
 use serde::Serialize;
@@ -293,7 +294,8 @@ fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<S
     } else {
         (1.0, "ms")
     };
-    let y_max = (top_ms / scale).max(1e-3) * 1.12;
+    // Headroom for the legend and the missing-value marks above the data.
+    let y_max = (top_ms / scale).max(1e-3) * 1.25;
     let first = all().map(|i| i.iteration).min().unwrap_or(0) as f64;
     let last = all().map(|i| i.iteration).max().unwrap_or(0) as f64;
     let any_missing = all().any(|i| i.missing > 0);
@@ -328,15 +330,10 @@ fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<S
             let mut band: Vec<(f64, f64)> = seen.iter().map(|i| point(i, i.min)).collect();
             band.extend(seen.iter().rev().map(|i| point(i, i.max)));
             if seen.len() > 1 {
-                chart
-                    .draw_series(std::iter::once(Polygon::new(
-                        band,
-                        color.mix(0.15).filled(),
-                    )))?
-                    .label(format!("{name}: min–max"))
-                    .legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 20, y + 5)], color.mix(0.15).filled())
-                    });
+                chart.draw_series(std::iter::once(Polygon::new(
+                    band,
+                    color.mix(0.15).filled(),
+                )))?;
             } else {
                 chart.draw_series(seen.iter().map(|i| {
                     PathElement::new(vec![point(i, i.min), point(i, i.max)], color.mix(0.4))
@@ -347,19 +344,15 @@ fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<S
                     seen.iter().map(|i| point(i, i.p50)),
                     color.stroke_width(2),
                 ))?
-                .label(format!("{name}: median"))
+                // One legend entry per series; the caption says which line is which.
+                .label(name.as_str())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
-            chart
-                .draw_series(LineSeries::new(
-                    seen.iter().map(|i| point(i, i.p99)),
-                    color.mix(0.6).stroke_width(1),
-                ))?
-                .label(format!("{name}: P99"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.mix(0.6).stroke_width(1))
-                });
+            chart.draw_series(LineSeries::new(
+                seen.iter().map(|i| point(i, i.p99)),
+                color.mix(0.6).stroke_width(1),
+            ))?;
             if markers {
                 chart.draw_series(
                     seen.iter()
@@ -367,19 +360,22 @@ fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<S
                 )?;
             }
         }
+        let missing_color = PALETTE[3];
+        let at = y_max * 0.97;
+        let marks: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.1.iter())
+            .filter(|i| i.missing > 0)
+            .map(|i| i.iteration as f64)
+            .collect();
+        let triangles = || {
+            marks
+                .iter()
+                .map(|&x| TriangleMarker::new((x, at), 5, missing_color.filled()))
+        };
         if any_missing {
-            let missing_color = PALETTE[3];
-            let at = y_max * 0.97;
             chart
-                .draw_series(
-                    series
-                        .iter()
-                        .flat_map(|s| s.1.iter())
-                        .filter(|i| i.missing > 0)
-                        .map(|i| {
-                            TriangleMarker::new((i.iteration as f64, at), 5, missing_color.filled())
-                        }),
-                )?
+                .draw_series(triangles())?
                 .label("iteration with missing values")
                 .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, missing_color.filled()));
         }
@@ -389,6 +385,8 @@ fn iteration_plot(series: Vec<(String, Vec<IterationStats>)>) -> Result<Option<S
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()?;
+        // Again over the legend box, so no iteration's mark hides behind it.
+        chart.draw_series(triangles())?;
         root.present()?;
         Ok(())
     })
