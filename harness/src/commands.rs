@@ -15,8 +15,8 @@ use vmbgp_reporters::es::{
     Credentials, EsClient, EsOptions, IndexError, index_saved_results, load_results_dir,
 };
 use vmbgp_reporters::measured::Measured;
+use vmbgp_reporters::recorder::{RunEnd, RunRecorder};
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::run::{RunEnd, RunRecorder};
 
 use crate::cli::{
     CheckArgs, Cli, Command, CompareArgs, DestroyArgs, EsTlsArgs, IndexArgs, LabCommand, LabUpArgs,
@@ -49,7 +49,7 @@ pub enum AppError {
     #[error("the Kubernetes API is unreachable:\n{0}")]
     Unreachable(Report),
     #[error("cannot write results")]
-    Results(#[source] vmbgp_reporters::run::RecordError),
+    Results(#[source] vmbgp_reporters::recorder::RecordError),
     /// Documents the run could not write as it went (each named), after the rest was written.
     #[error("some results could not be written: {0}")]
     ResultsIncomplete(String),

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use vmbgp_reporters::input::{
+use vmbgp_reporters::measured::Measured;
+use vmbgp_reporters::recorder::RunRecorder;
+use vmbgp_reporters::samples::{
     AdvertisementMode, ClusterMetadata, MeasurementKind, RunDescription, Samples,
 };
-use vmbgp_reporters::measured::Measured;
-use vmbgp_reporters::run::RunRecorder;
 use vmbgp_reporters::thresholds::{Bound, Statistic, Threshold as ReportThreshold};
 
 use crate::clock::RunClock;

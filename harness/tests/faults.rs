@@ -513,11 +513,11 @@ const DECLARED: &[(&str, &[&str])] = &[
 /// The declared fields of a metric (VM lifecycle: every phase of the reporters' own list).
 fn declared(metric: &str) -> Option<Vec<String>> {
     if metric == "vmiLatencyMeasurement" {
-        let mut fields: Vec<String> = vmbgp_reporters::input::VmPhase::ALL
+        let mut fields: Vec<String> = vmbgp_reporters::samples::VmPhase::ALL
             .iter()
             .map(|p| p.field_name().to_string())
             .collect();
-        fields.push(vmbgp_reporters::input::CLAIM_RELEASED_FIELD.to_string());
+        fields.push(vmbgp_reporters::samples::CLAIM_RELEASED_FIELD.to_string());
         return Some(fields);
     }
     DECLARED

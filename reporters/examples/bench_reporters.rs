@@ -14,11 +14,11 @@ use axum::routing::{get, head, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 use vmbgp_reporters::es::{EsClient, EsOptions, index_saved_results};
-use vmbgp_reporters::input::*;
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::quantiles::{kube_burner_summary_millis, new_nanos_histogram};
+use vmbgp_reporters::recorder::{RunEnd, RunRecorder};
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::run::{RunEnd, RunRecorder};
+use vmbgp_reporters::samples::*;
 use vmbgp_reporters::thresholds::default_thresholds;
 
 const ITERATIONS: u64 = 72;

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::input::{AdvertisementMode, ClusterMetadata};
 use crate::measured::{Measured, Timing};
+use crate::samples::{AdvertisementMode, ClusterMetadata};
 
 pub const JOB_SUMMARY: &str = "jobSummary";
 /// The file a run's `jobSummary` document lives in.

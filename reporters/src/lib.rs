@@ -32,18 +32,18 @@
 //! NDJSON; [`es`] says why (the `elasticsearch` crate is a perpetual alpha with no OpenSearch
 //! promise, the `opensearch` crate brings a second TLS provider, and `_bulk` is identical on both).
 
-pub mod builder;
 pub mod compare;
 pub mod document;
+pub mod document_builder;
 pub mod es;
-pub mod input;
 pub mod local;
 pub mod measured;
 mod plots;
 pub mod quantiles;
+pub mod recorder;
 pub mod redact;
 pub mod report;
-pub mod run;
+pub mod samples;
 #[cfg(feature = "test-server")]
 pub mod test_server;
 pub mod thresholds;

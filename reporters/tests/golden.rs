@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use pretty_assertions::assert_eq;
 use serde_json::Value;
 use vmbgp_reporters::local::load_documents;
+use vmbgp_reporters::recorder::RunRecorder;
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::run::RunRecorder;
 
 fn golden_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -395,7 +395,7 @@ fn saved_results_render_the_same_report() {
     let summary = fs::read_to_string(dir.join("summary.txt")).unwrap();
     let html = fs::read_to_string(dir.join("report.html")).unwrap();
     fs::remove_file(dir.join("report.html")).unwrap();
-    let rendered = vmbgp_reporters::run::render_saved_results(
+    let rendered = vmbgp_reporters::recorder::render_saved_results(
         &dir,
         &vmbgp_reporters::thresholds::default_thresholds(),
         &Redactor::new(),
@@ -411,7 +411,7 @@ fn saved_results_render_the_same_report() {
 #[test]
 fn a_run_cut_short_skips_its_thresholds_with_the_reason() {
     let root = tempfile::tempdir().unwrap();
-    let mut recorder = vmbgp_reporters::run::RunRecorder::start(
+    let mut recorder = vmbgp_reporters::recorder::RunRecorder::start(
         root.path(),
         common::run_description(common::UUID, "http://127.0.0.1:9"),
         Redactor::new(),

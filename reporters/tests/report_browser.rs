@@ -13,11 +13,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use vmbgp_reporters::input::*;
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::quantiles::new_nanos_histogram;
+use vmbgp_reporters::recorder::{RunEnd, RunRecorder, RunResults};
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::run::{RunEnd, RunRecorder, RunResults};
+use vmbgp_reporters::samples::*;
 use vmbgp_reporters::thresholds::default_thresholds;
 
 const ITERATIONS: u64 = 72;

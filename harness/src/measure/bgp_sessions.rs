@@ -16,8 +16,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage, ChangeCause};
 use vmbgp_bgp::session::{SessionChangeKind, SessionEvent};
-use vmbgp_reporters::input::{BgpSessionSample, MeasurementKind, Samples, SessionStateChange};
 use vmbgp_reporters::measured::Measured;
+use vmbgp_reporters::samples::{BgpSessionSample, MeasurementKind, Samples, SessionStateChange};
 
 use super::{Batch, Measurement, Observation};
 use crate::clock::MonoStamp;

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use vmbgp_probe::egress::{EgressConfig, EgressEndpoint, EgressVerdict};
-use vmbgp_reporters::input::{EgressSample, MeasurementKind, Samples, StartInstant, VmIdentity};
 use vmbgp_reporters::measured::Measured;
+use vmbgp_reporters::samples::{EgressSample, MeasurementKind, Samples, StartInstant, VmIdentity};
 
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};

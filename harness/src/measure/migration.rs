@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use vmbgp_probe::icmp::LossSince;
-use vmbgp_reporters::input::{MeasurementKind, MigrationSample, Samples, StartInstant, VmIdentity};
 use vmbgp_reporters::measured::{Measured, Timing};
+use vmbgp_reporters::samples::{
+    MeasurementKind, MigrationSample, Samples, StartInstant, VmIdentity,
+};
 
 use super::{Batch, Measurement, ObjectKey, Observation};
 use crate::clock::MonoStamp;

@@ -13,7 +13,7 @@ pub mod vm_latency;
 
 use std::net::Ipv4Addr;
 
-use vmbgp_reporters::input::{MeasurementKind, Samples};
+use vmbgp_reporters::samples::{MeasurementKind, Samples};
 
 use crate::kube::apply::Request;
 use crate::kube::watch::WatchMessage;

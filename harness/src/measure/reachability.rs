@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use vmbgp_probe::icmp::{IcmpProber, ProbeRate, ProberConfig, TargetReport, TargetSpec};
 use vmbgp_reporters::hdrhistogram::Histogram;
-use vmbgp_reporters::input::{
-    MeasurementKind, ReachabilitySample, Samples, StartInstant, VmIdentity,
-};
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::quantiles::new_nanos_histogram;
+use vmbgp_reporters::samples::{
+    MeasurementKind, ReachabilitySample, Samples, StartInstant, VmIdentity,
+};
 
 /// Significant digits of the probe streams' RTT histograms (and of their nanosecond copies).
 const RTT_SIGNIFICANT_FIGURES: u8 = 2;

@@ -12,10 +12,10 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net};
 use vmbgp_bgp::bmp::{BmpEvent, BmpEventKind, BmpMessage, PeerBook, Policy};
 use vmbgp_bgp::fib::{FibEvent, RouteChangeKind};
-use vmbgp_reporters::input::{
+use vmbgp_reporters::measured::{Measured, Timing};
+use vmbgp_reporters::samples::{
     MeasurementKind, RouteConvergenceSample, RouteScope, Samples, StartInstant,
 };
-use vmbgp_reporters::measured::{Measured, Timing};
 
 use super::{Batch, Measurement, Observation};
 use crate::clock::MonoStamp;

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use vmbgp_probe::Observed;
 use vmbgp_probe::tcp::{CONNECT_TIMEOUT, ThroughputReport, ThroughputRequest, tcp_throughput};
-use vmbgp_reporters::input::{
+use vmbgp_reporters::measured::{Measured, Timing};
+use vmbgp_reporters::samples::{
     MeasurementKind, Samples, StartInstant, ThroughputSample, VmIdentity,
 };
-use vmbgp_reporters::measured::{Measured, Timing};
 
 use super::{Batch, Measurement, Observation};
 use crate::clock::{MonoStamp, RunClock};

@@ -9,10 +9,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::api::DynamicObject;
 use serde_json::Value;
-use vmbgp_reporters::input::{
+use vmbgp_reporters::measured::{Measured, Timing};
+use vmbgp_reporters::samples::{
     MeasurementKind, Samples, StartInstant, VmIdentity, VmLatencySample, VmPhase,
 };
-use vmbgp_reporters::measured::{Measured, Timing};
 
 use super::{Batch, Measurement, Observation};
 use crate::clock::MonoStamp;

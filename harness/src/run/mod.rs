@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use vmbgp_reporters::input::Samples;
+use vmbgp_reporters::samples::Samples;
 
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::{Plan, Shape};
@@ -526,7 +526,7 @@ impl Runner<'_> {
     /// [`Batch::All`] of the measurements whose kind `pick` selects (see the end of [`run`]).
     fn collect_all_where(
         &mut self,
-        pick: impl Fn(vmbgp_reporters::input::MeasurementKind) -> bool,
+        pick: impl Fn(vmbgp_reporters::samples::MeasurementKind) -> bool,
     ) {
         let mut samples = Samples::default();
         for m in self.measurements.all() {
@@ -969,7 +969,7 @@ pub async fn run(
     // Whatever happened, what was measured is kept: everything is final now but route convergence,
     // whose withdrawals cleanup measures, and is written before cleanup, so a run killed during
     // cleanup keeps it; route convergence follows after cleanup.
-    let routes = |kind| kind == vmbgp_reporters::input::MeasurementKind::RouteConvergence;
+    let routes = |kind| kind == vmbgp_reporters::samples::MeasurementKind::RouteConvergence;
     runner.collect_all_where(|kind| !routes(kind));
     if plan.gc {
         runner.cleanup().await;

@@ -12,11 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use vmbgp_reporters::input::*;
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::quantiles::new_nanos_histogram;
+use vmbgp_reporters::recorder::{RunEnd, RunRecorder, RunResults};
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::run::{RunEnd, RunRecorder, RunResults};
+use vmbgp_reporters::samples::*;
 use vmbgp_reporters::thresholds::default_thresholds;
 
 pub const UUID: &str = "5a0c3b9e-2f8e-4d1a-9e57-0f3c2a7d9b11";

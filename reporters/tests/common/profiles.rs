@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
-use vmbgp_reporters::builder::{DocumentBuilder, JobStatus, job_summary};
 use vmbgp_reporters::document::Document;
-use vmbgp_reporters::input::*;
+use vmbgp_reporters::document_builder::{DocumentBuilder, JobStatus, job_summary};
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::quantiles::new_nanos_histogram;
+use vmbgp_reporters::samples::*;
 
 /// A reason as the harness writes it from a client error: dots, a URL, a final period.
 pub const DOTTED_REASON: &str = "the VM create request failed: error sending request for url (https://198.18.0.1:6443/apis/kubevirt.io/v1/namespaces/vmbgp-1/virtualmachines): connection refused.";

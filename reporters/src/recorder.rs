@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::builder::{DocumentBuilder, JobStatus, job_summary};
 use crate::document::{Document, DocumentError, QuantileDocument};
-use crate::input::{RunDescription, Samples};
+use crate::document_builder::{DocumentBuilder, JobStatus, job_summary};
 use crate::local::{LocalError, LocalResults, REPORT_FILE, SUMMARY_FILE, load_documents};
 use crate::redact::Redactor;
 use crate::report::{RunView, render_html, render_summary};
+use crate::samples::{RunDescription, Samples};
 use crate::thresholds::{Threshold, ThresholdReport, evaluate_thresholds, skip_thresholds};
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ impl RunRecorder {
 
     /// Cluster facts learned while the run went (e.g. the external router's FRR version from the
     /// BMP Initiation message); the final `jobSummary` carries them.
-    pub fn cluster_mut(&mut self) -> &mut crate::input::ClusterMetadata {
+    pub fn cluster_mut(&mut self) -> &mut crate::samples::ClusterMetadata {
         &mut self.run.cluster
     }
 

@@ -12,12 +12,12 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::document::{self, Document, DocumentError, HistogramBucket, MeasuredFields, Metadata};
-use crate::input::*;
 use crate::measured::{Measured, Timing, duration_millis, nanos_to_millis, round3};
 use crate::quantiles::{
     Summary, hdr_buckets_millis, hdr_summary_millis, kube_burner_summary,
     kube_burner_summary_millis, new_nanos_histogram,
 };
+use crate::samples::*;
 
 const NOT_RECORDED: &str = "not recorded by the harness";
 const HOST_ROUTES_ONLY: &str = "per-VM /32 routes are advertised only in host-routes mode";
