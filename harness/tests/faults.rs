@@ -636,14 +636,15 @@ fn nothing_lost(dir: &Path) -> Result<String, String> {
         problems.push("no jobSummary.json".to_string());
         return Err(problems.join("; "));
     };
-    let errors: Vec<String> = summary["executionErrors"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    // kube-burner's jobSummary carries executionErrors as one "; "-joined string.
+    let errors: Vec<String> = match &summary["executionErrors"] {
+        Value::String(joined) => joined.split("; ").map(str::to_string).collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
     // A run cut short (signal, timeout, killed, failed): its plan was not carried out whole.
     let cut_short = summary.get("endTimestamp").is_none()
         || errors.iter().any(|e| {
@@ -2201,5 +2202,29 @@ fn the_nothing_lost_check_is_not_vacuous() {
         nothing_lost(dir.path())
             .expect_err("corrupt JSON accepted")
             .contains("not valid JSON")
+    );
+}
+
+/// A run interrupted before its second VM was created has no documents for that VM, and that is
+/// not a loss. The jobSummary says so the way the harness writes it (kube-burner's
+/// `executionErrors` is one string): read as an array, the interruption went unseen and the case
+/// failed whenever the signal beat the second create.
+#[test]
+fn an_interrupted_run_need_not_document_vms_it_never_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = json!([{"metricName": "jobSummary", "endTimestamp": "x",
+        "executionErrors": "interrupted by a signal; VirtualMachine n/vm-1: 500",
+        "measurements": ["vmEgress"], "jobConfig": {"vms": [{"namespace": "n", "name": "vm-1"}, {"namespace": "n", "name": "vm-2"}], "networks": []}}]);
+    std::fs::write(dir.path().join("jobSummary.json"), summary.to_string()).expect("write");
+    let only_first = json!([{"metricName": "vmEgressMeasurement", "vmName": "vm-1", "sourceAddressSeen": "198.19.0.10", "unNATed": true}]);
+    std::fs::write(
+        dir.path().join("vmEgressMeasurement-x.json"),
+        only_first.to_string(),
+    )
+    .expect("write");
+    let held = nothing_lost(dir.path());
+    assert!(
+        held.as_ref().is_ok_and(|s| s.contains("cut short")),
+        "{held:?}"
     );
 }
