@@ -4,10 +4,20 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{netns_of, processes_naming, require_lab_prerequisites};
+
+/// Held by every test that starts `run --lab`. Each run first reclaims the labs of dead runs,
+/// whoever's they are, so a run of one test could take down the lab another test killed on
+/// purpose (before that test's own next run could show it reclaims it): they run one at a time.
+static LAB_RUNS: Mutex<()> = Mutex::new(());
+
+fn one_lab_run_at_a_time() -> MutexGuard<'static, ()> {
+    LAB_RUNS.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn spawn_run(lab_id: &str, results: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
@@ -69,6 +79,7 @@ fn assert_nothing_left(lab_id: &str, state_dir: &std::path::Path) {
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_signal_during_lab_bring_up_leaks_nothing() {
     require_lab_prerequisites();
+    let _serial = one_lab_run_at_a_time();
     // Early in bring-up (namespaces being made) and later (daemons starting, API coming up).
     for (n, delay_ms) in [300u64, 900, 1600].into_iter().enumerate() {
         let lab_id = format!("sigup{n}-{}", std::process::id());
@@ -92,6 +103,7 @@ fn a_signal_during_lab_bring_up_leaks_nothing() {
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn a_second_signal_quits_at_once_and_names_the_command_that_cleans_up() {
     require_lab_prerequisites();
+    let _serial = one_lab_run_at_a_time();
     let lab_id = format!("sig2-{}", std::process::id());
     let results = tempfile::tempdir().expect("tempdir");
     let child = spawn_run(&lab_id, results.path());
@@ -130,6 +142,7 @@ fn a_second_signal_quits_at_once_and_names_the_command_that_cleans_up() {
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 fn the_next_run_reclaims_the_lab_of_a_killed_run() {
     require_lab_prerequisites();
+    let _serial = one_lab_run_at_a_time();
     let lab_id = format!("sigkill-{}", std::process::id());
     let results = tempfile::tempdir().expect("tempdir");
     let mut child = spawn_run(&lab_id, results.path());
