@@ -6,13 +6,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::world::run_objects_gone;
 use super::{
-    CLEANUP_RECHECK, DELETE_TIMEOUT, Measurements, Runner, SETTLE_QUIET, SETTLE_REPORT_EVERY, Stop,
-    WITHDRAW_TIMEOUT, Waited, World,
+    CLEANUP_RECHECK, DELETE_TIMEOUT, Runner, SETTLE_QUIET, SETTLE_REPORT_EVERY, Stop,
+    WITHDRAW_TIMEOUT, Waited,
 };
 use crate::kube::{
-    CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
-    VIRTUAL_MACHINE, VMI, VMIM,
+    CUDN, FRR_CONFIGURATION, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource, VIRTUAL_MACHINE, VMIM,
 };
 use crate::workload::labels;
 
@@ -101,13 +101,6 @@ impl Runner<'_> {
         for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
             deleted += self.delete_kind(resource).await;
         }
-        let gone = |w: &World, _: &Measurements| {
-            !w.objects.values().any(|o| o.in_run && !o.deleting)
-                && !w
-                    .objects
-                    .keys()
-                    .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
-        };
         // Cleanup runs after an interrupt or timeout too: give it its own bound.
         self.deadline = Instant::now() + DELETE_TIMEOUT;
         let until = self.deadline;
@@ -117,7 +110,7 @@ impl Runner<'_> {
         // again and again until everything is gone or the bound passes.
         let waited = loop {
             let step = CLEANUP_RECHECK.min(until.saturating_duration_since(Instant::now()));
-            match self.wait_until(step, gone).await {
+            match self.wait_until(step, |w, _| run_objects_gone(w)).await {
                 Waited::Done => break Waited::Done,
                 _ if Instant::now() >= until => break Waited::Expired,
                 _ => {

@@ -204,6 +204,23 @@ pub(super) fn migration_done(world: &World, namespace: &str, name: &str) -> bool
         .is_some_and(|m| m.phase_is("Succeeded") || m.phase_is("Failed"))
 }
 
+/// A churned VM is gone when its VM, its VMI and every IPAMClaim of it are.
+pub(super) fn vm_gone(world: &World, namespace: &str, name: &str) -> bool {
+    world.get(&VMI, Some(namespace), name).is_none()
+        && world.get(&VIRTUAL_MACHINE, Some(namespace), name).is_none()
+        && !world.has_claims_of(namespace, name)
+}
+
+/// Cleanup is done when no object of the run is left that is not being deleted, and no VMI or
+/// IPAMClaim of the run is left at all (those go only after their VM).
+pub(super) fn run_objects_gone(world: &World) -> bool {
+    !world.objects.values().any(|o| o.in_run && !o.deleting)
+        && !world
+            .objects
+            .keys()
+            .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -1,0 +1,191 @@
+//! The create phases of the iterations: per iteration its networks (wait until created,
+//! accepted and advertised), then its VMs at `--qps` (wait until ready, then until they answer
+//! probes), its throughput tests where the plan asks, and its samples; a churn iteration then
+//! deletes its VMs. A scale run ends its creations by waiting for steady probe streams.
+
+use super::world::{network_ready, vm_ready};
+use super::{
+    Halt, NETWORK_READY_TIMEOUT, REACHABILITY_TIMEOUT, Runner, VM_READY_TIMEOUT, Waited, of_kind,
+};
+use crate::config::Shape;
+use crate::kube::{CUDN, NAMESPACE, ROUTE_ADVERTISEMENTS, VIRTUAL_MACHINE};
+use crate::measure::{Batch, ObjectKey};
+use crate::workload::Manifest;
+
+impl Runner<'_> {
+    /// Every iteration that creates VMs (a migration run creates its VMs once), then, for a scale
+    /// run, the wait for steady streams.
+    pub(super) async fn run_iterations(&mut self, manifests: &[Manifest]) -> Result<(), Halt> {
+        let vm_iterations = match self.plan.shape {
+            Shape::Migration => 1,
+            Shape::Scale | Shape::Churn => self.plan.iterations,
+        };
+        for iteration in 0..vm_iterations {
+            self.check_stop()?;
+            self.run_iteration(manifests, iteration, vm_iterations)
+                .await?;
+        }
+        if self.plan.shape == Shape::Scale && self.measurements.reach.active() {
+            self.await_steady_streams().await?;
+        }
+        Ok(())
+    }
+
+    /// One iteration: networks, VMs, reachability, throughput, samples, and churn's deletes.
+    pub(super) async fn run_iteration(
+        &mut self,
+        manifests: &[Manifest],
+        iteration: u32,
+        vm_iterations: u32,
+    ) -> Result<(), Halt> {
+        let plan = self.plan;
+        self.create_networks(manifests, iteration).await?;
+        let vms = of_kind(manifests, VIRTUAL_MACHINE.kind, iteration);
+        self.create_all(&vms).await?;
+        let keys: Vec<ObjectKey> = vms
+            .iter()
+            .map(|m| {
+                (
+                    m.namespace().unwrap_or_default().to_string(),
+                    m.name().to_string(),
+                )
+            })
+            .collect();
+        let what = format!("{} VMs of iteration {iteration} ready", keys.len());
+        // A stop here is returned only after the iteration's samples are handed over.
+        let waited = self
+            .wait_for(&what, VM_READY_TIMEOUT, |w, _| {
+                keys.iter().all(|(ns, n)| vm_ready(w, ns, n))
+            })
+            .await;
+        let ready = keys
+            .iter()
+            .filter(|(ns, n)| vm_ready(&self.world, ns, n))
+            .count();
+        if waited.is_ok() && self.measurements.reach.active() {
+            self.await_answers(iteration, &keys).await?;
+        }
+        if self.measurements.throughput.tests_iteration(iteration) {
+            self.measure_throughput(iteration).await?;
+        }
+        if plan.shape == Shape::Churn {
+            // Their streams end before the VMs are deleted: deletion is not loss.
+            self.measurements.reach.finish_vms(&keys).await;
+        }
+        // Churn collects once its VMs and claims are gone: claim release is part of the sample.
+        if plan.shape == Shape::Scale {
+            self.collect(Batch::Iteration(iteration));
+        }
+        self.progress(format!(
+            "iteration {}/{}: {} VMs created, {ready} ready",
+            iteration + 1,
+            vm_iterations,
+            keys.len()
+        ));
+        waited?;
+        self.report_counts(true);
+        if plan.shape == Shape::Churn {
+            self.churn(iteration, &keys).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the iteration's namespaces, networks and RouteAdvertisements, and waits until each
+    /// network is created, accepted and its route advertised as far as the run observes it.
+    pub(super) async fn create_networks(
+        &mut self,
+        manifests: &[Manifest],
+        iteration: u32,
+    ) -> Result<(), Halt> {
+        let networks: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| {
+                m.iteration == iteration
+                    && [NAMESPACE.kind, CUDN.kind, ROUTE_ADVERTISEMENTS.kind].contains(&m.kind())
+            })
+            .collect();
+        self.create_all(&networks).await?;
+        let names: Vec<String> = self
+            .plan
+            .networks
+            .iter()
+            .filter(|n| n.iteration == iteration)
+            .map(|n| n.name.clone())
+            .collect();
+        if !names.is_empty() {
+            let what = format!("networks {} created and advertised", names.join(", "));
+            self.wait_for(&what, NETWORK_READY_TIMEOUT, |w, m| {
+                names
+                    .iter()
+                    .all(|n| network_ready(w, n) && m.routes.advertised(n))
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the iteration's VMs answer probes. A VM that never answers is a finding of the
+    /// run (its first reply is reported missing and fails the reachability threshold), not a
+    /// harness failure. A scale run goes on once every VM answered (their streams reach
+    /// "sustained" meanwhile, awaited once at the end); churn deletes the VMs next, throughput
+    /// needs steady VMs, and migrations start from steady streams, so those wait for "sustained".
+    pub(super) async fn await_answers(
+        &mut self,
+        iteration: u32,
+        keys: &[ObjectKey],
+    ) -> Result<(), Halt> {
+        let steady = self.plan.shape != Shape::Scale
+            || self.measurements.throughput.tests_iteration(iteration);
+        match self
+            .wait_until(REACHABILITY_TIMEOUT, |_, m| {
+                if steady {
+                    m.reach.sustained(keys)
+                } else {
+                    m.reach.answered(keys)
+                }
+            })
+            .await
+        {
+            Waited::Done => Ok(()),
+            Waited::Expired => {
+                let silent = keys
+                    .iter()
+                    .filter(|k| self.measurements.reach.reachable(k).is_err())
+                    .count();
+                self.progress(format!(
+                    "iteration {}: {silent} VM(s) not answering probes steadily after {}; \
+                     reported as such",
+                    iteration + 1,
+                    humantime::format_duration(REACHABILITY_TIMEOUT)
+                ));
+                Ok(())
+            }
+            Waited::Stopped(stop) => Err(stop.into()),
+        }
+    }
+
+    /// The end of a scale run's creations: every VM's stream reaches sustained reachability (or
+    /// the bound passes; such VMs are reported with the reason).
+    pub(super) async fn await_steady_streams(&mut self) -> Result<(), Halt> {
+        let keys: Vec<ObjectKey> = self
+            .plan
+            .vms
+            .iter()
+            .map(|vm| (vm.namespace.clone(), vm.name.clone()))
+            .collect();
+        match self
+            .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
+            .await
+        {
+            Waited::Done => Ok(()),
+            Waited::Expired => {
+                self.progress(format!(
+                    "VMs not answering probes steadily after {}; reported as such",
+                    humantime::format_duration(REACHABILITY_TIMEOUT)
+                ));
+                Ok(())
+            }
+            Waited::Stopped(stop) => Err(stop.into()),
+        }
+    }
+}
