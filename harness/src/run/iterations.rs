@@ -189,3 +189,192 @@ impl Runner<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testkit::{Bench, Recorder, cooperative, signal_after, silent};
+    use super::super::{Halt, RunError, Stop};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_iteration_creates_networks_before_vms_and_hands_over_its_samples() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .run_iteration(&bench.manifests, 0, 3)
+            .await
+            .expect("no halt");
+        assert!(
+            runner.outcome.execution_errors.is_empty(),
+            "{:?}",
+            runner.outcome.execution_errors
+        );
+        assert_eq!(runner.ready.len(), 5, "every VM was counted ready");
+        drop(runner);
+        let calls = bench.calls();
+        let kinds: Vec<&str> = calls
+            .iter()
+            .map(|c| c.split(' ').nth(1).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "namespaces",
+                "clusteruserdefinednetworks",
+                "routeadvertisements",
+                "virtualmachines",
+                "virtualmachines",
+                "virtualmachines",
+                "virtualmachines",
+                "virtualmachines",
+            ]
+        );
+        let log = sink.log();
+        assert_eq!(
+            log.progress,
+            [
+                "iteration 1: TCP throughput to 1 VM(s), 5s each",
+                "iteration 1/3: 5 VMs created, 5 ready",
+            ]
+        );
+        assert_eq!(log.batches.len(), 1);
+        assert_eq!(log.batches[0].vm_latency.len(), 5);
+        let last = log.counts.last().expect("counts");
+        assert_eq!((last.created, last.ready, last.failed), (5, 5, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn networks_and_vms_that_never_become_ready_expire_their_waits() {
+        let bench = Bench::new("vm-bgp", silent());
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .run_iteration(&bench.manifests, 0, 3)
+            .await
+            .expect("expired waits are no halt");
+        assert!(runner.outcome.wait_expired);
+        let network = &bench.plan.networks[0].name;
+        assert_eq!(
+            runner.outcome.execution_errors,
+            [
+                format!("timed out after 2m: networks {network} created and advertised"),
+                "timed out after 10m: 5 VMs of iteration 0 ready".to_string(),
+            ]
+        );
+        drop(runner);
+        assert_eq!(bench.calls().len(), 8, "the VMs are created after all");
+        assert_eq!(
+            sink.log().progress,
+            [
+                "iteration 1: TCP throughput to 1 VM(s), 5s each",
+                "iteration 1/3: 5 VMs created, 0 ready",
+            ]
+        );
+    }
+
+    /// The global deadline passing while VMs start: the iteration's samples and progress are still
+    /// handed over, then the timed-out halt comes out.
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_during_the_vm_wait_halts_timed_out_after_the_samples() {
+        let mut bench = Bench::new("vm-bgp", silent());
+        // A throughput test started past the deadline races it (either way the halt is the same,
+        // but the progress line comes only if the test wins): leave it out here.
+        bench.throughput = false;
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let halt = runner.run_iteration(&bench.manifests, 0, 3).await;
+        assert!(
+            matches!(halt, Err(Halt::Stopped(Stop::TimedOut))),
+            "{halt:?}"
+        );
+        // The network wait expired (2 min) inside the deadline; the VM wait was cut by it.
+        assert_eq!(runner.outcome.execution_errors.len(), 1);
+        drop(runner);
+        let log = sink.log();
+        assert_eq!(log.progress, ["iteration 1/3: 5 VMs created, 0 ready"]);
+        assert_eq!(log.batches.len(), 1, "the iteration's samples are kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_between_iterations_halts_interrupted_before_creating() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        bench.cancel.cancel();
+        let halt = runner.run_iterations(&bench.manifests).await;
+        assert!(
+            matches!(halt, Err(Halt::Stopped(Stop::Interrupted))),
+            "{halt:?}"
+        );
+        drop(runner);
+        assert!(bench.calls().is_empty());
+        assert!(sink.log().batches.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_while_vms_start_halts_interrupted() {
+        let bench = Bench::new("vm-bgp", silent());
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        signal_after(&bench.cancel, Duration::from_secs(200));
+        let halt = runner.run_iterations(&bench.manifests).await;
+        assert!(
+            matches!(halt, Err(Halt::Stopped(Stop::Interrupted))),
+            "{halt:?}"
+        );
+        drop(runner);
+        assert_eq!(bench.calls().len(), 8, "only the first iteration started");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_iteration_runs_in_order() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .run_iterations(&bench.manifests)
+            .await
+            .expect("no halt");
+        // Every iteration runs throughput tests; the VMs were never probed, which is no error.
+        assert!(runner.outcome.execution_errors.is_empty());
+        drop(runner);
+        assert_eq!(bench.calls().len(), 3 * 8);
+        let log = sink.log();
+        assert_eq!(
+            log.progress,
+            [
+                "iteration 1: TCP throughput to 1 VM(s), 5s each",
+                "iteration 1/3: 5 VMs created, 5 ready",
+                "iteration 2: TCP throughput to 1 VM(s), 5s each",
+                "iteration 2/3: 5 VMs created, 5 ready",
+                "iteration 3: TCP throughput to 1 VM(s), 5s each",
+                "iteration 3/3: 5 VMs created, 5 ready",
+            ]
+        );
+        let throughput: Vec<_> = log.batches.iter().flat_map(|b| &b.throughput).collect();
+        assert_eq!(throughput.len(), 3, "one VM tested per iteration");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_object_of_another_run_halts_the_run_with_its_owner() {
+        let bench = Bench::with_taken("vm-bgp", cooperative(2), &["vmbgp-0"]);
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let halt = runner.run_iteration(&bench.manifests, 0, 3).await;
+        match halt {
+            Err(Halt::Failed(RunError::AlreadyExists { object, owner })) => {
+                assert_eq!(object, "Namespace vmbgp-0");
+                assert_eq!(owner.as_deref(), Some("another-run"));
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(runner);
+        assert_eq!(
+            bench.calls(),
+            ["POST namespaces vmbgp-0", "GET namespaces vmbgp-0"]
+        );
+    }
+}

@@ -89,3 +89,111 @@ impl Runner<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testkit::{Bench, Recorder, cooperative, signal_after, silent};
+    use super::super::{Halt, Stop};
+    use crate::kube::VMIM;
+
+    fn migrations_of_round(bench: &Bench, round: u32) -> usize {
+        bench
+            .manifests
+            .iter()
+            .filter(|m| m.kind() == VMIM.kind && m.iteration == round)
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_migrates_its_vms_and_hands_over_their_samples() {
+        let bench = Bench::new("vm-bgp-migration", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .run_iteration(&bench.manifests, 0, 1)
+            .await
+            .expect("VMs");
+        let created = bench.calls().len();
+        runner
+            .migration_round(&bench.manifests, 0)
+            .await
+            .expect("no halt");
+        assert!(
+            runner.outcome.execution_errors.is_empty(),
+            "{:?}",
+            runner.outcome.execution_errors
+        );
+        drop(runner);
+        let moving = migrations_of_round(&bench, 0);
+        assert!(moving > 0);
+        let calls = bench.calls();
+        assert!(
+            calls[created..]
+                .iter()
+                .all(|c| c.starts_with("POST virtualmachineinstancemigrations ")),
+            "{calls:?}"
+        );
+        assert_eq!(calls.len() - created, moving);
+        let log = sink.log();
+        assert_eq!(
+            log.progress.last().map(String::as_str),
+            Some(format!("migration round 1/3: {moving} migrations done").as_str())
+        );
+        let round = log.batches.last().expect("the round's batch");
+        assert_eq!(round.migrations.len(), moving);
+        assert!(round.vm_latency.is_empty(), "only the round's samples");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn migrations_that_never_complete_expire_their_wait() {
+        let bench = Bench::new("vm-bgp-migration", silent());
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .migration_round(&bench.manifests, 1)
+            .await
+            .expect("an expired wait is no halt");
+        assert!(runner.outcome.wait_expired);
+        assert_eq!(
+            runner.outcome.execution_errors,
+            [format!(
+                "timed out after 20m: {} migrations of round 1 completed",
+                migrations_of_round(&bench, 1)
+            )]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_during_a_round_halts_interrupted_without_its_samples() {
+        let bench = Bench::new("vm-bgp-migration", silent());
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        signal_after(&bench.cancel, Duration::from_secs(90));
+        let halt = runner.run_migrations(&bench.manifests).await;
+        assert!(
+            matches!(halt, Err(Halt::Stopped(Stop::Interrupted))),
+            "{halt:?}"
+        );
+        assert!(runner.outcome.execution_errors.is_empty());
+        drop(runner);
+        assert_eq!(bench.calls().len(), migrations_of_round(&bench, 0));
+        assert!(sink.log().batches.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_passed_deadline_halts_timed_out_before_the_first_round() {
+        let bench = Bench::new("vm-bgp-migration", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.deadline = tokio::time::Instant::now();
+        let halt = runner.run_migrations(&bench.manifests).await;
+        assert!(
+            matches!(halt, Err(Halt::Stopped(Stop::TimedOut))),
+            "{halt:?}"
+        );
+        drop(runner);
+        assert!(bench.calls().is_empty());
+    }
+}

@@ -43,6 +43,9 @@ mod throughput;
 mod watches;
 mod world;
 
+#[cfg(test)]
+mod testkit;
+
 use runner::{Measurements, Runner, Waited};
 use watches::{forward, watch_specs};
 use world::World;
@@ -472,4 +475,51 @@ pub async fn run(
         poller.stop().await;
     }
     result.map(|()| runner.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{Bench, Recorder, cooperative};
+    use super::*;
+
+    #[test]
+    fn a_stop_is_recorded_once_and_a_failure_is_the_runs_error() {
+        let mut outcome = Outcome::default();
+        assert!(record_halt(&mut outcome, Ok(())).is_ok());
+        assert_eq!(outcome.stopped, None);
+        assert!(record_halt(&mut outcome, Err(Stop::TimedOut.into())).is_ok());
+        assert_eq!(outcome.stopped, Some(Stop::TimedOut));
+        let mut outcome = Outcome::default();
+        let failed = record_halt(
+            &mut outcome,
+            Err(RunError::WatchSync(WATCH_SYNC_TIMEOUT).into()),
+        );
+        assert!(matches!(failed, Err(RunError::WatchSync(_))), "{failed:?}");
+        assert_eq!(outcome.stopped, None, "a failure is not a stop");
+    }
+
+    /// The phases in order on a cooperative cluster: sessions, the one VM iteration of a
+    /// migration run, then every round.
+    #[tokio::test(start_paused = true)]
+    async fn a_migration_run_goes_through_every_phase() {
+        let bench = Bench::new("vm-bgp-migration", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.run(&bench.manifests).await.expect("no halt");
+        assert!(
+            runner.outcome.execution_errors.is_empty(),
+            "{:?}",
+            runner.outcome.execution_errors
+        );
+        drop(runner);
+        let vms = bench.plan.vms.len();
+        let log = sink.log();
+        let expected: Vec<String> = ["BGP sessions up: 2 of 2".to_string()]
+            .into_iter()
+            .chain([format!("iteration 1/1: {vms} VMs created, {vms} ready")])
+            .chain((1..=3).map(|round| format!("migration round {round}/3: {vms} migrations done")))
+            .collect();
+        assert_eq!(log.progress, expected);
+        assert_eq!(log.batches.len(), 3, "one batch per round");
+    }
 }

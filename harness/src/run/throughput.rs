@@ -62,3 +62,38 @@ impl Runner<'_> {
         result.map_err(Halt::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Bench, Recorder, cooperative};
+    use crate::measure::Batch;
+
+    /// The bench's VMs were never probed: the picked VM is tested no further and its sample says
+    /// why, inside the budget, so nothing is cut short and no error is recorded.
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_vms_get_samples_saying_why() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.measure_throughput(2).await.expect("no halt");
+        assert!(runner.outcome.execution_errors.is_empty());
+        runner.collect(Batch::Iteration(2));
+        drop(runner);
+        let log = sink.log();
+        assert_eq!(
+            log.progress,
+            ["iteration 3: TCP throughput to 1 VM(s), 5s each"]
+        );
+        let samples = &log.batches[0].throughput;
+        assert_eq!(samples.len(), 1, "throughputVms: 1");
+        let first_vm = bench
+            .plan
+            .vms
+            .iter()
+            .find(|vm| vm.iteration == 2)
+            .expect("a VM");
+        assert_eq!(samples[0].vm.vm_name, first_vm.name);
+        let goodput = format!("{:?}", samples[0].goodput_bits_per_second);
+        assert!(goodput.contains("not probed"), "{goodput}");
+    }
+}
