@@ -76,10 +76,6 @@ impl Runner<'_> {
         }
     }
 
-    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
-    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
-    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
-    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     /// Ends measuring: the session window closes and every probe stream is finished, whether or
     /// not cleanup follows (`--gc false` changes only what is deleted, never what is measured).
     pub(super) async fn finish_measuring(&mut self) {
@@ -91,6 +87,10 @@ impl Runner<'_> {
         self.measurements.reach.finish_all().await;
     }
 
+    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
+    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
+    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     pub(super) async fn cleanup(&mut self) {
         self.deleting = true;
         let mut deleted = 0;
