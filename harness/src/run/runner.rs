@@ -373,3 +373,100 @@ impl Runner<'_> {
         self.sink.progress(&line);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc::unbounded_channel;
+
+    use super::super::testkit::{Bench, Recorder, applied, cooperative, signal_after};
+    use super::*;
+    use crate::kube::NAMESPACE;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_on_its_predicate_its_limit_a_signal_or_the_deadline() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let limit = Duration::from_secs(60);
+        // An event that arrives while waiting is fed before the predicate is asked again.
+        let events = bench.events.clone();
+        let at = runner.clock.now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let object = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": "seen"}});
+            let _ = events.send(applied(NAMESPACE, object, at));
+        });
+        let started = Instant::now();
+        let seen = |w: &World, _: &Measurements| w.get(&NAMESPACE, None, "seen").is_some();
+        assert!(matches!(runner.wait_until(limit, seen).await, Waited::Done));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        let never = |_: &World, _: &Measurements| false;
+        assert!(matches!(
+            runner.wait_until(limit, never).await,
+            Waited::Expired
+        ));
+        runner.deadline = Instant::now() + Duration::from_secs(10);
+        assert!(matches!(
+            runner.wait_until(limit, never).await,
+            Waited::Stopped(Stop::TimedOut)
+        ));
+        runner.deadline = Instant::now() + Duration::from_secs(3600);
+        signal_after(&bench.cancel, Duration::from_secs(1));
+        assert!(matches!(
+            runner.wait_until(limit, never).await,
+            Waited::Stopped(Stop::Interrupted)
+        ));
+    }
+
+    /// Every watch ended: nothing more will arrive, so the wait expires at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_expires_at_once_when_every_source_closed() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let (closed_tx, closed) = unbounded_channel();
+        drop(closed_tx);
+        runner.events = closed;
+        let started = Instant::now();
+        let waited = runner
+            .wait_for("nothing", Duration::from_secs(600), |_, _| false)
+            .await;
+        assert!(waited.is_ok());
+        assert!(
+            started.elapsed() < WAIT_RECHECK * 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(runner.outcome.wait_expired);
+        assert_eq!(
+            runner.outcome.execution_errors,
+            ["timed out after 10m: nothing"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_create_is_an_execution_error_and_stops_creating_as_another_runs_object() {
+        let bench = Bench::with_taken("vm-bgp", cooperative(2), &["vmbgp-0"]);
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let first_iteration: Vec<&Manifest> = bench
+            .manifests
+            .iter()
+            .filter(|m| m.iteration == 0 && m.kind() != "FRRConfiguration")
+            .collect();
+        let failed = runner.create_all(&first_iteration).await;
+        assert!(
+            matches!(failed, Err(RunError::AlreadyExists { .. })),
+            "{failed:?}"
+        );
+        assert_eq!(
+            runner.outcome.execution_errors,
+            ["Namespace vmbgp-0: 409 AlreadyExists: vmbgp-0 already exists"]
+        );
+        drop(runner);
+        assert_eq!(bench.calls().len(), 2, "the create and the owner's lookup");
+    }
+}
