@@ -197,13 +197,14 @@ impl Sink for RecorderSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Overrides, load_profile, plan};
+    use crate::cli::PlanArgs;
+    use crate::config::{load_profile, plan};
 
     #[test]
     fn profile_thresholds_become_millisecond_and_percent_bounds() {
         let plan = plan(
             &load_profile("vm-bgp").expect("profile"),
-            &Overrides::default(),
+            &PlanArgs::default(),
         )
         .expect("plan");
         let converted = report_thresholds(&plan.thresholds);
