@@ -6,7 +6,12 @@
 //! write; the rest watches the cluster and writes it.
 
 pub mod aggregate;
+pub mod cli;
+pub mod controller;
 pub mod desired;
+pub mod http;
 pub mod inputs;
+pub mod leader;
+pub mod metrics;
 pub mod plan;
 pub mod selector;
