@@ -25,6 +25,55 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller.
     Run(RunArgs),
+    /// Back up or restore VM IP mappings.
+    #[command(subcommand)]
+    Mappings(MappingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MappingsCommand {
+    /// Write every selected VM's namespace, name, network, IPs and node to a file.
+    Backup(BackupArgs),
+    /// Give VMs that lack it the `network.kubevirt.io/addresses` annotation from a backup;
+    /// conflicts are reported, never overwritten (exit status 1 when there are any).
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// As for `run`: networks served besides those labelled `vmbgp.io/host-routes=true`.
+    #[arg(long)]
+    pub network_selector: Option<String>,
+    /// As for `run`: only VMs labelled `vmbgp.io/host-route=true`.
+    #[arg(long)]
+    pub vm_opt_in: bool,
+    #[arg(long)]
+    pub file: PathBuf,
+}
+
+impl BackupArgs {
+    pub fn settings(&self) -> Result<Settings, SelectorError> {
+        let mut settings = Settings::new("");
+        settings.network_selector = self
+            .network_selector
+            .as_deref()
+            .map(Selector::parse)
+            .transpose()?;
+        if self.vm_opt_in {
+            settings.vm_selection = VmSelection::OnlyOptedIn;
+        }
+        Ok(settings)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    #[arg(long)]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +179,9 @@ mod tests {
             "--no-leader-election",
         ])
         .expect("parses");
-        let Command::Run(args) = cli.command;
+        let Command::Run(args) = cli.command else {
+            panic!("run expected");
+        };
         let s = args.settings().expect("settings");
         assert_eq!(s.frr_namespace, "frr-k8s-system");
         assert!(s.aggregate && s.network_selector.is_some());
@@ -138,7 +189,9 @@ mod tests {
         assert!(args.no_leader_election);
         let bad = Cli::try_parse_from(["vmbgp-controller", "run", "--network-selector", "a in (b"])
             .expect("parses");
-        let Command::Run(bad) = bad.command;
+        let Command::Run(bad) = bad.command else {
+            panic!("run expected");
+        };
         assert!(bad.settings().is_err());
     }
 }

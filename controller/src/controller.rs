@@ -31,9 +31,7 @@ use crate::desired::{
     desired_state, render_object,
 };
 use crate::http::Health;
-use crate::inputs::{
-    Advertisement, Claim, GeneratedConfig, Inputs, Namespace, Network, RA_GENERATED_LABEL, Vmi,
-};
+use crate::inputs::{Inputs, RA_GENERATED_LABEL, RawObjects};
 use crate::metrics::{Metrics, NodeLabel};
 use crate::plan::{Write, plan};
 
@@ -122,54 +120,17 @@ fn json_of(object: &DynamicObject) -> Value {
 
 impl Caches {
     fn inputs(&self) -> (Inputs, Vec<String>) {
-        let mut problems = Vec::new();
-        let mut inputs = Inputs {
-            vmis: self
-                .vmis
-                .state()
-                .iter()
-                .filter_map(|o| Vmi::from_json(&json_of(o)))
-                .collect(),
-            ..Inputs::default()
+        let values = |store: &Store<DynamicObject>| -> Vec<Value> {
+            store.state().iter().map(|o| json_of(o)).collect()
         };
-        for claim in self.claims.state() {
-            if let Some(c) = Claim::from_json(&json_of(&claim)) {
-                inputs
-                    .claims
-                    .insert((c.namespace.clone(), c.name.clone()), c);
-            }
-        }
-        for network in self.networks.state() {
-            match Network::from_json(&json_of(&network)) {
-                Ok(n) => inputs.networks.push(n),
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        for namespace in self.namespaces.state() {
-            if let Some(n) = Namespace::from_json(&json_of(&namespace)) {
-                inputs.namespaces.insert(n.name.clone(), n);
-            }
-        }
-        for ra in self.advertisements.state() {
-            match Advertisement::from_json(&json_of(&ra)) {
-                Ok(a) => inputs.advertisements.push(a),
-                Err(e) => problems.push(e.to_string()),
-            }
-        }
-        inputs.generated = self
-            .generated
-            .state()
-            .iter()
-            .filter_map(|o| GeneratedConfig::from_json(&json_of(o)))
-            .collect();
-        // Deterministic order whatever the cache's.
-        inputs
-            .vmis
-            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        inputs.networks.sort_by(|a, b| a.name.cmp(&b.name));
-        inputs.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
-        inputs.generated.sort_by(|a, b| a.name.cmp(&b.name));
-        (inputs, problems)
+        Inputs::from_objects(&RawObjects {
+            vmis: values(&self.vmis),
+            claims: values(&self.claims),
+            networks: values(&self.networks),
+            namespaces: values(&self.namespaces),
+            advertisements: values(&self.advertisements),
+            generated: values(&self.generated),
+        })
     }
 
     /// Our configurations in the cluster: (node → advertisement) and names to delete because

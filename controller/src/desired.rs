@@ -494,7 +494,7 @@ pub fn render_object(settings: &Settings, node: &str, advertisement: &NodeAdvert
     })
 }
 
-fn vm_selected(settings: &Settings, vmi: &Vmi) -> bool {
+pub(crate) fn vm_selected(settings: &Settings, vmi: &Vmi) -> bool {
     match (
         settings.vm_selection,
         vmi.labels.get(VM_LABEL).map(String::as_str),
@@ -505,7 +505,7 @@ fn vm_selected(settings: &Settings, vmi: &Vmi) -> bool {
     }
 }
 
-fn network_selected(settings: &Settings, network: &Network) -> bool {
+pub(crate) fn network_selected(settings: &Settings, network: &Network) -> bool {
     network.layer2_primary
         && (network.labels.get(NETWORK_OPT_IN_LABEL).map(String::as_str) == Some("true")
             || settings
@@ -568,6 +568,19 @@ fn routers_for(
     routers
 }
 
+/// A VM's addresses: its IPAMClaim's (`<vm>.<network>`), else those its interface reports.
+/// The claim is the allocation; the interface report may lag (or be briefly empty) around a
+/// migration's switch-over.
+pub(crate) fn addresses_of(inputs: &Inputs, vmi: &Vmi) -> Vec<IpAddr> {
+    let claim_name = format!("{}.{}", vmi.name, vmi.pod_network);
+    inputs
+        .claims
+        .get(&(vmi.namespace.clone(), claim_name))
+        .map(|c| c.addresses.clone())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| vmi.interface_addresses.clone())
+}
+
 /// Computes the desired state.
 pub fn desired_state(settings: &Settings, inputs: &Inputs) -> Desired {
     let mut desired = Desired::default();
@@ -611,15 +624,7 @@ pub fn desired_state(settings: &Settings, inputs: &Inputs) -> Desired {
             namespace: vmi.namespace.clone(),
             name: vmi.name.clone(),
         };
-        let claim_name = format!("{}.{}", vmi.name, vmi.pod_network);
-        let claimed = inputs
-            .claims
-            .get(&(vmi.namespace.clone(), claim_name))
-            .map(|c| c.addresses.clone())
-            .filter(|a| !a.is_empty());
-        // The claim is the allocation; the interface report may lag (or be briefly empty) around
-        // a migration's switch-over.
-        let candidates = claimed.unwrap_or_else(|| vmi.interface_addresses.clone());
+        let candidates = addresses_of(inputs, vmi);
         if candidates.is_empty() {
             desired
                 .not_advertised

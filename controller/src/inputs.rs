@@ -352,6 +352,62 @@ pub struct Inputs {
     pub generated: Vec<GeneratedConfig>,
 }
 
+/// Raw objects of each watched kind, as listed or cached.
+#[derive(Debug, Clone, Default)]
+pub struct RawObjects {
+    pub vmis: Vec<Value>,
+    pub claims: Vec<Value>,
+    pub networks: Vec<Value>,
+    pub namespaces: Vec<Value>,
+    pub advertisements: Vec<Value>,
+    pub generated: Vec<Value>,
+}
+
+impl Inputs {
+    /// Reads every object; unreadable ones are skipped, and those worth telling about (a
+    /// selector that does not parse) are returned as problems.
+    pub fn from_objects(raw: &RawObjects) -> (Inputs, Vec<String>) {
+        let mut problems = Vec::new();
+        let mut inputs = Inputs {
+            vmis: raw.vmis.iter().filter_map(Vmi::from_json).collect(),
+            ..Inputs::default()
+        };
+        for c in raw.claims.iter().filter_map(Claim::from_json) {
+            inputs
+                .claims
+                .insert((c.namespace.clone(), c.name.clone()), c);
+        }
+        for network in &raw.networks {
+            match Network::from_json(network) {
+                Ok(n) => inputs.networks.push(n),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        for n in raw.namespaces.iter().filter_map(Namespace::from_json) {
+            inputs.namespaces.insert(n.name.clone(), n);
+        }
+        for ra in &raw.advertisements {
+            match Advertisement::from_json(ra) {
+                Ok(a) => inputs.advertisements.push(a),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        inputs.generated = raw
+            .generated
+            .iter()
+            .filter_map(GeneratedConfig::from_json)
+            .collect();
+        // Deterministic order whatever the source's.
+        inputs
+            .vmis
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        inputs.networks.sort_by(|a, b| a.name.cmp(&b.name));
+        inputs.advertisements.sort_by(|a, b| a.name.cmp(&b.name));
+        inputs.generated.sort_by(|a, b| a.name.cmp(&b.name));
+        (inputs, problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

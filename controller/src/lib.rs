@@ -12,6 +12,7 @@ pub mod desired;
 pub mod http;
 pub mod inputs;
 pub mod leader;
+pub mod mappings;
 pub mod metrics;
 pub mod plan;
 pub mod selector;

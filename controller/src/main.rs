@@ -9,7 +9,7 @@ use clap::Parser;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vmbgp_controller::cli::{Cli, Command, RunArgs};
+use vmbgp_controller::cli::{Cli, Command, MappingsCommand, RunArgs};
 use vmbgp_controller::controller::Controller;
 use vmbgp_controller::desired::Owner;
 use vmbgp_controller::http::{Health, serve};
@@ -33,10 +33,48 @@ enum MainError {
     },
     #[error(transparent)]
     Controller(#[from] vmbgp_controller::controller::ControllerError),
+    #[error(transparent)]
+    Mappings(#[from] vmbgp_controller::mappings::MappingError),
+    #[error("{0} mapping(s) could not be restored")]
+    Unrestored(usize),
 }
 
-async fn client(args: &RunArgs) -> Result<kube::Client, MainError> {
-    let config = match &args.kubeconfig {
+async fn mappings(command: MappingsCommand) -> Result<(), MainError> {
+    use vmbgp_controller::mappings::{Outcome, backup, read_file, restore, write_file};
+    match command {
+        MappingsCommand::Backup(args) => {
+            let settings = args.settings()?;
+            let client = client(args.kubeconfig.as_deref()).await?;
+            let file = backup(&client, &settings).await?;
+            write_file(&args.file, &file)?;
+            println!(
+                "{} mappings written to {}",
+                file.mappings.len(),
+                args.file.display()
+            );
+            Ok(())
+        }
+        MappingsCommand::Restore(args) => {
+            let file = read_file(&args.file)?;
+            let client = client(args.kubeconfig.as_deref()).await?;
+            let outcomes = restore(&client, &file).await?;
+            let mut unrestored = 0;
+            for (m, outcome) in &outcomes {
+                println!("{}/{} {:?}: {outcome}", m.namespace, m.name, m.ips);
+                if !matches!(outcome, Outcome::Restored | Outcome::AlreadySet) {
+                    unrestored += 1;
+                }
+            }
+            if unrestored > 0 {
+                return Err(MainError::Unrestored(unrestored));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, MainError> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| MainError::Kubeconfig(format!("{}: {e}", path.display())))?;
@@ -53,7 +91,7 @@ async fn client(args: &RunArgs) -> Result<kube::Client, MainError> {
 
 async fn run(args: RunArgs) -> Result<(), MainError> {
     let mut settings = args.settings()?;
-    let client = client(&args).await?;
+    let client = client(args.kubeconfig.as_deref()).await?;
     if let Some(name) = &args.owner_cluster_role {
         let role = kube::Api::<ClusterRole>::all(client.clone())
             .get(name)
@@ -136,6 +174,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Mappings(command) => mappings(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
