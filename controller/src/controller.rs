@@ -444,8 +444,18 @@ impl Controller {
         let (cached, strays) = caches.written();
         let written = self.written.get_or_insert(cached).clone();
         let steps = plan(&written, &desired.nodes);
+        // Additions are independent of each other: one node's refused write (e.g. frr-k8s's
+        // admission webhook rejecting that node's merged configuration) must not hold back the
+        // others. Withdrawals wait until every addition succeeded.
+        let mut first_error = None;
         for write in &steps.make {
-            self.execute(write).await?;
+            if let Err(error) = self.execute(write).await {
+                tracing::warn!(%error, "addition failed; withdrawals wait for the retry");
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error);
         }
         // Every target now advertises its migrated VMs (written just now or before).
         self.count_followed_migrations(&desired);
