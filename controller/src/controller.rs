@@ -460,6 +460,7 @@ impl Controller {
         // Every target now advertises its migrated VMs (written just now or before).
         self.count_followed_migrations(&desired);
         if steps.overlap() {
+            self.metrics.make_before_break_overlaps.inc();
             tracing::debug!(
                 adds = steps.make.len(),
                 withdrawals = steps.brk.len(),

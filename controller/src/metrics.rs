@@ -27,6 +27,7 @@ pub struct Metrics {
     pub reconcile_errors: Counter,
     pub migrations_followed: Counter,
     pub migration_follow_seconds: Histogram,
+    pub make_before_break_overlaps: Counter,
     pub not_advertised_vms: Gauge,
     pub leader: Gauge,
 }
@@ -78,6 +79,12 @@ impl Metrics {
             "From the migration's endTimestamp (switch-over, wall clock of the API server's writer) to the target's configuration written",
             migration_follow_seconds.clone(),
         );
+        let make_before_break_overlaps = Counter::default();
+        registry.register(
+            "make_before_break_overlaps",
+            "Reconciles in which a route was advertised from its new node before being withdrawn from its old one",
+            make_before_break_overlaps.clone(),
+        );
         let not_advertised_vms = Gauge::default();
         registry.register(
             "not_advertised_vms",
@@ -98,6 +105,7 @@ impl Metrics {
             reconcile_errors,
             migrations_followed,
             migration_follow_seconds,
+            make_before_break_overlaps,
             not_advertised_vms,
             leader,
         }

@@ -339,6 +339,7 @@ async fn follows_create_migration_and_delete_make_before_break() {
         &[
             "vmbgp_controller_migrations_followed_total 1",
             "vmbgp_controller_migration_follow_seconds_count 1",
+            "vmbgp_controller_make_before_break_overlaps_total 1",
         ],
     )
     .await;
