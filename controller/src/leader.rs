@@ -30,6 +30,9 @@ pub struct Record {
     pub version: String,
     /// Changes on every renewal, so a follower can tell a live holder from a dead one.
     pub renew_marker: String,
+    /// When the current holder acquired it (RFC 3339), kept across renewals; `None` for a new
+    /// term, which the store stamps with the write time.
+    pub acquired_at: Option<String>,
 }
 
 /// Why a Lease operation failed.
@@ -99,6 +102,7 @@ impl<S: LeaseStore> Elector<S> {
             transitions,
             version: String::new(),
             renew_marker: format!("{}#{}", self.identity, self.renewals),
+            acquired_at: None,
         }
     }
 
@@ -137,6 +141,9 @@ impl<S: LeaseStore> Elector<S> {
         };
         let mut record = self.fresh(transitions);
         record.version = current.version;
+        if mine {
+            record.acquired_at = current.acquired_at;
+        }
         match self.store.replace(&record).await {
             Ok(written) => {
                 self.observed = Some((written, now));
@@ -158,6 +165,7 @@ impl<S: LeaseStore> Elector<S> {
         let record = Record {
             holder: String::new(),
             renew_marker: String::new(),
+            acquired_at: None,
             ..current
         };
         match self.store.replace(&record).await {
@@ -234,7 +242,13 @@ impl KubeLeaseStore {
                 lease_duration_seconds: Some(record.lease_duration_seconds),
                 lease_transitions: Some(record.transitions),
                 renew_time: (!record.holder.is_empty()).then(|| now.clone()),
-                acquire_time: (!record.holder.is_empty()).then_some(now),
+                acquire_time: (!record.holder.is_empty()).then(|| {
+                    record
+                        .acquired_at
+                        .as_deref()
+                        .and_then(|t| t.parse().ok())
+                        .map_or_else(|| now.clone(), MicroTime)
+                }),
                 ..LeaseSpec::default()
             }),
         }
@@ -257,6 +271,7 @@ fn from_lease(lease: &Lease) -> Record {
             .and_then(|a| a.get(RENEW_MARKER).cloned())
             .or_else(|| spec.renew_time.map(|t| t.0.to_string()))
             .unwrap_or_default(),
+        acquired_at: spec.acquire_time.map(|t| t.0.to_string()),
     }
 }
 

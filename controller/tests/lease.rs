@@ -132,6 +132,12 @@ async fn second_instance_takes_over_after_a_clean_stop_and_after_a_crash() {
     };
     let (mut a_rx, a_stop, a_task) = start("a");
     leads(&mut a_rx).await;
+    let acquired = |slot: &Slot| {
+        slot.lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|l| l["spec"]["acquireTime"].clone()))
+    };
+    let a_acquired = acquired(&slot);
     let (mut b_rx, b_stop, b_task) = start("b");
     // b watches a renew for several lease durations and never leads.
     for _ in 0..30 {
@@ -139,6 +145,18 @@ async fn second_instance_takes_over_after_a_clean_stop_and_after_a_crash() {
         assert!(!*b_rx.borrow(), "b leads while a renews");
     }
     assert_eq!(holder(&slot).as_deref(), Some("a"));
+    assert_eq!(
+        acquired(&slot),
+        a_acquired,
+        "renewals keep the acquire time"
+    );
+    assert_ne!(
+        slot.lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|l| l["spec"]["renewTime"].clone())),
+        a_acquired,
+        "renewals move the renew time"
+    );
     // Clean stop: a releases, b takes over.
     a_stop.cancel();
     a_task.await.expect("a stops");
