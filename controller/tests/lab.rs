@@ -396,3 +396,62 @@ async fn aggregates_a_nodes_consecutive_vms_and_caps_a_full_node() {
     .await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn converges_through_api_errors_watch_cuts_and_expired_resource_versions() {
+    let s = start(2, settings()).await;
+    s.lab.set_faults(vmbgp_lab_api::faults::FaultConfig {
+        error_rate_500: 0.2,
+        watch_cut_every: Some(Duration::from_millis(300)),
+        gone_on_resume: true,
+        ..Default::default()
+    });
+    // The test's own requests retry through the same faults.
+    let vms: Api<DynamicObject> = Api::namespaced_with(
+        s.client.clone(),
+        VM_NS,
+        &ar("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"),
+    );
+    for (name, ip) in [
+        ("vm-a", "198.19.0.30"),
+        ("vm-b", "198.19.0.31"),
+        ("vm-c", "198.19.0.32"),
+    ] {
+        let vm = object(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": VM_NS},
+            "spec": {"runStrategy": "Always", "template": {
+                "metadata": {"annotations": {"network.kubevirt.io/addresses": format!("{{\"default\": [\"{ip}\"]}}")}},
+                "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
+                    "resources": {"requests": {"memory": "1Gi"}}}, "networks": [{"name": "default", "pod": {}}]}}}
+        }));
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match vms.create(&PostParams::default(), &vm).await {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(e)) if e.code == 409 => return,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await
+        .expect("VM created through the faults");
+    }
+    let mut expected: std::collections::BTreeMap<String, BTreeSet<IpNet>> = Default::default();
+    for (name, ip) in [
+        ("vm-a", "198.19.0.30"),
+        ("vm-b", "198.19.0.31"),
+        ("vm-c", "198.19.0.32"),
+    ] {
+        let node = s.running_node(name).await;
+        expected
+            .entry(node)
+            .or_default()
+            .insert(format!("{ip}/32").parse().expect("prefix"));
+    }
+    for (node, want) in &expected {
+        s.config_where(node, |c| &host_prefixes(c) == want).await;
+    }
+    s.lab.set_faults(Default::default());
+    s.stop().await;
+}
