@@ -209,6 +209,16 @@ pub struct Controller {
     /// The reason last reported per VM, so an Event is recorded once per change.
     reported: HashMap<VmRef, String>,
     warned: BTreeSet<String>,
+    /// Receives a copy of every Event recorded (see [`Controller::tap_events`]).
+    event_tap: Option<tokio::sync::mpsc::UnboundedSender<RecordedEvent>>,
+}
+
+/// An Event the controller recorded on a VMI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub vm: VmRef,
+    pub reason: String,
+    pub note: String,
 }
 
 impl std::fmt::Debug for Controller {
@@ -235,7 +245,15 @@ impl Controller {
             followed: BTreeSet::new(),
             reported: HashMap::new(),
             warned: BTreeSet::new(),
+            event_tap: None,
         }
+    }
+
+    /// A copy of every Event from now on, as recorded (also when the API refuses Events).
+    pub fn tap_events(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<RecordedEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.event_tap = Some(tx);
+        rx
     }
 
     /// Watches and reconciles until `stop`; writes only while `leading` is true.
@@ -581,6 +599,13 @@ impl Controller {
                 action: "AdvertiseHostRoute".into(),
                 secondary: None,
             };
+            if let Some(tap) = &self.event_tap {
+                let _ = tap.send(RecordedEvent {
+                    vm: vm.clone(),
+                    reason: event.reason.clone(),
+                    note: event.note.clone().unwrap_or_default(),
+                });
+            }
             // An API without Events (the lab) must not stop routing; the metric still counts.
             if let Err(error) = self.recorder.publish(&event, &reference).await {
                 tracing::debug!(%vm, %error, "could not record the Event");

@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use vmbgp_controller::controller::{Controller, frr_resource};
+use vmbgp_controller::controller::{Controller, RecordedEvent, frr_resource};
 use vmbgp_controller::desired::{NodeAdvertisement, STATUS_ANNOTATION, Settings, config_name};
 use vmbgp_controller::http::Health;
 use vmbgp_controller::metrics::Metrics;
@@ -30,6 +30,7 @@ struct Setup {
     client: Client,
     _dir: tempfile::TempDir,
     metrics: Arc<Metrics>,
+    events: tokio::sync::mpsc::UnboundedReceiver<RecordedEvent>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -113,7 +114,8 @@ async fn start(nodes: usize, settings: Settings) -> Setup {
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let (_leading_tx, leading) = watch::channel(true);
-    let controller = Controller::new(client.clone(), settings, metrics.clone());
+    let mut controller = Controller::new(client.clone(), settings, metrics.clone());
+    let events = controller.tap_events();
     let health = Arc::new(Health::default());
     let run_stop = stop.clone();
     let task = tokio::spawn(async move {
@@ -129,6 +131,7 @@ async fn start(nodes: usize, settings: Settings) -> Setup {
         client,
         _dir: dir,
         metrics,
+        events,
         stop,
         task,
     }
@@ -362,7 +365,8 @@ async fn follows_create_migration_and_delete_make_before_break() {
 async fn aggregates_a_nodes_consecutive_vms_and_caps_a_full_node() {
     let mut settings = settings();
     settings.aggregate = true;
-    settings.max_routes_per_node = Some(1);
+    // Any subset of four aligned addresses is at most two prefixes, so the ramp-up never caps.
+    settings.max_routes_per_node = Some(2);
     let s = start(1, settings).await;
     for i in 4..8 {
         s.vm(&format!("vm-{i}"), &format!("198.19.0.{i}")).await;
@@ -375,8 +379,13 @@ async fn aggregates_a_nodes_consecutive_vms_and_caps_a_full_node() {
         config["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "vmbgp-controller"
     );
-    // A fifth, non-adjacent VM makes two prefixes: past the cap of one, the node advertises none.
     s.vm("vm-9", "198.19.0.9").await;
+    s.config_where(&node, |c| {
+        host_prefixes(c) == prefixes(&["198.19.0.4/30", "198.19.0.9/32"])
+    })
+    .await;
+    // Another non-adjacent VM makes three prefixes: past the cap of two, the node advertises none.
+    s.vm("vm-11", "198.19.0.11").await;
     let capped = s
         .config_where(&node, |c| {
             c["metadata"]["annotations"][STATUS_ANNOTATION]
@@ -390,10 +399,56 @@ async fn aggregates_a_nodes_consecutive_vms_and_caps_a_full_node() {
         &[
             &format!("vmbgp_controller_node_capped{{node=\"{node}\"}} 1"),
             &format!("vmbgp_controller_routes_advertised{{node=\"{node}\"}} 0"),
-            "vmbgp_controller_not_advertised_vms 5",
+            "vmbgp_controller_not_advertised_vms 6",
         ],
     )
     .await;
+    // One Warning Event per capped VM, recorded once however many reconciles follow.
+    let mut s = s;
+    let mut capped_events = BTreeSet::new();
+    while capped_events.len() < 6 {
+        let event = tokio::time::timeout(WAIT, s.events.recv())
+            .await
+            .expect("event in time")
+            .expect("tap open");
+        assert_eq!(event.reason, "HostRouteNodeCapped", "{event:?}");
+        assert!(
+            event.note.contains("3 host routes, over the cap of 2"),
+            "{event:?}"
+        );
+        assert!(
+            capped_events.insert(event.vm.name.clone()),
+            "duplicate {event:?}"
+        );
+    }
+    assert_eq!(
+        capped_events,
+        ["vm-4", "vm-5", "vm-6", "vm-7", "vm-9", "vm-11"]
+            .map(String::from)
+            .into()
+    );
+    s.vm("vm-20", "198.19.0.20").await;
+    s.config_where(&node, |c| {
+        c["metadata"]["annotations"][STATUS_ANNOTATION]
+            .as_str()
+            .is_some_and(|t| t.contains("Capped: 4 host routes"))
+    })
+    .await;
+    // The reason changed (4 routes now): every VM is told once more, and nothing was repeated
+    // in between by the reconciles our own writes triggered.
+    let mut again = BTreeSet::new();
+    while again.len() < 7 {
+        let event = tokio::time::timeout(WAIT, s.events.recv())
+            .await
+            .expect("event in time")
+            .expect("tap open");
+        assert!(
+            event.note.contains("4 host routes, over the cap of 2"),
+            "{event:?}"
+        );
+        assert!(again.insert(event.vm.name.clone()), "duplicate {event:?}");
+    }
+    assert!(again.contains("vm-20"));
     s.stop().await;
 }
 
