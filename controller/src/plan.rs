@@ -90,3 +90,93 @@ pub fn plan(
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{RouterAdvertisement, RouterKey};
+    use ipnet::IpNet;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn state() -> impl Strategy<Value = BTreeMap<String, NodeAdvertisement>> {
+        // Up to 3 nodes, each with a subset of 8 host routes on one router.
+        prop::collection::btree_map(
+            (1u8..=3).prop_map(|n| format!("node-{n}")),
+            prop::collection::btree_set(0u8..8, 0..8),
+            0..=3,
+        )
+        .prop_map(|nodes| {
+            nodes
+                .into_iter()
+                .map(|(node, hosts)| {
+                    let mut advertisement = NodeAdvertisement::default();
+                    advertisement.routers.insert(
+                        RouterKey {
+                            asn: 64513,
+                            vrf: String::new(),
+                        },
+                        RouterAdvertisement {
+                            neighbors: [(
+                                "198.18.0.155".to_string(),
+                                serde_json::json!({"address": "198.18.0.155", "asn": 64512}),
+                            )]
+                            .into_iter()
+                            .collect(),
+                            host_prefixes: hosts
+                                .into_iter()
+                                .map(|h| IpNet::from(std::net::IpAddr::from([198, 19, 0, h])))
+                                .collect(),
+                            ..RouterAdvertisement::default()
+                        },
+                    );
+                    (node, advertisement)
+                })
+                .collect()
+        })
+    }
+
+    fn routes(state: &BTreeMap<String, NodeAdvertisement>) -> BTreeSet<(String, IpNet)> {
+        state
+            .iter()
+            .flat_map(|(n, a)| a.host_prefixes().into_iter().map(move |p| (n.clone(), p)))
+            .collect()
+    }
+
+    fn run(state: &mut BTreeMap<String, NodeAdvertisement>, writes: &[Write]) {
+        for write in writes {
+            match write {
+                Write::Apply {
+                    node,
+                    advertisement,
+                } => {
+                    state.insert(node.clone(), advertisement.clone());
+                }
+                Write::Delete { node } => {
+                    state.remove(node);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn make_adds_only_and_break_reaches_the_desired_state(
+            written in state(), desired in state()
+        ) {
+            let p = plan(&written, &desired);
+            let mut cluster = written.clone();
+            run(&mut cluster, &p.make);
+            // After the make step nothing written before is withdrawn, and every desired route
+            // is already advertised.
+            let after_make = routes(&cluster);
+            prop_assert!(routes(&written).is_subset(&after_make));
+            prop_assert!(routes(&desired).is_subset(&after_make));
+            run(&mut cluster, &p.brk);
+            prop_assert_eq!(routes(&cluster), routes(&desired));
+            prop_assert_eq!(cluster.keys().collect::<Vec<_>>(), desired.keys().collect::<Vec<_>>());
+            // Planning from the result again writes nothing.
+            prop_assert!(plan(&cluster, &desired).is_empty());
+        }
+    }
+}
