@@ -11,8 +11,10 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
+use vmbgp_model::quantiles::{self, Presence, QuantileMetric, Unit};
+use vmbgp_model::{Measured, Timing, duration_millis, nanos_to_millis, round3};
+
 use crate::document::{self, Document, DocumentError, HistogramBucket, MeasuredFields, Metadata};
-use crate::measured::{Measured, Timing, duration_millis, nanos_to_millis, round3};
 use crate::quantiles::{
     Summary, hdr_buckets_millis, hdr_summary_millis, kube_burner_summary,
     kube_burner_summary_millis, new_nanos_histogram,
@@ -21,35 +23,6 @@ use crate::samples::*;
 
 const NOT_RECORDED: &str = "not recorded by the harness";
 const HOST_ROUTES_ONLY: &str = "per-VM /32 routes are advertised only in host-routes mode";
-
-/// Route convergence quantile names (network scope; host-route scope prefixes `HostRoute`).
-pub const ROUTE_QUANTILES: [&str; 6] = [
-    "AdvertiseAdjRibIn",
-    "AdvertiseFib",
-    "AdvertiseAllNextHops",
-    "WithdrawAdjRibIn",
-    "WithdrawFib",
-    "StaleRouteWindow",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Millis,
-    Percent,
-    BitsPerSecond,
-    Count,
-}
-
-impl Unit {
-    fn as_str(self) -> &'static str {
-        match self {
-            Unit::Millis => "ms",
-            Unit::Percent => "percent",
-            Unit::BitsPerSecond => "bps",
-            Unit::Count => "count",
-        }
-    }
-}
 
 /// Samples of one quantile group.
 #[derive(Debug, Clone)]
@@ -214,81 +187,21 @@ impl DocumentBuilder {
     }
 
     /// Every quantile group of an enabled measurement exists from the start, so one that never
-    /// gets a sample is reported (missing, count 0) instead of vanishing.
+    /// gets a sample is reported (missing, count 0) instead of vanishing. Names and units come
+    /// from the shared quantile table; cross-check quantiles appear only with their samples.
     fn register_groups(&mut self, mode: AdvertisementMode) {
-        use MeasurementKind as K;
         let enabled = self.enabled.clone();
-        for kind in enabled {
-            let (metric, names): (&'static str, Vec<(String, Unit)>) = match kind {
-                K::VmLatency => (
-                    document::VMI_LATENCY_QUANTILES,
-                    VmPhase::ALL
-                        .iter()
-                        .map(|p| p.quantile_name())
-                        .chain([CLAIM_RELEASED_QUANTILE])
-                        .map(|name| (name.to_owned(), Unit::Millis))
-                        .collect(),
-                ),
-                K::RouteConvergence => {
-                    for name in ROUTE_QUANTILES {
-                        let group = self.group(
-                            document::ROUTE_CONVERGENCE_QUANTILES,
-                            &format!("HostRoute{name}"),
-                            Unit::Millis,
-                        );
-                        if mode == AdvertisementMode::Subnet {
-                            group.setup_not_applicable = Some(HOST_ROUTES_ONLY.to_owned());
-                        }
+        for metric in enabled.into_iter().filter_map(quantile_metric) {
+            for quantile in metric.quantiles {
+                let setup_not_applicable = match quantile.presence {
+                    Presence::Always => None,
+                    Presence::HostRoutes => {
+                        (mode == AdvertisementMode::Subnet).then(|| HOST_ROUTES_ONLY.to_owned())
                     }
-                    (
-                        document::ROUTE_CONVERGENCE_QUANTILES,
-                        ROUTE_QUANTILES
-                            .iter()
-                            .map(|n| ((*n).to_owned(), Unit::Millis))
-                            .collect(),
-                    )
-                }
-                K::VmReachability => (
-                    document::VM_REACHABILITY_QUANTILES,
-                    vec![
-                        ("FirstReply".to_owned(), Unit::Millis),
-                        ("SustainedReachability".to_owned(), Unit::Millis),
-                        ("LossDerivedConvergence".to_owned(), Unit::Millis),
-                        ("RTT".to_owned(), Unit::Millis),
-                        ("LossPercent".to_owned(), Unit::Percent),
-                    ],
-                ),
-                K::VmThroughput => (
-                    document::VM_THROUGHPUT_QUANTILES,
-                    vec![
-                        ("Goodput".to_owned(), Unit::BitsPerSecond),
-                        ("Retransmits".to_owned(), Unit::Count),
-                    ],
-                ),
-                K::VmEgress => continue,
-                K::BgpSession => (
-                    document::BGP_SESSION_QUANTILES,
-                    vec![
-                        ("UptimePercent".to_owned(), Unit::Percent),
-                        ("Flaps".to_owned(), Unit::Count),
-                        ("PrefixesReceived".to_owned(), Unit::Count),
-                    ],
-                ),
-                K::VmMigration => (
-                    document::VM_MIGRATION_QUANTILES,
-                    [
-                        "LossPeriod",
-                        "LongestGap",
-                        "ReachableAfterSwitchover",
-                        "NextHopFollow",
-                    ]
-                    .iter()
-                    .map(|n| ((*n).to_owned(), Unit::Millis))
-                    .collect(),
-                ),
-            };
-            for (name, unit) in names {
-                self.group(metric, &name, unit);
+                    Presence::CrossCheck => continue,
+                };
+                self.group(metric.metric_name, quantile.name, quantile.unit)
+                    .setup_not_applicable = setup_not_applicable;
             }
         }
     }
@@ -520,11 +433,8 @@ impl DocumentBuilder {
     /// A host-route sample in a run registered as `subnet` mode means the harness measured
     /// /32s after all; the registration-time "not applicable" marker then no longer holds.
     fn clear_host_route_not_applicable(&mut self) {
-        for name in ROUTE_QUANTILES {
-            if let Some(group) = self.groups.get_mut(&(
-                document::ROUTE_CONVERGENCE_QUANTILES,
-                format!("HostRoute{name}"),
-            )) {
+        for ((metric, _), group) in &mut self.groups {
+            if *metric == document::ROUTE_CONVERGENCE_QUANTILES {
                 group.setup_not_applicable = None;
             }
         }
@@ -781,6 +691,20 @@ impl DocumentBuilder {
         }
         Ok(documents)
     }
+}
+
+/// The quantile table's entry for a measurement kind; egress has no quantiles.
+fn quantile_metric(kind: MeasurementKind) -> Option<&'static QuantileMetric> {
+    let metric_name = match kind {
+        MeasurementKind::VmLatency => quantiles::VMI_LATENCY_QUANTILES,
+        MeasurementKind::RouteConvergence => quantiles::ROUTE_CONVERGENCE_QUANTILES,
+        MeasurementKind::VmReachability => quantiles::VM_REACHABILITY_QUANTILES,
+        MeasurementKind::VmThroughput => quantiles::VM_THROUGHPUT_QUANTILES,
+        MeasurementKind::VmEgress => return None,
+        MeasurementKind::BgpSession => quantiles::BGP_SESSION_QUANTILES,
+        MeasurementKind::VmMigration => quantiles::VM_MIGRATION_QUANTILES,
+    };
+    quantiles::by_metric_name(metric_name)
 }
 
 /// Width of the HDR bucket holding the P99 value (3 significant figures: ≤ 0.1 % of it), in ms,
