@@ -850,6 +850,10 @@ mod tests {
         }
     }
 
+    fn new_builder(mode: AdvertisementMode, measurements: &[MeasurementKind]) -> DocumentBuilder {
+        DocumentBuilder::new(&run(mode, measurements))
+    }
+
     fn vm(replica: u64) -> VmIdentity {
         VmIdentity {
             namespace: "vmbgp-0".to_owned(),
@@ -1009,10 +1013,7 @@ mod tests {
 
     #[test]
     fn quantiles_summarise_observed_samples_in_milliseconds() {
-        let mut builder = DocumentBuilder::new(&run(
-            AdvertisementMode::Subnet,
-            &[MeasurementKind::VmLatency],
-        ));
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
         let samples = Samples {
             vm_latency: (1..=10).map(|i| latency(i, ms(i))).collect(),
             ..Samples::default()
@@ -1042,10 +1043,7 @@ mod tests {
 
     #[test]
     fn unobserved_samples_are_counted_by_reason_and_never_become_numbers() {
-        let mut builder = DocumentBuilder::new(&run(
-            AdvertisementMode::HostRoutes,
-            &[MeasurementKind::VmLatency],
-        ));
+        let mut builder = new_builder(AdvertisementMode::HostRoutes, &[MeasurementKind::VmLatency]);
         let samples = Samples {
             vm_latency: vec![
                 latency(1, ms(4)),
@@ -1104,10 +1102,7 @@ mod tests {
 
     #[test]
     fn a_non_finite_value_is_missing_everywhere() {
-        let mut builder = DocumentBuilder::new(&run(
-            AdvertisementMode::Subnet,
-            &[MeasurementKind::VmThroughput],
-        ));
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmThroughput]);
         let sample = ThroughputSample {
             vm: vm(1),
             t0: t0(0),
@@ -1145,10 +1140,10 @@ mod tests {
             route_convergence: vec![route(RouteScope::Network, ms(20))],
             ..Samples::default()
         };
-        let mut builder = DocumentBuilder::new(&run(
+        let mut builder = new_builder(
             AdvertisementMode::Subnet,
             &[MeasurementKind::RouteConvergence],
-        ));
+        );
         builder.add(&network_only).expect("added");
         let docs = quantile_docs(&builder);
         let host = quantile(
@@ -1184,10 +1179,10 @@ mod tests {
         assert_eq!((&host["P99"], &host["count"]), (&json!(25.0), &json!(1)));
         assert!(host.get("notApplicable").is_none());
         // In host-routes mode the same group without samples is missing, not "not applicable".
-        let builder = DocumentBuilder::new(&run(
+        let builder = new_builder(
             AdvertisementMode::HostRoutes,
             &[MeasurementKind::RouteConvergence],
-        ));
+        );
         let docs = quantile_docs(&builder);
         let host = quantile(
             &docs,
@@ -1199,10 +1194,10 @@ mod tests {
 
     #[test]
     fn rtt_is_merged_in_an_hdr_histogram_and_loss_is_a_percentage() {
-        let mut builder = DocumentBuilder::new(&run(
+        let mut builder = new_builder(
             AdvertisementMode::Subnet,
             &[MeasurementKind::VmReachability],
-        ));
+        );
         let objects = builder
             .add(&Samples {
                 reachability: vec![reachability(1), reachability(2)],
@@ -1231,10 +1226,7 @@ mod tests {
 
     #[test]
     fn per_object_documents_carry_identity_timing_and_cluster_metadata() {
-        let mut builder = DocumentBuilder::new(&run(
-            AdvertisementMode::Subnet,
-            &[MeasurementKind::VmLatency],
-        ));
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
         let mut sample = latency(3, ms(1500));
         sample.t0 = t0(2500);
         let objects = builder
@@ -1270,10 +1262,7 @@ mod tests {
 
     #[test]
     fn a_sample_given_twice_is_refused_and_leaves_no_trace() {
-        let mut builder = DocumentBuilder::new(&run(
-            AdvertisementMode::Subnet,
-            &[MeasurementKind::VmLatency],
-        ));
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
         let once = Samples {
             vm_latency: vec![latency(1, ms(1))],
             ..Samples::default()
@@ -1297,8 +1286,7 @@ mod tests {
     /// group would stay empty), fails here.
     #[test]
     fn the_builder_writes_exactly_the_quantiles_of_the_table() {
-        let mut builder =
-            DocumentBuilder::new(&run(AdvertisementMode::HostRoutes, &MeasurementKind::ALL));
+        let mut builder = new_builder(AdvertisementMode::HostRoutes, &MeasurementKind::ALL);
         builder.add(&one_of_each()).expect("added");
         let docs = quantile_docs(&builder);
         let written: BTreeSet<(String, String, String)> = docs
@@ -1331,8 +1319,7 @@ mod tests {
             .collect();
         assert_eq!(written, table);
         // Without samples, every quantile but the cross-checks is still written.
-        let empty =
-            DocumentBuilder::new(&run(AdvertisementMode::HostRoutes, &MeasurementKind::ALL));
+        let empty = new_builder(AdvertisementMode::HostRoutes, &MeasurementKind::ALL);
         let registered: BTreeSet<(String, String)> = quantile_docs(&empty)
             .iter()
             .map(|d| {
