@@ -31,6 +31,10 @@ echo "frr: $(dpkg-query -W -f='${Version}' frr 2>/dev/null || echo '?'), python 
 section "cargo fmt --check"
 cargo fmt --all --check
 
+# After the format check: the count relies on rustfmt's closing braces.
+section "source files: at most 1,000 non-test lines each"
+python3 ci/non-test-lines.py
+
 section "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -3,9 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::config::Overrides;
 use crate::exit::ExitCode;
 
 fn after_help() -> String {
@@ -270,7 +269,9 @@ impl LogLevel {
     }
 }
 
-/// Everything that shapes the plan; shared by every command.
+/// Everything that shapes the plan; shared by every command. A value given here overrides the
+/// profile's (`None`: not given); `config::plan` reads this struct directly, so a setting is a
+/// field here (its flag) and a field of `config::Profile` (its key), nothing more.
 #[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// Run profile: a built-in name or a path to a YAML profile.
@@ -362,51 +363,16 @@ pub struct PlanArgs {
 }
 
 impl Default for PlanArgs {
+    /// clap's defaults for no arguments, as the command line has them, but without reading the
+    /// environment (`ES_SERVER`): a default plan is the same on every machine.
     fn default() -> Self {
-        // Parsing no arguments yields clap's defaults; this cannot fail.
-        <PlanArgsOnly as Parser>::parse_from(["plan"]).args
-    }
-}
-
-/// Helper parser so `PlanArgs::default()` uses the same defaults as the command line.
-#[derive(Debug, Parser)]
-struct PlanArgsOnly {
-    #[command(flatten)]
-    args: PlanArgs,
-}
-
-impl PlanArgs {
-    /// The command-line values that override the profile.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            uuid: self.uuid.clone(),
-            iterations: self.iterations,
-            vm_count: self.vm_count,
-            qps: self.qps,
-            burst: self.burst,
-            timeout: self.timeout.clone(),
-            gc: self.gc,
-            es_server: self.es_server.clone(),
-            es_index: self.es_index.clone(),
-            local_indexing: Some(self.local_indexing),
-            results_dir: self.results_dir.clone(),
-            network: self.network.clone(),
-            supernet: self.supernet.clone(),
-            subnet: self.subnet.clone(),
-            vm_ip_range: self.vm_ip_range.clone(),
-            name_prefix: self.name_prefix.clone(),
-            bgp_peer_ip: self.bgp_peer_ip.clone(),
-            peer_asn: self.peer_asn,
-            cluster_asn: self.cluster_asn,
-            frr_namespace: self.frr_namespace.clone(),
-            node_ips: self.node_ips.clone(),
-            node_cidr: self.node_cidr.clone(),
-            bmp_target: self.bmp_target.clone(),
-            egress_endpoint: self.egress_endpoint.clone(),
-            vm_image: self.vm_image.clone(),
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
-        }
+        let command = PlanArgs::augment_args(clap::Command::new("plan"))
+            .mut_arg("es_server", |arg| arg.env(None::<&str>));
+        // No arguments always parse; clap's own exit is what `Parser::parse_from` would do.
+        command
+            .try_get_matches_from(["plan"])
+            .and_then(|matches| PlanArgs::from_arg_matches(&matches))
+            .unwrap_or_else(|error| error.exit())
     }
 }
 

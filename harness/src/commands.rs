@@ -113,7 +113,7 @@ impl AppError {
 /// Validates the plan arguments: profile + overrides → plan. Contacts nothing.
 pub fn plan_from_args(args: &PlanArgs) -> Result<Plan, AppError> {
     let profile = load_profile(&args.profile)?;
-    Ok(plan(&profile, &args.overrides())?)
+    Ok(plan(&profile, args)?)
 }
 
 /// Runs the command the CLI selected, writing normal output to `out`.

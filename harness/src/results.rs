@@ -164,14 +164,15 @@ impl Sink for RecorderSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Overrides, load_profile, plan};
+    use crate::cli::PlanArgs;
+    use crate::config::{load_profile, plan};
 
     #[test]
     fn profile_thresholds_reach_the_reporters_as_millisecond_and_percent_bounds() {
         use vmbgp_reporters::thresholds::{Side, Statistic};
         let plan = plan(
             &load_profile("vm-bgp").expect("profile"),
-            &Overrides::default(),
+            &PlanArgs::default(),
         )
         .expect("plan");
         let t = &plan.thresholds;

@@ -369,12 +369,13 @@ pub fn render_external_frr(plan: &Plan, templates: &Templates) -> Result<String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Overrides, load_profile, plan};
+    use crate::cli::PlanArgs;
+    use crate::config::{load_profile, plan};
 
     fn test_plan(profile: &str) -> Plan {
         plan(
             &load_profile(profile).expect("profile"),
-            &Overrides {
+            &PlanArgs {
                 uuid: Some("00000000-0000-4000-8000-000000000000".into()),
                 ..Default::default()
             },

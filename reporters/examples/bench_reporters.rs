@@ -1,11 +1,11 @@
 //! Measures the reporters at nightly-run scale (72 iterations × 10 VMs, every measurement kind,
-//! 6 000 RTT samples per VM): per-iteration local write, finish (quantiles, thresholds, summary,
-//! HTML), bulk indexing into a local ES-compatible endpoint, quantile math, peak memory.
+//! 6 000 RTT samples per VM; the run `tests/common/nightly_run.rs` generates, whose report
+//! `tests/report_browser.rs` checks): per-iteration local write, finish (quantiles, thresholds,
+//! summary, HTML), bulk indexing into a local ES-compatible endpoint, quantile math, peak memory.
 //!
 //! `cargo run --release -p vmbgp-reporters --example bench_reporters` — figures go to
 //! `docs/perf-reporters.md`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -14,110 +14,21 @@ use axum::routing::{get, head, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 use vmbgp_reporters::es::{EsClient, EsOptions, index_saved_results};
-use vmbgp_reporters::measured::{Measured, Timing};
-use vmbgp_reporters::quantiles::{kube_burner_summary_millis, new_nanos_histogram};
+use vmbgp_reporters::quantiles::kube_burner_summary_millis;
 use vmbgp_reporters::recorder::{RunEnd, RunRecorder};
 use vmbgp_reporters::redact::Redactor;
-use vmbgp_reporters::samples::*;
 use vmbgp_reporters::thresholds::default_thresholds;
 
-const ITERATIONS: u64 = 72;
-const VMS: u64 = 10;
-const RTT_SAMPLES: u64 = 6_000;
+#[path = "../tests/common/nightly_run.rs"]
+mod nightly_run;
 
-fn timing(ms: u64, salt: u64) -> Measured<Timing> {
-    Measured::Observed(Timing::new(
-        Duration::from_micros(ms * 1000 + salt % 997),
-        Duration::from_micros(1),
-    ))
-}
+use nightly_run::{ITERATIONS, Probes, iteration_samples, run_description};
 
-fn samples(iteration: u64) -> Samples {
-    let mut s = Samples::default();
-    let t0 = StartInstant {
-        offset: Duration::from_secs(iteration * 30),
-        uncertainty: Duration::from_micros(800),
-    };
-    for replica in 0..VMS {
-        let k = iteration * VMS + replica;
-        let vm = VmIdentity {
-            namespace: format!("vm-bgp-{iteration}"),
-            vm_name: format!("vm-{iteration}-{replica}"),
-            job_iteration: iteration,
-            replica,
-        };
-        let harness: BTreeMap<_, _> = VmPhase::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (*p, timing(100 * i as u64 + k % 50, k * 31 + i as u64)))
-            .collect();
-        s.vm_latency.push(VmLatencySample {
-            vm: vm.clone(),
-            vmi_name: Some(vm.vm_name.clone()),
-            pod_name: Some(format!("virt-launcher-{}", vm.vm_name)),
-            node_name: Some(format!("worker-{}", k % 24)),
-            t0,
-            harness,
-            server: BTreeMap::new(),
-            claim_release: Measured::Observed(Timing::new(
-                Duration::from_millis(40),
-                Duration::from_micros(500),
-            )),
-        });
-        let mut rtt = new_nanos_histogram();
-        for i in 0..RTT_SAMPLES {
-            // Recording cannot fail: the histogram auto-resizes.
-            let _ = rtt.record(120_000 + (i * 7_919 + k * 13) % 900_000);
-        }
-        s.reachability.push(ReachabilitySample {
-            vm: vm.clone(),
-            address: format!("198.19.{}.{}", iteration % 250, replica + 10),
-            t0,
-            first_reply: timing(2_500 + k % 400, k),
-            sustained_reachability: timing(2_700 + k % 400, k),
-            loss_derived_convergence: timing(40 + k % 30, k),
-            rtt_nanos: Measured::Observed(rtt),
-            probes_sent: RTT_SAMPLES,
-            probes_received: RTT_SAMPLES - k % 3,
-            probe_interval: Duration::from_millis(10),
-        });
-        s.egress.push(EgressSample {
-            vm: vm.clone(),
-            t0,
-            vm_address: format!("198.19.{}.{}", iteration % 250, replica + 10),
-            source_address_seen: Measured::Observed(format!(
-                "198.19.{}.{}",
-                iteration % 250,
-                replica + 10
-            )),
-        });
-        if replica == 0 {
-            s.throughput.push(ThroughputSample {
-                vm: vm.clone(),
-                t0,
-                goodput_bits_per_second: Measured::Observed(9.4e9 - k as f64),
-                retransmits: Measured::Observed(k % 20),
-                duration: timing(10_000, k),
-            });
-        }
-    }
-    s.route_convergence.push(RouteConvergenceSample {
-        network: format!("vmbgp-{iteration}"),
-        prefix: format!("198.19.{}.0/24", iteration % 250),
-        scope: RouteScope::Network,
-        job_iteration: iteration,
-        t0,
-        advertise_adj_rib_in: timing(150 + iteration, iteration),
-        advertise_fib: timing(210 + iteration, iteration),
-        advertise_all_next_hops: timing(400 + iteration, iteration),
-        expected_next_hops: 24,
-        observed_next_hops: Measured::Observed(24),
-        withdraw_adj_rib_in: Measured::not_applicable("kept until cleanup"),
-        withdraw_fib: Measured::not_applicable("kept until cleanup"),
-        stale_route_window: Measured::not_applicable("kept until cleanup"),
-    });
-    s
-}
+/// 100 probes/s for 60 s per VM, every RTT recorded.
+const PROBES: Probes = Probes {
+    sent: 6_000,
+    rtts_recorded: 6_000,
+};
 
 fn peak_rss_kib() -> String {
     std::fs::read_to_string("/proc/self/status")
@@ -133,29 +44,13 @@ fn peak_rss_kib() -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = tempfile::tempdir()?;
-    let run = RunDescription {
-        uuid: "bench-run".to_owned(),
-        job_name: "vm-bgp".to_owned(),
-        job_iterations: ITERATIONS,
-        job_config: json!({"name": "vm-bgp"}),
-        start: Utc::now(),
-        version: "bench@local".to_owned(),
-        workload_flags: BTreeMap::new(),
-        cluster: ClusterMetadata {
-            k8s_version: "v1.33.5".to_owned(),
-            kubevirt_version: Measured::Observed("v1.6.0".to_owned()),
-            total_nodes: 27,
-            frr_version: Measured::Observed("10.3".to_owned()),
-            mode: AdvertisementMode::Subnet,
-        },
-        measurements: MeasurementKind::ALL.to_vec(),
-    };
     let started = Instant::now();
-    let mut recorder = RunRecorder::start(root.path(), run, Redactor::new())?;
+    let mut recorder =
+        RunRecorder::start(root.path(), run_description(Utc::now()), Redactor::new())?;
     let mut record_times = Vec::new();
     for iteration in 0..ITERATIONS {
         // Generated per iteration (not timed), as the harness hands samples over.
-        let batch = samples(iteration);
+        let batch = iteration_samples(iteration, PROBES);
         let t = Instant::now();
         recorder.record(&batch)?;
         record_times.push(t.elapsed());

@@ -171,30 +171,32 @@ fn cdf(series: Vec<(String, Vec<f64>)>, x_desc: &str) -> Result<Option<String>, 
     })
 }
 
+/// The route-convergence series both route plots draw: label, latency field, route scope.
+const ROUTE_SERIES: [(&str, &str, &str); 3] = [
+    ("network: advertise → FIB", "advertiseFibLatency", "network"),
+    (
+        "network: advertise → all next hops",
+        "advertiseAllNextHopsLatency",
+        "network",
+    ),
+    ("/32: advertise → FIB", "advertiseFibLatency", "hostRoute"),
+];
+
+fn in_scope(scope: &str) -> impl Fn(&Document) -> bool + '_ {
+    move |d: &Document| d.text("scope") == Some(scope)
+}
+
 fn route_cdf(view: &RunView<'_>) -> Result<Option<String>, String> {
     let docs = view.documents(document::ROUTE_CONVERGENCE);
-    let scope = |s: &'static str| move |d: &Document| d.text("scope") == Some(s);
-    cdf(
-        vec![
-            (
-                "network: advertise → FIB".to_owned(),
-                values(docs, "advertiseFibLatency", scope("network")),
-            ),
-            (
-                "network: advertise → all next hops".to_owned(),
-                values(docs, "advertiseAllNextHopsLatency", scope("network")),
-            ),
-            (
-                "/32: advertise → FIB".to_owned(),
-                values(docs, "advertiseFibLatency", scope("hostRoute")),
-            ),
-            (
-                "withdraw → FIB".to_owned(),
-                values(docs, "withdrawFibLatency", |_| true),
-            ),
-        ],
-        "ms after trigger",
-    )
+    let mut series: Vec<(String, Vec<f64>)> = ROUTE_SERIES
+        .iter()
+        .map(|(label, field, scope)| ((*label).to_owned(), values(docs, field, in_scope(scope))))
+        .collect();
+    series.push((
+        "withdraw → FIB".to_owned(),
+        values(docs, "withdrawFibLatency", |_| true),
+    ));
+    cdf(series, "ms after trigger")
 }
 
 fn reachability_cdf(view: &RunView<'_>) -> Result<Option<String>, String> {
@@ -415,21 +417,17 @@ fn readiness_per_iteration(view: &RunView<'_>) -> Result<Option<String>, String>
 
 fn routes_per_iteration(view: &RunView<'_>) -> Result<Option<String>, String> {
     let docs = view.documents(document::ROUTE_CONVERGENCE);
-    let scope = |s: &'static str| move |d: &Document| d.text("scope") == Some(s);
-    iteration_plot(vec![
-        (
-            "network: advertise → FIB".to_owned(),
-            per_iteration(docs, "advertiseFibLatency", scope("network")),
-        ),
-        (
-            "network: advertise → all next hops".to_owned(),
-            per_iteration(docs, "advertiseAllNextHopsLatency", scope("network")),
-        ),
-        (
-            "/32: advertise → FIB".to_owned(),
-            per_iteration(docs, "advertiseFibLatency", scope("hostRoute")),
-        ),
-    ])
+    iteration_plot(
+        ROUTE_SERIES
+            .iter()
+            .map(|(label, field, scope)| {
+                (
+                    (*label).to_owned(),
+                    per_iteration(docs, field, in_scope(scope)),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn rtt_histogram(view: &RunView<'_>) -> Result<Option<String>, String> {

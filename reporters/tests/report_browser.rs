@@ -1,160 +1,36 @@
 //! The HTML report at nightly-run scale (72 iterations × 10 VMs, built with the crate's own
-//! recorder from generated samples): compact (unobserved values grouped, not-applicable
-//! quantiles folded, one plot point per iteration), and rendered by headless chromium without a
-//! script error, with every key section present. Needs `chromium` (`apt-get install chromium`;
+//! recorder from the samples `common/nightly_run.rs` generates): compact (unobserved values
+//! grouped, not-applicable quantiles folded, one plot point per iteration), and rendered by
+//! headless chromium without a script error, with every key section present. Needs `chromium` (`apt-get install chromium`;
 //! ci/test.sh installs it).
 // Test helpers outside #[test] functions unwrap too: a failed setup step aborts the test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use vmbgp_reporters::measured::{Measured, Timing};
-use vmbgp_reporters::quantiles::new_nanos_histogram;
+use vmbgp_reporters::measured::Measured;
 use vmbgp_reporters::recorder::{RunEnd, RunRecorder, RunResults};
 use vmbgp_reporters::redact::Redactor;
 use vmbgp_reporters::samples::*;
 use vmbgp_reporters::thresholds::default_thresholds;
 
-const ITERATIONS: u64 = 72;
-const VMS: u64 = 10;
+#[path = "common/nightly_run.rs"]
+mod nightly_run;
+
+use nightly_run::{ITERATIONS, Probes, iteration_samples, run_description};
+
 /// Upper bound on one chromium run; the test stays well under 30 s.
 const CHROMIUM_DEADLINE: Duration = Duration::from_secs(20);
 
-fn timing(millis: u64, salt: u64) -> Measured<Timing> {
-    Measured::Observed(Timing::new(
-        Duration::from_micros(millis * 1000 + salt % 997),
-        Duration::from_micros(1),
-    ))
-}
-
-/// One iteration of a subnet-mode run: no virt-launcher pods (pod phases not applicable), a VM
-/// not Ready every 9th iteration, one unreachable VM every 12th, goodput in the 18 Gbit/s range.
-fn samples(iteration: u64) -> Samples {
-    let mut s = Samples::default();
-    let t0 = StartInstant {
-        offset: Duration::from_secs(iteration * 30),
-        uncertainty: Duration::from_micros(800),
-    };
-    for replica in 0..VMS {
-        let k = iteration * VMS + replica;
-        let vm = VmIdentity {
-            namespace: format!("vm-bgp-{iteration}"),
-            vm_name: format!("vm-{iteration}-{replica}"),
-            job_iteration: iteration,
-            replica,
-        };
-        let harness: BTreeMap<_, _> = VmPhase::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, phase)| {
-                let pod = matches!(
-                    phase,
-                    VmPhase::PodCreated
-                        | VmPhase::PodScheduled
-                        | VmPhase::PodInitialized
-                        | VmPhase::PodContainersReady
-                        | VmPhase::PodReady
-                        | VmPhase::PodReadyToStartContainers
-                );
-                let value = if pod {
-                    Measured::not_applicable("the lab runs no virt-launcher pods")
-                } else if *phase == VmPhase::VmReady && replica == 7 && iteration.is_multiple_of(9)
-                {
-                    Measured::missing("VM Ready condition not seen within 600 s")
-                } else {
-                    // Readiness drifts up over the run, with a spread inside each iteration.
-                    timing(
-                        100 * i as u64 + iteration * 10 + (k * 37) % 400,
-                        k + i as u64,
-                    )
-                };
-                (*phase, value)
-            })
-            .collect();
-        s.vm_latency.push(VmLatencySample {
-            vm: vm.clone(),
-            vmi_name: Some(vm.vm_name.clone()),
-            pod_name: None,
-            node_name: Some(format!("worker-{}", k % 24)),
-            t0,
-            harness,
-            server: BTreeMap::new(),
-            claim_release: Measured::not_applicable(
-                "VMs are deleted only at cleanup, after measuring",
-            ),
-        });
-        let unreachable = replica == 3 && iteration.is_multiple_of(12);
-        let mut rtt = new_nanos_histogram();
-        for i in 0..50u64 {
-            rtt.record(120_000 + (i * 7_919 + k * 13) % 900_000)
-                .unwrap();
-        }
-        s.reachability.push(ReachabilitySample {
-            vm: vm.clone(),
-            address: format!("198.19.{iteration}.{}", replica + 10),
-            t0,
-            first_reply: if unreachable {
-                Measured::missing("no echo reply within 600 s")
-            } else {
-                timing(2_500 + iteration * 8 + (k * 53) % 700, k)
-            },
-            sustained_reachability: if unreachable {
-                Measured::missing("never reachable")
-            } else {
-                timing(2_800 + iteration * 8 + (k * 53) % 700, k)
-            },
-            loss_derived_convergence: timing(40 + k % 30, k),
-            rtt_nanos: if unreachable {
-                Measured::missing("no echo reply")
-            } else {
-                Measured::Observed(rtt)
-            },
-            probes_sent: 3_000,
-            probes_received: if unreachable { 0 } else { 3_000 - k % 3 },
-            probe_interval: Duration::from_millis(10),
-        });
-        s.egress.push(EgressSample {
-            vm: vm.clone(),
-            t0,
-            vm_address: format!("198.19.{iteration}.{}", replica + 10),
-            source_address_seen: if unreachable {
-                Measured::missing("no connection reached the echo endpoint")
-            } else {
-                Measured::Observed(format!("198.19.{iteration}.{}", replica + 10))
-            },
-        });
-        if replica == 0 {
-            s.throughput.push(ThroughputSample {
-                vm: vm.clone(),
-                t0,
-                goodput_bits_per_second: Measured::Observed(18_596_235_637.057 - k as f64),
-                retransmits: Measured::Observed(k % 20),
-                duration: timing(10_000, k),
-            });
-        }
-    }
-    s.route_convergence.push(RouteConvergenceSample {
-        network: format!("vmbgp-{iteration}"),
-        prefix: format!("198.19.{iteration}.0/24"),
-        scope: RouteScope::Network,
-        job_iteration: iteration,
-        t0,
-        advertise_adj_rib_in: timing(150 + iteration, iteration),
-        advertise_fib: timing(210 + iteration * 3, iteration),
-        advertise_all_next_hops: timing(400 + iteration * 4, iteration),
-        expected_next_hops: 24,
-        observed_next_hops: Measured::Observed(24),
-        withdraw_adj_rib_in: Measured::not_applicable("networks are kept until cleanup"),
-        withdraw_fib: Measured::not_applicable("networks are kept until cleanup"),
-        stale_route_window: Measured::not_applicable("networks are kept until cleanup"),
-    });
-    s
-}
+/// Few RTTs per VM keep the debug-build test fast; nothing the test checks depends on their number.
+const PROBES: Probes = Probes {
+    sent: 3_000,
+    rtts_recorded: 50,
+};
 
 fn sessions() -> Samples {
     let mut s = Samples::default();
@@ -175,30 +51,13 @@ fn sessions() -> Samples {
 
 fn record_run(root: &Path) -> RunResults {
     let start = Utc.with_ymd_and_hms(2026, 12, 1, 2, 0, 0).unwrap();
-    let run = RunDescription {
-        uuid: "nightly-72x10".to_owned(),
-        job_name: "vm-bgp".to_owned(),
-        job_iterations: ITERATIONS,
-        job_config: serde_json::json!({"name": "vm-bgp", "jobIterations": ITERATIONS}),
-        start,
-        version: "0.1.0@test".to_owned(),
-        workload_flags: BTreeMap::new(),
-        cluster: ClusterMetadata {
-            k8s_version: "v1.33.5".to_owned(),
-            kubevirt_version: Measured::Observed("v1.6.0".to_owned()),
-            total_nodes: 27,
-            frr_version: Measured::Observed("10.3".to_owned()),
-            mode: AdvertisementMode::Subnet,
-        },
-        measurements: MeasurementKind::ALL.to_vec(),
-    };
-    let mut recorder = RunRecorder::start(root, run, Redactor::new()).unwrap();
+    let mut recorder = RunRecorder::start(root, run_description(start), Redactor::new()).unwrap();
     // Four batches of 18 iterations: each batch rewrites the run's files, and a debug build
     // rewriting them 72 times would dominate the test's time.
     for batch in 0..4 {
         let mut all = Samples::default();
         for iteration in (batch * ITERATIONS / 4)..((batch + 1) * ITERATIONS / 4) {
-            let s = samples(iteration);
+            let s = iteration_samples(iteration, PROBES);
             all.vm_latency.extend(s.vm_latency);
             all.route_convergence.extend(s.route_convergence);
             all.reachability.extend(s.reachability);

@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vmbgp_bench::config::{ConfigError, Overrides, Profile};
+use vmbgp_bench::cli::PlanArgs;
+use vmbgp_bench::config::{ConfigError, Profile};
 use vmbgp_bgp::bmp::framer::{BMP_VERSION, COMMON_HEADER_LEN, Framer};
 use vmbgp_bgp::bmp::{
     BmpEvent, BmpEventKind, BmpMessage, DEFAULT_MAX_MESSAGE_LEN, DisconnectReason, PeerBook,
@@ -337,7 +338,7 @@ pub fn profile(data: &[u8]) {
             return;
         }
     };
-    match vmbgp_bench::config::plan(&profile, &Overrides::default()) {
+    match vmbgp_bench::config::plan(&profile, &PlanArgs::default()) {
         Err(ConfigError::Invalid(problems)) => {
             assert!(!problems.is_empty(), "Invalid without a problem");
             for p in &problems {

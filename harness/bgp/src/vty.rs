@@ -131,6 +131,19 @@ impl CliReply {
     pub fn ok(&self) -> bool {
         self.status == STATUS_SUCCESS
     }
+
+    /// The output of a successful reply; any other status is an error naming `command`.
+    pub fn into_output(self, command: &str) -> Result<String, CliError> {
+        if self.ok() {
+            Ok(self.output)
+        } else {
+            Err(CliError::Command {
+                command: command.to_string(),
+                status: self.status,
+                output: self.output.trim().to_string(),
+            })
+        }
+    }
 }
 
 /// Read or configure FRR, whatever the transport. Object-safe: the harness holds an
@@ -162,18 +175,7 @@ pub trait FrrCli: Send + Sync + fmt::Debug {
         daemon: Daemon,
         command: &'a str,
     ) -> BoxFuture<'a, Result<String, CliError>> {
-        Box::pin(async move {
-            let reply = self.run(daemon, command).await?;
-            if reply.ok() {
-                Ok(reply.output)
-            } else {
-                Err(CliError::Command {
-                    command: command.to_string(),
-                    status: reply.status,
-                    output: reply.output.trim().to_string(),
-                })
-            }
-        })
+        Box::pin(async move { self.run(daemon, command).await?.into_output(command) })
     }
 
     /// Runs a `show ... json` command and parses its output.
@@ -275,16 +277,7 @@ impl VtySession {
 
     /// Sends one command; a non-success status is an error.
     pub async fn command_ok(&mut self, command: &str) -> Result<String, CliError> {
-        let reply = self.command(command).await?;
-        if reply.ok() {
-            Ok(reply.output)
-        } else {
-            Err(CliError::Command {
-                command: command.to_string(),
-                status: reply.status,
-                output: reply.output.trim().to_string(),
-            })
-        }
+        self.command(command).await?.into_output(command)
     }
 
     /// Sends a `show ... json` command and parses the output.

@@ -1,5 +1,5 @@
-//! Turns a run profile plus command-line overrides into a validated [`Plan`], in one pure function
-//! ([`plan`]). Nothing here touches the network or the cluster: bad input is refused before anything
+//! Turns a run profile plus the command line's plan arguments (which override it) into a validated
+//! [`Plan`], in one pure function ([`plan`]). Nothing here touches the network or the cluster: bad input is refused before anything
 //! is contacted or created, with every problem named by field and value.
 
 mod net;
@@ -8,8 +8,8 @@ mod profile;
 
 pub use net::{IpRange, cidr_cover};
 pub use plan::{
-    BgpPlan, BmpTarget, Bound, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Overrides, Plan,
-    ProbePlan, Shape, Statistic, Threshold, VmSpec, VmTemplate, check_label_value, plan,
+    BgpPlan, BmpTarget, Bound, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Plan, ProbePlan,
+    Shape, Statistic, Threshold, VmSpec, VmTemplate, check_label_value, plan,
 };
 pub use profile::{BUILTIN_PROFILES, Profile, load_profile};
 
@@ -33,7 +33,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why a profile and overrides could not become a plan. Holds every problem found, not just the first.
+/// Why a profile and the command line could not become a plan. Holds every problem found, not just the first.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(

@@ -6,13 +6,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::world::run_objects_gone;
 use super::{
-    CLEANUP_RECHECK, DELETE_TIMEOUT, Measurements, Runner, SETTLE_QUIET, SETTLE_REPORT_EVERY, Stop,
-    WITHDRAW_TIMEOUT, Waited, World,
+    CLEANUP_RECHECK, DELETE_TIMEOUT, Runner, SETTLE_QUIET, SETTLE_REPORT_EVERY, Stop,
+    WITHDRAW_TIMEOUT, Waited,
 };
 use crate::kube::{
-    CUDN, FRR_CONFIGURATION, IPAM_CLAIM, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource,
-    VIRTUAL_MACHINE, VMI, VMIM,
+    CUDN, FRR_CONFIGURATION, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource, VIRTUAL_MACHINE, VMIM,
 };
 use crate::workload::labels;
 
@@ -76,10 +76,6 @@ impl Runner<'_> {
         }
     }
 
-    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
-    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
-    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
-    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     /// Ends measuring: the session window closes and every probe stream is finished, whether or
     /// not cleanup follows (`--gc false` changes only what is deleted, never what is measured).
     pub(super) async fn finish_measuring(&mut self) {
@@ -91,6 +87,10 @@ impl Runner<'_> {
         self.measurements.reach.finish_all().await;
     }
 
+    /// Deletes everything the run created, selected by its run label, and waits until it is gone.
+    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
+    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
+    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
     pub(super) async fn cleanup(&mut self) {
         self.deleting = true;
         let mut deleted = 0;
@@ -101,13 +101,6 @@ impl Runner<'_> {
         for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
             deleted += self.delete_kind(resource).await;
         }
-        let gone = |w: &World, _: &Measurements| {
-            !w.objects.values().any(|o| o.in_run && !o.deleting)
-                && !w
-                    .objects
-                    .keys()
-                    .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
-        };
         // Cleanup runs after an interrupt or timeout too: give it its own bound.
         self.deadline = Instant::now() + DELETE_TIMEOUT;
         let until = self.deadline;
@@ -117,7 +110,7 @@ impl Runner<'_> {
         // again and again until everything is gone or the bound passes.
         let waited = loop {
             let step = CLEANUP_RECHECK.min(until.saturating_duration_since(Instant::now()));
-            match self.wait_until(step, gone).await {
+            match self.wait_until(step, |w, _| run_objects_gone(w)).await {
                 Waited::Done => break Waited::Done,
                 _ if Instant::now() >= until => break Waited::Expired,
                 _ => {
@@ -157,5 +150,194 @@ impl Runner<'_> {
                 .push("interrupted by a signal during cleanup, which finished".to_string());
         }
         self.progress(format!("cleanup: {deleted} objects deleted"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::super::testkit::{Bench, Recorder, applied, cooperative, silent};
+    use super::super::{Outcome, Runner, Stop};
+    use crate::kube::{Resource, VIRTUAL_MACHINE, VMI};
+    use crate::measure::Batch;
+    use crate::workload::labels;
+
+    /// The peering template and one iteration's objects, as a run leaves them.
+    async fn populate(runner: &mut Runner<'_>, bench: &Bench) -> usize {
+        runner
+            .establish_sessions(&bench.manifests)
+            .await
+            .expect("sessions");
+        runner
+            .run_iteration(&bench.manifests, 0, 3)
+            .await
+            .expect("iteration");
+        bench.calls().len()
+    }
+
+    /// The kinds of the DELETE requests after the first `skip` requests, in order, deduplicated.
+    fn deleted_kinds(bench: &Bench, skip: usize) -> Vec<String> {
+        let mut kinds: Vec<String> = Vec::new();
+        for call in bench.calls().into_iter().skip(skip) {
+            let mut words = call.split(' ');
+            assert_eq!(words.next(), Some("DELETE"), "{call}");
+            let kind = words.next().unwrap_or_default().to_string();
+            if kinds.last() != Some(&kind) {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cleanup_deletes_vms_and_advertisements_before_networks_and_peering() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let created = populate(&mut runner, &bench).await;
+        runner.cleanup().await;
+        let Outcome {
+            execution_errors,
+            wait_expired,
+            stopped,
+            ..
+        } = std::mem::take(&mut runner.outcome);
+        assert!(execution_errors.is_empty(), "{execution_errors:?}");
+        assert!(!wait_expired);
+        assert_eq!(stopped, None);
+        drop(runner);
+        assert_eq!(
+            deleted_kinds(&bench, created),
+            [
+                "virtualmachines",
+                "routeadvertisements",
+                "namespaces",
+                "clusteruserdefinednetworks",
+                "frrconfigurations",
+            ]
+        );
+        assert_eq!(
+            sink.log().progress.last().map(String::as_str),
+            Some("cleanup: 9 objects deleted")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn objects_that_stay_expire_cleanups_own_bound() {
+        let bench = Bench::new("vm-bgp", silent());
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        populate(&mut runner, &bench).await;
+        // Cleanup has its own bound, whatever the run's deadline was.
+        runner.deadline = tokio::time::Instant::now();
+        let errors_before = runner.outcome.execution_errors.len();
+        let started = tokio::time::Instant::now();
+        runner.cleanup().await;
+        assert!(started.elapsed() >= super::DELETE_TIMEOUT);
+        assert!(runner.outcome.wait_expired);
+        assert_eq!(
+            runner.outcome.execution_errors[errors_before..],
+            [format!(
+                "cleanup: objects labelled {}={} were still present after 5m",
+                labels::UUID,
+                bench.plan.uuid
+            )]
+        );
+        assert_eq!(runner.outcome.stopped, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_does_not_stop_cleanup_but_the_run_counts_as_interrupted() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        let created = populate(&mut runner, &bench).await;
+        bench.cancel.cancel();
+        runner.cleanup().await;
+        assert!(!runner.outcome.wait_expired);
+        assert_eq!(runner.outcome.stopped, Some(Stop::Interrupted));
+        assert_eq!(
+            runner.outcome.execution_errors,
+            ["interrupted by a signal during cleanup, which finished"]
+        );
+        assert!(runner.cancel.is_cancelled(), "the run's token is restored");
+        drop(runner);
+        assert_eq!(
+            deleted_kinds(&bench, created).len(),
+            5,
+            "everything deleted"
+        );
+    }
+
+    /// A create still queued when the run stopped reaches the cluster after the deletes: the
+    /// re-checks delete it too.
+    #[tokio::test(start_paused = true)]
+    async fn an_object_of_the_run_that_appears_late_is_deleted_too() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        populate(&mut runner, &bench).await;
+        let late = bench
+            .plan
+            .vms
+            .iter()
+            .find(|vm| vm.iteration == 1)
+            .expect("a VM of the next iteration")
+            .clone();
+        let object = |resource: Resource| {
+            json!({
+                "apiVersion": resource.api_version(), "kind": resource.kind,
+                "metadata": {"name": late.name, "namespace": late.namespace,
+                             "labels": {labels::UUID: bench.plan.uuid}},
+            })
+        };
+        // Its VMI is there already (cleanup is not done while it is), the VM comes 10 s late.
+        bench.inject(|at| applied(VMI, object(VMI), at));
+        let (events, vm) = (bench.events.clone(), object(VIRTUAL_MACHINE));
+        let at = runner.clock.now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let _ = events.send(applied(VIRTUAL_MACHINE, vm, at));
+        });
+        runner.cleanup().await;
+        assert!(
+            runner.outcome.execution_errors.is_empty(),
+            "{:?}",
+            runner.outcome.execution_errors
+        );
+        drop(runner);
+        let wanted = format!("DELETE virtualmachines {}/{}", late.namespace, late.name);
+        assert!(bench.calls().contains(&wanted), "{:?}", bench.calls());
+        assert_eq!(
+            sink.log().progress.last().map(String::as_str),
+            Some("cleanup: 10 objects deleted")
+        );
+    }
+
+    /// Measuring ends whether or not cleanup follows: the session window closes, so the sessions'
+    /// samples are final.
+    #[tokio::test(start_paused = true)]
+    async fn finishing_measuring_closes_the_session_window() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner
+            .establish_sessions(&bench.manifests)
+            .await
+            .expect("sessions");
+        runner.collect(Batch::All);
+        runner.finish_measuring().await;
+        runner.collect(Batch::All);
+        drop(runner);
+        let log = sink.log();
+        let sessions: Vec<usize> = log.batches.iter().map(|b| b.bgp_sessions.len()).collect();
+        assert_eq!(
+            sessions,
+            [2],
+            "nothing before the window closed, then one per peer"
+        );
     }
 }

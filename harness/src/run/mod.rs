@@ -3,26 +3,25 @@
 //! migrations → cleanup by run label (`--gc`) → results. Every wait is bounded, by its own limit
 //! and by the global `--timeout`; SIGINT/SIGTERM stop creating, keep what was measured, clean up.
 //!
-//! Here: the run loop, its waits and the create phases. `world` holds the cluster view and the
-//! readiness predicates, `watches` the event sources, `throughput` the data-plane phases and
-//! `cleanup` the run's end.
+//! Here: the run's setup and teardown and the order of its phases. `world` holds the cluster view
+//! and the readiness predicates, `watches` the event sources, `runner` the run loop's state and its
+//! waits; one file per phase: `sessions`, `iterations`, `churn`, `throughput`, `migration`,
+//! `cleanup`. A phase returns `Result<_, Halt>`, so a stop or a failure is passed on with `?`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use vmbgp_reporters::samples::Samples;
 
 use crate::clock::{MonoStamp, RunClock};
 use crate::config::{Plan, Shape};
-use crate::kube::apply::{Applier, ApplyError, Request, resource_for};
-use crate::kube::watch::{Change, WatchMessage, spawn_watches};
-use crate::kube::{
-    CUDN, Cluster, FRR_CONFIGURATION, NAMESPACE, ROUTE_ADVERTISEMENTS, VIRTUAL_MACHINE, VMI, VMIM,
-};
+use crate::kube::Cluster;
+use crate::kube::apply::{Applier, ApplyError, resource_for};
+use crate::kube::watch::{WatchMessage, spawn_watches};
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
 use crate::measure::migration::Migrations;
@@ -30,19 +29,26 @@ use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
 use crate::measure::throughput::Throughput;
 use crate::measure::vm_latency::VmLatency;
-use crate::measure::{Batch, Measurement, Observation};
 use crate::workload::Manifest;
 use vmbgp_bgp::bmp::{BmpStation, BmpStationConfig};
 use vmbgp_bgp::fib::{FibWatcher, FibWatcherConfig};
 
+mod churn;
 mod cleanup;
+mod iterations;
+mod migration;
+mod runner;
+mod sessions;
 mod throughput;
 mod watches;
 mod world;
 
-use watches::{forward, watch_specs};
+#[cfg(test)]
+mod testkit;
 
-use world::{World, migration_done, network_ready, vm_ready};
+use runner::{Measurements, Runner, Waited};
+use watches::{forward, watch_specs};
+use world::World;
 
 /// How long the watches may take to list what exists before the run starts.
 pub const WATCH_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -202,580 +208,59 @@ pub trait Sink: Send {
 /// How often VM counts are reported while the run waits or creates.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The run's measurements; the waits also ask them what has been observed.
-struct Measurements {
-    vm_latency: VmLatency,
-    routes: RouteConvergence,
-    reach: Reachability,
-    sessions: BgpSessions,
-    egress: Egress,
-    throughput: Throughput,
-    migrations: Migrations,
-}
-
-impl Measurements {
-    fn all(&mut self) -> [&mut dyn Measurement; 7] {
-        [
-            &mut self.vm_latency,
-            &mut self.routes,
-            &mut self.reach,
-            &mut self.sessions,
-            &mut self.egress,
-            &mut self.throughput,
-            &mut self.migrations,
-        ]
-    }
-
-    fn observe(&mut self, observation: Observation<'_>) {
-        for m in self.all() {
-            m.observe(observation);
-        }
-    }
-
-    /// What every measurement still expects, in one list.
-    fn outstanding(&mut self) -> Vec<String> {
-        self.all().iter().flat_map(|m| m.outstanding()).collect()
-    }
-
-    /// Whether the external router's sessions are visible (BMP Peer Up or polls).
-    fn sees_sessions(&self) -> bool {
-        match self.sessions.source() {
-            SessionSource::Bmp => self.routes.observes_bmp(),
-            SessionSource::Poll => self.sessions.observed(),
-        }
-    }
-
-    /// The external router's sessions that are up, as the session source shows them.
-    fn peers_up(&self) -> usize {
-        match self.sessions.source() {
-            SessionSource::Bmp => self.routes.peers_up(),
-            SessionSource::Poll => self.sessions.established(),
-        }
-    }
-}
-
-/// The run loop's state: the clock, the applier, the event stream and what it fed.
-struct Runner<'a> {
-    plan: &'a Plan,
-    clock: RunClock,
-    applier: Applier,
-    events: UnboundedReceiver<RunEvent>,
-    world: World,
-    measurements: Measurements,
-    cancel: CancellationToken,
-    deadline: Instant,
-    outcome: Outcome,
-    sink: &'a mut dyn Sink,
-    progress: Progress,
-    last_progress: Option<Instant>,
-    /// True while sending deletes, so they are not counted as creations.
-    deleting: bool,
-    /// BGP peers the external router should have (one per node).
-    expected_peers: usize,
-    /// VMs already counted as running / ready (a churned VM stays counted).
-    running: BTreeSet<(String, String)>,
-    ready: BTreeSet<(String, String)>,
-}
-
-/// Why a wait ended.
-enum Waited {
-    Done,
-    Expired,
+/// Why a phase ended before its work was done. A `Stop` (signal, global `--timeout`) keeps what
+/// was measured and goes on to cleanup: the caller records it once in [`Outcome::stopped`]. A
+/// `Failed` run (an object refused as already existing, the watches never synced) ends with its
+/// error after the same cleanup. One type for both lets a phase pass either on with `?`.
+#[derive(Debug)]
+enum Halt {
     Stopped(Stop),
+    Failed(RunError),
+}
+
+impl From<Stop> for Halt {
+    fn from(stop: Stop) -> Self {
+        Halt::Stopped(stop)
+    }
+}
+
+impl From<RunError> for Halt {
+    fn from(error: RunError) -> Self {
+        Halt::Failed(error)
+    }
+}
+
+/// Where the phases' halt is recorded, once: a stop in the outcome (the run then goes on to
+/// finish measuring and clean up), a failure as the run's error.
+fn record_halt(outcome: &mut Outcome, halted: Result<(), Halt>) -> Result<(), RunError> {
+    match halted {
+        Ok(()) => Ok(()),
+        Err(Halt::Stopped(stop)) => {
+            outcome.stopped = Some(stop);
+            Ok(())
+        }
+        Err(Halt::Failed(error)) => Err(error),
+    }
+}
+
+/// The manifests of one kind for one iteration, in apply order.
+fn of_kind<'m>(manifests: &'m [Manifest], kind: &str, iteration: u32) -> Vec<&'m Manifest> {
+    manifests
+        .iter()
+        .filter(|m| m.kind() == kind && m.iteration == iteration)
+        .collect()
 }
 
 impl Runner<'_> {
-    /// Says what the BMP station refused or doubts: the first few of each kind, then at powers of
-    /// two, so a storm of strangers cannot flood the log.
-    fn report_bmp_finding(&mut self, bmp: &vmbgp_bgp::bmp::BmpEvent) {
-        use vmbgp_bgp::bmp::{BmpEventKind, BmpMessage};
-        let worth = |nth: u64| nth <= 3 || nth.is_power_of_two();
-        match &bmp.kind {
-            BmpEventKind::Refused { remote, nth, .. } if worth(*nth) => self.progress(format!(
-                "BMP: refused a connection from {remote}, not in --bmp-allow ({nth} so far)"
-            )),
-            BmpEventKind::DuplicateRouter {
-                remote,
-                existing_connection,
-                nth,
-            } if worth(*nth) => self.progress(format!(
-                "BMP: connection {} from {remote} claims a router already on connection \
-                 {existing_connection}; the first stays authoritative ({nth} so far)",
-                bmp.connection
-            )),
-            BmpEventKind::WarningsSuppressed { suppressed, .. } => tracing::warn!(
-                "BMP connection {}: {suppressed} more decoder warnings",
-                bmp.connection
-            ),
-            BmpEventKind::Message(BmpMessage::Malformed(m)) => tracing::warn!(
-                connection = bmp.connection,
-                error = %m.error,
-                "BMP: malformed message"
-            ),
-            _ => {}
-        }
-    }
-
-    fn feed(&mut self, event: &RunEvent) {
-        let message = match event {
-            RunEvent::Watch(message) => message,
-            RunEvent::Bmp(bmp) => {
-                self.report_bmp_finding(bmp);
-                self.measurements.observe(Observation::Bmp(bmp));
-                return;
-            }
-            RunEvent::Fib(vmbgp_bgp::fib::FibEvent::NormalPriority { why }) => {
-                self.progress(format!("FIB watcher: {why}"));
-                return;
-            }
-            RunEvent::Fib(fib) => {
-                self.measurements.observe(Observation::Fib(fib));
-                return;
-            }
-            RunEvent::Session(session) => {
-                self.measurements.observe(Observation::Session(session));
-                return;
-            }
-        };
-        self.world.apply(message);
-        self.measurements.observe(Observation::Watch(message));
-        if let WatchMessage::Object {
-            resource,
-            object,
-            change: Change::Applied,
-            ..
-        } = message
-            && (*resource == VMI || *resource == VIRTUAL_MACHINE)
-        {
-            let key = (
-                object.metadata.namespace.clone().unwrap_or_default(),
-                object.metadata.name.clone().unwrap_or_default(),
-            );
-            if *resource == VMI && object.data["status"]["phase"] == "Running" {
-                self.running.insert(key.clone());
-            }
-            if vm_ready(&self.world, &key.0, &key.1) {
-                self.ready.insert(key);
-            }
-            self.report_counts(false);
-        }
-    }
-
-    /// Reports VM counts, at most every PROGRESS_INTERVAL unless `force`.
-    fn report_counts(&mut self, force: bool) {
-        let now = Instant::now();
-        if !force
-            && self
-                .last_progress
-                .is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL)
-        {
-            return;
-        }
-        self.last_progress = Some(now);
-        self.progress.running = self.running.len() as u64;
-        self.progress.ready = self.ready.len() as u64;
-        self.sink.counts(&self.progress);
-    }
-
-    fn record_request(&mut self, request: &Request) {
-        self.measurements.observe(Observation::Request(request));
-        if request.resource == VIRTUAL_MACHINE
-            && self
-                .plan
-                .vms
-                .iter()
-                .any(|v| v.name == request.name && Some(&v.namespace) == request.namespace.as_ref())
-        {
-            // Deletes of VMs (churn, cleanup) are not creations.
-            if !self.deleting {
-                self.progress.created += 1;
-                if request.error.is_some() {
-                    self.progress.failed += 1;
-                }
-                self.report_counts(false);
-            }
-        }
-        if let Some(error) = &request.error {
-            self.outcome.execution_errors.push(format!(
-                "{} {}{}: {error}",
-                request.resource.kind,
-                request
-                    .namespace
-                    .as_deref()
-                    .map(|ns| format!("{ns}/"))
-                    .unwrap_or_default(),
-                request.name
-            ));
-        }
-    }
-
-    fn stop_reason(&self) -> Option<Stop> {
-        if self.cancel.is_cancelled() {
-            Some(Stop::Interrupted)
-        } else if Instant::now() >= self.deadline {
-            Some(Stop::TimedOut)
-        } else {
-            None
-        }
-    }
-
-    /// Processes events until `done` holds, `limit` passes, or the run must stop.
-    async fn wait_until(
-        &mut self,
-        limit: Duration,
-        done: impl Fn(&World, &Measurements) -> bool,
-    ) -> Waited {
-        let until = (Instant::now() + limit).min(self.deadline);
-        loop {
-            // Apply everything already queued before judging.
-            while let Ok(message) = self.events.try_recv() {
-                self.feed(&message);
-            }
-            if done(&self.world, &self.measurements) {
-                return Waited::Done;
-            }
-            if self.cancel.is_cancelled() {
-                return Waited::Stopped(Stop::Interrupted);
-            }
-            let received = tokio::select! {
-                _ = self.cancel.cancelled() => return Waited::Stopped(Stop::Interrupted),
-                _ = tokio::time::sleep_until(until) => None,
-                _ = tokio::time::sleep(WAIT_RECHECK) => continue,
-                message = self.events.recv() => message,
-            };
-            match received {
-                Some(message) => self.feed(&message),
-                None if Instant::now() >= self.deadline => return Waited::Stopped(Stop::TimedOut),
-                None if Instant::now() >= until => return Waited::Expired,
-                // The channel closed: every watch ended, nothing more will arrive.
-                None => return Waited::Expired,
-            }
-        }
-    }
-
-    /// Waits, turning an expiry into an execution error naming what did not happen.
-    async fn wait_for(
-        &mut self,
-        what: &str,
-        limit: Duration,
-        done: impl Fn(&World, &Measurements) -> bool,
-    ) -> Result<(), Stop> {
-        match self.wait_until(limit, done).await {
-            Waited::Done => Ok(()),
-            Waited::Expired => {
-                self.outcome.wait_expired = true;
-                self.outcome.execution_errors.push(format!(
-                    "timed out after {}: {what}",
-                    humantime::format_duration(limit)
-                ));
-                Ok(())
-            }
-            Waited::Stopped(stop) => Err(stop),
-        }
-    }
-
-    async fn create_all(&mut self, manifests: &[&Manifest]) -> Result<(), RunError> {
-        for manifest in manifests {
-            if self.stop_reason().is_some() {
-                return Ok(());
-            }
-            let request = self.applier.create(&manifest.object).await?;
-            self.record_request(&request);
-            if request.error_code == Some(409) {
-                let owner = self
-                    .applier
-                    .owner_uuid(
-                        &request.resource,
-                        request.namespace.as_deref(),
-                        &request.name,
-                    )
-                    .await;
-                return Err(RunError::AlreadyExists {
-                    object: format!(
-                        "{} {}{}",
-                        request.resource.kind,
-                        request
-                            .namespace
-                            .as_deref()
-                            .map(|ns| format!("{ns}/"))
-                            .unwrap_or_default(),
-                        request.name
-                    ),
-                    owner,
-                });
-            }
-            // Keep the world current while creating, so waits start from fresh state.
-            while let Ok(message) = self.events.try_recv() {
-                self.feed(&message);
-            }
-        }
-        Ok(())
-    }
-
-    fn collect(&mut self, batch: Batch) {
-        let mut samples = Samples::default();
-        for m in self.measurements.all() {
-            m.collect(batch, &mut samples);
-        }
-        if !samples.is_empty() {
-            // Handed over, not kept: the sink writes them and the run needs them no more.
-            self.sink.batch(&samples);
-        }
-    }
-
-    /// [`Batch::All`] of the measurements whose kind `pick` selects (see the end of [`run`]).
-    fn collect_all_where(
-        &mut self,
-        pick: impl Fn(vmbgp_reporters::samples::MeasurementKind) -> bool,
-    ) {
-        let mut samples = Samples::default();
-        for m in self.measurements.all() {
-            if pick(m.kind()) {
-                m.collect(Batch::All, &mut samples);
-            }
-        }
-        if !samples.is_empty() {
-            self.sink.batch(&samples);
-        }
-    }
-
-    fn progress(&mut self, line: String) {
-        self.sink.progress(&line);
-    }
-
-    async fn run(&mut self, manifests: &[Manifest]) -> Result<(), RunError> {
-        let plan = self.plan;
-        let of_kind = |kind: &str, iteration: u32| -> Vec<&Manifest> {
-            manifests
-                .iter()
-                .filter(|m| m.kind() == kind && m.iteration == iteration)
-                .collect()
-        };
+    /// The phases in order: sessions, iterations (with churn and throughput), migrations.
+    async fn run(&mut self, manifests: &[Manifest]) -> Result<(), Halt> {
         if let Some(why) = self.measurements.reach.normal_priority() {
             self.progress(format!("ICMP prober: {why}"));
         }
-        // Run-wide: the peering template, then the sessions it brings up (so no network's
-        // convergence includes session establishment).
-        self.create_all(&of_kind(FRR_CONFIGURATION.kind, 0)).await?;
-        if self.measurements.sees_sessions() && self.expected_peers > 0 {
-            let peers = self.expected_peers;
-            let what = match self.measurements.sessions.source() {
-                SessionSource::Bmp => format!(
-                    "the external router's BGP sessions with {peers} nodes established (BMP Peer Up)"
-                ),
-                SessionSource::Poll => format!(
-                    "the external router's BGP sessions with {peers} nodes established (polled)"
-                ),
-            };
-            if let Err(stop) = self
-                .wait_for(&what, SESSIONS_TIMEOUT, |_, m| m.peers_up() >= peers)
-                .await
-            {
-                self.outcome.stopped = Some(stop);
-                return Ok(());
-            }
-            let up = self.measurements.peers_up();
-            self.progress(format!("BGP sessions up: {up} of {peers}"));
-            // Session stability is observed from here until cleanup removes the peering.
-            let now = self.clock.now();
-            self.measurements.sessions.open(now);
-        }
-        let vm_iterations = match plan.shape {
-            Shape::Migration => 1,
-            Shape::Scale | Shape::Churn => plan.iterations,
-        };
-        for iteration in 0..vm_iterations {
-            if let Some(stop) = self.stop_reason() {
-                self.outcome.stopped = Some(stop);
-                return Ok(());
-            }
-            let networks: Vec<&Manifest> = manifests
-                .iter()
-                .filter(|m| {
-                    m.iteration == iteration
-                        && [NAMESPACE.kind, CUDN.kind, ROUTE_ADVERTISEMENTS.kind]
-                            .contains(&m.kind())
-                })
-                .collect();
-            self.create_all(&networks).await?;
-            let names: Vec<String> = plan
-                .networks
-                .iter()
-                .filter(|n| n.iteration == iteration)
-                .map(|n| n.name.clone())
-                .collect();
-            if !names.is_empty() {
-                let what = format!("networks {} created and advertised", names.join(", "));
-                if let Err(stop) = self
-                    .wait_for(&what, NETWORK_READY_TIMEOUT, |w, m| {
-                        names
-                            .iter()
-                            .all(|n| network_ready(w, n) && m.routes.advertised(n))
-                    })
-                    .await
-                {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
-                }
-            }
-            let vms = of_kind(VIRTUAL_MACHINE.kind, iteration);
-            self.create_all(&vms).await?;
-            let keys: Vec<(String, String)> = vms
-                .iter()
-                .map(|m| {
-                    (
-                        m.namespace().unwrap_or_default().to_string(),
-                        m.name().to_string(),
-                    )
-                })
-                .collect();
-            let what = format!("{} VMs of iteration {iteration} ready", keys.len());
-            let waited = self
-                .wait_for(&what, VM_READY_TIMEOUT, |w, _| {
-                    keys.iter().all(|(ns, n)| vm_ready(w, ns, n))
-                })
-                .await;
-            let ready = keys
-                .iter()
-                .filter(|(ns, n)| vm_ready(&self.world, ns, n))
-                .count();
-            if waited.is_ok() && self.measurements.reach.active() {
-                // A VM that never answers is a finding of the run (its first reply is reported
-                // missing and fails the reachability threshold), not a harness failure. A scale
-                // run goes on once every VM answered (their streams reach "sustained" meanwhile,
-                // awaited once at the end); churn deletes the VMs next, throughput needs steady
-                // VMs, and migrations start from steady streams, so those wait for "sustained".
-                let steady = plan.shape != Shape::Scale
-                    || self.measurements.throughput.tests_iteration(iteration);
-                match self
-                    .wait_until(REACHABILITY_TIMEOUT, |_, m| {
-                        if steady {
-                            m.reach.sustained(&keys)
-                        } else {
-                            m.reach.answered(&keys)
-                        }
-                    })
-                    .await
-                {
-                    Waited::Done => {}
-                    Waited::Expired => {
-                        let silent = keys
-                            .iter()
-                            .filter(|k| self.measurements.reach.reachable(k).is_err())
-                            .count();
-                        self.progress(format!(
-                            "iteration {}: {silent} VM(s) not answering probes steadily after {}; \
-                             reported as such",
-                            iteration + 1,
-                            humantime::format_duration(REACHABILITY_TIMEOUT)
-                        ));
-                    }
-                    Waited::Stopped(stop) => {
-                        self.outcome.stopped = Some(stop);
-                        return Ok(());
-                    }
-                }
-            }
-            if self.measurements.throughput.tests_iteration(iteration)
-                && let Err(stop) = self.measure_throughput(iteration).await
-            {
-                self.outcome.stopped = Some(stop);
-                return Ok(());
-            }
-            if plan.shape == Shape::Churn {
-                // Their streams end before the VMs are deleted: deletion is not loss.
-                self.measurements.reach.finish_vms(&keys).await;
-            }
-            // Churn collects once its VMs and claims are gone: claim release is part of the sample.
-            if plan.shape == Shape::Scale {
-                self.collect(Batch::Iteration(iteration));
-            }
-            self.progress(format!(
-                "iteration {}/{}: {} VMs created, {ready} ready",
-                iteration + 1,
-                vm_iterations,
-                keys.len()
-            ));
-            if let Err(stop) = waited {
-                self.outcome.stopped = Some(stop);
-                return Ok(());
-            }
-            self.report_counts(true);
-            if plan.shape == Shape::Churn {
-                self.deleting = true;
-                for (ns, name) in &keys {
-                    let request = self.applier.delete(&VIRTUAL_MACHINE, Some(ns), name).await;
-                    self.record_request(&request);
-                }
-                self.deleting = false;
-                // OVN-K holds a VM's address until its IPAMClaim is gone: the next iteration's VM
-                // with the same static IP could otherwise meet IPAddressConflict.
-                let what = format!("VMs of iteration {iteration} and their IPAMClaims deleted");
-                if let Err(stop) = self
-                    .wait_for(&what, DELETE_TIMEOUT, |w, _| {
-                        keys.iter().all(|(ns, n)| {
-                            w.get(&VMI, Some(ns), n).is_none()
-                                && w.get(&VIRTUAL_MACHINE, Some(ns), n).is_none()
-                                && !w.has_claims_of(ns, n)
-                        })
-                    })
-                    .await
-                {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
-                }
-                self.collect(Batch::Iteration(iteration));
-            }
-        }
-        if plan.shape == Shape::Scale
-            && self.measurements.reach.active()
-            && let Err(stop) = self.await_steady_streams().await
-        {
-            self.outcome.stopped = Some(stop);
-            return Ok(());
-        }
-        if plan.shape == Shape::Migration {
-            for round in 0..plan.iterations {
-                if let Some(stop) = self.stop_reason() {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
-                }
-                let migrations = of_kind(VMIM.kind, round);
-                let moving = self.measurements.migrations.of_round(round);
-                // The stream runs at the migration rate from before t0 until the VM answers again.
-                let window_start = self.clock.now();
-                let mut windows = Vec::new();
-                for (vmim, vm) in &moving {
-                    match self.measurements.reach.migration_rate(vm, true) {
-                        Ok(()) => windows.push((vmim.clone(), vm.clone())),
-                        Err(why) => self.measurements.migrations.record_window(vmim, Err(why)),
-                    }
-                }
-                self.create_all(&migrations).await?;
-                let keys: Vec<(String, String)> = moving.iter().map(|(k, _)| k.clone()).collect();
-                let what = format!("{} migrations of round {round} completed", keys.len());
-                if let Err(stop) = self
-                    .wait_for(&what, MIGRATION_TIMEOUT, |w, m| {
-                        keys.iter()
-                            .all(|k| migration_done(w, &k.0, &k.1) || m.migrations.finished(k))
-                    })
-                    .await
-                {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
-                }
-                if let Err(stop) = self.close_loss_windows(window_start, &windows).await {
-                    self.outcome.stopped = Some(stop);
-                    return Ok(());
-                }
-                self.collect(Batch::MigrationRound(round));
-                self.progress(format!(
-                    "migration round {}/{}: {} migrations done",
-                    round + 1,
-                    plan.iterations,
-                    keys.len()
-                ));
-            }
+        self.establish_sessions(manifests).await?;
+        self.run_iterations(manifests).await?;
+        if self.plan.shape == Shape::Migration {
+            self.run_migrations(manifests).await?;
         }
         Ok(())
     }
@@ -946,14 +431,12 @@ pub async fn run(
     let synced = runner
         .wait_until(WATCH_SYNC_TIMEOUT, |w, _| w.synced.len() >= kinds)
         .await;
-    let result = match synced {
+    let halted = match synced {
         Waited::Done => runner.run(manifests).await,
-        Waited::Expired => Err(RunError::WatchSync(WATCH_SYNC_TIMEOUT)),
-        Waited::Stopped(stop) => {
-            runner.outcome.stopped = Some(stop);
-            Ok(())
-        }
+        Waited::Expired => Err(Halt::Failed(RunError::WatchSync(WATCH_SYNC_TIMEOUT))),
+        Waited::Stopped(stop) => Err(Halt::Stopped(stop)),
     };
+    let result = record_halt(&mut runner.outcome, halted);
     match runner.outcome.stopped {
         Some(Stop::Interrupted) => runner
             .outcome
@@ -992,4 +475,51 @@ pub async fn run(
         poller.stop().await;
     }
     result.map(|()| runner.outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{Bench, Recorder, cooperative};
+    use super::*;
+
+    #[test]
+    fn a_stop_is_recorded_once_and_a_failure_is_the_runs_error() {
+        let mut outcome = Outcome::default();
+        assert!(record_halt(&mut outcome, Ok(())).is_ok());
+        assert_eq!(outcome.stopped, None);
+        assert!(record_halt(&mut outcome, Err(Stop::TimedOut.into())).is_ok());
+        assert_eq!(outcome.stopped, Some(Stop::TimedOut));
+        let mut outcome = Outcome::default();
+        let failed = record_halt(
+            &mut outcome,
+            Err(RunError::WatchSync(WATCH_SYNC_TIMEOUT).into()),
+        );
+        assert!(matches!(failed, Err(RunError::WatchSync(_))), "{failed:?}");
+        assert_eq!(outcome.stopped, None, "a failure is not a stop");
+    }
+
+    /// The phases in order on a cooperative cluster: sessions, the one VM iteration of a
+    /// migration run, then every round.
+    #[tokio::test(start_paused = true)]
+    async fn a_migration_run_goes_through_every_phase() {
+        let bench = Bench::new("vm-bgp-migration", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.run(&bench.manifests).await.expect("no halt");
+        assert!(
+            runner.outcome.execution_errors.is_empty(),
+            "{:?}",
+            runner.outcome.execution_errors
+        );
+        drop(runner);
+        let vms = bench.plan.vms.len();
+        let log = sink.log();
+        let expected: Vec<String> = ["BGP sessions up: 2 of 2".to_string()]
+            .into_iter()
+            .chain([format!("iteration 1/1: {vms} VMs created, {vms} ready")])
+            .chain((1..=3).map(|round| format!("migration round {round}/3: {vms} migrations done")))
+            .collect();
+        assert_eq!(log.progress, expected);
+        assert_eq!(log.batches.len(), 3, "one batch per round");
+    }
 }

@@ -1,76 +1,15 @@
-//! Data-plane phases: waiting for steady probe streams, closing migration loss windows, and the
-//! TCP throughput tests of an iteration.
+//! The throughput phase: TCP throughput tests of an iteration's VMs, raced against the run's
+//! stop and bounded by their budget.
 
 use tokio::time::Instant;
 
-use super::{
-    MIGRATION_HOLD, MIGRATION_RECOVERY_TIMEOUT, REACHABILITY_TIMEOUT, Runner, Stop, Waited,
-};
-use crate::clock::MonoStamp;
-use crate::measure::ObjectKey;
+use super::{Halt, Runner, Stop};
 use crate::measure::throughput::Candidate;
 
 impl Runner<'_> {
-    /// The end of a scale run's creations: every VM's stream reaches sustained reachability (or
-    /// the bound passes; such VMs are reported with the reason).
-    pub(super) async fn await_steady_streams(&mut self) -> Result<(), Stop> {
-        let keys: Vec<ObjectKey> = self
-            .plan
-            .vms
-            .iter()
-            .map(|vm| (vm.namespace.clone(), vm.name.clone()))
-            .collect();
-        match self
-            .wait_until(REACHABILITY_TIMEOUT, |_, m| m.reach.sustained(&keys))
-            .await
-        {
-            Waited::Done => Ok(()),
-            Waited::Expired => {
-                self.progress(format!(
-                    "VMs not answering probes steadily after {}; reported as such",
-                    humantime::format_duration(REACHABILITY_TIMEOUT)
-                ));
-                Ok(())
-            }
-            Waited::Stopped(stop) => Err(stop),
-        }
-    }
-
-    /// After a round's migrations: waits until every moved VM answers again (loss is known only
-    /// a reply timeout after the probe), then hands each migration its stream's loss window and
-    /// returns the streams to the steady rate.
-    pub(super) async fn close_loss_windows(
-        &mut self,
-        since: MonoStamp,
-        windows: &[(ObjectKey, ObjectKey)],
-    ) -> Result<(), Stop> {
-        let hold = self.measurements.reach.reply_timeout() + MIGRATION_HOLD;
-        if let Waited::Stopped(stop) = self.wait_until(hold, |_, _| false).await {
-            return Err(stop);
-        }
-        let after = self.clock.now();
-        let what = format!("{} migrated VMs answering probes again", windows.len());
-        self.wait_for(&what, MIGRATION_RECOVERY_TIMEOUT, |_, m| {
-            windows
-                .iter()
-                .all(|(_, vm)| m.reach.answering_after(vm, after))
-        })
-        .await?;
-        for (vmim, vm) in windows {
-            let window = self.measurements.reach.loss_since(vm, since);
-            self.measurements.migrations.record_window(vmim, window);
-            if let Err(why) = self.measurements.reach.migration_rate(vm, false) {
-                self.outcome
-                    .execution_errors
-                    .push(format!("{}/{}: {why}", vm.0, vm.1));
-            }
-        }
-        Ok(())
-    }
-
     /// TCP throughput to the iteration's first reachable VMs, one at a time, while nothing else
     /// is created (a saturating stream would distort the other measurements).
-    pub(super) async fn measure_throughput(&mut self, iteration: u32) -> Result<(), Stop> {
+    pub(super) async fn measure_throughput(&mut self, iteration: u32) -> Result<(), Halt> {
         let candidates: Vec<Candidate> = self
             .plan
             .vms
@@ -120,6 +59,41 @@ impl Runner<'_> {
                 .throughput
                 .cut_short(iteration, &picked, stop.describe());
         }
-        result
+        result.map_err(Halt::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{Bench, Recorder, cooperative};
+    use crate::measure::Batch;
+
+    /// The bench's VMs were never probed: the picked VM is tested no further and its sample says
+    /// why, inside the budget, so nothing is cut short and no error is recorded.
+    #[tokio::test(start_paused = true)]
+    async fn unreachable_vms_get_samples_saying_why() {
+        let bench = Bench::new("vm-bgp", cooperative(2));
+        let mut sink = Recorder::default();
+        let mut runner = bench.runner(&mut sink);
+        runner.measure_throughput(2).await.expect("no halt");
+        assert!(runner.outcome.execution_errors.is_empty());
+        runner.collect(Batch::Iteration(2));
+        drop(runner);
+        let log = sink.log();
+        assert_eq!(
+            log.progress,
+            ["iteration 3: TCP throughput to 1 VM(s), 5s each"]
+        );
+        let samples = &log.batches[0].throughput;
+        assert_eq!(samples.len(), 1, "throughputVms: 1");
+        let first_vm = bench
+            .plan
+            .vms
+            .iter()
+            .find(|vm| vm.iteration == 2)
+            .expect("a VM");
+        assert_eq!(samples[0].vm.vm_name, first_vm.name);
+        let goodput = format!("{:?}", samples[0].goodput_bits_per_second);
+        assert!(goodput.contains("not probed"), "{goodput}");
     }
 }

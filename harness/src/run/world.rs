@@ -204,6 +204,23 @@ pub(super) fn migration_done(world: &World, namespace: &str, name: &str) -> bool
         .is_some_and(|m| m.phase_is("Succeeded") || m.phase_is("Failed"))
 }
 
+/// A churned VM is gone when its VM, its VMI and every IPAMClaim of it are.
+pub(super) fn vm_gone(world: &World, namespace: &str, name: &str) -> bool {
+    world.get(&VMI, Some(namespace), name).is_none()
+        && world.get(&VIRTUAL_MACHINE, Some(namespace), name).is_none()
+        && !world.has_claims_of(namespace, name)
+}
+
+/// Cleanup is done when no object of the run is left that is not being deleted, and no VMI or
+/// IPAMClaim of the run is left at all (those go only after their VM).
+pub(super) fn run_objects_gone(world: &World) -> bool {
+    !world.objects.values().any(|o| o.in_run && !o.deleting)
+        && !world
+            .objects
+            .keys()
+            .any(|(plural, _, _)| *plural == VMI.plural || *plural == IPAM_CLAIM.plural)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -211,6 +228,7 @@ mod tests {
 
     use super::*;
     use crate::clock::MonoStamp;
+    use crate::kube::NAMESPACE;
 
     fn vm(namespace: &str, name: &str) -> VmSpec {
         VmSpec {
@@ -279,5 +297,214 @@ mod tests {
         assert!(!world.has_claims_of("vmbgp-0", "vm-1"), "deleted unseen");
         assert!(world.has_claims_of("vmbgp-0", "vm-2"));
         assert!(world.synced.contains(IPAM_CLAIM.plural));
+    }
+
+    /// Applies an object of `resource` with `status`, labelled with run `u` when `in_run`.
+    fn put(world: &mut World, resource: Resource, ns: Option<&str>, name: &str, status: Value) {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": resource.api_version(), "kind": resource.kind,
+            "metadata": {"name": name, "namespace": ns, "labels": {labels::UUID: "u"}},
+            "status": status,
+        }))
+        .expect("object");
+        world.apply(&WatchMessage::Object {
+            at: MonoStamp::from_offset(Duration::ZERO),
+            resource,
+            change: Change::Applied,
+            object: Arc::new(object),
+        });
+    }
+
+    fn remove(world: &mut World, resource: Resource, ns: Option<&str>, name: &str) {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": resource.api_version(), "kind": resource.kind,
+            "metadata": {"name": name, "namespace": ns},
+        }))
+        .expect("object");
+        world.apply(&WatchMessage::Object {
+            at: MonoStamp::from_offset(Duration::ZERO),
+            resource,
+            change: Change::Deleted,
+            object: Arc::new(object),
+        });
+    }
+
+    #[test]
+    fn a_vm_is_ready_when_the_vm_says_ready_and_its_vmi_runs() {
+        let mut world = World::new("u", &[vm("ns", "vm-1")]);
+        assert!(!vm_ready(&world, "ns", "vm-1"), "nothing seen yet");
+        put(
+            &mut world,
+            VIRTUAL_MACHINE,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({"ready": true}),
+        );
+        assert!(!vm_ready(&world, "ns", "vm-1"), "no VMI yet");
+        put(
+            &mut world,
+            VMI,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({"phase": "Scheduled"}),
+        );
+        assert!(!vm_ready(&world, "ns", "vm-1"), "the VMI is not running");
+        put(
+            &mut world,
+            VMI,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({"phase": "Running"}),
+        );
+        assert!(vm_ready(&world, "ns", "vm-1"));
+        assert!(!vm_ready(&world, "other", "vm-1"), "another namespace's VM");
+        // The Ready condition counts as much as status.ready; a False one does not.
+        put(
+            &mut world,
+            VIRTUAL_MACHINE,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        assert!(!vm_ready(&world, "ns", "vm-1"));
+        put(
+            &mut world,
+            VIRTUAL_MACHINE,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "True"}]}),
+        );
+        assert!(vm_ready(&world, "ns", "vm-1"));
+    }
+
+    #[test]
+    fn a_network_is_ready_when_created_and_its_advertisement_accepted() {
+        let mut world = World::new("u", &[]);
+        let created =
+            serde_json::json!({"conditions": [{"type": "NetworkCreated", "status": "True"}]});
+        put(&mut world, CUDN, None, "net-0", created.clone());
+        assert!(
+            !network_ready(&world, "net-0"),
+            "no RouteAdvertisements yet"
+        );
+        put(
+            &mut world,
+            ROUTE_ADVERTISEMENTS,
+            None,
+            "net-0",
+            serde_json::json!({"status": "Not Accepted"}),
+        );
+        assert!(!network_ready(&world, "net-0"));
+        put(
+            &mut world,
+            ROUTE_ADVERTISEMENTS,
+            None,
+            "net-0",
+            serde_json::json!({"status": "Accepted"}),
+        );
+        assert!(network_ready(&world, "net-0"));
+        // Either spelling of acceptance counts; a CUDN not (yet) created does not.
+        put(
+            &mut world,
+            ROUTE_ADVERTISEMENTS,
+            None,
+            "net-1",
+            serde_json::json!({"conditions": [{"type": "Accepted", "status": "True"}]}),
+        );
+        put(
+            &mut world,
+            CUDN,
+            None,
+            "net-1",
+            serde_json::json!({"conditions": [{"type": "NetworkCreated", "status": "False"}]}),
+        );
+        assert!(!network_ready(&world, "net-1"));
+        put(&mut world, CUDN, None, "net-1", created);
+        assert!(network_ready(&world, "net-1"));
+    }
+
+    #[test]
+    fn a_migration_is_done_when_it_succeeded_or_failed() {
+        let mut world = World::new("u", &[]);
+        assert!(!migration_done(&world, "ns", "m-1"));
+        for (phase, done) in [
+            ("Scheduling", false),
+            ("Running", false),
+            ("Succeeded", true),
+            ("Failed", true),
+        ] {
+            put(
+                &mut world,
+                VMIM,
+                Some("ns"),
+                "m-1",
+                serde_json::json!({"phase": phase}),
+            );
+            assert_eq!(migration_done(&world, "ns", "m-1"), done, "{phase}");
+        }
+    }
+
+    #[test]
+    fn a_churned_vm_is_gone_only_with_its_vmi_and_claims() {
+        let mut world = World::new("u", &[vm("ns", "vm-1")]);
+        put(
+            &mut world,
+            VIRTUAL_MACHINE,
+            Some("ns"),
+            "vm-1",
+            serde_json::json!({}),
+        );
+        put(&mut world, VMI, Some("ns"), "vm-1", serde_json::json!({}));
+        world.apply(&claim("ns", "vm-1", Change::Applied));
+        assert!(!vm_gone(&world, "ns", "vm-1"));
+        remove(&mut world, VIRTUAL_MACHINE, Some("ns"), "vm-1");
+        assert!(!vm_gone(&world, "ns", "vm-1"), "its VMI remains");
+        remove(&mut world, VMI, Some("ns"), "vm-1");
+        assert!(!vm_gone(&world, "ns", "vm-1"), "its claim remains");
+        world.apply(&claim("ns", "vm-1", Change::Deleted));
+        assert!(vm_gone(&world, "ns", "vm-1"));
+    }
+
+    #[test]
+    fn the_runs_objects_are_gone_when_only_deleting_ones_remain_and_no_vmi_or_claim() {
+        let mut world = World::new("u", &[vm("ns", "vm-1")]);
+        assert!(run_objects_gone(&world));
+        put(&mut world, CUDN, None, "net-0", serde_json::json!({}));
+        assert!(!run_objects_gone(&world), "a live object of the run");
+        let deleting: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": CUDN.api_version(), "kind": CUDN.kind,
+            "metadata": {"name": "net-0", "labels": {labels::UUID: "u"},
+                         "deletionTimestamp": "2026-01-01T00:00:00Z"},
+        }))
+        .expect("object");
+        world.apply(&WatchMessage::Object {
+            at: MonoStamp::from_offset(Duration::ZERO),
+            resource: CUDN,
+            change: Change::Applied,
+            object: Arc::new(deleting),
+        });
+        assert!(
+            run_objects_gone(&world),
+            "being deleted is enough for a labelled object"
+        );
+        // Another run's object is not this run's business.
+        let foreign: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "theirs", "labels": {labels::UUID: "v"}},
+        }))
+        .expect("object");
+        world.apply(&WatchMessage::Object {
+            at: MonoStamp::from_offset(Duration::ZERO),
+            resource: NAMESPACE,
+            change: Change::Applied,
+            object: Arc::new(foreign),
+        });
+        assert!(run_objects_gone(&world));
+        // A claim carries no run label, yet the run is not gone while one of its VMs' claims is.
+        world.apply(&claim("ns", "vm-1", Change::Applied));
+        assert!(!run_objects_gone(&world));
+        world.apply(&claim("ns", "vm-1", Change::Deleted));
+        put(&mut world, VMI, Some("ns"), "vm-1", serde_json::json!({}));
+        assert!(!run_objects_gone(&world), "a VMI goes only after its VM");
     }
 }

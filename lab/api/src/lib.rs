@@ -73,6 +73,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod accept;
 pub mod api_ground_truth;
 pub mod auth;
 pub mod boot;

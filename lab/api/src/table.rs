@@ -137,36 +137,12 @@ impl IncludeObject {
 /// The Table version the `Accept` header prefers over plain JSON, if any (media ranges by descending `q`, then
 /// in the order given; ranges the server cannot produce are skipped, and none at all means plain JSON).
 pub fn negotiate(accept: &str) -> Option<TableVersion> {
-    let mut ranges: Vec<(f32, Option<TableVersion>)> = Vec::new();
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        if !matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
-            continue;
-        }
-        let (mut q, mut g, mut v, mut as_) = (1.0f32, None, None, None);
-        for p in parts {
-            match p.split_once('=') {
-                Some(("q", x)) => q = x.parse().unwrap_or(0.0),
-                Some(("g", x)) => g = Some(x),
-                Some(("v", x)) => v = Some(x),
-                Some(("as", x)) => as_ = Some(x),
-                _ => {}
-            }
-        }
-        let wanted = match (g, v, as_) {
-            (None, None, None) => None,
-            (Some("meta.k8s.io"), Some("v1"), Some("Table")) => Some(TableVersion::V1),
-            (Some("meta.k8s.io"), Some("v1beta1"), Some("Table")) => Some(TableVersion::V1beta1),
-            _ => continue,
-        };
-        if q > 0.0 {
-            ranges.push((q, wanted));
-        }
-    }
-    // A stable sort keeps the client's order among equal q.
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranges.first().and_then(|(_, wanted)| *wanted)
+    crate::accept::preferred_variant(accept, |g, v, as_| match (g, v, as_) {
+        (None, None, None) => Some(None),
+        (Some("meta.k8s.io"), Some("v1"), Some("Table")) => Some(Some(TableVersion::V1)),
+        (Some("meta.k8s.io"), Some("v1beta1"), Some("Table")) => Some(Some(TableVersion::V1beta1)),
+        _ => None,
+    })
 }
 
 /// How a Table is asked for.

@@ -18,6 +18,14 @@ fn describe(netns: Option<&str>) -> String {
     }
 }
 
+/// The error for a `command` that could not run or failed, with what went wrong.
+fn command_failed(command: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Command {
+        command: command.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
 fn args(netns: Option<&str>, force: bool) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(n) = netns {
@@ -41,29 +49,22 @@ pub fn run_ip_batch_sync(netns: Option<&str>, batch: &str) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| command_failed(&command, e))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(batch.as_bytes())
-            .map_err(|e| Error::Command {
-                command: command.clone(),
-                detail: format!("writing the batch: {e}"),
-            })?;
+            .map_err(|e| command_failed(&command, format_args!("writing the batch: {e}")))?;
     }
-    let out = child.wait_with_output().map_err(|e| Error::Command {
-        command: command.clone(),
-        detail: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|e| command_failed(&command, e))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::Command {
-            command,
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+        Err(command_failed(
+            &command,
+            String::from_utf8_lossy(&out.stderr).trim(),
+        ))
     }
 }
 
@@ -84,33 +85,24 @@ pub async fn run_ip_batch(netns: Option<&str>, batch: &str, force: bool) -> Resu
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| command_failed(&command, e))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(batch.as_bytes())
             .await
-            .map_err(|e| Error::Command {
-                command: command.clone(),
-                detail: format!("writing the batch: {e}"),
-            })?;
+            .map_err(|e| command_failed(&command, format_args!("writing the batch: {e}")))?;
         // Dropping stdin closes it so `ip` sees the end of the batch.
     }
-    let out = child.wait_with_output().await.map_err(|e| Error::Command {
-        command: command.clone(),
-        detail: e.to_string(),
-    })?;
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| command_failed(&command, e))?;
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     if !force {
         return if out.status.success() {
             Ok(BatchOutcome::default())
         } else {
-            Err(Error::Command {
-                command,
-                detail: stderr.trim().to_string(),
-            })
+            Err(command_failed(&command, stderr.trim()))
         };
     }
     Ok(BatchOutcome {
@@ -153,10 +145,7 @@ pub async fn output(program: &str, args: &[String]) -> Result<String> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| Error::Command {
-            command: command.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| command_failed(&command, e))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

@@ -3,44 +3,36 @@
 
 use std::net::Ipv4Addr;
 
-use super::checker::{Checker, check_dns_label};
+use super::checker::{Checker, check_dns_label, flag, key, pick};
 use super::defaults;
 use super::networks::parse_net;
-use super::types::{BgpPlan, BmpTarget, Neighbors, NetworkSpec, Overrides};
+use super::types::{BgpPlan, BmpTarget, Neighbors, NetworkSpec};
+use crate::cli::PlanArgs;
 use crate::config::profile::Profile;
 
-pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> Option<BgpPlan> {
+pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &PlanArgs) -> Option<BgpPlan> {
     let p = &profile.bgp;
-    let peer_src = c.pick(
-        cli.bgp_peer_ip.clone(),
-        "--bgp-peer-ip",
-        p.peer_ip.clone(),
-        "bgp.peerIp",
-        defaults::PEER_IP.to_string(),
+    let peer_src = pick!(
+        c,
+        cli.bgp_peer_ip,
+        profile.bgp.peer_ip,
+        defaults::PEER_IP.to_string()
     );
     let peer_ip = c.parse::<Ipv4Addr>(&peer_src, "IPv4 address");
-    let peer_asn = c.pick(
-        cli.peer_asn,
-        "--peer-asn",
-        p.peer_asn,
-        "bgp.peerAsn",
-        defaults::PEER_ASN,
-    );
+    let peer_asn = pick!(c, cli.peer_asn, profile.bgp.peer_asn, defaults::PEER_ASN);
     let peer_asn = c.asn(&peer_asn);
-    let cluster_asn = c.pick(
+    let cluster_asn = pick!(
+        c,
         cli.cluster_asn,
-        "--cluster-asn",
-        p.cluster_asn,
-        "bgp.clusterAsn",
-        defaults::CLUSTER_ASN,
+        profile.bgp.cluster_asn,
+        defaults::CLUSTER_ASN
     );
     let cluster_asn = c.asn(&cluster_asn);
-    let ns_src = c.pick(
-        cli.frr_namespace.clone(),
-        "--frr-namespace",
-        p.frr_namespace.clone(),
-        "bgp.frrNamespace",
-        defaults::FRR_NAMESPACE.to_string(),
+    let ns_src = pick!(
+        c,
+        cli.frr_namespace,
+        profile.bgp.frr_namespace,
+        defaults::FRR_NAMESPACE.to_string()
     );
     if let Err(why) = check_dns_label(&ns_src.value) {
         c.problem(
@@ -52,9 +44,9 @@ pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) 
     let neighbors = match cli.node_ips.clone().or_else(|| p.node_ips.clone()) {
         Some(ips) if !ips.is_empty() => {
             let field = if cli.node_ips.is_some() {
-                "--node-ips".to_string()
+                flag!(node_ips)
             } else {
-                format!("profile {}: bgp.nodeIps", profile.name)
+                c.profile_field(&key!(bgp.node_ips))
             };
             let mut parsed = Vec::new();
             for ip in &ips {
@@ -66,30 +58,17 @@ pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) 
             Some(Neighbors::Explicit(parsed))
         }
         _ => {
-            let src = c.pick(
-                cli.node_cidr.clone(),
-                "--node-cidr",
-                p.node_cidr.clone(),
-                "bgp.nodeCidr",
-                defaults::NODE_CIDR.to_string(),
+            let src = pick!(
+                c,
+                cli.node_cidr,
+                profile.bgp.node_cidr,
+                defaults::NODE_CIDR.to_string()
             );
             parse_net(c, &src).map(Neighbors::ListenRange)
         }
     };
-    let keepalive_src = c.pick(
-        None,
-        "bgp.keepalive",
-        p.keepalive.clone(),
-        "bgp.keepalive",
-        defaults::KEEPALIVE.into(),
-    );
-    let hold_src = c.pick(
-        None,
-        "bgp.holdTime",
-        p.hold_time.clone(),
-        "bgp.holdTime",
-        defaults::HOLD.into(),
-    );
+    let keepalive_src = pick!(c, profile.bgp.keepalive, defaults::KEEPALIVE.into());
+    let hold_src = pick!(c, profile.bgp.hold_time, defaults::HOLD.into());
     let keepalive = c.duration(&keepalive_src);
     let hold = c.duration(&hold_src);
     if let (Some(k), Some(h)) = (keepalive, hold)
@@ -104,12 +83,11 @@ pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) 
             ),
         );
     }
-    let bmp_src = c.pick(
-        cli.bmp_target.clone(),
-        "--bmp-target",
-        p.bmp_target.clone(),
-        "bgp.bmpTarget",
-        defaults::BMP_TARGET.to_string(),
+    let bmp_src = pick!(
+        c,
+        cli.bmp_target,
+        profile.bgp.bmp_target,
+        defaults::BMP_TARGET.to_string()
     );
     let bmp = match bmp_src.value.parse::<std::net::SocketAddrV4>() {
         Ok(addr) if addr.port() != 0 => Some(BmpTarget {
@@ -141,13 +119,12 @@ pub(super) fn check_bgp_against_networks(
     c: &mut Checker<'_>,
     bgp: &BgpPlan,
     networks: &[NetworkSpec],
-    cli: &Overrides,
-    profile: &Profile,
+    cli: &PlanArgs,
 ) {
     let peer_field = if cli.bgp_peer_ip.is_some() {
-        "--bgp-peer-ip".to_string()
+        flag!(bgp_peer_ip)
     } else {
-        format!("profile {}: bgp.peerIp", profile.name)
+        c.profile_field(&key!(bgp.peer_ip))
     };
     if let Some(net) = networks.iter().find(|n| n.subnet.contains(&bgp.peer_ip)) {
         c.problem(
@@ -165,7 +142,7 @@ pub(super) fn check_bgp_against_networks(
             .find(|n| range.contains(&n.subnet.network()) || n.subnet.contains(&range.network()))
     {
         c.problem(
-            "--node-cidr",
+            &flag!(node_cidr),
             range,
             format!(
                 "the node range overlaps the VM network {} ({})",

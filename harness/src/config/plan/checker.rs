@@ -1,10 +1,75 @@
 //! The checker: the problem collector that picks each value from the command line, the profile or
 //! a default, remembers where it came from, and records every problem (with the pick, parse,
 //! duration, positive and ASN helpers and the shared name-syntax checks).
+//!
+//! A setting is declared twice: as a field of the clap [`PlanArgs`] (its flag) and as a field of
+//! the serde [`Profile`] (its key). The [`flag!`], [`key!`] and [`pick!`] macros name a setting by
+//! those fields and spell its `--flag` and profile key the way clap and serde do, so error messages
+//! cannot drift from the flags and keys users type.
+//!
+//! [`PlanArgs`]: crate::cli::PlanArgs
+//! [`Profile`]: crate::config::Profile
 
 use std::time::Duration;
 
+use heck::{ToKebabCase, ToLowerCamelCase};
+
 use crate::config::Problem;
+
+/// The `--flag` of a [`PlanArgs`](crate::cli::PlanArgs) field (checked at compile time).
+macro_rules! flag {
+    ($field:ident) => {{
+        let _field_exists = |args: &$crate::cli::PlanArgs| {
+            let _ = &args.$field;
+        };
+        $crate::config::plan::checker::flag_name(stringify!($field))
+    }};
+}
+
+/// The profile key of a [`Profile`](crate::config::Profile) field path, e.g. `bgp.peerIp`
+/// (checked at compile time).
+macro_rules! key {
+    ($($segment:ident).+) => {{
+        let _field_exists = |profile: &$crate::config::Profile| {
+            let _ = &profile.$($segment).+;
+        };
+        $crate::config::plan::checker::key_name(&[$(stringify!($segment)),+])
+    }};
+}
+
+/// Picks a setting from the command line (`cli.<flag field>`), else the profile
+/// (`profile.<key path>`), else the default, as [`Checker::pick`] does. Without a command-line
+/// field, the setting is a profile-only one and its key also names its default.
+macro_rules! pick {
+    ($checker:expr, $cli:ident . $flag:ident, $profile:ident . $($segment:ident).+, $default:expr) => {
+        $checker.pick(
+            $cli.$flag.clone(),
+            &$crate::config::plan::checker::flag!($flag),
+            $profile.$($segment).+.clone(),
+            &$crate::config::plan::checker::key!($($segment).+),
+            $default,
+        )
+    };
+    ($checker:expr, $profile:ident . $($segment:ident).+, $default:expr) => {{
+        let key = $crate::config::plan::checker::key!($($segment).+);
+        $checker.pick(None, &key, $profile.$($segment).+.clone(), &key, $default)
+    }};
+}
+
+pub(super) use {flag, key, pick};
+
+/// clap's long flag for a field: `vm_count` → `--vm-count` (a test holds every plan flag to it).
+pub(crate) fn flag_name(field: &str) -> String {
+    format!("--{}", field.to_kebab_case())
+}
+
+/// serde's camelCase key for a field path: `["bgp", "peer_ip"]` → `bgp.peerIp`.
+pub(crate) fn key_name(path: &[&str]) -> String {
+    path.iter()
+        .map(|segment| segment.to_lower_camel_case())
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 /// A value with the name of the place it came from, for error messages.
 pub(super) struct Sourced<T> {
@@ -35,13 +100,18 @@ impl Checker<'_> {
             },
             (None, Some(value)) => Sourced {
                 value,
-                field: format!("profile {}: {key}", self.profile),
+                field: self.profile_field(key),
             },
             (None, None) => Sourced {
                 value: default,
                 field: format!("{flag} (default)"),
             },
         }
+    }
+
+    /// How a message names a profile key: `profile <name>: <key>`.
+    pub(super) fn profile_field(&self, key: &str) -> String {
+        format!("profile {}: {key}", self.profile)
     }
 
     pub(super) fn problem(
@@ -153,5 +223,62 @@ pub(super) fn check_dns_label(value: &str) -> Result<(), String> {
             "must be lowercase letters, digits and '-', starting and ending with a letter or digit"
                 .into(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    use super::*;
+    use crate::cli::PlanArgs;
+
+    #[test]
+    fn every_plan_flag_is_named_after_its_field() {
+        let command = PlanArgs::augment_args(Command::new("plan"));
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert_eq!(
+                format!("--{long}"),
+                flag_name(arg.get_id().as_str()),
+                "messages would name a flag users cannot type"
+            );
+        }
+        assert_eq!(flag!(bgp_peer_ip), "--bgp-peer-ip");
+    }
+
+    #[test]
+    fn profile_keys_are_spelled_as_serde_reads_them() {
+        assert_eq!(key!(vm_count), "vmCount");
+        assert_eq!(key!(bgp.hold_time), "bgp.holdTime");
+        assert_eq!(
+            key!(network.subnet_prefix_length),
+            "network.subnetPrefixLength"
+        );
+        let profile: crate::config::Profile =
+            serde_saphyr::from_str("name: x\nshape: scale\nvmCount: 2\nbgp:\n  holdTime: 9s\n")
+                .expect("camelCase keys parse");
+        assert_eq!(profile.vm_count, Some(2));
+        assert_eq!(profile.bgp.hold_time.as_deref(), Some("9s"));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_profile_over_the_default() {
+        let c = Checker {
+            profile: "p",
+            problems: Vec::new(),
+        };
+        let both = c.pick(Some(1), "--qps", Some(2), "qps", 3);
+        assert_eq!((both.value, both.field.as_str()), (1, "--qps"));
+        let profile = c.pick(None, "--qps", Some(2), "qps", 3);
+        assert_eq!(
+            (profile.value, profile.field.as_str()),
+            (2, "profile p: qps")
+        );
+        let default = c.pick(None, "--qps", None, "qps", 3);
+        assert_eq!(
+            (default.value, default.field.as_str()),
+            (3, "--qps (default)")
+        );
     }
 }

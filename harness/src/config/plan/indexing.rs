@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use super::checker::Checker;
+use super::checker::{Checker, flag};
 use super::defaults;
-use super::types::{EsTarget, Indexing, Overrides};
+use super::types::{EsTarget, Indexing};
+use crate::cli::PlanArgs;
 
 impl EsTarget {
     /// The server URL with any password replaced, safe for logs and files.
@@ -31,7 +32,7 @@ pub(super) fn serialize_redacted_url<S: serde::Serializer>(
     s.serialize_str(&redact_url(url))
 }
 
-pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
+pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &PlanArgs) -> Indexing {
     let es = match (&cli.es_server, &cli.es_index) {
         (Some(server), Some(index)) => {
             let url = match Url::parse(server) {
@@ -43,7 +44,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
                 }
                 Ok(url) => {
                     c.problem(
-                        "--es-server",
+                        &flag!(es_server),
                         redact_url(&url),
                         "must be an http:// or https:// URL with a host",
                     );
@@ -51,7 +52,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
                 }
                 Err(e) => {
                     c.problem(
-                        "--es-server",
+                        &flag!(es_server),
                         redact_text(server),
                         format!("not a valid URL ({e})"),
                     );
@@ -59,7 +60,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
                 }
             };
             if let Err(why) = check_es_index(index) {
-                c.problem("--es-index", index, why);
+                c.problem(&flag!(es_index), index, why);
             }
             url.map(|server| EsTarget {
                 server,
@@ -68,7 +69,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
         }
         (Some(server), None) => {
             c.problem(
-                "--es-server",
+                &flag!(es_server),
                 redact_text(server),
                 "--es-server and --es-index must be given together",
             );
@@ -76,7 +77,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
         }
         (None, Some(index)) => {
             c.problem(
-                "--es-index",
+                &flag!(es_index),
                 index,
                 "--es-server and --es-index must be given together",
             );
@@ -86,7 +87,7 @@ pub(super) fn plan_indexing(c: &mut Checker<'_>, cli: &Overrides) -> Indexing {
     };
     Indexing {
         es,
-        local_indexing: cli.local_indexing.unwrap_or(false),
+        local_indexing: cli.local_indexing,
         results_dir: cli
             .results_dir
             .clone()

@@ -1,4 +1,5 @@
-//! The validated run plan and the one pure function that builds it from a profile and overrides.
+//! The validated run plan and the one pure function that builds it from a profile and the
+//! command line's [`PlanArgs`] (the values given there override the profile's).
 //! Every problem is collected (not just the first) and named by its source: the `--flag` when the
 //! value came from the command line, `profile <name>: <key>` when it came from the profile.
 //!
@@ -22,13 +23,13 @@ pub use networks::MAX_CUDN_NAME_LEN;
 #[allow(unused_imports)]
 pub use probes::spread_iterations;
 pub use types::{
-    BgpPlan, BmpTarget, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Overrides, Plan,
-    ProbePlan, Shape, VmSpec, VmTemplate,
+    BgpPlan, BmpTarget, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Plan, ProbePlan, Shape,
+    VmSpec, VmTemplate,
 };
 pub use vmbgp_model::{Bound, Statistic, Threshold};
 
 use bgp::{check_bgp_against_networks, plan_bgp};
-use checker::Checker;
+use checker::{Checker, flag, key, pick};
 use indexing::plan_indexing;
 use networks::{Counts, plan_per_iteration, plan_shared};
 use probes::plan_probes;
@@ -36,6 +37,7 @@ use thresholds::plan_thresholds;
 
 use super::profile::Profile;
 use super::{ConfigError, Problem};
+use crate::cli::PlanArgs;
 
 /// Built-in defaults for values neither the profile nor the command line sets.
 mod defaults {
@@ -77,8 +79,9 @@ mod defaults {
 /// refused naming the field instead of exhausting memory.
 pub const MAX_PLANNED_VMS: u64 = 100_000;
 
-/// Builds a validated plan from a profile and command-line overrides. Pure: no I/O.
-pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
+/// Builds a validated plan from a profile and the command line, whose values override the
+/// profile's. Pure: no I/O.
+pub fn plan(profile: &Profile, cli: &PlanArgs) -> Result<Plan, ConfigError> {
     let mut c = Checker {
         profile: &profile.name,
         problems: Vec::new(),
@@ -90,7 +93,7 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
         "migration" => Some(Shape::Migration),
         other => {
             c.problem(
-                &format!("profile {}: shape", profile.name),
+                &c.profile_field(&key!(shape)),
                 other,
                 "unknown shape; use scale, churn or migration",
             );
@@ -98,21 +101,9 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
         }
     };
 
-    let iterations = c.pick(
-        cli.iterations,
-        "--iterations",
-        profile.iterations,
-        "iterations",
-        defaults::ITERATIONS,
-    );
+    let iterations = pick!(c, cli.iterations, profile.iterations, defaults::ITERATIONS);
     let iterations_v = c.positive(&iterations);
-    let vm_count = c.pick(
-        cli.vm_count,
-        "--vm-count",
-        profile.vm_count,
-        "vmCount",
-        defaults::VM_COUNT,
-    );
+    let vm_count = pick!(c, cli.vm_count, profile.vm_count, defaults::VM_COUNT);
     let mut vm_count_v = c.positive(&vm_count);
     if let (Some(i), Some(v)) = (iterations_v, vm_count_v)
         && u64::from(i) * u64::from(v) > MAX_PLANNED_VMS
@@ -133,15 +124,9 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
         );
         vm_count_v = None;
     }
-    let qps = c.pick(cli.qps, "--qps", profile.qps, "qps", defaults::QPS);
+    let qps = pick!(c, cli.qps, profile.qps, defaults::QPS);
     let qps_v = c.positive(&qps);
-    let burst = c.pick(
-        cli.burst,
-        "--burst",
-        profile.burst,
-        "burst",
-        defaults::BURST,
-    );
+    let burst = pick!(c, cli.burst, profile.burst, defaults::BURST);
     let burst_v = c.positive(&burst);
     if let (Some(q), Some(b)) = (qps_v, burst_v)
         && b < q
@@ -155,12 +140,11 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
             ),
         );
     }
-    let timeout = c.pick(
-        cli.timeout.clone(),
-        "--timeout",
-        profile.timeout.clone(),
-        "timeout",
-        defaults::TIMEOUT.to_string(),
+    let timeout = pick!(
+        c,
+        cli.timeout,
+        profile.timeout,
+        defaults::TIMEOUT.to_string()
     );
     let timeout_v = c.duration(&timeout);
 
@@ -170,7 +154,7 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Err(why) = check_label_value(&uuid) {
         c.problem(
-            "--uuid",
+            &flag!(uuid),
             &uuid,
             format!("must be a valid Kubernetes label value ({why})"),
         );
@@ -181,7 +165,7 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
         .unwrap_or_else(|| profile.name.clone());
     if let Err(why) = check_label_value(&job_name) {
         c.problem(
-            &format!("profile {}: jobName", profile.name),
+            &c.profile_field(&key!(job_name)),
             &job_name,
             format!("must be a valid Kubernetes label value ({why})"),
         );
@@ -190,12 +174,11 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
     let indexing = plan_indexing(&mut c, cli);
 
     // Network layout.
-    let layout_src = c.pick(
-        cli.network.clone(),
-        "--network",
-        profile.network.layout.clone(),
-        "network.layout",
-        "per-iteration".to_string(),
+    let layout_src = pick!(
+        c,
+        cli.network,
+        profile.network.layout,
+        "per-iteration".to_string()
     );
     let layout = match layout_src.value.as_str() {
         "per-iteration" => Some(Layout::PerIteration),
@@ -225,12 +208,11 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
             ),
         );
     }
-    let name_prefix = c.pick(
-        cli.name_prefix.clone(),
-        "--name-prefix",
-        profile.network.name_prefix.clone(),
-        "network.namePrefix",
-        defaults::NAME_PREFIX.to_string(),
+    let name_prefix = pick!(
+        c,
+        cli.name_prefix,
+        profile.network.name_prefix,
+        defaults::NAME_PREFIX.to_string()
     );
 
     let bgp = plan_bgp(&mut c, profile, cli);
@@ -286,7 +268,7 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
             ),
         }
         if let Some(bgp) = &bgp {
-            check_bgp_against_networks(&mut c, bgp, &networks, cli, profile);
+            check_bgp_against_networks(&mut c, bgp, &networks, cli);
         }
     }
 
@@ -349,7 +331,7 @@ pub fn plan(profile: &Profile, cli: &Overrides) -> Result<Plan, ConfigError> {
     }
 }
 
-fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> Option<VmTemplate> {
+fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &PlanArgs) -> Option<VmTemplate> {
     let v = &profile.vm;
     let image = cli
         .vm_image
@@ -358,7 +340,7 @@ fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> 
         .unwrap_or_else(|| defaults::IMAGE.to_string());
     if image.trim().is_empty() || image.contains(char::is_whitespace) {
         c.problem(
-            "--vm-image",
+            &flag!(vm_image),
             &image,
             "not a valid container image reference",
         );
@@ -376,7 +358,7 @@ fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> 
     };
     if !memory_ok {
         c.problem(
-            &format!("profile {}: vm.memory", profile.name),
+            &c.profile_field(&key!(vm.memory)),
             &memory,
             "not a Kubernetes quantity (e.g. 1Gi, 512Mi)",
         );
@@ -384,25 +366,24 @@ fn plan_vm_template(c: &mut Checker<'_>, profile: &Profile, cli: &Overrides) -> 
     let cores = v.cores.unwrap_or(1);
     if cores == 0 {
         c.problem(
-            &format!("profile {}: vm.cores", profile.name),
+            &c.profile_field(&key!(vm.cores)),
             cores,
             "must be at least 1",
         );
     }
     let http_port = v.http_port.unwrap_or(defaults::HTTP_PORT);
     let sink_port = v.sink_port.unwrap_or(defaults::SINK_PORT);
-    for (key, port) in [("vm.httpPort", http_port), ("vm.sinkPort", sink_port)] {
+    for (key, port) in [
+        (key!(vm.http_port), http_port),
+        (key!(vm.sink_port), sink_port),
+    ] {
         if port == 0 {
-            c.problem(
-                &format!("profile {}: {key}", profile.name),
-                port,
-                "port must be 1-65535",
-            );
+            c.problem(&c.profile_field(&key), port, "port must be 1-65535");
         }
     }
     if http_port == sink_port {
         c.problem(
-            &format!("profile {}: vm.sinkPort", profile.name),
+            &c.profile_field(&key!(vm.sink_port)),
             sink_port,
             "the TCP sink and the HTTP responder need different ports",
         );
@@ -425,7 +406,7 @@ mod tests {
     use crate::config::load_profile;
     use crate::config::profile::ThresholdProfile;
 
-    fn plan_of(profile: &str, cli: Overrides) -> Result<Plan, ConfigError> {
+    fn plan_of(profile: &str, cli: PlanArgs) -> Result<Plan, ConfigError> {
         plan(&load_profile(profile).expect("profile"), &cli)
     }
 
@@ -433,21 +414,21 @@ mod tests {
     fn throughput_settings_are_checked_against_the_run() {
         let p = plan_of(
             "vm-bgp",
-            Overrides {
+            PlanArgs {
                 iterations: Some(72),
                 ..Default::default()
             },
         )
         .expect("plan");
         assert_eq!(p.probes.throughput_iterations, vec![0, 36, 71]);
-        let migration = plan_of("vm-bgp-migration", Overrides::default()).expect("plan");
+        let migration = plan_of("vm-bgp-migration", PlanArgs::default()).expect("plan");
         assert!(migration.probes.throughput_iterations.is_empty());
 
         let text = load_profile_text("vm-bgp")
             .replace("throughputVms: 1", "throughputVms: 6")
             .replace("throughputDuration: 5s", "throughputDuration: 20m");
         let profile = crate::config::profile::parse_profile(&text, "test").expect("parse");
-        let Err(ConfigError::Invalid(problems)) = plan(&profile, &Overrides::default()) else {
+        let Err(ConfigError::Invalid(problems)) = plan(&profile, &PlanArgs::default()) else {
             panic!("an invalid throughput setting was accepted");
         };
         let fields: Vec<(&str, &str)> = problems
@@ -476,7 +457,7 @@ mod tests {
     fn default_profile_plans_one_network_per_iteration_with_static_ips() {
         let p = plan_of(
             "vm-bgp",
-            Overrides {
+            PlanArgs {
                 iterations: Some(72),
                 vm_count: Some(10),
                 uuid: Some("u1".into()),
@@ -503,7 +484,7 @@ mod tests {
 
     #[test]
     fn churn_reuses_the_same_addresses_every_iteration() {
-        let p = plan_of("vm-bgp-churn", Overrides::default()).expect("plan");
+        let p = plan_of("vm-bgp-churn", PlanArgs::default()).expect("plan");
         let first: Vec<_> = p
             .vms
             .iter()
@@ -522,7 +503,7 @@ mod tests {
 
     #[test]
     fn migration_creates_its_vms_once() {
-        let p = plan_of("vm-bgp-migration", Overrides::default()).expect("plan");
+        let p = plan_of("vm-bgp-migration", PlanArgs::default()).expect("plan");
         assert_eq!(p.vms.len() as u32, p.vm_count);
         assert_eq!(p.shape, Shape::Migration);
     }
@@ -531,7 +512,7 @@ mod tests {
     fn es_password_never_appears_in_the_plan_dump() {
         let p = plan_of(
             "vm-bgp",
-            Overrides {
+            PlanArgs {
                 es_server: Some("https://user:canary-secret@es.example:9200".into()),
                 es_index: Some("ripsaw-kube-burner-vm-bgp".into()),
                 ..Default::default()
@@ -546,7 +527,7 @@ mod tests {
     #[test]
     fn thresholds_use_the_documents_quantile_names_and_units() {
         let mut profile = load_profile("vm-bgp").expect("profile");
-        let p = plan(&profile, &Overrides::default()).expect("plan");
+        let p = plan(&profile, &PlanArgs::default()).expect("plan");
         assert_eq!(p.thresholds[0].quantile, "AdvertiseFib");
         assert_eq!(
             p.thresholds[0].bound,
@@ -559,7 +540,7 @@ mod tests {
             max: Some("5s".into()),
             ..Default::default()
         }]);
-        let err = plan(&profile, &Overrides::default()).expect_err("unknown quantile");
+        let err = plan(&profile, &PlanArgs::default()).expect_err("unknown quantile");
         let text = err.to_string();
         assert!(
             text.contains("thresholds[0].quantile") && text.contains("WithdrawFib"),

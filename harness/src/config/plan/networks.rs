@@ -5,9 +5,10 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use super::checker::{Checker, Sourced, check_dns_label};
+use super::checker::{Checker, Sourced, check_dns_label, flag, key, pick};
 use super::defaults;
-use super::types::{NetworkSpec, Overrides, Shape, VmSpec};
+use super::types::{NetworkSpec, Shape, VmSpec};
+use crate::cli::PlanArgs;
 use crate::config::net::{IpRange, cidr_cover};
 use crate::config::profile::Profile;
 
@@ -140,7 +141,7 @@ pub(super) fn parse_net(c: &mut Checker<'_>, source: &Sourced<String>) -> Option
 pub(super) fn plan_per_iteration(
     c: &mut Checker<'_>,
     profile: &Profile,
-    cli: &Overrides,
+    cli: &PlanArgs,
     counts: &Counts,
     name_prefix: &Sourced<String>,
     networks: &mut Vec<NetworkSpec>,
@@ -148,29 +149,28 @@ pub(super) fn plan_per_iteration(
 ) {
     if let Some(range) = &cli.vm_ip_range {
         c.problem(
-            "--vm-ip-range",
+            &flag!(vm_ip_range),
             range,
             "applies to --network shared; the per-iteration layout assigns static IPs by host offset",
         );
     }
     if let Some(subnet) = &cli.subnet {
         c.problem(
-            "--subnet",
+            &flag!(subnet),
             subnet,
             "applies to --network shared; use --supernet for per-iteration",
         );
     }
-    let supernet_src = c.pick(
-        cli.supernet.clone(),
-        "--supernet",
-        profile.network.supernet.clone(),
-        "network.supernet",
-        defaults::SUPERNET.to_string(),
+    let supernet_src = pick!(
+        c,
+        cli.supernet,
+        profile.network.supernet,
+        defaults::SUPERNET.to_string()
     );
     let Some(supernet) = parse_net(c, &supernet_src) else {
         return;
     };
-    let prefix_field = format!("profile {}: network.subnetPrefixLength", profile.name);
+    let prefix_field = c.profile_field(&key!(network.subnet_prefix_length));
     let prefix = profile
         .network
         .subnet_prefix_length
@@ -207,7 +207,7 @@ pub(super) fn plan_per_iteration(
     // Usable for VMs: after the network, gateway and management addresses, before broadcast.
     if offset < 3 || last_offset > subnet_size - 2 {
         c.problem(
-            "--vm-count",
+            &flag!(vm_count),
             counts.vm_count,
             format!(
                 "{} VMs starting at host offset {offset} do not fit a /{prefix} ({} usable addresses \
@@ -261,7 +261,7 @@ pub(super) fn plan_per_iteration(
 pub(super) fn plan_shared(
     c: &mut Checker<'_>,
     profile: &Profile,
-    cli: &Overrides,
+    cli: &PlanArgs,
     counts: &Counts,
     name_prefix: &Sourced<String>,
     networks: &mut Vec<NetworkSpec>,
@@ -269,7 +269,7 @@ pub(super) fn plan_shared(
 ) {
     if let Some(supernet) = &cli.supernet {
         c.problem(
-            "--supernet",
+            &flag!(supernet),
             supernet,
             "applies to --network per-iteration; use --subnet for shared",
         );
@@ -277,12 +277,12 @@ pub(super) fn plan_shared(
     let range_src = match (&cli.vm_ip_range, &profile.network.vm_ip_range) {
         (Some(v), _) => Some(Sourced {
             value: v.clone(),
-            field: "--vm-ip-range".to_string(),
+            field: flag!(vm_ip_range),
         }),
         // A profile's range belongs to the profile's subnet: an explicit --subnet replaces both.
         (None, Some(v)) if cli.subnet.is_none() => Some(Sourced {
             value: v.clone(),
-            field: format!("profile {}: network.vmIpRange", profile.name),
+            field: c.profile_field(&key!(network.vm_ip_range)),
         }),
         _ => None,
     };
@@ -306,21 +306,25 @@ pub(super) fn plan_shared(
     ) {
         (Some(s), _, _, _) => Sourced {
             value: s.clone(),
-            field: "--subnet".into(),
+            field: flag!(subnet),
         },
         (None, _, Some(range), true) => Sourced {
             value: Ipv4Net::new(range.start, 24)
                 .map(|n| n.trunc().to_string())
                 .unwrap_or_default(),
-            field: "--subnet (default: the /24 holding --vm-ip-range)".into(),
+            field: format!(
+                "{} (default: the /24 holding {})",
+                flag!(subnet),
+                flag!(vm_ip_range)
+            ),
         },
         (None, Some(s), _, _) => Sourced {
             value: s.clone(),
-            field: format!("profile {}: network.subnet", profile.name),
+            field: c.profile_field(&key!(network.subnet)),
         },
         (None, None, _, _) => {
             c.problem(
-                &format!("profile {}: network.subnet", profile.name),
+                &c.profile_field(&key!(network.subnet)),
                 "",
                 "the shared layout needs a subnet: set network.subnet or --subnet",
             );

@@ -3,25 +3,25 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::checker::Checker;
+use super::checker::{Checker, key, pick};
 use super::defaults;
-use super::types::{Overrides, ProbePlan};
+use super::types::ProbePlan;
+use crate::cli::PlanArgs;
 use crate::config::profile::Profile;
 
 pub(super) fn plan_probes(
     c: &mut Checker<'_>,
     profile: &Profile,
-    cli: &Overrides,
+    cli: &PlanArgs,
     vm_iterations: Option<u32>,
     vm_count: Option<u32>,
 ) -> Option<ProbePlan> {
     let p = &profile.probes;
-    let field = |key: &str| format!("profile {}: probes.{key}", profile.name);
-    let rate = |c: &mut Checker<'_>, value: Option<u32>, key: &str, default: u32| {
+    let rate = |c: &mut Checker<'_>, value: Option<u32>, key: String, default: u32| {
         let v = value.unwrap_or(default);
         if v == 0 || v > 10_000 {
             c.problem(
-                &field(key),
+                &c.profile_field(&key),
                 v,
                 "probe rate must be 1-10000 per second per VM",
             );
@@ -31,30 +31,32 @@ pub(super) fn plan_probes(
     let converging_rate = rate(
         c,
         p.converging_rate,
-        "convergingRate",
+        key!(probes.converging_rate),
         defaults::CONVERGING_RATE,
     );
-    let steady_rate = rate(c, p.steady_rate, "steadyRate", defaults::STEADY_RATE);
+    let steady_rate = rate(
+        c,
+        p.steady_rate,
+        key!(probes.steady_rate),
+        defaults::STEADY_RATE,
+    );
     let migration_rate = rate(
         c,
         p.migration_rate,
-        "migrationRate",
+        key!(probes.migration_rate),
         defaults::MIGRATION_RATE,
     );
-    let duration_src = c.pick(
-        None,
-        "probes.throughputDuration",
-        p.throughput_duration.clone(),
-        "probes.throughputDuration",
-        defaults::THROUGHPUT_DURATION.to_string(),
+    let duration_src = pick!(
+        c,
+        profile.probes.throughput_duration,
+        defaults::THROUGHPUT_DURATION.to_string()
     );
     let throughput_duration = c.duration(&duration_src);
-    let egress_src = c.pick(
-        cli.egress_endpoint.clone(),
-        "--egress-endpoint",
-        p.egress_endpoint.clone(),
-        "probes.egressEndpoint",
-        format!("{}:{}", defaults::PEER_IP, defaults::EGRESS_PORT),
+    let egress_src = pick!(
+        c,
+        cli.egress_endpoint,
+        profile.probes.egress_endpoint,
+        format!("{}:{}", defaults::PEER_IP, defaults::EGRESS_PORT)
     );
     let egress_endpoint = c.parse::<SocketAddr>(&egress_src, "HOST:PORT socket address");
     let throughput_vms = p.throughput_vms.unwrap_or(defaults::THROUGHPUT_VMS);
@@ -62,7 +64,7 @@ pub(super) fn plan_probes(
         && throughput_vms > vm_count
     {
         c.problem(
-            &field("throughputVms"),
+            &c.profile_field(&key!(probes.throughput_vms)),
             throughput_vms,
             format!("cannot test more VMs per iteration than vmCount ({vm_count})"),
         );
@@ -74,7 +76,7 @@ pub(super) fn plan_probes(
         && !(MIN_THROUGHPUT_DURATION..=MAX_THROUGHPUT_DURATION).contains(&d)
     {
         c.problem(
-            &field("throughputDuration"),
+            &c.profile_field(&key!(probes.throughput_duration)),
             humantime::format_duration(d),
             "a throughput test lasts 100ms to 10m",
         );

@@ -34,38 +34,6 @@ pub enum Layout {
     Shared,
 }
 
-/// Command-line values that override the profile. `None` means "not given".
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub uuid: Option<String>,
-    pub iterations: Option<u32>,
-    pub vm_count: Option<u32>,
-    pub qps: Option<u32>,
-    pub burst: Option<u32>,
-    pub timeout: Option<String>,
-    pub gc: Option<bool>,
-    pub es_server: Option<String>,
-    pub es_index: Option<String>,
-    pub local_indexing: Option<bool>,
-    pub results_dir: Option<PathBuf>,
-    pub network: Option<String>,
-    pub supernet: Option<String>,
-    pub subnet: Option<String>,
-    pub vm_ip_range: Option<String>,
-    pub name_prefix: Option<String>,
-    pub bgp_peer_ip: Option<String>,
-    pub peer_asn: Option<u64>,
-    pub cluster_asn: Option<u64>,
-    pub frr_namespace: Option<String>,
-    pub node_ips: Option<Vec<String>>,
-    pub node_cidr: Option<String>,
-    pub bmp_target: Option<String>,
-    pub egress_endpoint: Option<String>,
-    pub vm_image: Option<String>,
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-}
-
 /// A validated plan: everything a run, a render or a preflight needs, with defaults resolved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
@@ -277,8 +277,8 @@ pub fn spawn(ctx: Ctx, tasks: &TaskTracker) {
 /// When claims whose VM and VMI are gone lose their finalizer ([`crate::LabConfig::claim_release_delay_ms`]).
 struct Release {
     delay: Duration,
-    /// Claim uid → when its finalizer goes.
-    due: HashMap<String, Instant>,
+    /// Claim uid → when its finalizer goes (tokio's clock, which tests can pause).
+    due: HashMap<String, tokio::time::Instant>,
     queue: Arc<WorkQueue<(String, String)>>,
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -290,12 +290,12 @@ impl Release {
         if self.delay.is_zero() {
             return true;
         }
-        let now = Instant::now();
+        let now = tokio::time::Instant::now();
         let due = *self.due.entry(claim_uid.to_string()).or_insert_with(|| {
             let (queue, stop, at) = (self.queue.clone(), self.stop.clone(), now + self.delay);
             self.tasks.spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => queue.push(key),
+                    _ = tokio::time::sleep_until(at) => queue.push(key),
                     _ = stop.cancelled() => {}
                 }
             });
@@ -569,7 +569,207 @@ fn allocate(
 
 #[cfg(test)]
 mod tests {
+    //! The IPAM controllers alone on the in-process store, in paused time. The tests write what the
+    //! other controllers would (the NAD OVN-K derives from a CUDN, the VMIs KubeVirt creates).
+
     use super::*;
+    use crate::LabConfig;
+    use crate::controllers::bench::{self, Bench};
+    use crate::controllers::condition_status;
+
+    const NS: &str = "vms";
+    const SUBNET: &str = "198.19.5.0/24";
+
+    /// The IPAM controllers, and a primary Layer2 network on `SUBNET` for namespace `NS` whose NAD
+    /// allows persistent IPs when `persistent`.
+    async fn ipam(config: LabConfig, persistent: bool) -> Bench {
+        let b = bench::start(config).await;
+        spawn(b.ctx.clone(), &b.tasks);
+        b.namespace(NS, json!({}), true);
+        b.create(
+            b.ctx.k.cudn,
+            None,
+            json!({"apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
+                "metadata": {"name": "l2"},
+                "spec": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}},
+                    "network": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": [SUBNET],
+                        "ipam": {"lifecycle": "Persistent"}}}}}),
+        );
+        let mut config = json!({"cniVersion": "1.0.0", "type": "ovn-k8s-cni-overlay",
+            "name": "cluster_udn_l2", "netAttachDefName": format!("{NS}/l2"), "topology": "layer2",
+            "role": "primary", "subnets": SUBNET});
+        if persistent {
+            config["allowPersistentIPs"] = json!(true);
+        }
+        b.create(
+            b.ctx.k.nad,
+            Some(NS),
+            json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "l2", "namespace": NS}, "spec": {"config": config.to_string()}}),
+        );
+        b
+    }
+
+    fn vmi(name: &str, static_ip: Option<&str>) -> Value {
+        let mut meta = json!({"name": name, "namespace": NS});
+        if let Some(ip) = static_ip {
+            meta["annotations"] =
+                json!({ADDRESSES_ANNOTATION: format!("{{\"default\": [\"{ip}\"]}}")});
+        }
+        json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": meta,
+            "spec": {"domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
+                "resources": {"requests": {"memory": "1Gi"}}},
+                "networks": [{"name": "default", "pod": {}}]}})
+    }
+
+    /// Waits for the claim of VMI `vm` to be judged (`IPsAllocated` set to `status`).
+    async fn claim(b: &Bench, vm: &str, status: &str) -> Arc<Value> {
+        b.until(
+            "k8s.cni.cncf.io/v1alpha1",
+            "IPAMClaim",
+            Some(NS),
+            &format!("{vm}.default"),
+            |o| condition_status(o, "IPsAllocated") == Some(status),
+        )
+        .await
+    }
+
+    fn ips(claim: &Value) -> Vec<String> {
+        claim["status"]["ips"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|ip| ip.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn released(b: &Bench, claim: &str) -> Vec<Value> {
+        b.lab
+            .ground_truth()
+            .events()
+            .into_iter()
+            .filter(|e| e.event == GroundTruthKind::IpReleased && e.object.name == claim)
+            .map(|e| e.detail)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_vmi_gets_a_claim_with_an_address_from_the_network_subnet() {
+        let b = ipam(LabConfig::default(), true).await;
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-1", None));
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-2", None));
+        let first = claim(&b, "vm-1", "True").await;
+        let second = claim(&b, "vm-2", "True").await;
+
+        assert_eq!(first["metadata"]["labels"][VM_LABEL], "vm-1");
+        assert_eq!(first["metadata"]["finalizers"], json!([CLAIM_FINALIZER]));
+        assert_eq!(first["spec"]["network"], "cluster_udn_l2");
+        let vmi = b.get(b.ctx.k.vmi, Some(NS), "vm-1").expect("vmi");
+        let vmi_uid = str_at(&vmi, "/metadata/uid").expect("uid");
+        assert!(
+            super::super::owned_by(&first, vmi_uid),
+            "without a VM, the VMI owns the claim"
+        );
+        assert!(
+            str_at(&first, "/status/ownerPod/name")
+                .is_some_and(|p| p.starts_with("virt-launcher-vm-1-")),
+            "{}",
+            first["status"]
+        );
+        let subnet: IpNet = SUBNET.parse().expect("subnet");
+        let mut addresses = Vec::new();
+        for c in [&first, &second] {
+            let [ip] = &ips(c)[..] else {
+                panic!("one address: {}", c["status"])
+            };
+            assert!(ip.ends_with("/24"), "{ip} carries the subnet's length");
+            let ip = bare_ip(ip).expect("address");
+            assert!(subnet.contains(&ip), "{ip} in {subnet}");
+            assert_ne!(
+                ip,
+                "198.19.5.1".parse::<IpAddr>().expect("ip"),
+                "not the gateway"
+            );
+            addresses.push(ip);
+        }
+        assert_ne!(addresses[0], addresses[1], "two VMIs, two addresses");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_static_address_is_honoured_and_a_taken_one_waits_for_its_release() {
+        let b = ipam(LabConfig::default(), true).await;
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-1", Some("198.19.5.50")));
+        assert_eq!(ips(&*claim(&b, "vm-1", "True").await), ["198.19.5.50/24"]);
+
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-2", Some("198.19.5.50")));
+        let conflict = claim(&b, "vm-2", "False").await;
+        assert!(
+            conflict["status"]["conditions"][0]["reason"] == "IPAddressConflict",
+            "{}",
+            conflict["status"]
+        );
+        assert!(ips(&conflict).is_empty());
+
+        // vm-1 goes: its claim is collected with it, loses its finalizer, and frees the address.
+        b.delete(b.ctx.k.vmi, Some(NS), "vm-1");
+        b.until_gone(b.ctx.k.claim, Some(NS), "vm-1.default").await;
+        assert_eq!(ips(&*claim(&b, "vm-2", "True").await), ["198.19.5.50/24"]);
+        assert_eq!(
+            released(&b, "vm-1.default"),
+            [json!({"ips": ["198.19.5.50"]})]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_outside_the_subnet_is_refused() {
+        let b = ipam(LabConfig::default(), true).await;
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-1", Some("10.0.0.5")));
+        let refused = claim(&b, "vm-1", "False").await;
+        let message = str_at(&refused, "/status/conditions/0/message").unwrap_or_default();
+        assert!(
+            message.contains("not part of the network subnets"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_keeps_its_finalizer_for_the_release_delay() {
+        const DELAY: Duration = Duration::from_secs(30);
+        let b = ipam(
+            LabConfig {
+                claim_release_delay_ms: DELAY.as_millis() as u64,
+                ..LabConfig::default()
+            },
+            true,
+        )
+        .await;
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-1", None));
+        claim(&b, "vm-1", "True").await;
+        let gone_at = tokio::time::Instant::now();
+        b.delete(b.ctx.k.vmi, Some(NS), "vm-1");
+
+        tokio::time::sleep(DELAY - Duration::from_secs(1)).await;
+        let held = b
+            .get(b.ctx.k.claim, Some(NS), "vm-1.default")
+            .expect("the claim outlives its VMI by the delay");
+        assert!(held["metadata"]["deletionTimestamp"].is_string());
+        assert_eq!(held["metadata"]["finalizers"], json!([CLAIM_FINALIZER]));
+        assert!(released(&b, "vm-1.default").is_empty());
+
+        b.until_gone(b.ctx.k.claim, Some(NS), "vm-1.default").await;
+        assert_eq!(gone_at.elapsed(), DELAY);
+        assert_eq!(released(&b, "vm-1.default").len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_persistent_ips_no_claim_is_made() {
+        let b = ipam(LabConfig::default(), false).await;
+        b.create(b.ctx.k.vmi, Some(NS), vmi("vm-1", None));
+        tokio::time::sleep(bench::PATIENCE).await;
+        assert!(b.get(b.ctx.k.claim, Some(NS), "vm-1.default").is_none());
+    }
 
     #[test]
     fn allocator_skips_gateway_reserved_and_taken_then_exhausts() {

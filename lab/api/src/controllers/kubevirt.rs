@@ -22,6 +22,10 @@ use crate::boot::BootDelaySampler;
 use crate::dataplane::VmAddress;
 use crate::store::{DeleteOptions, WriteOptions};
 
+/// When a VMI phase may advance. Phase timers read tokio's clock (which tests pause, and which is the
+/// monotonic clock otherwise); ground truth keeps the store's instants.
+type Due = tokio::time::Instant;
+
 /// Finalizer KubeVirt puts on every VMI.
 pub const VMI_FINALIZER: &str = "kubevirt.io/foregroundDeleteVirtualMachine";
 
@@ -36,7 +40,7 @@ enum Key {
 struct State {
     boot: BootDelaySampler,
     /// When the current phase may advance.
-    due: HashMap<(String, String), Instant>,
+    due: HashMap<(String, String), Due>,
     /// VMIs whose addresses the dataplane holds.
     up: HashMap<(String, String), VmAddress>,
     finalizing: HashSet<(String, String)>,
@@ -272,8 +276,8 @@ impl Kv {
         Some(w.at)
     }
 
-    fn wait_until(&self, key: (String, String), due: Instant, k: Key) -> bool {
-        let now = Instant::now();
+    fn wait_until(&self, key: (String, String), due: Due, k: Key) -> bool {
+        let now = Due::now();
         if now >= due {
             return true;
         }
@@ -321,19 +325,18 @@ impl Kv {
                     s["qosClass"] = json!("Burstable");
                 });
                 if pending.is_some() {
-                    self.wait_until(key, Instant::now() + self.step(), k);
+                    self.wait_until(key, Due::now() + self.step(), k);
                 }
             }
             "Pending" => {
-                let ready =
-                    self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k.clone());
+                let ready = self.wait_until(key.clone(), due.unwrap_or_else(Due::now), k.clone());
                 let advanced = ready && self.set_phase(ns, name, "Scheduling", |_| {}).is_some();
                 if advanced {
-                    self.wait_until(key, Instant::now() + self.step(), k);
+                    self.wait_until(key, Due::now() + self.step(), k);
                 }
             }
             "Scheduling" => {
-                if !self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k.clone()) {
+                if !self.wait_until(key.clone(), due.unwrap_or_else(Due::now), k.clone()) {
                     return;
                 }
                 let Some(node) = self.pick_node(None) else {
@@ -349,11 +352,11 @@ impl Kv {
                         st.placed.insert(key.clone(), node);
                         st.boot.sample()
                     };
-                    self.wait_until(key, Instant::now() + boot, k);
+                    self.wait_until(key, Due::now() + boot, k);
                 }
             }
             "Scheduled" => {
-                if !self.wait_until(key.clone(), due.unwrap_or_else(Instant::now), k) {
+                if !self.wait_until(key.clone(), due.unwrap_or_else(Due::now), k) {
                     return;
                 }
                 let Some((net_name, ips, network)) = self.addresses(ns, name, &vmi) else {
@@ -677,5 +680,283 @@ impl Kv {
             json!({"from_node": source, "to_node": target, "migration": name}),
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The KubeVirt controller alone on the in-process store, in paused time: phase steps and boot
+    //! delays pass in virtual time, so the tests can assert how long each took.
+
+    use super::*;
+    use crate::LabConfig;
+    use crate::boot::BootDelay;
+    use crate::controllers::bench::{self, Bench};
+    use crate::controllers::{condition_status, owned_by};
+
+    const STEP: Duration = Duration::from_secs(1);
+    const BOOT: Duration = Duration::from_secs(5);
+    const MIGRATION: Duration = Duration::from_secs(3);
+    const NS: &str = "default";
+
+    async fn kubevirt() -> Bench {
+        let b = bench::start(LabConfig {
+            phase_step_ms: STEP.as_millis() as u64,
+            boot_delay: BootDelay::Fixed {
+                ms: BOOT.as_millis() as u64,
+            },
+            migration_ms: MIGRATION.as_millis() as u64,
+            ..LabConfig::default()
+        })
+        .await;
+        spawn(b.ctx.clone(), &b.tasks);
+        b
+    }
+
+    fn vm(name: &str, run_strategy: &str) -> Value {
+        json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": NS, "labels": {"vmbgp.io/run": "t"}},
+            "spec": {"runStrategy": run_strategy, "template": {
+                "metadata": {"labels": {"vmbgp.io/run": "t"}},
+                "spec": {
+                    "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
+                        "resources": {"requests": {"memory": "1Gi"}}},
+                    "networks": [{"name": "default", "pod": {}}],
+                }}},
+        })
+    }
+
+    async fn running_vmi(b: &Bench, name: &str) -> Arc<Value> {
+        b.until(
+            "kubevirt.io/v1",
+            "VirtualMachineInstance",
+            Some(NS),
+            name,
+            |o| o["status"]["phase"] == "Running",
+        )
+        .await
+    }
+
+    fn phases(o: &Value) -> Vec<String> {
+        o["status"]["phaseTransitionTimestamps"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["phase"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn recorded(b: &Bench, kind: GroundTruthKind) -> usize {
+        b.lab
+            .ground_truth()
+            .events()
+            .iter()
+            .filter(|e| e.event == kind)
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_running_vm_gets_a_vmi_that_goes_through_its_phases() {
+        let b = kubevirt().await;
+        let start = Due::now();
+        b.create(b.ctx.k.vm, Some(NS), vm("vm-1", "Always"));
+        let vmi = running_vmi(&b, "vm-1").await;
+        assert_eq!(
+            start.elapsed(),
+            2 * STEP + BOOT,
+            "Pending and Scheduling take a step each, then the boot"
+        );
+        assert_eq!(
+            phases(&vmi),
+            ["Pending", "Scheduling", "Scheduled", "Running"]
+        );
+        let owner = b.get(b.ctx.k.vm, Some(NS), "vm-1").expect("vm");
+        assert!(owned_by(
+            &vmi,
+            str_at(&owner, "/metadata/uid").expect("uid")
+        ));
+        assert_eq!(vmi["metadata"]["finalizers"], json!([VMI_FINALIZER]));
+        assert_eq!(vmi["metadata"]["labels"]["vm.kubevirt.io/name"], "vm-1");
+        assert_eq!(
+            vmi["metadata"]["labels"]["vmbgp.io/run"], "t",
+            "from the template"
+        );
+        assert!(
+            str_at(&vmi, "/status/nodeName").is_some_and(|n| n.starts_with("node-")),
+            "{}",
+            vmi["status"]
+        );
+        let ip: IpAddr = str_at(&vmi, "/status/interfaces/0/ipAddress")
+            .and_then(|ip| ip.parse().ok())
+            .expect("an interface address");
+        let pool: ipnet::IpNet = b.ctx.config.default_pod_network.parse().expect("pool");
+        assert!(pool.contains(&ip), "{ip} from the default pod network");
+        assert_eq!(
+            vmi["status"]["interfaces"][0]["mac"],
+            mac_for(&ip),
+            "the MAC follows the address"
+        );
+        assert_eq!(condition_status(&vmi, "Ready"), Some("True"));
+
+        let vm = b
+            .until("kubevirt.io/v1", "VirtualMachine", Some(NS), "vm-1", |o| {
+                o["status"]["printableStatus"] == "Running"
+            })
+            .await;
+        assert_eq!(vm["status"]["ready"], true);
+        assert_eq!(condition_status(&vm, "Ready"), Some("True"));
+        assert_eq!(recorded(&b, GroundTruthKind::VmiCreated), 1);
+        assert_eq!(recorded(&b, GroundTruthKind::VmiRunning), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn vmis_are_spread_over_the_nodes() {
+        let b = kubevirt().await;
+        for i in 1..=3 {
+            b.create(b.ctx.k.vm, Some(NS), vm(&format!("vm-{i}"), "Always"));
+        }
+        let mut nodes = Vec::new();
+        for i in 1..=3 {
+            let vmi = running_vmi(&b, &format!("vm-{i}")).await;
+            nodes.push(str_at(&vmi, "/status/nodeName").expect("node").to_string());
+        }
+        nodes.sort();
+        assert_eq!(nodes, ["node-1", "node-2", "node-3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_halted_vm_is_stopped_and_halting_a_running_one_removes_its_vmi() {
+        let b = kubevirt().await;
+        b.create(b.ctx.k.vm, Some(NS), vm("idle", "Halted"));
+        let idle = b
+            .until("kubevirt.io/v1", "VirtualMachine", Some(NS), "idle", |o| {
+                o["status"]["printableStatus"] == "Stopped"
+            })
+            .await;
+        assert_eq!(idle["status"]["created"], false);
+        assert_eq!(idle["status"]["ready"], false);
+        assert!(b.get(b.ctx.k.vmi, Some(NS), "idle").is_none());
+
+        b.create(b.ctx.k.vm, Some(NS), vm("busy", "Always"));
+        running_vmi(&b, "busy").await;
+        b.ctx
+            .store
+            .modify(b.ctx.k.vm, Some(NS), "busy", false, |o| {
+                o["spec"]["runStrategy"] = json!("Halted");
+            })
+            .expect("halted");
+        b.until_gone(b.ctx.k.vmi, Some(NS), "busy").await;
+        b.until("kubevirt.io/v1", "VirtualMachine", Some(NS), "busy", |o| {
+            o["status"]["printableStatus"] == "Stopped"
+        })
+        .await;
+        assert_eq!(recorded(&b, GroundTruthKind::VmiDeleted), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_vmi_is_finalized_and_its_vm_starts_a_new_one() {
+        let b = kubevirt().await;
+        b.create(b.ctx.k.vm, Some(NS), vm("vm-1", "Always"));
+        let first = running_vmi(&b, "vm-1").await;
+        let first_uid = str_at(&first, "/metadata/uid").expect("uid").to_string();
+        b.delete(b.ctx.k.vmi, Some(NS), "vm-1");
+        let second = b
+            .until(
+                "kubevirt.io/v1",
+                "VirtualMachineInstance",
+                Some(NS),
+                "vm-1",
+                |o| o["metadata"]["uid"] != first_uid.as_str() && o["status"]["phase"] == "Running",
+            )
+            .await;
+        assert_eq!(
+            phases(&second),
+            ["Pending", "Scheduling", "Scheduled", "Running"],
+            "a new VMI starts from the beginning"
+        );
+        assert_eq!(recorded(&b, GroundTruthKind::VmiDeleted), 1);
+        assert_eq!(recorded(&b, GroundTruthKind::VmiCreated), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_migration_moves_the_vmi_to_another_node() {
+        let b = kubevirt().await;
+        b.create(b.ctx.k.vm, Some(NS), vm("vm-1", "Always"));
+        let before = running_vmi(&b, "vm-1").await;
+        let source = str_at(&before, "/status/nodeName")
+            .expect("node")
+            .to_string();
+        let ip = before["status"]["interfaces"][0]["ipAddress"].clone();
+        let start = Due::now();
+        b.create(
+            b.ctx.k.vmim,
+            Some(NS),
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"name": "mig-1", "namespace": NS}, "spec": {"vmiName": "vm-1"}}),
+        );
+        let vmim = b
+            .until(
+                "kubevirt.io/v1",
+                "VirtualMachineInstanceMigration",
+                Some(NS),
+                "mig-1",
+                |o| o["status"]["phase"] == "Succeeded",
+            )
+            .await;
+        assert_eq!(
+            start.elapsed(),
+            4 * STEP + MIGRATION,
+            "four steps to TargetReady, then the migration itself"
+        );
+        assert_eq!(
+            phases(&vmim),
+            [
+                "Pending",
+                "Scheduling",
+                "Scheduled",
+                "PreparingTarget",
+                "TargetReady",
+                "Running",
+                "Succeeded"
+            ]
+        );
+        let after = b.get(b.ctx.k.vmi, Some(NS), "vm-1").expect("vmi");
+        let target = str_at(&after, "/status/nodeName").expect("node");
+        assert_ne!(target, source);
+        assert_eq!(
+            after["status"]["migrationState"]["sourceNode"],
+            source.as_str()
+        );
+        assert_eq!(after["status"]["migrationState"]["targetNode"], target);
+        assert_eq!(after["status"]["migrationState"]["completed"], true);
+        assert_eq!(
+            after["status"]["interfaces"][0]["ipAddress"], ip,
+            "the VM keeps its address"
+        );
+        assert_eq!(recorded(&b, GroundTruthKind::MigrationSwitchover), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_migration_of_a_vmi_that_is_not_running_fails() {
+        let b = kubevirt().await;
+        b.create(
+            b.ctx.k.vmim,
+            Some(NS),
+            json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+                "metadata": {"name": "mig-1", "namespace": NS}, "spec": {"vmiName": "nothing"}}),
+        );
+        let vmim = b
+            .until(
+                "kubevirt.io/v1",
+                "VirtualMachineInstanceMigration",
+                Some(NS),
+                "mig-1",
+                |o| o["status"]["phase"] == "Failed",
+            )
+            .await;
+        assert_eq!(phases(&vmim), ["Pending", "Failed"]);
     }
 }

@@ -320,3 +320,257 @@ pub fn condition_status<'a>(o: &'a Value, ctype: &str) -> Option<&'a str> {
 pub fn bare_ip(text: &str) -> Option<IpAddr> {
     text.split('/').next()?.parse().ok()
 }
+
+/// A bench for one controller at a time: a lab without its controllers, whose store the test writes to
+/// directly, plus the controller context a test spawns the controllers under test with.
+#[cfg(test)]
+pub(crate) mod bench {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::{Ctx, views};
+    use crate::dataplane::NoDataplane;
+    use crate::registry::KindId;
+    use crate::store::{DeleteOptions, WriteOptions};
+    use crate::{Lab, LabConfig};
+
+    /// How long a test waits for a controller, in (paused) tokio time: far beyond any step it takes.
+    pub const PATIENCE: Duration = Duration::from_secs(600);
+
+    pub struct Bench {
+        pub lab: Lab,
+        pub ctx: Ctx,
+        pub tasks: TaskTracker,
+    }
+
+    /// Starts the lab's API and store (seeded with its namespaces and nodes) without controllers.
+    pub async fn start(config: LabConfig) -> Bench {
+        let lab = Lab::start(LabConfig {
+            controllers: false,
+            ..config
+        })
+        .await
+        .expect("the lab starts");
+        let ctx = Ctx::new(
+            lab.store().clone(),
+            lab.ground_truth().clone(),
+            Arc::new(NoDataplane),
+            Arc::new(lab.config().clone()),
+            CancellationToken::new(),
+        )
+        .expect("controller context");
+        views::register(&ctx.store, &ctx.k);
+        Bench {
+            lab,
+            ctx,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    impl Bench {
+        pub fn create(&self, kind: KindId, namespace: Option<&str>, object: Value) {
+            self.ctx
+                .store
+                .create(kind, namespace, object, &WriteOptions::default())
+                .expect("created");
+        }
+
+        pub fn delete(&self, kind: KindId, namespace: Option<&str>, name: &str) {
+            self.ctx
+                .store
+                .delete(kind, namespace, name, &DeleteOptions::default())
+                .expect("deleted");
+        }
+
+        pub fn get(&self, kind: KindId, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+            self.ctx.store.get_opt(kind, namespace, name)
+        }
+
+        /// Waits until the object exists and satisfies `pred`.
+        pub async fn until(
+            &self,
+            api_version: &str,
+            kind: &str,
+            namespace: Option<&str>,
+            name: &str,
+            pred: impl Fn(&Value) -> bool,
+        ) -> Arc<Value> {
+            self.lab
+                .wait_for(api_version, kind, namespace, name, PATIENCE, pred)
+                .await
+                .unwrap_or_else(|e| panic!("{kind} {name}: {e}"))
+        }
+
+        /// Waits until the object is gone.
+        pub async fn until_gone(&self, kind: KindId, namespace: Option<&str>, name: &str) {
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while self.get(kind, namespace, name).is_some() {
+                let mut events = self.ctx.store.subscribe(kind);
+                if self.get(kind, namespace, name).is_none() {
+                    return;
+                }
+                tokio::select! {
+                    _ = events.recv() => {}
+                    _ = tokio::time::sleep_until(deadline) => panic!("{name} is still there"),
+                }
+            }
+        }
+
+        /// A namespace, created with OVN-K's primary-UDN label when `primary` (it cannot be added later).
+        pub fn namespace(&self, name: &str, labels: Value, primary: bool) {
+            let mut labels = labels;
+            if primary {
+                labels[crate::store::PRIMARY_UDN_LABEL] = Value::String(String::new());
+            }
+            self.create(
+                self.ctx.k.namespace,
+                None,
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels}}),
+            );
+        }
+    }
+
+    impl Drop for Bench {
+        fn drop(&mut self) {
+            self.ctx.shutdown.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_hands_out_each_pending_key_once() {
+        let queue: Arc<WorkQueue<&str>> = WorkQueue::new();
+        let stop = CancellationToken::new();
+        queue.push("a");
+        queue.push("b");
+        queue.push("a");
+        assert_eq!(queue.take(&stop).await, Some(vec!["a", "b"]));
+        queue.push("a");
+        assert_eq!(queue.take(&stop).await, Some(vec!["a"]));
+        stop.cancel();
+        assert_eq!(
+            queue.take(&stop).await,
+            None,
+            "nothing pending: shutdown ends the wait"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_push_arrives_after_its_delay() {
+        let queue: Arc<WorkQueue<&str>> = WorkQueue::new();
+        let stop = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        queue.push_after("later", Duration::from_secs(5), &stop);
+        assert_eq!(queue.take(&stop).await, Some(vec!["later"]));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+
+        queue.push_after("never", Duration::from_secs(5), &stop);
+        stop.cancel();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            queue.pending.lock().expect("pending").is_empty(),
+            "a shutdown drops delayed pushes"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_kind_maps_existing_objects_then_events() {
+        let b = bench::start(LabConfig::default()).await;
+        let queue: Arc<WorkQueue<(String, String)>> = WorkQueue::new();
+        let events: Arc<Mutex<Vec<Option<crate::store::EventType>>>> = Arc::default();
+        let seen = events.clone();
+        b.namespace("before", json!({}), false);
+        watch_kind(
+            &b.ctx,
+            &b.tasks,
+            b.ctx.k.namespace,
+            queue.clone(),
+            move |m, ev| {
+                if let Ok(mut s) = seen.lock() {
+                    s.push(ev.map(|e| e.event_type));
+                }
+                (m.name.starts_with("before") || m.name.starts_with("after"))
+                    .then(|| meta_key(m))
+                    .into_iter()
+                    .collect()
+            },
+        );
+        let listed = b.ctx.shutdown.clone();
+        assert_eq!(
+            queue.take(&listed).await,
+            Some(vec![(String::new(), "before".to_string())]),
+            "the initial list"
+        );
+        b.namespace("after", json!({}), false);
+        assert_eq!(
+            queue.take(&listed).await,
+            Some(vec![(String::new(), "after".to_string())]),
+            "then the events"
+        );
+        let events = events.lock().expect("events").clone();
+        assert!(
+            events.iter().any(Option::is_none),
+            "listed objects come without an event"
+        );
+        assert_eq!(events.last(), Some(&Some(crate::store::EventType::Added)));
+    }
+
+    #[test]
+    fn set_condition_keeps_the_transition_time_while_the_status_holds() {
+        let mut status = Value::Null;
+        assert!(set_condition(&mut status, "Ready", "False", "Booting", ""));
+        status["conditions"][0]["lastTransitionTime"] = json!("2020-01-01T00:00:00Z");
+        assert!(!set_condition(
+            &mut status,
+            "Ready",
+            "False",
+            "StillBooting",
+            "m"
+        ));
+        assert_eq!(
+            status["conditions"][0]["lastTransitionTime"],
+            "2020-01-01T00:00:00Z"
+        );
+        assert_eq!(status["conditions"][0]["reason"], "StillBooting");
+        assert!(set_condition(&mut status, "Ready", "True", "", ""));
+        assert_ne!(
+            status["conditions"][0]["lastTransitionTime"],
+            "2020-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            condition_status(&status_holder(status), "Ready"),
+            Some("True")
+        );
+    }
+
+    fn status_holder(status: Value) -> Value {
+        json!({ "status": status })
+    }
+
+    #[test]
+    fn helpers_read_addresses_and_owners() {
+        assert_eq!(bare_ip("198.19.0.9/24"), "198.19.0.9".parse().ok());
+        assert_eq!(bare_ip("fd00::1"), "fd00::1".parse().ok());
+        assert_eq!(bare_ip("not-an-ip"), None);
+        let owner = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "vm", "uid": "u-1"}});
+        let dependent = json!({"metadata": {"ownerReferences": [owner_ref(&owner)]}});
+        assert!(owned_by(&dependent, "u-1"));
+        assert!(!owned_by(&dependent, "u-2"));
+        assert_eq!(
+            dependent["metadata"]["ownerReferences"][0]["controller"],
+            true
+        );
+    }
+}

@@ -673,3 +673,235 @@ fn write_ra_status(ctx: &Ctx, name: &str, error: Option<String>) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The OVN-K controller alone on the in-process store, in paused time.
+
+    use super::*;
+    use crate::LabConfig;
+    use crate::controllers::bench::{self, Bench};
+
+    const SUBNET: &str = "198.19.3.0/24";
+    const TEMPLATE_LABEL: &str = "vmbgp.io/frr-template";
+
+    async fn ovnk() -> Bench {
+        let b = bench::start(LabConfig::default()).await;
+        spawn(b.ctx.clone(), &b.tasks);
+        b
+    }
+
+    fn cudn(name: &str) -> Value {
+        json!({"apiVersion": "k8s.ovn.org/v1", "kind": "ClusterUserDefinedNetwork",
+            "metadata": {"name": name, "labels": {"vmbgp.io/advertise": "true"}},
+            "spec": {"namespaceSelector": {"matchLabels": {"vmbgp.io/cudn": name}},
+                "network": {"topology": "Layer2", "layer2": {"role": "Primary", "subnets": [SUBNET],
+                    "ipam": {"lifecycle": "Persistent"}}}}})
+    }
+
+    async fn network_created(b: &Bench, name: &str, status: &str) -> Arc<Value> {
+        b.until(
+            "k8s.ovn.org/v1",
+            "ClusterUserDefinedNetwork",
+            None,
+            name,
+            |o| condition_status(o, "NetworkCreated") == Some(status),
+        )
+        .await
+    }
+
+    fn template(b: &Bench, name: &str) {
+        let ns = b.ctx.config.frr_namespace.clone();
+        b.create(
+            b.ctx.k.frr,
+            Some(&ns),
+            json!({"apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+                "metadata": {"name": name, "namespace": ns, "labels": {TEMPLATE_LABEL: "true"}},
+                "spec": {"nodeSelector": {}, "bgp": {"routers": [{"asn": 64513, "neighbors": [{
+                    "address": "198.18.0.155", "asn": 64512, "toReceive": {"allowed": {"mode": "all"}}}]}]}}}),
+        );
+    }
+
+    fn route_advertisements(b: &Bench, name: &str) {
+        b.create(
+            b.ctx.k.ra,
+            None,
+            json!({"apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements", "metadata": {"name": name},
+                "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {},
+                    "frrConfigurationSelector": {"matchLabels": {TEMPLATE_LABEL: "true"}},
+                    "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                        "clusterUserDefinedNetworkSelector": {"networkSelector": {
+                            "matchLabels": {"vmbgp.io/advertise": "true"}}}}]}}),
+        );
+    }
+
+    async fn judged(b: &Bench, name: &str) -> Arc<Value> {
+        b.until("k8s.ovn.org/v1", "RouteAdvertisements", None, name, |o| {
+            o["status"]["status"].is_string()
+        })
+        .await
+    }
+
+    fn generated(b: &Bench, ra: &str) -> Vec<Arc<Value>> {
+        let selector = LabelSelector::parse(&format!("{RA_LABEL}={ra}")).expect("selector");
+        b.ctx
+            .store
+            .list(
+                b.ctx.k.frr,
+                None,
+                &ListOptions {
+                    label_selector: selector,
+                    ..Default::default()
+                },
+            )
+            .expect("list")
+            .items
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cudn_gets_a_nad_in_each_selected_primary_namespace() {
+        let b = ovnk().await;
+        b.namespace("ns-1", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.namespace("ns-2", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.namespace("ns-3", json!({"vmbgp.io/cudn": "other"}), true);
+        b.create(b.ctx.k.cudn, None, cudn("l2"));
+        let created = network_created(&b, "l2", "True").await;
+        assert_eq!(created["metadata"]["finalizers"], json!([CUDN_FINALIZER]));
+        let message = str_at(&created, "/status/conditions/0/message").unwrap_or_default();
+        assert!(message.ends_with("[ns-1 ns-2]"), "{message}");
+
+        let uid = str_at(&created, "/metadata/uid").expect("uid");
+        for ns in ["ns-1", "ns-2"] {
+            let nad = b.get(b.ctx.k.nad, Some(ns), "l2").expect("a NAD");
+            assert!(owned_by(&nad, uid));
+            let config: Value =
+                serde_json::from_str(str_at(&nad, "/spec/config").expect("config")).expect("json");
+            assert_eq!(config["name"], "cluster_udn_l2");
+            assert_eq!(config["netAttachDefName"], format!("{ns}/l2"));
+            assert_eq!(config["role"], "primary");
+            assert_eq!(config["topology"], "layer2");
+            assert_eq!(config["subnets"], SUBNET);
+            assert_eq!(config["allowPersistentIPs"], true);
+        }
+        assert!(
+            b.get(b.ctx.k.nad, Some("ns-3"), "l2").is_none(),
+            "not selected"
+        );
+
+        // A namespace selected later gets its NAD too.
+        b.namespace("ns-4", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.until(
+            "k8s.cni.cncf.io/v1",
+            "NetworkAttachmentDefinition",
+            Some("ns-4"),
+            "l2",
+            |_| true,
+        )
+        .await;
+
+        // Deleting the CUDN deletes its NADs, then releases its finalizer.
+        b.delete(b.ctx.k.cudn, None, "l2");
+        b.until_gone(b.ctx.k.cudn, None, "l2").await;
+        for ns in ["ns-1", "ns-2", "ns-4"] {
+            assert!(b.get(b.ctx.k.nad, Some(ns), "l2").is_none(), "{ns}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_selected_namespace_without_the_primary_label_fails_the_network() {
+        let b = ovnk().await;
+        b.namespace("plain", json!({"vmbgp.io/cudn": "l2"}), false);
+        b.create(b.ctx.k.cudn, None, cudn("l2"));
+        let failed = network_created(&b, "l2", "False").await;
+        let message = str_at(&failed, "/status/conditions/0/message").unwrap_or_default();
+        assert!(
+            message.contains("invalid primary network state for namespace \"plain\""),
+            "{message}"
+        );
+        assert!(b.get(b.ctx.k.nad, Some("plain"), "l2").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn route_advertisements_generate_one_frr_configuration_per_node() {
+        let b = ovnk().await;
+        b.namespace("ns-1", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.create(b.ctx.k.cudn, None, cudn("l2"));
+        network_created(&b, "l2", "True").await;
+        template(&b, "peer");
+        route_advertisements(&b, "ra-1");
+        let ra = judged(&b, "ra-1").await;
+        assert_eq!(ra["status"]["status"], "Accepted", "{}", ra["status"]);
+        assert_eq!(condition_status(&ra, "Accepted"), Some("True"));
+
+        let configs = generated(&b, "ra-1");
+        let mut nodes = Vec::new();
+        for config in &configs {
+            let (ns, name) = ns_name(config);
+            assert_eq!(ns, b.ctx.config.frr_namespace);
+            assert!(name.starts_with("ovnk-generated-"), "{name}");
+            assert!(owned_by(config, str_at(&ra, "/metadata/uid").expect("uid")));
+            let node = str_at(
+                config,
+                "/spec/nodeSelector/matchLabels/kubernetes.io~1hostname",
+            )
+            .expect("one node")
+            .to_string();
+            assert_eq!(
+                config["metadata"]["annotations"][RA_LABEL],
+                format!("ra-1/peer/{node}")
+            );
+            let router = &config["spec"]["bgp"]["routers"][0];
+            assert_eq!(router["asn"], 64513);
+            assert_eq!(router["prefixes"], json!([SUBNET]));
+            let neighbor = &router["neighbors"][0];
+            assert_eq!(
+                neighbor["toAdvertise"]["allowed"],
+                json!({"mode": "filtered", "prefixes": [SUBNET]})
+            );
+            assert!(neighbor.get("toReceive").is_none(), "{neighbor}");
+            nodes.push(node);
+        }
+        nodes.sort();
+        assert_eq!(nodes, ["node-1", "node-2", "node-3"]);
+
+        // Deleting the RA removes what it generated.
+        b.delete(b.ctx.k.ra, None, "ra-1");
+        for config in &configs {
+            let (ns, name) = ns_name(config);
+            b.until_gone(b.ctx.k.frr, Some(&ns), &name).await;
+        }
+        assert!(generated(&b, "ra-1").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn route_advertisements_without_a_template_are_not_accepted() {
+        let b = ovnk().await;
+        b.namespace("ns-1", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.create(b.ctx.k.cudn, None, cudn("l2"));
+        network_created(&b, "l2", "True").await;
+        route_advertisements(&b, "ra-1");
+        let ra = judged(&b, "ra-1").await;
+        assert_eq!(
+            ra["status"]["status"],
+            "Not Accepted: no FRRConfigurations selected"
+        );
+        assert_eq!(condition_status(&ra, "Accepted"), Some("False"));
+        assert!(generated(&b, "ra-1").is_empty());
+
+        // A template appearing later is picked up.
+        template(&b, "peer");
+        b.until("k8s.ovn.org/v1", "RouteAdvertisements", None, "ra-1", |o| {
+            o["status"]["status"] == "Accepted"
+        })
+        .await;
+        assert_eq!(generated(&b, "ra-1").len(), 3);
+    }
+
+    #[test]
+    fn generated_names_are_stable_and_distinct_per_node() {
+        let a = generated_name("ra", "peer", "node-1");
+        assert_eq!(a, generated_name("ra", "peer", "node-1"));
+        assert_ne!(a, generated_name("ra", "peer", "node-2"));
+        assert!(a.starts_with("ovnk-generated-") && a.len() == "ovnk-generated-".len() + 5);
+    }
+}

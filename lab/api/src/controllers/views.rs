@@ -214,4 +214,49 @@ mod tests {
             .unwrap();
         assert_eq!(nad.primary, Some(("cluster_udn_x".to_string(), true)));
     }
+
+    #[test]
+    fn views_fall_back_where_fields_are_absent() {
+        let vm = vm_view(&json!({"metadata": {"generation": 4},
+            "spec": {"runStrategy": "Manual", "running": true}}))
+        .downcast::<VmView>()
+        .unwrap();
+        assert_eq!(vm.run_strategy, "Manual", "runStrategy wins over running");
+        assert_eq!(vm.generation, json!(4));
+        let stopped = vm_view(&json!({"spec": {}})).downcast::<VmView>().unwrap();
+        assert_eq!(stopped.run_strategy, "Halted");
+
+        let vmi = vmi_view(&json!({"spec": {"networks": [{"pod": {}}]}}))
+            .downcast::<VmiView>()
+            .unwrap();
+        assert_eq!(vmi.phase, "");
+        assert_eq!(vmi.pod_networks, vec!["default".to_string()]);
+        assert!(!vmi.ready && !vmi.migrating);
+        let migrated = vmi_view(&json!({"status": {"migrationState": {
+            "startTimestamp": "t", "completed": true}}}))
+        .downcast::<VmiView>()
+        .unwrap();
+        assert!(!migrated.migrating, "a completed migration is over");
+
+        let claim = claim_view(&json!({"spec": {"network": "n"}}))
+            .downcast::<ClaimView>()
+            .unwrap();
+        assert_eq!((&claim.ips, claim.ips_present), (&None, false));
+
+        for config in [
+            "{\"role\":\"secondary\",\"name\":\"cluster_udn_x\"}",
+            "not json",
+        ] {
+            let nad = nad_view(&json!({"spec": {"config": config}}))
+                .downcast::<NadView>()
+                .unwrap();
+            assert_eq!(nad.primary, None, "{config}");
+        }
+        let nad = nad_view(
+            &json!({"spec": {"config": "{\"role\":\"primary\",\"name\":\"cluster_udn_y\"}"}}),
+        )
+        .downcast::<NadView>()
+        .unwrap();
+        assert_eq!(nad.primary, Some(("cluster_udn_y".to_string(), false)));
+    }
 }

@@ -58,40 +58,14 @@ const AGGREGATED_DISCOVERY: [&str; 2] = ["v2", "v2beta1"];
 /// by descending `q`, then in the order given; ranges the server cannot produce, e.g. protobuf, are skipped).
 pub(super) fn aggregated_discovery(headers: &HeaderMap) -> Option<&'static str> {
     let accept = headers.get(header::ACCEPT)?.to_str().ok()?;
-    let mut ranges: Vec<(f32, Option<&'static str>)> = Vec::new();
-    for range in accept.split(',') {
-        let mut parts = range.split(';').map(str::trim);
-        let media = parts.next().unwrap_or_default().to_ascii_lowercase();
-        if !matches!(media.as_str(), "application/json" | "application/*" | "*/*") {
-            continue;
-        }
-        let (mut q, mut g, mut v, mut as_) = (1.0f32, None, None, None);
-        for p in parts {
-            match p.split_once('=') {
-                Some(("q", x)) => q = x.parse().unwrap_or(0.0),
-                Some(("g", x)) => g = Some(x),
-                Some(("v", x)) => v = Some(x),
-                Some(("as", x)) => as_ = Some(x),
-                _ => {}
-            }
-        }
-        let wanted = match (g, as_) {
-            (None, None) => None,
-            (Some("apidiscovery.k8s.io"), Some("APIGroupDiscoveryList")) => {
-                match AGGREGATED_DISCOVERY.iter().find(|a| Some(**a) == v) {
-                    Some(a) => Some(*a),
-                    None => continue,
-                }
-            }
-            _ => continue,
-        };
-        if q > 0.0 {
-            ranges.push((q, wanted));
-        }
-    }
-    // A stable sort keeps the client's order among equal q.
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    ranges.first().and_then(|(_, wanted)| *wanted)
+    crate::accept::preferred_variant(accept, |g, v, as_| match (g, as_) {
+        (None, None) => Some(None),
+        (Some("apidiscovery.k8s.io"), Some("APIGroupDiscoveryList")) => AGGREGATED_DISCOVERY
+            .iter()
+            .find(|a| Some(**a) == v)
+            .map(|a| Some(*a)),
+        _ => None,
+    })
 }
 
 /// The singular name discovery reports: the lower-case kind, as the lab has always served it (the
