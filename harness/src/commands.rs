@@ -28,7 +28,7 @@ use crate::error_chain;
 use crate::exit::ExitCode;
 use crate::kube::check::{Report, preflight};
 use crate::kube::{Cluster, KubeError, connect};
-use crate::results::{RecorderSink, describe_run, enabled_measurements, report_thresholds};
+use crate::results::{RecorderSink, describe_run, enabled_measurements};
 use crate::run::{Observers, Outcome, SessionPoll, Stop};
 use crate::workload::{
     RenderError, Templates, render_external_frr, render_plan, to_multidoc_yaml, validate_manifests,
@@ -646,7 +646,7 @@ pub async fn run_plan(
     let write_errors = sink.write_errors.clone();
     let results = sink
         .recorder
-        .finish(&end, &report_thresholds(&plan.thresholds))
+        .finish(&end, &plan.thresholds)
         .map_err(AppError::Results)?;
     writeln!(out, "{}", results.summary).map_err(AppError::Output)?;
     writeln!(

@@ -1,6 +1,6 @@
-//! Hands the run's samples to the reporters: describes the run (`jobSummary`), writes each batch to
-//! `results/<uuid>/` as soon as it is final, and converts the profile's thresholds into the
-//! reporters' (documents carry milliseconds and percentages).
+//! Hands the run's samples to the reporters: describes the run (`jobSummary`) and writes each
+//! batch to `results/<uuid>/` as soon as it is final. The plan's thresholds go to the reporters as
+//! they are (one shared `Threshold` type).
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,9 @@ use vmbgp_reporters::recorder::RunRecorder;
 use vmbgp_reporters::samples::{
     AdvertisementMode, ClusterMetadata, MeasurementKind, RunDescription, Samples,
 };
-use vmbgp_reporters::thresholds::{Bound, Statistic, Threshold as ReportThreshold};
 
 use crate::clock::RunClock;
-use crate::config::{Plan, Shape, Stat, Threshold, ThresholdBound};
+use crate::config::{Plan, Shape};
 use crate::run::{Observers, Sink};
 
 /// `<version>@<commit>`, as kube-burner writes it.
@@ -74,38 +73,6 @@ pub fn describe_run(
         },
         measurements,
     }
-}
-
-/// The profile's thresholds in the reporters' terms.
-pub fn report_thresholds(thresholds: &[Threshold]) -> Vec<ReportThreshold> {
-    thresholds
-        .iter()
-        .map(|t| {
-            let bound = match t.bound {
-                ThresholdBound::MaxDuration(d) => Bound::AtMost(d.as_secs_f64() * 1000.0),
-                ThresholdBound::MinDuration(d) => Bound::AtLeast(d.as_secs_f64() * 1000.0),
-                ThresholdBound::MaxPercent(v) | ThresholdBound::MaxNumber(v) => Bound::AtMost(v),
-                ThresholdBound::MinPercent(v) | ThresholdBound::MinNumber(v) => Bound::AtLeast(v),
-            };
-            let statistic = match t.stat {
-                Stat::P99 => Statistic::P99,
-                Stat::P95 => Statistic::P95,
-                Stat::P90 => Statistic::P90,
-                Stat::P50 => Statistic::P50,
-                Stat::Min => Statistic::Min,
-                Stat::Max => Statistic::Max,
-                Stat::Avg => Statistic::Avg,
-                Stat::Count => Statistic::Count,
-                Stat::MissingCount => Statistic::MissingCount,
-            };
-            ReportThreshold {
-                metric_name: format!("{}QuantilesMeasurement", t.metric),
-                quantile_name: t.quantile.clone(),
-                statistic,
-                bound,
-            }
-        })
-        .collect()
 }
 
 /// Writes each batch to disk as it arrives and reports progress on stderr: a bar on a terminal,
@@ -201,21 +168,25 @@ mod tests {
     use crate::config::{load_profile, plan};
 
     #[test]
-    fn profile_thresholds_become_millisecond_and_percent_bounds() {
+    fn profile_thresholds_reach_the_reporters_as_millisecond_and_percent_bounds() {
+        use vmbgp_reporters::thresholds::{Side, Statistic};
         let plan = plan(
             &load_profile("vm-bgp").expect("profile"),
             &PlanArgs::default(),
         )
         .expect("plan");
-        let converted = report_thresholds(&plan.thresholds);
+        let t = &plan.thresholds;
+        assert_eq!(t[0].metric_name(), "routeConvergenceQuantilesMeasurement");
         assert_eq!(
-            converted[0].metric_name,
-            "routeConvergenceQuantilesMeasurement"
+            (t[0].bound.side(), t[0].bound.limit()),
+            (Side::AtMost, 5000.0)
         );
-        assert_eq!(converted[0].bound, Bound::AtMost(5000.0));
-        assert_eq!(converted[1].bound, Bound::AtLeast(99.0));
-        assert_eq!(converted[2].statistic, Statistic::MissingCount);
-        assert_eq!(converted[2].bound, Bound::AtMost(0.0));
+        assert_eq!(
+            (t[1].bound.side(), t[1].bound.limit()),
+            (Side::AtLeast, 99.0)
+        );
+        assert_eq!(t[2].stat, Statistic::MissingCount);
+        assert_eq!((t[2].bound.side(), t[2].bound.limit()), (Side::AtMost, 0.0));
     }
 
     #[test]

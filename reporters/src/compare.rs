@@ -24,7 +24,7 @@ use crate::document::{self, Document, QuantileDocument};
 use crate::es::{Budget, EsClient, EsError};
 use crate::local::{LocalError, load_documents};
 use crate::report::format_number;
-use crate::thresholds::Statistic;
+use vmbgp_model::Statistic;
 
 /// Which change is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,25 +8,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::measured::{Measured, Timing};
+use vmbgp_model::{Measured, Statistic, Timing};
+
 use crate::samples::{AdvertisementMode, ClusterMetadata};
+// The quantile metrics' names come from the shared quantile table.
+pub use vmbgp_model::quantiles::{
+    BGP_SESSION_QUANTILES, ROUTE_CONVERGENCE_QUANTILES, VM_MIGRATION_QUANTILES,
+    VM_REACHABILITY_QUANTILES, VM_THROUGHPUT_QUANTILES, VMI_LATENCY_QUANTILES,
+};
 
 pub const JOB_SUMMARY: &str = "jobSummary";
 /// The file a run's `jobSummary` document lives in.
 pub const JOB_SUMMARY_FILE: &str = "jobSummary.json";
 pub const VMI_LATENCY: &str = "vmiLatencyMeasurement";
-pub const VMI_LATENCY_QUANTILES: &str = "vmiLatencyQuantilesMeasurement";
 pub const ROUTE_CONVERGENCE: &str = "routeConvergenceMeasurement";
-pub const ROUTE_CONVERGENCE_QUANTILES: &str = "routeConvergenceQuantilesMeasurement";
 pub const VM_REACHABILITY: &str = "vmReachabilityMeasurement";
-pub const VM_REACHABILITY_QUANTILES: &str = "vmReachabilityQuantilesMeasurement";
 pub const VM_THROUGHPUT: &str = "vmThroughputMeasurement";
-pub const VM_THROUGHPUT_QUANTILES: &str = "vmThroughputQuantilesMeasurement";
 pub const VM_EGRESS: &str = "vmEgressMeasurement";
 pub const BGP_SESSION: &str = "bgpSessionMeasurement";
-pub const BGP_SESSION_QUANTILES: &str = "bgpSessionQuantilesMeasurement";
 pub const VM_MIGRATION: &str = "vmMigrationMeasurement";
-pub const VM_MIGRATION_QUANTILES: &str = "vmMigrationQuantilesMeasurement";
 
 /// The fields that, with `uuid`, `metricName` and `jobName`, identify a document. They make the
 /// document id: re-indexing a run overwrites instead of duplicating, and a document rewritten
@@ -65,7 +65,7 @@ pub fn is_document_file(file_name: &str) -> bool {
 
 /// Whether documents of this metric name are quantile summaries.
 pub fn is_quantile_metric(metric_name: &str) -> bool {
-    metric_name.ends_with("QuantilesMeasurement")
+    metric_name.ends_with(vmbgp_model::quantiles::QUANTILES_SUFFIX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -437,8 +437,7 @@ impl QuantileDocument {
     }
 
     /// The value of a statistic, by its document field name.
-    pub fn statistic(&self, statistic: crate::thresholds::Statistic) -> Option<f64> {
-        use crate::thresholds::Statistic;
+    pub fn statistic(&self, statistic: Statistic) -> Option<f64> {
         match statistic {
             Statistic::P99 => self.p99,
             Statistic::P95 => self.p95,

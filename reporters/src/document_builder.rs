@@ -11,8 +11,10 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
+use vmbgp_model::quantiles::{self, Presence, QuantileMetric, Unit};
+use vmbgp_model::{Measured, Timing, duration_millis, nanos_to_millis, round3};
+
 use crate::document::{self, Document, DocumentError, HistogramBucket, MeasuredFields, Metadata};
-use crate::measured::{Measured, Timing, duration_millis, nanos_to_millis, round3};
 use crate::quantiles::{
     Summary, hdr_buckets_millis, hdr_summary_millis, kube_burner_summary,
     kube_burner_summary_millis, new_nanos_histogram,
@@ -21,35 +23,6 @@ use crate::samples::*;
 
 const NOT_RECORDED: &str = "not recorded by the harness";
 const HOST_ROUTES_ONLY: &str = "per-VM /32 routes are advertised only in host-routes mode";
-
-/// Route convergence quantile names (network scope; host-route scope prefixes `HostRoute`).
-pub const ROUTE_QUANTILES: [&str; 6] = [
-    "AdvertiseAdjRibIn",
-    "AdvertiseFib",
-    "AdvertiseAllNextHops",
-    "WithdrawAdjRibIn",
-    "WithdrawFib",
-    "StaleRouteWindow",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
-    Millis,
-    Percent,
-    BitsPerSecond,
-    Count,
-}
-
-impl Unit {
-    fn as_str(self) -> &'static str {
-        match self {
-            Unit::Millis => "ms",
-            Unit::Percent => "percent",
-            Unit::BitsPerSecond => "bps",
-            Unit::Count => "count",
-        }
-    }
-}
 
 /// Samples of one quantile group.
 #[derive(Debug, Clone)]
@@ -214,81 +187,21 @@ impl DocumentBuilder {
     }
 
     /// Every quantile group of an enabled measurement exists from the start, so one that never
-    /// gets a sample is reported (missing, count 0) instead of vanishing.
+    /// gets a sample is reported (missing, count 0) instead of vanishing. Names and units come
+    /// from the shared quantile table; cross-check quantiles appear only with their samples.
     fn register_groups(&mut self, mode: AdvertisementMode) {
-        use MeasurementKind as K;
         let enabled = self.enabled.clone();
-        for kind in enabled {
-            let (metric, names): (&'static str, Vec<(String, Unit)>) = match kind {
-                K::VmLatency => (
-                    document::VMI_LATENCY_QUANTILES,
-                    VmPhase::ALL
-                        .iter()
-                        .map(|p| p.quantile_name())
-                        .chain([CLAIM_RELEASED_QUANTILE])
-                        .map(|name| (name.to_owned(), Unit::Millis))
-                        .collect(),
-                ),
-                K::RouteConvergence => {
-                    for name in ROUTE_QUANTILES {
-                        let group = self.group(
-                            document::ROUTE_CONVERGENCE_QUANTILES,
-                            &format!("HostRoute{name}"),
-                            Unit::Millis,
-                        );
-                        if mode == AdvertisementMode::Subnet {
-                            group.setup_not_applicable = Some(HOST_ROUTES_ONLY.to_owned());
-                        }
+        for metric in enabled.into_iter().filter_map(quantile_metric) {
+            for quantile in metric.quantiles {
+                let setup_not_applicable = match quantile.presence {
+                    Presence::Always => None,
+                    Presence::HostRoutes => {
+                        (mode == AdvertisementMode::Subnet).then(|| HOST_ROUTES_ONLY.to_owned())
                     }
-                    (
-                        document::ROUTE_CONVERGENCE_QUANTILES,
-                        ROUTE_QUANTILES
-                            .iter()
-                            .map(|n| ((*n).to_owned(), Unit::Millis))
-                            .collect(),
-                    )
-                }
-                K::VmReachability => (
-                    document::VM_REACHABILITY_QUANTILES,
-                    vec![
-                        ("FirstReply".to_owned(), Unit::Millis),
-                        ("SustainedReachability".to_owned(), Unit::Millis),
-                        ("LossDerivedConvergence".to_owned(), Unit::Millis),
-                        ("RTT".to_owned(), Unit::Millis),
-                        ("LossPercent".to_owned(), Unit::Percent),
-                    ],
-                ),
-                K::VmThroughput => (
-                    document::VM_THROUGHPUT_QUANTILES,
-                    vec![
-                        ("Goodput".to_owned(), Unit::BitsPerSecond),
-                        ("Retransmits".to_owned(), Unit::Count),
-                    ],
-                ),
-                K::VmEgress => continue,
-                K::BgpSession => (
-                    document::BGP_SESSION_QUANTILES,
-                    vec![
-                        ("UptimePercent".to_owned(), Unit::Percent),
-                        ("Flaps".to_owned(), Unit::Count),
-                        ("PrefixesReceived".to_owned(), Unit::Count),
-                    ],
-                ),
-                K::VmMigration => (
-                    document::VM_MIGRATION_QUANTILES,
-                    [
-                        "LossPeriod",
-                        "LongestGap",
-                        "ReachableAfterSwitchover",
-                        "NextHopFollow",
-                    ]
-                    .iter()
-                    .map(|n| ((*n).to_owned(), Unit::Millis))
-                    .collect(),
-                ),
-            };
-            for (name, unit) in names {
-                self.group(metric, &name, unit);
+                    Presence::CrossCheck => continue,
+                };
+                self.group(metric.metric_name, quantile.name, quantile.unit)
+                    .setup_not_applicable = setup_not_applicable;
             }
         }
     }
@@ -520,11 +433,8 @@ impl DocumentBuilder {
     /// A host-route sample in a run registered as `subnet` mode means the harness measured
     /// /32s after all; the registration-time "not applicable" marker then no longer holds.
     fn clear_host_route_not_applicable(&mut self) {
-        for name in ROUTE_QUANTILES {
-            if let Some(group) = self.groups.get_mut(&(
-                document::ROUTE_CONVERGENCE_QUANTILES,
-                format!("HostRoute{name}"),
-            )) {
+        for ((metric, _), group) in &mut self.groups {
+            if *metric == document::ROUTE_CONVERGENCE_QUANTILES {
                 group.setup_not_applicable = None;
             }
         }
@@ -783,6 +693,20 @@ impl DocumentBuilder {
     }
 }
 
+/// The quantile table's entry for a measurement kind; egress has no quantiles.
+fn quantile_metric(kind: MeasurementKind) -> Option<&'static QuantileMetric> {
+    let metric_name = match kind {
+        MeasurementKind::VmLatency => quantiles::VMI_LATENCY_QUANTILES,
+        MeasurementKind::RouteConvergence => quantiles::ROUTE_CONVERGENCE_QUANTILES,
+        MeasurementKind::VmReachability => quantiles::VM_REACHABILITY_QUANTILES,
+        MeasurementKind::VmThroughput => quantiles::VM_THROUGHPUT_QUANTILES,
+        MeasurementKind::VmEgress => return None,
+        MeasurementKind::BgpSession => quantiles::BGP_SESSION_QUANTILES,
+        MeasurementKind::VmMigration => quantiles::VM_MIGRATION_QUANTILES,
+    };
+    quantiles::by_metric_name(metric_name)
+}
+
 /// Width of the HDR bucket holding the P99 value (3 significant figures: ≤ 0.1 % of it), in ms,
 /// never below the 1 µs the documents can show.
 fn hdr_resolution_millis(histogram: &Histogram<u64>) -> f64 {
@@ -888,4 +812,530 @@ pub fn job_summary(run: &RunDescription, status: &JobStatus) -> Result<Document,
         }
     }
     Document::from_value(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::TimeZone;
+    use serde_json::{Value, json};
+    use vmbgp_model::quantiles::QUANTILE_METRICS;
+
+    use super::*;
+    use crate::quantiles::new_nanos_histogram;
+
+    const MICRO: Duration = Duration::from_micros(1);
+
+    fn run(mode: AdvertisementMode, measurements: &[MeasurementKind]) -> RunDescription {
+        RunDescription {
+            uuid: "u-1".to_owned(),
+            job_name: "vm-bgp".to_owned(),
+            job_iterations: 1,
+            job_config: Value::Null,
+            start: Utc
+                .with_ymd_and_hms(2026, 8, 20, 10, 0, 0)
+                .single()
+                .expect("a valid start"),
+            version: "0.1.0@abc".to_owned(),
+            workload_flags: BTreeMap::new(),
+            cluster: ClusterMetadata {
+                k8s_version: "v1.33.1".to_owned(),
+                kubevirt_version: Measured::Observed("v1.5.0".to_owned()),
+                total_nodes: 3,
+                frr_version: Measured::missing("no BMP Initiation"),
+                mode,
+            },
+            measurements: measurements.to_vec(),
+        }
+    }
+
+    fn new_builder(mode: AdvertisementMode, measurements: &[MeasurementKind]) -> DocumentBuilder {
+        DocumentBuilder::new(&run(mode, measurements))
+    }
+
+    fn vm(replica: u64) -> VmIdentity {
+        VmIdentity {
+            namespace: "vmbgp-0".to_owned(),
+            vm_name: format!("vm-{replica}"),
+            job_iteration: 0,
+            replica,
+        }
+    }
+
+    fn t0(offset_ms: u64) -> StartInstant {
+        StartInstant {
+            offset: Duration::from_millis(offset_ms),
+            uncertainty: Duration::from_micros(1500),
+        }
+    }
+
+    fn ms(millis: u64) -> Measured<Timing> {
+        Measured::Observed(Timing::new(Duration::from_millis(millis), MICRO))
+    }
+
+    fn latency(replica: u64, vm_ready: Measured<Timing>) -> VmLatencySample {
+        VmLatencySample {
+            vm: vm(replica),
+            vmi_name: None,
+            pod_name: None,
+            node_name: Some("node-1".to_owned()),
+            t0: t0(0),
+            harness: BTreeMap::from([(VmPhase::VmReady, vm_ready)]),
+            server: BTreeMap::new(),
+            claim_release: Measured::not_applicable("the run deletes no VM"),
+        }
+    }
+
+    fn route(scope: RouteScope, fib: Measured<Timing>) -> RouteConvergenceSample {
+        RouteConvergenceSample {
+            network: "vmbgp-0".to_owned(),
+            prefix: match &scope {
+                RouteScope::Network => "198.19.0.0/24".to_owned(),
+                RouteScope::HostRoute { vm_name } => format!("198.19.0.{}/32", vm_name.len()),
+            },
+            scope,
+            job_iteration: 0,
+            t0: t0(0),
+            advertise_adj_rib_in: ms(10),
+            advertise_fib: fib,
+            advertise_all_next_hops: ms(30),
+            expected_next_hops: 3,
+            observed_next_hops: Measured::Observed(3),
+            withdraw_adj_rib_in: ms(40),
+            withdraw_fib: ms(50),
+            stale_route_window: ms(60),
+        }
+    }
+
+    fn reachability(replica: u64) -> ReachabilitySample {
+        let mut rtt = new_nanos_histogram();
+        for micros in [200, 300, 400] {
+            rtt.record(micros * 1000).expect("in range");
+        }
+        ReachabilitySample {
+            vm: vm(replica),
+            address: format!("198.19.0.{}", 10 + replica),
+            t0: t0(0),
+            first_reply: ms(800),
+            sustained_reachability: ms(900),
+            loss_derived_convergence: ms(700),
+            rtt_nanos: Measured::Observed(rtt),
+            probes_sent: 8,
+            probes_received: 6,
+            probe_interval: Duration::from_millis(100),
+        }
+    }
+
+    fn one_of_each() -> Samples {
+        let mut with_server = latency(1, ms(5));
+        with_server.harness = VmPhase::ALL.iter().map(|p| (*p, ms(5))).collect();
+        with_server.server = VmPhase::ALL
+            .iter()
+            .map(|p| {
+                let server = Timing::from_signed_nanos(1_000_000_000, Duration::from_secs(1));
+                (*p, Measured::Observed(server))
+            })
+            .collect();
+        with_server.claim_release = ms(7);
+        Samples {
+            vm_latency: vec![with_server],
+            route_convergence: vec![
+                route(RouteScope::Network, ms(20)),
+                route(
+                    RouteScope::HostRoute {
+                        vm_name: "vm-1".to_owned(),
+                    },
+                    ms(25),
+                ),
+            ],
+            reachability: vec![reachability(1)],
+            throughput: vec![ThroughputSample {
+                vm: vm(1),
+                t0: t0(0),
+                goodput_bits_per_second: Measured::Observed(9.5e9),
+                retransmits: Measured::Observed(4),
+                duration: ms(5000),
+            }],
+            egress: vec![EgressSample {
+                vm: vm(1),
+                t0: t0(0),
+                vm_address: "198.19.0.11".to_owned(),
+                source_address_seen: Measured::Observed("198.19.0.11".to_owned()),
+            }],
+            bgp_sessions: vec![BgpSessionSample {
+                peer_address: "198.18.0.1".to_owned(),
+                peer_as: Some(64513),
+                initial_state: "Established".to_owned(),
+                state_changes: vec![SessionStateChange {
+                    offset: Duration::from_secs(3),
+                    from: "Established".to_owned(),
+                    to: "Idle".to_owned(),
+                }],
+                observed_from: Duration::ZERO,
+                observed_until: Duration::from_secs(60),
+                uptime_percent: Measured::Observed(95.0),
+                prefixes_received: Measured::Observed(2),
+            }],
+            migrations: vec![MigrationSample {
+                vm: vm(1),
+                migration_index: 0,
+                source_node: Some("node-1".to_owned()),
+                target_node: None,
+                t0: t0(0),
+                loss_period: ms(120),
+                longest_gap: ms(90),
+                reachable_after_switchover: ms(30),
+                next_hop_follow: ms(400),
+                tcp_survived: Measured::Observed(true),
+            }],
+        }
+    }
+
+    fn quantile_docs(builder: &DocumentBuilder) -> Vec<Value> {
+        let at = Utc
+            .with_ymd_and_hms(2026, 8, 20, 10, 5, 0)
+            .single()
+            .expect("a valid end");
+        builder
+            .quantile_documents(at)
+            .expect("quantile documents")
+            .iter()
+            .map(|d| d.body().clone())
+            .collect()
+    }
+
+    fn quantile<'a>(docs: &'a [Value], metric: &str, name: &str) -> &'a Value {
+        docs.iter()
+            .find(|d| d["metricName"] == metric && d["quantileName"] == name)
+            .unwrap_or_else(|| panic!("no {metric}/{name} document"))
+    }
+
+    #[test]
+    fn quantiles_summarise_observed_samples_in_milliseconds() {
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
+        let samples = Samples {
+            vm_latency: (1..=10).map(|i| latency(i, ms(i))).collect(),
+            ..Samples::default()
+        };
+        assert_eq!(builder.add(&samples).expect("added").len(), 10);
+        let docs = quantile_docs(&builder);
+        let ready = quantile(&docs, document::VMI_LATENCY_QUANTILES, "VMReady");
+        assert_eq!(
+            (&ready["P99"], &ready["P95"], &ready["P50"]),
+            (&json!(9.5), &json!(9.5), &json!(5.0))
+        );
+        assert_eq!(
+            (&ready["min"], &ready["max"], &ready["avg"]),
+            (&json!(1.0), &json!(10.0), &json!(5.5))
+        );
+        assert_eq!(
+            (&ready["count"], &ready["missingCount"]),
+            (&json!(10), &json!(0))
+        );
+        assert_eq!(ready["unit"], "ms");
+        assert_eq!(ready["method"], "kube-burner");
+        assert_eq!(ready["resolution"], 0.001);
+        assert_eq!(ready["timestamp"], "2026-08-20T10:05:00.000000Z");
+        assert!(ready.get("P90").is_none(), "only HDR quantiles carry P90");
+        assert!(ready.get("missing").is_none() && ready.get("notApplicable").is_none());
+    }
+
+    #[test]
+    fn unobserved_samples_are_counted_by_reason_and_never_become_numbers() {
+        let mut builder = new_builder(AdvertisementMode::HostRoutes, &[MeasurementKind::VmLatency]);
+        let samples = Samples {
+            vm_latency: vec![
+                latency(1, ms(4)),
+                latency(2, Measured::missing("watch lost")),
+                latency(3, Measured::missing("watch lost")),
+                latency(4, Measured::missing("VM deleted")),
+            ],
+            ..Samples::default()
+        };
+        let objects = builder.add(&samples).expect("added");
+        // Per object: the reason in `missing`, no number under the field.
+        let second = objects[1].body();
+        assert!(second.get("vmReadyLatency").is_none());
+        assert_eq!(second["missing"]["vmReadyLatency"], "watch lost");
+        assert_eq!(
+            second["notApplicable"]["ipamClaimReleasedLatency"],
+            "the run deletes no VM"
+        );
+        // A phase the harness never recorded is missing with that reason, not dropped.
+        assert_eq!(
+            second["missing"]["vmiRunningLatency"],
+            "not recorded by the harness"
+        );
+        let docs = quantile_docs(&builder);
+        let ready = quantile(&docs, document::VMI_LATENCY_QUANTILES, "VMReady");
+        assert_eq!(
+            (&ready["count"], &ready["missingCount"]),
+            (&json!(1), &json!(3))
+        );
+        assert_eq!(ready["P99"], 4.0, "statistics use the observed sample only");
+        assert_eq!(
+            ready["missingReasons"],
+            json!([{"reason": "VM deleted", "count": 1}, {"reason": "watch lost", "count": 2}])
+        );
+        assert!(ready.get("missing").is_none(), "statistics exist");
+        // Nothing observed: statistics absent, each with the summed reason.
+        let running = quantile(&docs, document::VMI_LATENCY_QUANTILES, "VMIRunning");
+        assert_eq!(
+            (&running["count"], &running["missingCount"]),
+            (&json!(0), &json!(4))
+        );
+        assert!(running.get("P99").is_none() && running.get("avg").is_none());
+        assert_eq!(
+            running["missing"]["P99"],
+            "no observed sample; 4 missing: not recorded by the harness (4)"
+        );
+        // Only not-applicable samples: the group is not applicable, not missing.
+        let released = quantile(&docs, document::VMI_LATENCY_QUANTILES, "IPAMClaimReleased");
+        assert_eq!(
+            (&released["notApplicableCount"], &released["missingCount"]),
+            (&json!(4), &json!(0))
+        );
+        assert_eq!(released["notApplicable"]["P50"], "the run deletes no VM");
+        assert!(released.get("missing").is_none());
+    }
+
+    #[test]
+    fn a_non_finite_value_is_missing_everywhere() {
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmThroughput]);
+        let sample = ThroughputSample {
+            vm: vm(1),
+            t0: t0(0),
+            goodput_bits_per_second: Measured::Observed(f64::INFINITY),
+            retransmits: Measured::Observed(0),
+            duration: ms(5000),
+        };
+        let objects = builder
+            .add(&Samples {
+                throughput: vec![sample],
+                ..Samples::default()
+            })
+            .expect("added");
+        assert_eq!(
+            objects[0].body()["missing"]["goodputBitsPerSecond"],
+            "non-finite value inf"
+        );
+        let docs = quantile_docs(&builder);
+        let goodput = quantile(&docs, document::VM_THROUGHPUT_QUANTILES, "Goodput");
+        assert_eq!(
+            (&goodput["count"], &goodput["missingCount"]),
+            (&json!(0), &json!(1))
+        );
+        assert_eq!(goodput["unit"], "bps");
+        let retransmits = quantile(&docs, document::VM_THROUGHPUT_QUANTILES, "Retransmits");
+        assert_eq!(
+            (&retransmits["count"], &retransmits["unit"]),
+            (&json!(1), &json!("count"))
+        );
+    }
+
+    #[test]
+    fn subnet_mode_reports_host_routes_not_applicable_until_one_is_measured() {
+        let network_only = Samples {
+            route_convergence: vec![route(RouteScope::Network, ms(20))],
+            ..Samples::default()
+        };
+        let mut builder = new_builder(
+            AdvertisementMode::Subnet,
+            &[MeasurementKind::RouteConvergence],
+        );
+        builder.add(&network_only).expect("added");
+        let docs = quantile_docs(&builder);
+        let host = quantile(
+            &docs,
+            document::ROUTE_CONVERGENCE_QUANTILES,
+            "HostRouteAdvertiseFib",
+        );
+        assert_eq!(host["notApplicable"]["P99"], HOST_ROUTES_ONLY);
+        assert_eq!(
+            (&host["count"], &host["missingCount"]),
+            (&json!(0), &json!(0))
+        );
+        let fib = quantile(&docs, document::ROUTE_CONVERGENCE_QUANTILES, "AdvertiseFib");
+        assert_eq!(fib["P99"], 20.0);
+        // A /32 measured after all: the marker goes, the sample counts.
+        builder
+            .add(&Samples {
+                route_convergence: vec![route(
+                    RouteScope::HostRoute {
+                        vm_name: "vm-1".to_owned(),
+                    },
+                    ms(25),
+                )],
+                ..Samples::default()
+            })
+            .expect("added");
+        let docs = quantile_docs(&builder);
+        let host = quantile(
+            &docs,
+            document::ROUTE_CONVERGENCE_QUANTILES,
+            "HostRouteAdvertiseFib",
+        );
+        assert_eq!((&host["P99"], &host["count"]), (&json!(25.0), &json!(1)));
+        assert!(host.get("notApplicable").is_none());
+        // In host-routes mode the same group without samples is missing, not "not applicable".
+        let builder = new_builder(
+            AdvertisementMode::HostRoutes,
+            &[MeasurementKind::RouteConvergence],
+        );
+        let docs = quantile_docs(&builder);
+        let host = quantile(
+            &docs,
+            document::ROUTE_CONVERGENCE_QUANTILES,
+            "HostRouteAdvertiseFib",
+        );
+        assert_eq!(host["missing"]["P99"], "no samples recorded");
+    }
+
+    #[test]
+    fn rtt_is_merged_in_an_hdr_histogram_and_loss_is_a_percentage() {
+        let mut builder = new_builder(
+            AdvertisementMode::Subnet,
+            &[MeasurementKind::VmReachability],
+        );
+        let objects = builder
+            .add(&Samples {
+                reachability: vec![reachability(1), reachability(2)],
+                ..Samples::default()
+            })
+            .expect("added");
+        let object = objects[0].body();
+        assert_eq!(object["reachable"], true);
+        assert_eq!(object["lossPercent"], 25.0);
+        assert_eq!(object["firstReplyLatency"], 800.0);
+        assert_eq!(object["resolutions"]["firstReplyLatency"], 0.001);
+        let docs = quantile_docs(&builder);
+        let rtt = quantile(&docs, document::VM_REACHABILITY_QUANTILES, "RTT");
+        assert_eq!(rtt["method"], "hdr");
+        assert_eq!(rtt["count"], 6, "RTT counts probes, not VMs");
+        assert!(rtt["P90"].is_number());
+        let buckets = rtt["histogram"].as_array().expect("buckets");
+        let counted: u64 = buckets.iter().filter_map(|b| b["count"].as_u64()).sum();
+        assert_eq!(counted, 6);
+        let loss = quantile(&docs, document::VM_REACHABILITY_QUANTILES, "LossPercent");
+        assert_eq!(
+            (&loss["unit"], &loss["P50"]),
+            (&json!("percent"), &json!(25.0))
+        );
+    }
+
+    #[test]
+    fn per_object_documents_carry_identity_timing_and_cluster_metadata() {
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
+        let mut sample = latency(3, ms(1500));
+        sample.t0 = t0(2500);
+        let objects = builder
+            .add(&Samples {
+                vm_latency: vec![sample],
+                ..Samples::default()
+            })
+            .expect("added");
+        let body = objects[0].body();
+        assert_eq!(body["metricName"], document::VMI_LATENCY);
+        assert_eq!(
+            (&body["uuid"], &body["jobName"]),
+            (&json!("u-1"), &json!("vm-bgp"))
+        );
+        assert_eq!(
+            (&body["namespace"], &body["vmName"], &body["replica"]),
+            (&json!("vmbgp-0"), &json!("vm-3"), &json!(3))
+        );
+        assert_eq!(
+            body["timestamp"], "2026-08-20T10:00:02.500000Z",
+            "start + t0"
+        );
+        assert_eq!(body["t0Uncertainty"], 1.5);
+        assert_eq!(body["nodeName"], "node-1");
+        assert!(body.get("podName").is_none());
+        assert_eq!(body["vmReadyLatency"], 1500.0);
+        assert_eq!(
+            body["metadata"],
+            json!({"k8sVersion": "v1.33.1", "kubevirtVersion": "v1.5.0", "totalNodes": 3,
+                   "advertisementMode": "subnet"})
+        );
+    }
+
+    #[test]
+    fn a_sample_given_twice_is_refused_and_leaves_no_trace() {
+        let mut builder = new_builder(AdvertisementMode::Subnet, &[MeasurementKind::VmLatency]);
+        let once = Samples {
+            vm_latency: vec![latency(1, ms(1))],
+            ..Samples::default()
+        };
+        builder.add(&once).expect("first time");
+        let again = Samples {
+            vm_latency: vec![latency(2, ms(2)), latency(1, ms(1))],
+            ..Samples::default()
+        };
+        assert!(matches!(
+            builder.add(&again),
+            Err(DocumentError::DuplicateSample { .. })
+        ));
+        let docs = quantile_docs(&builder);
+        let ready = quantile(&docs, document::VMI_LATENCY_QUANTILES, "VMReady");
+        assert_eq!(ready["count"], 1, "the refused batch added nothing");
+    }
+
+    /// The builder and the shared quantile table name the same quantiles with the same units: a
+    /// quantile added to one and not the other, or a recording call with a misspelt name (its
+    /// group would stay empty), fails here.
+    #[test]
+    fn the_builder_writes_exactly_the_quantiles_of_the_table() {
+        let mut builder = new_builder(AdvertisementMode::HostRoutes, &MeasurementKind::ALL);
+        builder.add(&one_of_each()).expect("added");
+        let docs = quantile_docs(&builder);
+        let written: BTreeSet<(String, String, String)> = docs
+            .iter()
+            .map(|d| {
+                assert!(
+                    d["count"].as_u64() > Some(0),
+                    "{}/{} got no sample",
+                    d["metricName"],
+                    d["quantileName"]
+                );
+                (
+                    d["metricName"].as_str().unwrap_or_default().to_owned(),
+                    d["quantileName"].as_str().unwrap_or_default().to_owned(),
+                    d["unit"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let table: BTreeSet<(String, String, String)> = QUANTILE_METRICS
+            .iter()
+            .flat_map(|m| {
+                m.quantiles.iter().map(|q| {
+                    (
+                        m.metric_name.to_owned(),
+                        q.name.to_owned(),
+                        q.unit.as_str().to_owned(),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(written, table);
+        // Without samples, every quantile but the cross-checks is still written.
+        let empty = new_builder(AdvertisementMode::HostRoutes, &MeasurementKind::ALL);
+        let registered: BTreeSet<(String, String)> = quantile_docs(&empty)
+            .iter()
+            .map(|d| {
+                (
+                    d["metricName"].as_str().unwrap_or_default().to_owned(),
+                    d["quantileName"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let always: BTreeSet<(String, String)> = QUANTILE_METRICS
+            .iter()
+            .flat_map(|m| {
+                m.threshold_quantiles()
+                    .map(|q| (m.metric_name.to_owned(), q.to_owned()))
+            })
+            .collect();
+        assert_eq!(registered, always);
+    }
 }

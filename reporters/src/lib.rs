@@ -37,7 +37,6 @@ pub mod document;
 pub mod document_builder;
 pub mod es;
 pub mod local;
-pub mod measured;
 mod plots;
 pub mod quantiles;
 pub mod recorder;
@@ -50,3 +49,5 @@ pub mod thresholds;
 pub mod units;
 
 pub use hdrhistogram;
+/// The shared measured-value vocabulary, at the path the reporters have always offered it.
+pub use vmbgp_model::measured;

@@ -10,7 +10,7 @@
 
 use hdrhistogram::Histogram;
 
-use crate::measured::{nanos_to_millis, round3};
+use vmbgp_model::{nanos_to_millis, round3};
 
 /// `montanaflynn/stats.Percentile` over already sorted values; `None` where it returns an error.
 pub fn kube_burner_percentile(sorted: &[f64], percent: f64) -> Option<f64> {

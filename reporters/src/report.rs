@@ -12,9 +12,7 @@ use serde_json::Value;
 
 use crate::document::{self, Document, QuantileDocument};
 use crate::plots;
-use crate::thresholds::{
-    Bound, Statistic, Threshold, ThresholdReport, ThresholdResult, ThresholdVerdict,
-};
+use crate::thresholds::{Side, Threshold, ThresholdReport, ThresholdResult, ThresholdVerdict};
 use crate::units::{self, Shown};
 
 /// The documents of one run, grouped for rendering.
@@ -127,7 +125,7 @@ fn quantile_note(q: &QuantileDocument) -> String {
 
 fn short_metric(metric: &str) -> &str {
     metric
-        .strip_suffix("QuantilesMeasurement")
+        .strip_suffix(vmbgp_model::quantiles::QUANTILES_SUFFIX)
         .unwrap_or(metric)
 }
 
@@ -434,10 +432,7 @@ pub(crate) fn group_unobserved<'a>(
 
 /// The unit a threshold's bound is in: counts for count statistics, else its quantile's unit.
 fn threshold_unit(result: &ThresholdResult, quantiles: &[QuantileDocument]) -> String {
-    if matches!(
-        result.threshold.statistic,
-        Statistic::Count | Statistic::MissingCount
-    ) {
+    if result.threshold.stat.is_count() {
         return "count".to_owned();
     }
     if let ThresholdVerdict::Passed { unit, .. } | ThresholdVerdict::Violated { unit, .. } =
@@ -448,8 +443,8 @@ fn threshold_unit(result: &ThresholdResult, quantiles: &[QuantileDocument]) -> S
     quantiles
         .iter()
         .find(|q| {
-            q.metric_name == result.threshold.metric_name
-                && q.quantile_name == result.threshold.quantile_name
+            q.metric_name == result.threshold.metric_name()
+                && q.quantile_name == result.threshold.quantile
         })
         .map(|q| q.unit.clone())
         .unwrap_or_default()
@@ -457,16 +452,16 @@ fn threshold_unit(result: &ThresholdResult, quantiles: &[QuantileDocument]) -> S
 
 /// `routeConvergence/AdvertiseFib P99 ≤ 5 s`: the threshold with its bound in a human unit.
 fn threshold_label(threshold: &Threshold, unit: &str) -> String {
-    let (op, limit) = match threshold.bound {
-        Bound::AtMost(v) => ("≤", v),
-        Bound::AtLeast(v) => ("≥", v),
+    let op = match threshold.bound.side() {
+        Side::AtMost => "≤",
+        Side::AtLeast => "≥",
     };
     format!(
         "{}/{} {} {op} {}",
-        short_metric(&threshold.metric_name),
-        threshold.quantile_name,
-        threshold.statistic,
-        units::human(limit, unit)
+        threshold.metric,
+        threshold.quantile,
+        threshold.stat,
+        units::human(threshold.bound.limit(), unit)
     )
 }
 

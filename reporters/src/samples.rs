@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::measured::{Measured, Timing};
+use vmbgp_model::{Measured, Timing};
 
 /// How VM addresses reach the external router.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,118 +1,48 @@
-//! Pass/fail thresholds on quantile documents (profile: metric, quantile, statistic, bound) and
-//! the run verdict they produce: `passed` and `executionErrors` of `jobSummary`.
+//! Evaluates thresholds on quantile documents and the run verdict they produce: `passed` and
+//! `executionErrors` of `jobSummary`. The threshold itself is the shared [`Threshold`].
 
-use std::fmt;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::document::{self, QuantileDocument};
-
-/// A statistic of a quantile document, named as its field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Statistic {
-    P99,
-    P95,
-    P90,
-    P50,
-    #[serde(rename = "min")]
-    Min,
-    #[serde(rename = "max")]
-    Max,
-    #[serde(rename = "avg")]
-    Avg,
-    /// Observed samples.
-    #[serde(rename = "count")]
-    Count,
-    /// Samples that could not be observed (e.g. VMs that never answered).
-    #[serde(rename = "missingCount")]
-    MissingCount,
-}
-
-impl Statistic {
-    pub fn field_name(&self) -> &'static str {
-        match self {
-            Statistic::P99 => "P99",
-            Statistic::P95 => "P95",
-            Statistic::P90 => "P90",
-            Statistic::P50 => "P50",
-            Statistic::Min => "min",
-            Statistic::Max => "max",
-            Statistic::Avg => "avg",
-            Statistic::Count => "count",
-            Statistic::MissingCount => "missingCount",
-        }
-    }
-
-    /// Counts are plain numbers whatever the quantile's unit.
-    fn is_count(&self) -> bool {
-        matches!(self, Statistic::Count | Statistic::MissingCount)
-    }
-}
-
-impl fmt::Display for Statistic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.field_name())
-    }
-}
-
-/// The allowed side of a threshold, in the quantile's unit (ms for latencies).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Bound {
-    AtMost(f64),
-    AtLeast(f64),
-}
-
-/// One threshold as results carry it (the harness converts the profile's), e.g.
-/// `{metricName: routeConvergenceQuantilesMeasurement, quantileName: AdvertiseFib, statistic: P99, atMost: 5000}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Threshold {
-    pub metric_name: String,
-    pub quantile_name: String,
-    pub statistic: Statistic,
-    #[serde(flatten)]
-    pub bound: Bound,
-}
-
-impl fmt::Display for Threshold {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (op, value) = match self.bound {
-            Bound::AtMost(v) => ("<=", v),
-            Bound::AtLeast(v) => (">=", v),
-        };
-        write!(
-            f,
-            "{}/{} {} {op} {value}",
-            self.metric_name, self.quantile_name, self.statistic
-        )
-    }
-}
+use crate::document::QuantileDocument;
+pub use vmbgp_model::{Bound, Side, Statistic, Threshold};
 
 /// The seed's defaults: route convergence P99 ≤ 5 s (network and, in host-routes mode, /32),
 /// BGP session uptime ≥ 99 % on every peer, every VM reachable.
 pub fn default_thresholds() -> Vec<Threshold> {
-    let route = |quantile: &str| Threshold {
-        metric_name: document::ROUTE_CONVERGENCE_QUANTILES.to_owned(),
-        quantile_name: quantile.to_owned(),
-        statistic: Statistic::P99,
-        bound: Bound::AtMost(5000.0),
+    let threshold = |metric: &str, quantile: &str, stat, bound| Threshold {
+        metric: metric.to_owned(),
+        quantile: quantile.to_owned(),
+        stat,
+        bound,
     };
+    let five_seconds = Bound::MaxDuration(Duration::from_secs(5));
     vec![
-        route("AdvertiseFib"),
-        route("HostRouteAdvertiseFib"),
-        Threshold {
-            metric_name: document::BGP_SESSION_QUANTILES.to_owned(),
-            quantile_name: "UptimePercent".to_owned(),
-            statistic: Statistic::Min,
-            bound: Bound::AtLeast(99.0),
-        },
-        Threshold {
-            metric_name: document::VM_REACHABILITY_QUANTILES.to_owned(),
-            quantile_name: "FirstReply".to_owned(),
-            statistic: Statistic::MissingCount,
-            bound: Bound::AtMost(0.0),
-        },
+        threshold(
+            "routeConvergence",
+            "AdvertiseFib",
+            Statistic::P99,
+            five_seconds,
+        ),
+        threshold(
+            "routeConvergence",
+            "HostRouteAdvertiseFib",
+            Statistic::P99,
+            five_seconds,
+        ),
+        threshold(
+            "bgpSession",
+            "UptimePercent",
+            Statistic::Min,
+            Bound::MinPercent(99.0),
+        ),
+        threshold(
+            "vmReachability",
+            "FirstReply",
+            Statistic::MissingCount,
+            Bound::MaxNumber(0.0),
+        ),
     ]
 }
 
@@ -253,16 +183,17 @@ pub fn evaluate_thresholds(
 }
 
 fn evaluate_one(threshold: &Threshold, quantiles: &[QuantileDocument]) -> ThresholdVerdict {
+    let metric_name = threshold.metric_name();
     let mut of_metric = quantiles
         .iter()
-        .filter(|q| q.metric_name == threshold.metric_name)
+        .filter(|q| q.metric_name == metric_name)
         .peekable();
     if of_metric.peek().is_none() {
         return ThresholdVerdict::Skipped {
-            reason: format!("the run has no {} documents", threshold.metric_name),
+            reason: format!("the run has no {metric_name} documents"),
         };
     }
-    let Some(doc) = of_metric.find(|q| q.quantile_name == threshold.quantile_name) else {
+    let Some(doc) = of_metric.find(|q| q.quantile_name == threshold.quantile) else {
         return ThresholdVerdict::UnknownQuantile;
     };
     if doc.is_not_applicable() {
@@ -275,20 +206,17 @@ fn evaluate_one(threshold: &Threshold, quantiles: &[QuantileDocument]) -> Thresh
                 .unwrap_or_default(),
         };
     }
-    let Some(value) = doc.statistic(threshold.statistic) else {
+    let Some(value) = doc.statistic(threshold.stat) else {
         return ThresholdVerdict::Unobserved {
             reason: doc
                 .missing
-                .get(threshold.statistic.field_name())
+                .get(threshold.stat.field_name())
                 .cloned()
                 .unwrap_or_else(|| "no observed sample".to_owned()),
         };
     };
-    let ok = match threshold.bound {
-        Bound::AtMost(limit) => value <= limit,
-        Bound::AtLeast(limit) => value >= limit,
-    };
-    let unit = if threshold.statistic.is_count() {
+    let ok = threshold.bound.allows(value);
+    let unit = if threshold.stat.is_count() {
         "count".to_owned()
     } else {
         doc.unit.clone()
@@ -303,6 +231,7 @@ fn evaluate_one(threshold: &Threshold, quantiles: &[QuantileDocument]) -> Thresh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document;
     use std::collections::BTreeMap;
 
     fn quantile(metric: &str, name: &str, p99: Option<f64>, missing: u64) -> QuantileDocument {
@@ -332,27 +261,6 @@ mod tests {
             not_applicable: BTreeMap::new(),
             histogram: Vec::new(),
         }
-    }
-
-    #[test]
-    fn thresholds_are_written_in_their_document_shape_and_read_back() {
-        // The reporters' shape (metricName/quantileName/statistic/atMost|atLeast), as results
-        // carry it; profiles use another (metric/quantile/stat/max|min), converted and tested in
-        // the harness (`results::tests::profile_thresholds_become_millisecond_and_percent_bounds`).
-        let thresholds = default_thresholds();
-        let json = serde_json::to_value(&thresholds).expect("serializes");
-        let first = &json[0];
-        assert_eq!(
-            first["metricName"],
-            document::ROUTE_CONVERGENCE_QUANTILES,
-            "{json}"
-        );
-        assert_eq!(first["quantileName"], "AdvertiseFib");
-        assert_eq!(first["statistic"], "P99");
-        assert_eq!(first["atMost"], 5000.0);
-        assert!(first.get("atLeast").is_none(), "{json}");
-        let read: Vec<Threshold> = serde_json::from_value(json).expect("reads back");
-        assert_eq!(read, thresholds);
     }
 
     #[test]
@@ -413,10 +321,10 @@ mod tests {
             &[
                 default_thresholds()[0].clone(),
                 Threshold {
-                    metric_name: route.to_owned(),
-                    quantile_name: "Typo".to_owned(),
-                    statistic: Statistic::P50,
-                    bound: Bound::AtMost(1.0),
+                    metric: "routeConvergence".to_owned(),
+                    quantile: "Typo".to_owned(),
+                    stat: Statistic::P50,
+                    bound: Bound::MaxNumber(1.0),
                 },
             ],
             &[empty],

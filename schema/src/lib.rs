@@ -90,33 +90,18 @@ pub fn unknown_field_warning(field_path: &str) -> String {
 }
 pub use violation::{Violation, ViolationReason, Violations};
 
-/// One served (or listed but unserved) kind.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KindInfo {
-    /// API group; empty for the core group (`v1`).
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    /// Resource name in URLs (`clusteruserdefinednetworks`).
-    pub plural: String,
-    pub namespaced: bool,
-    pub has_status_subresource: bool,
-    pub served: bool,
-    /// Lower-case singular resource name (`clusteruserdefinednetwork`), for discovery.
-    pub singular: String,
-    /// Short names kubectl accepts (`cudn`, `ra`, `vm`), for discovery.
-    pub short_names: Vec<String>,
-}
+/// One served (or listed but unserved) kind: the shared kind facts, read from the embedded CRDs.
+pub use vmbgp_model::KindInfo;
 
-impl KindInfo {
-    /// `group/version`, or `version` for the core group.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
+/// The facts of every embedded kind (served or not), sorted by group, version, kind, without
+/// compiling a validator: what a server needs to route requests.
+pub fn embedded_kinds() -> Result<Vec<KindInfo>, SchemaError> {
+    let mut kinds: Vec<KindInfo> = sources::load_all()?
+        .into_iter()
+        .map(|kind| kind.info)
+        .collect();
+    kinds.sort();
+    Ok(kinds)
 }
 
 /// A compiled kind.

@@ -149,7 +149,7 @@ fn main() {
         println!("never reachable    {never}");
         println!("schedule skipped   {skipped}");
         println!("socket drops       {}", snapshot.stats.socket_drops);
-        println!("send lag (µs)      {:?}", snapshot.stats.send_lag.get());
+        println!("send lag (µs)      {:?}", snapshot.stats.send_lag.observed());
         println!("rtt (µs)           {rtt:?}");
         let (user, system) = (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
         println!(

@@ -20,7 +20,7 @@ use vmbgp_host::clock::{MonoStamp, RunClock};
 use vmbgp_host::netns::in_netns;
 
 use crate::error::ProbeError;
-use crate::observed::ser;
+use crate::ser;
 
 /// Where and how the endpoint listens.
 #[derive(Debug, Clone)]

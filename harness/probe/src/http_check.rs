@@ -1,7 +1,7 @@
 //! A small HTTP GET from a chosen netns (and optionally a chosen source address) to a VM's
 //! responder port, with hyper's HTTP/1 client on a socket opened in that netns. Reports the
 //! connect and response instants on the run clock, the status and the start of the body; a
-//! failure is a result (`Observed::Missing` with the error), not an error.
+//! failure is a result (`Measured::Missing` with the error), not an error.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,7 +13,9 @@ use serde::Serialize;
 use vmbgp_host::clock::{MonoStamp, RunClock};
 use vmbgp_host::netns::in_netns;
 
-use crate::observed::{Observed, ser};
+use vmbgp_model::Measured;
+
+use crate::ser;
 
 /// Largest body kept.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -54,18 +56,24 @@ pub struct HttpCheck {
     #[serde(serialize_with = "ser::stamp", rename = "startedNs")]
     pub started: MonoStamp,
     /// When the TCP connection was established.
-    pub connected: Observed<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub connected: Measured<u64>,
     /// When the complete response had arrived (ns since the run anchor).
-    pub completed: Observed<u64>,
-    pub status: Observed<u16>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub completed: Measured<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub status: Measured<u16>,
     /// The body (lossy UTF-8, at most 64 KiB).
-    pub body: Observed<String>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub body: Measured<String>,
 }
 
 impl HttpCheck {
     /// True when the server answered with a 2xx status.
     pub fn ok(&self) -> bool {
-        self.status.get().is_some_and(|s| (200..300).contains(s))
+        self.status
+            .observed()
+            .is_some_and(|s| (200..300).contains(s))
     }
 }
 
@@ -103,34 +111,34 @@ pub async fn http_get(clock: &RunClock, req: &HttpGet) -> HttpCheck {
     let mut check = HttpCheck {
         target: req.target,
         started,
-        connected: Observed::missing("not connected"),
-        completed: Observed::missing("no response"),
-        status: Observed::missing("no response"),
-        body: Observed::missing("no response"),
+        connected: Measured::missing("not connected"),
+        completed: Measured::missing("no response"),
+        status: Measured::missing("no response"),
+        body: Measured::missing("no response"),
     };
     let work = exchange(clock, req, &mut check);
     if tokio::time::timeout(req.timeout, work).await.is_err() {
         let why = format!("timed out after {:?}", req.timeout);
         if !check.connected.is_observed() {
-            check.connected = Observed::missing(format!("connect {why}"));
+            check.connected = Measured::missing(format!("connect {why}"));
         }
-        check.completed = Observed::missing(why.clone());
-        check.status = Observed::missing(why.clone());
-        check.body = Observed::missing(why);
+        check.completed = Measured::missing(why.clone());
+        check.status = Measured::missing(why.clone());
+        check.body = Measured::missing(why);
     }
     check
 }
 
 async fn exchange(clock: &RunClock, req: &HttpGet, check: &mut HttpCheck) {
     let fail = |check: &mut HttpCheck, why: String| {
-        check.completed = Observed::missing(why.clone());
-        check.status = Observed::missing(why.clone());
-        check.body = Observed::missing(why);
+        check.completed = Measured::missing(why.clone());
+        check.status = Measured::missing(why.clone());
+        check.body = Measured::missing(why);
     };
     let socket = match tcp_socket_in(req.netns.as_deref(), req.target, req.source) {
         Ok(s) => s,
         Err(why) => {
-            check.connected = Observed::missing(why.clone());
+            check.connected = Measured::missing(why.clone());
             return fail(check, why);
         }
     };
@@ -138,11 +146,11 @@ async fn exchange(clock: &RunClock, req: &HttpGet, check: &mut HttpCheck) {
         Ok(s) => s,
         Err(e) => {
             let why = format!("connect to {} failed: {e}", req.target);
-            check.connected = Observed::missing(why.clone());
+            check.connected = Measured::missing(why.clone());
             return fail(check, why);
         }
     };
-    check.connected = Observed::value(stamp_ns(clock.now()));
+    check.connected = Measured::Observed(stamp_ns(clock.now()));
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
@@ -169,19 +177,19 @@ async fn exchange(clock: &RunClock, req: &HttpGet, check: &mut HttpCheck) {
             return fail(check, format!("request failed: {e}"));
         }
     };
-    check.status = Observed::value(response.status().as_u16());
+    check.status = Measured::Observed(response.status().as_u16());
     match Limited::new(response.into_body(), BODY_LIMIT)
         .collect()
         .await
     {
         Ok(body) => {
-            check.completed = Observed::value(stamp_ns(clock.now()));
-            check.body = Observed::value(String::from_utf8_lossy(&body.to_bytes()).into_owned());
+            check.completed = Measured::Observed(stamp_ns(clock.now()));
+            check.body = Measured::Observed(String::from_utf8_lossy(&body.to_bytes()).into_owned());
         }
         Err(e) => {
             let why = format!("reading the body failed: {e}");
-            check.completed = Observed::missing(why.clone());
-            check.body = Observed::missing(why);
+            check.completed = Measured::missing(why.clone());
+            check.body = Measured::missing(why);
         }
     }
     driver.abort();

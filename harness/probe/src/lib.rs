@@ -3,7 +3,7 @@
 //! Every instant this crate records comes from the harness's one clock
 //! ([`vmbgp_host::clock::RunClock::now`]); sockets are opened inside the chosen network namespace
 //! with [`vmbgp_host::netns::in_netns`] and keep it. A value that was not observed is
-//! [`Observed::Missing`] with a reason, never 0.
+//! [`Measured::Missing`] with a reason, never 0 (written `{"status": "missing", "reason": ..}`).
 //!
 //! # ICMP streams ([`icmp`])
 //!
@@ -70,8 +70,8 @@ pub mod egress;
 pub mod error;
 pub mod http_check;
 pub mod icmp;
-pub mod observed;
+mod ser;
 pub mod tcp;
 
 pub use error::ProbeError;
-pub use observed::Observed;
+pub use vmbgp_model::Measured;

@@ -45,7 +45,7 @@ async fn egress_endpoint_records_the_true_source_of_each_vm() {
     };
     let a = http_get(&clock, &call(vm_a, "ns/vm-a")).await;
     assert!(a.ok(), "{a:?}");
-    assert_eq!(a.body.get().map(String::as_str), Some("198.19.0.30\n"));
+    assert_eq!(a.body.observed().map(String::as_str), Some("198.19.0.30\n"));
     let b = http_get(&clock, &call(FAR, "ns/vm-b")).await;
     assert!(b.ok(), "{b:?}");
 
@@ -64,7 +64,10 @@ async fn egress_endpoint_records_the_true_source_of_each_vm() {
     // No identification at all: 400, recorded, counted for nobody.
     let mut anonymous = HttpGet::new(listen, "/egress");
     anonymous.netns = Some(pair.far.clone());
-    assert_eq!(http_get(&clock, &anonymous).await.status.get(), Some(&400));
+    assert_eq!(
+        http_get(&clock, &anonymous).await.status.observed(),
+        Some(&400)
+    );
 
     let (records, not_kept) = endpoint.records();
     assert_eq!((records.len(), not_kept), (4, 0));

@@ -70,15 +70,15 @@ async fn live_address_answers_with_sane_rtts() {
     assert!(r.sent >= 20 && r.sent <= 200, "sent {}", r.sent);
     assert_eq!((r.lost, r.pending), (0, 0), "{r:?}");
     assert_eq!(r.replied, r.sent);
-    assert_eq!(r.loss_ratio.get(), Some(&0.0));
-    let rtt = r.rtt.get().expect("rtt observed");
+    assert_eq!(r.loss_ratio.observed(), Some(&0.0));
+    let rtt = r.rtt.observed().expect("rtt observed");
     assert!(rtt.p50_us >= 1 && rtt.p50_us < 10_000, "{rtt:?}");
     assert!(rtt.max_us < 500_000, "{rtt:?}");
-    let first = r.first_reply.get().expect("first reply");
+    let first = r.first_reply.observed().expect("first reply");
     assert_eq!(first.probe_no, 0);
     assert!(first.scheduled <= first.sent && first.sent < first.received);
-    assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(0));
-    assert_eq!(r.loss_derived_convergence.get(), Some(&Duration::ZERO));
+    assert_eq!(r.sustained.observed().map(|e| e.probe_no), Some(0));
+    assert_eq!(r.loss_derived_convergence.observed(), Some(&Duration::ZERO));
     assert!(r.loss_periods.is_empty());
     assert!(snapshot.never_reachable().is_empty());
     let json = serde_json::to_value(&snapshot).expect("snapshot serializes");
@@ -116,12 +116,15 @@ async fn address_that_appears_goes_away_and_returns() {
     assert_eq!(snapshot.stats.socket_drops, 0);
 
     // First reply: a probe sent after the address appeared (bounds are generous for a busy machine).
-    let first = r.first_reply.get().expect("first reply");
+    let first = r.first_reply.observed().expect("first reply");
     assert!(first.sent >= minus(add1.0, 1), "{first:?} vs {add1:?}");
     assert!(first.sent <= plus(add1.1, 100), "{first:?} vs {add1:?}");
     // Nothing was lost between the first reply and the deletion, so that probe starts the
     // sustained run.
-    assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(first.probe_no));
+    assert_eq!(
+        r.sustained.observed().map(|e| e.probe_no),
+        Some(first.probe_no)
+    );
 
     assert_eq!(r.loss_periods.len(), 2, "{:#?}", r.loss_periods);
     assert_eq!(r.loss_periods_since(del.0).count(), 1);
@@ -133,7 +136,7 @@ async fn address_that_appears_goes_away_and_returns() {
     let (initial, outage) = (r.loss_periods[0], r.loss_periods[1]);
     assert!(initial.before_first_reply && initial.first_lost_probe == 0);
     assert_eq!(
-        r.loss_derived_convergence.get(),
+        r.loss_derived_convergence.observed(),
         Some(&initial.loss_derived)
     );
     assert!(!outage.before_first_reply);
@@ -161,10 +164,10 @@ async fn address_that_appears_goes_away_and_returns() {
         "{derived:?}"
     );
     assert_eq!(
-        r.loss_of_connectivity.get(),
+        r.loss_of_connectivity.observed(),
         Some(&initial.loss_derived.max(derived))
     );
-    let gap = r.longest_reply_gap.get().expect("gap");
+    let gap = r.longest_reply_gap.observed().expect("gap");
     assert!(gap.gap >= derived, "{gap:?}");
 }
 
@@ -191,7 +194,7 @@ async fn unreachable_targets_report_never_reachable_with_a_reason() {
     assert!(reason.contains("no echo reply"), "{reason}");
     assert!(!r.sustained.is_observed() && !r.rtt.is_observed());
     assert!(!r.loss_derived_convergence.is_observed());
-    assert_eq!(r.loss_ratio.get(), Some(&1.0));
+    assert_eq!(r.loss_ratio.observed(), Some(&1.0));
 
     let r = &snapshot.targets[&addr(no_route)];
     assert_eq!((r.replied, r.lost), (0, r.sent));

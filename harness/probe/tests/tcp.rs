@@ -49,12 +49,15 @@ async fn goodput_to_a_sink_is_positive_and_retransmits_are_read() {
     req.duration = Duration::from_millis(700);
     let report = tcp_throughput(clock, req).await;
     assert!(report.survived, "{:?}", report.error);
-    let acked = *report.bytes_acked.get().expect("bytes acked");
+    let acked = *report.bytes_acked.observed().expect("bytes acked");
     assert!(acked > 0 && acked <= report.bytes_written);
-    let goodput = *report.goodput_bits_per_s.get().expect("goodput");
+    let goodput = *report.goodput_bits_per_s.observed().expect("goodput");
     assert!(goodput > 1e6, "goodput {goodput} bit/s");
-    assert!(report.retransmits.get().is_some(), "retransmits readable");
-    assert!(report.smoothed_rtt_us.get().is_some());
+    assert!(
+        report.retransmits.observed().is_some(),
+        "retransmits readable"
+    );
+    assert!(report.smoothed_rtt_us.observed().is_some());
     assert!(
         report.samples.len() >= 5,
         "{} samples",
@@ -89,9 +92,9 @@ async fn connection_survives_an_outage_and_reports_the_stall() {
     pair.add_far_address(vm);
     let report = sender.await.expect("sender");
     assert!(report.survived, "{:?}", report.error);
-    let stall = *report.longest_stall.get().expect("stall");
+    let stall = *report.longest_stall.observed().expect("stall");
     assert!(stall >= Duration::from_millis(250), "stall {stall:?}");
-    assert!(*report.retransmits.get().expect("retransmits") >= 1);
+    assert!(*report.retransmits.observed().expect("retransmits") >= 1);
     let _ = tokio::task::spawn_blocking(move || reader.join()).await;
 }
 

@@ -8,8 +8,8 @@ mod profile;
 
 pub use net::{IpRange, cidr_cover};
 pub use plan::{
-    BgpPlan, BmpTarget, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Plan, ProbePlan, Shape,
-    Stat, Threshold, ThresholdBound, VmSpec, VmTemplate, check_label_value, known_metrics, plan,
+    BgpPlan, BmpTarget, Bound, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Plan, ProbePlan,
+    Shape, Statistic, Threshold, VmSpec, VmTemplate, check_label_value, plan,
 };
 pub use profile::{BUILTIN_PROFILES, Profile, load_profile};
 

@@ -251,7 +251,7 @@ impl Reachability {
             .map_err(|e| format!("its probe stream cannot be read: {e}"))?;
         Ok(crate::measure::migration::LossWindow {
             loss: report.loss_since(since),
-            last_reply: report.last_reply.get().map(|r| r.received),
+            last_reply: report.last_reply.observed().map(|r| r.received),
         })
     }
 
@@ -327,7 +327,7 @@ impl Reachability {
         let (first_reply, sustained, loss_derived, rtt, sent, received) =
             match (&why_missing, &vm.report) {
                 (None, Some(report)) => {
-                    let first = match report.first_reply.get() {
+                    let first = match report.first_reply.observed() {
                         Some(event) => since_t0(event.received)
                             .map(|d| Measured::Observed(Timing::new(d, resolution)))
                             .unwrap_or_else(|| Measured::missing("first reply before t0")),
@@ -340,7 +340,7 @@ impl Reachability {
                                 .to_string(),
                         }),
                     };
-                    let sustained = match report.sustained.get() {
+                    let sustained = match report.sustained.observed() {
                         Some(event) => since_t0(event.sent)
                             .map(|d| Measured::Observed(Timing::new(d, resolution)))
                             .unwrap_or_else(|| Measured::missing("sustained before t0")),
@@ -353,7 +353,7 @@ impl Reachability {
                                 .to_string(),
                         }),
                     };
-                    let loss_derived = match report.loss_derived_convergence.get() {
+                    let loss_derived = match report.loss_derived_convergence.observed() {
                         Some(d) => Measured::Observed(Timing::new(*d, self.interval)),
                         None => Measured::missing(
                             report

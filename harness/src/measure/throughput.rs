@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use vmbgp_probe::Observed;
 use vmbgp_probe::tcp::{CONNECT_TIMEOUT, ThroughputReport, ThroughputRequest, tcp_throughput};
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::samples::{
@@ -156,16 +155,9 @@ fn unusable(vm: &VmSpec, started: MonoStamp, why: String) -> ThroughputSample {
     }
 }
 
-fn measured<T: Clone, U>(value: &Observed<T>, convert: impl FnOnce(&T) -> U) -> Measured<U> {
-    match value.get() {
-        Some(v) => Measured::Observed(convert(v)),
-        None => Measured::missing(value.missing_reason().unwrap_or("not observed").to_string()),
-    }
-}
-
 /// A sender report as a sample: t0 is when the sender started connecting.
 fn sample_of(vm: &VmSpec, report: &ThroughputReport) -> ThroughputSample {
-    let duration = match (report.connected.get(), report.finished.get()) {
+    let duration = match (report.connected.observed(), report.finished.observed()) {
         (Some(connected), Some(finished)) if finished >= connected => Measured::Observed(
             Timing::new(Duration::from_nanos(finished - connected), SAMPLE_EVERY),
         ),
@@ -182,8 +174,8 @@ fn sample_of(vm: &VmSpec, report: &ThroughputReport) -> ThroughputSample {
             offset: report.started.since_anchor(),
             uncertainty: Duration::ZERO,
         },
-        goodput_bits_per_second: measured(&report.goodput_bits_per_s, |v| *v),
-        retransmits: measured(&report.retransmits, |v| u64::from(*v)),
+        goodput_bits_per_second: report.goodput_bits_per_s.clone(),
+        retransmits: report.retransmits.clone().map(u64::from),
         duration,
     }
 }

@@ -121,7 +121,7 @@ impl Lab {
         }
         let ground_truth = Arc::new(GroundTruth::new(config.ground_truth_path.as_deref())?);
         let (registry, validator) = match validator {
-            Some(v) => (default_registry(), Some(v)),
+            Some(v) => (default_registry()?, Some(v)),
             None => crate::validation::schema_registry_and_validator()?,
         };
         let store = Arc::new(Store::new(
@@ -412,11 +412,9 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     written
 }
 
-/// The registry used when the caller brings its own validator: built-in kinds plus DESIGN §2's kinds.
-pub fn default_registry() -> Registry {
-    let mut kinds = Registry::builtin_kinds();
-    kinds.extend(Registry::design_kinds());
-    Registry::new(kinds)
+/// The registry used when the caller brings its own validator: every kind the embedded CRDs serve.
+pub fn default_registry() -> Result<Registry, LabError> {
+    Registry::embedded().map_err(|e| LabError::Schema(Box::new(e)))
 }
 
 fn seed_cluster(store: &Store, config: &LabConfig) -> Result<(), LabError> {

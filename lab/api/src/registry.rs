@@ -1,65 +1,12 @@
-//! The set of resource kinds the lab serves: names, scope and subresources, looked up by path or by kind.
+//! The set of resource kinds the lab serves, looked up by path or by kind. The kinds and their
+//! facts (names, scope, subresources) come from the embedded schema set, so the lab serves what
+//! the CRDs declare.
 
 use std::collections::BTreeMap;
 
-/// One served resource kind (a group/version/plural triple).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceKind {
-    /// API group; `""` for the core group.
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    /// Lower-case plural used in URLs, e.g. `virtualmachines`.
-    pub plural: String,
-    pub namespaced: bool,
-    pub has_status_subresource: bool,
-    pub short_names: Vec<String>,
-}
-
-impl ResourceKind {
-    /// `group/version`, or just `version` for the core group.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-
-    /// The singular name discovery reports (lower-case kind).
-    pub fn singular(&self) -> String {
-        self.kind.to_lowercase()
-    }
-
-    /// `<plural>` or `<plural>.<group>`, as error messages name the resource.
-    pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
-    }
-
-    fn new(
-        group: &str,
-        version: &str,
-        kind: &str,
-        plural: &str,
-        namespaced: bool,
-        status: bool,
-        short: &[&str],
-    ) -> Self {
-        ResourceKind {
-            group: group.to_string(),
-            version: version.to_string(),
-            kind: kind.to_string(),
-            plural: plural.to_string(),
-            namespaced,
-            has_status_subresource: status,
-            short_names: short.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
+/// One served resource kind (a group/version/plural triple): the shared kind facts, as the
+/// embedded CRDs declare them.
+pub use vmbgp_model::KindInfo as ResourceKind;
 
 /// Index of served kinds. Ids are positions in [`Registry::kinds`], stable for the lab's life.
 #[derive(Debug, Clone)]
@@ -93,118 +40,24 @@ impl Registry {
         reg
     }
 
-    /// The kinds a real cluster of this project's shape serves and the lab does not get from a CRD
-    /// schema: core `v1` namespaces and nodes, and Multus' NetworkAttachmentDefinition.
-    pub fn builtin_kinds() -> Vec<ResourceKind> {
-        vec![
-            ResourceKind::new("", "v1", "Namespace", "namespaces", false, true, &["ns"]),
-            ResourceKind::new("", "v1", "Node", "nodes", false, true, &["no"]),
-            ResourceKind::new(
-                "k8s.cni.cncf.io",
-                "v1",
-                "NetworkAttachmentDefinition",
-                "network-attachment-definitions",
-                true,
-                false,
-                &["net-attach-def"],
-            ),
-        ]
+    /// Every served kind of the embedded schema set (CRDs, KubeVirt's kinds, the core kinds the
+    /// lab serves), core kinds first so namespaces and nodes keep the first ids.
+    pub fn embedded() -> Result<Self, vmbgp_schema::SchemaError> {
+        Ok(Registry::served(vmbgp_schema::embedded_kinds()?))
     }
 
-    /// The custom kinds of DESIGN §2, used when no schema set drives the registry.
-    pub fn design_kinds() -> Vec<ResourceKind> {
-        vec![
-            ResourceKind::new(
-                "kubevirt.io",
-                "v1",
-                "VirtualMachine",
-                "virtualmachines",
-                true,
-                true,
-                &["vm", "vms"],
-            ),
-            ResourceKind::new(
-                "kubevirt.io",
-                "v1",
-                "VirtualMachineInstance",
-                "virtualmachineinstances",
-                true,
-                true,
-                &["vmi", "vmis"],
-            ),
-            ResourceKind::new(
-                "kubevirt.io",
-                "v1",
-                "VirtualMachineInstanceMigration",
-                "virtualmachineinstancemigrations",
-                true,
-                true,
-                &["vmim", "vmims"],
-            ),
-            ResourceKind::new(
-                "k8s.cni.cncf.io",
-                "v1alpha1",
-                "IPAMClaim",
-                "ipamclaims",
-                true,
-                true,
-                &[],
-            ),
-            ResourceKind::new(
-                "k8s.ovn.org",
-                "v1",
-                "ClusterUserDefinedNetwork",
-                "clusteruserdefinednetworks",
-                false,
-                true,
-                &["cudn"],
-            ),
-            ResourceKind::new(
-                "k8s.ovn.org",
-                "v1",
-                "UserDefinedNetwork",
-                "userdefinednetworks",
-                true,
-                true,
-                &["udn"],
-            ),
-            ResourceKind::new(
-                "k8s.ovn.org",
-                "v1",
-                "RouteAdvertisements",
-                "routeadvertisements",
-                false,
-                true,
-                &["ra"],
-            ),
-            ResourceKind::new(
-                "frrk8s.metallb.io",
-                "v1beta1",
-                "FRRConfiguration",
-                "frrconfigurations",
-                true,
-                true,
-                &[],
-            ),
-            ResourceKind::new(
-                "frrk8s.metallb.io",
-                "v1beta1",
-                "FRRNodeState",
-                "frrnodestates",
-                false,
-                true,
-                &[],
-            ),
-            ResourceKind::new(
-                "frrk8s.metallb.io",
-                "v1beta1",
-                "BGPSessionState",
-                "bgpsessionstates",
-                true,
-                true,
-                &[],
-            ),
-        ]
+    /// The served kinds of a list, core group first, then by group, version and kind.
+    pub fn served(mut kinds: Vec<ResourceKind>) -> Self {
+        kinds.retain(|k| k.served);
+        kinds.sort_by_key(|k| {
+            (
+                !k.group.is_empty(),
+                k.group.clone(),
+                k.version.clone(),
+                k.kind.clone(),
+            )
+        });
+        Registry::new(kinds)
     }
 
     pub fn kinds(&self) -> &[ResourceKind] {

@@ -228,42 +228,12 @@ pub fn is_unknown_field(cause: &Cause) -> bool {
     cause.reason == ViolationReason::UnknownField.as_str()
 }
 
-/// The registry built from the schema set's served kinds, plus short names, and the matching validator.
+/// The registry built from the schema set's served kinds, and the matching validator.
 pub fn schema_registry_and_validator() -> Result<(Registry, Option<Arc<dyn Validator>>), LabError> {
     let set = Arc::new(SchemaSet::embedded().map_err(|e| LabError::Schema(Box::new(e)))?);
-    let known: Vec<ResourceKind> = Registry::builtin_kinds()
-        .into_iter()
-        .chain(Registry::design_kinds())
-        .collect();
-    // Built-in kinds first so core namespaces/nodes keep their ids and preferred versions come first.
-    let mut infos = set.kinds();
-    infos.sort_by_key(|k| {
-        (
-            !k.group.is_empty(),
-            k.group.clone(),
-            k.version.clone(),
-            k.kind.clone(),
-        )
-    });
-    let kinds: Vec<ResourceKind> = infos
-        .into_iter()
-        .filter(|k| k.served)
-        .map(|k| ResourceKind {
-            short_names: known
-                .iter()
-                .find(|d| d.group == k.group && d.version == k.version && d.plural == k.plural)
-                .map(|d| d.short_names.clone())
-                .unwrap_or_default(),
-            group: k.group,
-            version: k.version,
-            kind: k.kind,
-            plural: k.plural,
-            namespaced: k.namespaced,
-            has_status_subresource: k.has_status_subresource,
-        })
-        .collect();
+    let registry = Registry::served(set.kinds());
     let validator: Arc<dyn Validator> = Arc::new(SchemaValidator::new(set));
-    Ok((Registry::new(kinds), Some(validator)))
+    Ok((registry, Some(validator)))
 }
 
 #[cfg(test)]
@@ -272,18 +242,57 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn registry_serves_design_kinds_and_prune_drops_unknown_fields() {
+    fn registry_serves_the_crds_kinds_and_prune_drops_unknown_fields() {
         let (reg, validator) = schema_registry_and_validator().unwrap();
-        for k in Registry::builtin_kinds()
-            .into_iter()
-            .chain(Registry::design_kinds())
-        {
-            assert!(
-                reg.by_path(&k.group, &k.version, &k.plural).is_some(),
-                "{} not served",
-                k.kind
+        // The kinds of DESIGN §2 and the core kinds the lab needs, with the short names kubectl uses.
+        for (group, version, plural, short_names) in [
+            ("", "v1", "namespaces", &["ns"][..]),
+            ("", "v1", "nodes", &["no"]),
+            (
+                "k8s.cni.cncf.io",
+                "v1",
+                "network-attachment-definitions",
+                &["net-attach-def"],
+            ),
+            ("kubevirt.io", "v1", "virtualmachines", &["vm", "vms"]),
+            (
+                "kubevirt.io",
+                "v1",
+                "virtualmachineinstances",
+                &["vmi", "vmis"],
+            ),
+            (
+                "kubevirt.io",
+                "v1",
+                "virtualmachineinstancemigrations",
+                &["vmim", "vmims"],
+            ),
+            ("k8s.cni.cncf.io", "v1alpha1", "ipamclaims", &[]),
+            ("k8s.ovn.org", "v1", "clusteruserdefinednetworks", &["cudn"]),
+            ("k8s.ovn.org", "v1", "userdefinednetworks", &["udn"]),
+            ("k8s.ovn.org", "v1", "routeadvertisements", &["ra"]),
+            ("frrk8s.metallb.io", "v1beta1", "frrconfigurations", &[]),
+            ("frrk8s.metallb.io", "v1beta1", "frrnodestates", &[]),
+            ("frrk8s.metallb.io", "v1beta1", "bgpsessionstates", &[]),
+        ] {
+            let id = reg.by_path(group, version, plural);
+            let kind = id.and_then(|id| reg.get(id));
+            assert_eq!(
+                kind.map(|k| k.short_names.clone()),
+                Some(short_names.iter().map(|n| n.to_string()).collect()),
+                "{plural} not served with its short names"
             );
         }
+        assert_eq!(
+            reg.by_path("", "v1", "namespaces"),
+            Some(0),
+            "core kinds first"
+        );
+        assert_eq!(
+            Registry::embedded().unwrap().kinds(),
+            reg.kinds(),
+            "the validator-free registry serves the same kinds"
+        );
         assert!(
             reg.by_path("ipam.cluster.x-k8s.io", "v1alpha1", "ipamclaims")
                 .is_none()

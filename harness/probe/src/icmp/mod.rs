@@ -43,10 +43,10 @@ pub use report::{
 pub use socket::{SocketChoice, SocketKind};
 
 use crate::error::ProbeError;
-use crate::observed::Observed;
 use packet::{ProbeTag, REQUEST_LEN, Received};
 use socket::IcmpSocket;
 use stream::{ReplyKind, SendOutcome, Stream, StreamLimits};
+use vmbgp_model::Measured;
 
 /// A per-target probe rate, 1..=10,000 probes per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +155,7 @@ impl TargetSpec {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeSnapshot {
-    #[serde(serialize_with = "crate::observed::ser::stamp", rename = "atNs")]
+    #[serde(serialize_with = "crate::ser::stamp", rename = "atNs")]
     pub at: MonoStamp,
     pub targets: BTreeMap<IpAddr, TargetReport>,
     pub stats: ProberStats,
@@ -611,8 +611,8 @@ impl IcmpProber {
             mismatched_replies: self.shared.mismatched.load(Ordering::Relaxed),
             receive_errors: self.shared.recv_errors.load(Ordering::Relaxed),
             send_lag: match RttSummary::of(&state.send_lag_us) {
-                Some(s) => Observed::value(s),
-                None => Observed::missing("no probe sent"),
+                Some(s) => Measured::Observed(s),
+                None => Measured::missing("no probe sent"),
             },
             probes_sent: state.probes_sent,
             normal_priority: self

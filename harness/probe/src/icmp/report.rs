@@ -10,7 +10,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use vmbgp_host::clock::MonoStamp;
 
-use crate::observed::{Observed, ser};
+use vmbgp_model::Measured;
+
+use crate::ser;
 
 /// One probe that was answered: when it was due, when it left, when the reply arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,7 +118,7 @@ pub enum StopReason {
 }
 
 /// Everything observed for one target. Counts are plain numbers (0 is a real count); instants
-/// and durations that might not exist are [`Observed`].
+/// and durations that might not exist are [`Measured`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetReport {
@@ -150,34 +152,40 @@ pub struct TargetReport {
     /// Largest gap between a probe's scheduled and actual send instant.
     #[serde(serialize_with = "ser::duration", rename = "maxSendLagNs")]
     pub max_send_lag: Duration,
-    pub first_reply: Observed<ProbeEvent>,
-    pub last_reply: Observed<ProbeEvent>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub first_reply: Measured<ProbeEvent>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub last_reply: Measured<ProbeEvent>,
     /// The first probe of the first run of `sustain_count` consecutive answered probes.
-    pub sustained: Observed<ProbeEvent>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub sustained: Measured<ProbeEvent>,
     /// Sum of the intervals of probes lost before `sustained` (RFC 7747 route-specific
     /// loss-derived convergence time, measured from the first probe).
     #[serde(
         serialize_with = "ser::observed_duration",
         rename = "lossDerivedConvergenceNs"
     )]
-    pub loss_derived_convergence: Observed<Duration>,
+    pub loss_derived_convergence: Measured<Duration>,
     /// Sum of the intervals of all lost probes.
     #[serde(serialize_with = "ser::observed_duration", rename = "lossTimeTotalNs")]
-    pub loss_time_total: Observed<Duration>,
+    pub loss_time_total: Measured<Duration>,
     /// The longest loss period's loss-derived length (0 when probes resolved and none was lost).
     #[serde(
         serialize_with = "ser::observed_duration",
         rename = "lossOfConnectivityNs"
     )]
-    pub loss_of_connectivity: Observed<Duration>,
+    pub loss_of_connectivity: Measured<Duration>,
     /// Loss periods in order (the currently open one last, with `end: None`).
     pub loss_periods: Vec<LossPeriod>,
     /// Loss periods not kept because the per-target bound was reached (the longest is still counted).
     pub loss_periods_dropped: u64,
-    pub longest_reply_gap: Observed<ReplyGap>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub longest_reply_gap: Measured<ReplyGap>,
     /// lost / (replied + lost).
-    pub loss_ratio: Observed<f64>,
-    pub rtt: Observed<RttSummary>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub loss_ratio: Measured<f64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub rtt: Measured<RttSummary>,
     /// RTTs of answered probes in µs; merge them for an overall distribution.
     #[serde(skip)]
     pub rtt_histogram: Histogram<u32>,
@@ -261,7 +269,8 @@ pub struct ProberStats {
     /// Failed receive calls (other than "nothing queued").
     pub receive_errors: u64,
     /// Send lag (actual − scheduled) over all probes, µs.
-    pub send_lag: Observed<RttSummary>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub send_lag: Measured<RttSummary>,
     pub probes_sent: u64,
     /// Why the sending and receiving thread runs without real-time priority, if it does (its
     /// send and arrival instants may then include scheduling delay on a busy machine).

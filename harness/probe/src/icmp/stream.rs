@@ -12,7 +12,7 @@ use vmbgp_host::clock::MonoStamp;
 
 use super::ProbeRate;
 use super::report::{LossPeriod, ProbeEvent, ReplyGap, RttSummary, StopReason, TargetReport};
-use crate::observed::Observed;
+use vmbgp_model::Measured;
 
 /// Largest RTT the histograms hold (µs); the prober's timeout is capped to it.
 pub(crate) const RTT_HISTOGRAM_MAX_US: u64 = 60_000_000;
@@ -486,24 +486,24 @@ impl Stream {
             why
         };
         let first_reply = match self.first_reply {
-            Some(e) => Observed::value(e),
-            None => Observed::missing(never_replied()),
+            Some(e) => Measured::Observed(e),
+            None => Measured::missing(never_replied()),
         };
         let last_reply = match self.last_reply {
-            Some(e) => Observed::value(e),
-            None => Observed::missing(never_replied()),
+            Some(e) => Measured::Observed(e),
+            None => Measured::missing(never_replied()),
         };
         let sustained = match self.sustained {
-            Some(e) => Observed::value(e),
-            None if self.first_reply.is_none() => Observed::missing(never_replied()),
-            None => Observed::missing(format!(
+            Some(e) => Measured::Observed(e),
+            None if self.first_reply.is_none() => Measured::missing(never_replied()),
+            None => Measured::missing(format!(
                 "never {} consecutive replies (longest current run {})",
                 limits.sustain_count, self.run_len
             )),
         };
         let loss_derived_convergence = match self.sustained {
-            Some(_) => Observed::value(self.loss_time_before_sustained),
-            None => Observed::missing(
+            Some(_) => Measured::Observed(self.loss_time_before_sustained),
+            None => Measured::missing(
                 sustained
                     .missing_reason()
                     .map(|r| format!("sustained reachability not reached: {r}"))
@@ -529,24 +529,24 @@ impl Stream {
         }
         let (loss_time_total, loss_of_connectivity, loss_ratio) = if resolved == 0 {
             (
-                Observed::missing(nothing_resolved()),
-                Observed::missing(nothing_resolved()),
-                Observed::missing(nothing_resolved()),
+                Measured::missing(nothing_resolved()),
+                Measured::missing(nothing_resolved()),
+                Measured::missing(nothing_resolved()),
             )
         } else {
             (
-                Observed::value(self.loss_time_total),
-                Observed::value(longest.map_or(Duration::ZERO, |l| l.loss_derived)),
-                Observed::value(self.lost as f64 / resolved as f64),
+                Measured::Observed(self.loss_time_total),
+                Measured::Observed(longest.map_or(Duration::ZERO, |l| l.loss_derived)),
+                Measured::Observed(self.lost as f64 / resolved as f64),
             )
         };
         let longest_reply_gap = match self.longest_gap {
-            Some(g) => Observed::value(g),
-            None => Observed::missing(format!("fewer than two replies ({})", self.rtt.len())),
+            Some(g) => Measured::Observed(g),
+            None => Measured::missing(format!("fewer than two replies ({})", self.rtt.len())),
         };
         let rtt = match RttSummary::of(&self.rtt) {
-            Some(s) => Observed::value(s),
-            None => Observed::missing(never_replied()),
+            Some(s) => Measured::Observed(s),
+            None => Measured::missing(never_replied()),
         };
         TargetReport {
             addr: IpAddr::V4(self.addr),
@@ -636,11 +636,11 @@ mod tests {
         s.advance(ms(500), &LIMITS);
         let r = s.report(&LIMITS);
         assert_eq!((r.sent, r.replied, r.lost, r.pending), (10, 7, 3, 0));
-        assert_eq!(r.first_reply.get().map(|e| e.probe_no), Some(3));
-        assert_eq!(r.first_reply.get().map(|e| e.received), Some(ms(31)));
-        assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(3));
+        assert_eq!(r.first_reply.observed().map(|e| e.probe_no), Some(3));
+        assert_eq!(r.first_reply.observed().map(|e| e.received), Some(ms(31)));
+        assert_eq!(r.sustained.observed().map(|e| e.probe_no), Some(3));
         assert_eq!(
-            r.loss_derived_convergence.get(),
+            r.loss_derived_convergence.observed(),
             Some(&Duration::from_millis(30))
         );
         assert_eq!(r.loss_periods.len(), 1);
@@ -650,8 +650,8 @@ mod tests {
         assert_eq!((p.start, p.end), (ms(0), Some(ms(30))));
         assert_eq!(p.last_reply_before, None);
         assert_eq!(p.first_reply_after, Some(ms(31)));
-        assert_eq!(r.loss_ratio.get(), Some(&0.3));
-        let rtt = r.rtt.get().expect("rtt");
+        assert_eq!(r.loss_ratio.observed(), Some(&0.3));
+        let rtt = r.rtt.observed().expect("rtt");
         assert_eq!(rtt.count, 7);
         assert!((990..=1010).contains(&rtt.p50_us), "{rtt:?}");
     }
@@ -662,9 +662,9 @@ mod tests {
         run(&mut s, 10, |n| !(5..=7).contains(&n));
         s.advance(ms(500), &LIMITS);
         let r = s.report(&LIMITS);
-        assert_eq!(r.sustained.get().map(|e| e.probe_no), Some(0));
+        assert_eq!(r.sustained.observed().map(|e| e.probe_no), Some(0));
         // Observed zero: all loss came after sustained reachability.
-        assert_eq!(r.loss_derived_convergence.get(), Some(&Duration::ZERO));
+        assert_eq!(r.loss_derived_convergence.observed(), Some(&Duration::ZERO));
         assert_eq!(r.loss_periods.len(), 1);
         let p = r.loss_periods[0];
         assert!(!p.before_first_reply);
@@ -673,10 +673,10 @@ mod tests {
         assert_eq!(p.last_reply_before, Some(ms(41)));
         assert_eq!(p.first_reply_after, Some(ms(81)));
         assert_eq!(
-            r.loss_of_connectivity.get(),
+            r.loss_of_connectivity.observed(),
             Some(&Duration::from_millis(30))
         );
-        let gap = r.longest_reply_gap.get().expect("gap");
+        let gap = r.longest_reply_gap.observed().expect("gap");
         assert_eq!(
             (gap.from, gap.to, gap.gap),
             (ms(41), ms(81), Duration::from_millis(40))
@@ -706,7 +706,7 @@ mod tests {
         assert_eq!(r.loss_periods.len(), 1);
         assert_eq!(r.loss_periods[0].end, None);
         assert_eq!(
-            r.loss_of_connectivity.get(),
+            r.loss_of_connectivity.observed(),
             Some(&Duration::from_millis(50))
         );
     }
@@ -768,7 +768,7 @@ mod tests {
         s.advance(ms(500), &LIMITS);
         let r = s.report(&LIMITS);
         assert_eq!(
-            r.loss_derived_convergence.get(),
+            r.loss_derived_convergence.observed(),
             Some(&Duration::from_millis(14))
         );
         assert_eq!(r.loss_periods[0].loss_derived, Duration::from_millis(14));
@@ -831,7 +831,7 @@ mod tests {
         assert_eq!(r.lost, 16 + 5 + 1 + 2 + 3);
         // The longest (5 probes) was dropped from the list but is still the loss of connectivity.
         assert_eq!(
-            r.loss_of_connectivity.get(),
+            r.loss_of_connectivity.observed(),
             Some(&Duration::from_millis(50))
         );
     }

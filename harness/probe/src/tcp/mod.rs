@@ -15,7 +15,9 @@ use serde::Serialize;
 use vmbgp_host::clock::{MonoStamp, RunClock};
 
 use crate::http_check::tcp_socket_in;
-use crate::observed::{Observed, ser};
+use vmbgp_model::Measured;
+
+use crate::ser;
 
 /// What to send where.
 #[derive(Debug, Clone)]
@@ -68,23 +70,30 @@ pub struct ThroughputReport {
     #[serde(serialize_with = "ser::stamp", rename = "startedNs")]
     pub started: MonoStamp,
     /// When the connection was established (ns since the run anchor).
-    pub connected: Observed<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub connected: Measured<u64>,
     /// When sending stopped and the final `TCP_INFO` was read.
-    pub finished: Observed<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub finished: Measured<u64>,
     /// Bytes handed to the kernel.
     pub bytes_written: u64,
     /// Data bytes the peer acknowledged (`tcpi_bytes_acked` minus the SYN).
-    pub bytes_acked: Observed<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub bytes_acked: Measured<u64>,
     /// bytes_acked × 8 ÷ (finished − connected).
-    pub goodput_bits_per_s: Observed<f64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub goodput_bits_per_s: Measured<f64>,
     /// `tcpi_total_retrans` at the end.
-    pub retransmits: Observed<u32>,
-    pub bytes_retransmitted: Observed<u64>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub retransmits: Measured<u32>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub bytes_retransmitted: Measured<u64>,
     /// Smoothed RTT at the end, µs.
-    pub smoothed_rtt_us: Observed<u32>,
+    #[serde(serialize_with = "ser::status_form")]
+    pub smoothed_rtt_us: Measured<u32>,
     /// Longest time between samples without acknowledged progress (resolution `sample_every`).
     #[serde(serialize_with = "ser::observed_duration", rename = "longestStallNs")]
-    pub longest_stall: Observed<Duration>,
+    pub longest_stall: Measured<Duration>,
     /// True when the connection was established and lasted the whole duration without error.
     pub survived: bool,
     /// The error that ended the connection early, if any.
@@ -116,15 +125,15 @@ fn failed_report(target: SocketAddr, started: MonoStamp, why: String) -> Through
     ThroughputReport {
         target,
         started,
-        connected: Observed::missing(why.clone()),
-        finished: Observed::missing(why.clone()),
+        connected: Measured::missing(why.clone()),
+        finished: Measured::missing(why.clone()),
         bytes_written: 0,
-        bytes_acked: Observed::missing(why.clone()),
-        goodput_bits_per_s: Observed::missing(why.clone()),
-        retransmits: Observed::missing(why.clone()),
-        bytes_retransmitted: Observed::missing(why.clone()),
-        smoothed_rtt_us: Observed::missing(why.clone()),
-        longest_stall: Observed::missing(why.clone()),
+        bytes_acked: Measured::missing(why.clone()),
+        goodput_bits_per_s: Measured::missing(why.clone()),
+        retransmits: Measured::missing(why.clone()),
+        bytes_retransmitted: Measured::missing(why.clone()),
+        smoothed_rtt_us: Measured::missing(why.clone()),
+        longest_stall: Measured::missing(why.clone()),
         survived: false,
         error: Some(why),
         samples: Vec::new(),
@@ -202,38 +211,38 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
     let (bytes_acked, retransmits, bytes_retransmitted, smoothed_rtt_us) = match &info {
         Ok(info) => (
             info.bytes_acked.map(|b| b.saturating_sub(1)).map_or_else(
-                || Observed::missing("kernel TCP_INFO lacks tcpi_bytes_acked (< 4.1)"),
-                Observed::value,
+                || Measured::missing("kernel TCP_INFO lacks tcpi_bytes_acked (< 4.1)"),
+                Measured::Observed,
             ),
             info.total_retrans.map_or_else(
-                || Observed::missing("kernel TCP_INFO lacks tcpi_total_retrans"),
-                Observed::value,
+                || Measured::missing("kernel TCP_INFO lacks tcpi_total_retrans"),
+                Measured::Observed,
             ),
             info.bytes_retrans.map_or_else(
-                || Observed::missing("kernel TCP_INFO lacks tcpi_bytes_retrans (< 4.19)"),
-                Observed::value,
+                || Measured::missing("kernel TCP_INFO lacks tcpi_bytes_retrans (< 4.19)"),
+                Measured::Observed,
             ),
             info.rtt_us.map_or_else(
-                || Observed::missing("kernel TCP_INFO lacks tcpi_rtt"),
-                Observed::value,
+                || Measured::missing("kernel TCP_INFO lacks tcpi_rtt"),
+                Measured::Observed,
             ),
         ),
         Err(e) => {
             let why = format!("TCP_INFO could not be read: {e}");
             (
-                Observed::missing(why.clone()),
-                Observed::missing(why.clone()),
-                Observed::missing(why.clone()),
-                Observed::missing(why),
+                Measured::missing(why.clone()),
+                Measured::missing(why.clone()),
+                Measured::missing(why.clone()),
+                Measured::missing(why),
             )
         }
     };
-    let goodput_bits_per_s = match bytes_acked.get() {
+    let goodput_bits_per_s = match bytes_acked.observed() {
         Some(acked) if !elapsed.is_zero() => {
-            Observed::value(*acked as f64 * 8.0 / elapsed.as_secs_f64())
+            Measured::Observed(*acked as f64 * 8.0 / elapsed.as_secs_f64())
         }
-        Some(_) => Observed::missing("no time elapsed while connected"),
-        None => Observed::missing(
+        Some(_) => Measured::missing("no time elapsed while connected"),
+        None => Measured::missing(
             bytes_acked
                 .missing_reason()
                 .unwrap_or("bytes acknowledged unknown")
@@ -243,8 +252,8 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
     ThroughputReport {
         target: req.target,
         started,
-        connected: Observed::value(ns(connected)),
-        finished: Observed::value(ns(finished)),
+        connected: Measured::Observed(ns(connected)),
+        finished: Measured::Observed(ns(finished)),
         bytes_written,
         bytes_acked,
         goodput_bits_per_s,
@@ -259,12 +268,12 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
 }
 
 /// Longest time from a sample that made progress (or the first sample) to the next sample that did.
-fn longest_stall(samples: &[ThroughputSample]) -> Observed<Duration> {
+fn longest_stall(samples: &[ThroughputSample]) -> Measured<Duration> {
     let Some(first) = samples.first() else {
-        return Observed::missing("no TCP_INFO sample");
+        return Measured::missing("no TCP_INFO sample");
     };
     if samples.len() < 2 {
-        return Observed::missing("fewer than two TCP_INFO samples");
+        return Measured::missing("fewer than two TCP_INFO samples");
     }
     let mut last_progress = *first;
     let mut longest = Duration::ZERO;
@@ -278,7 +287,7 @@ fn longest_stall(samples: &[ThroughputSample]) -> Observed<Duration> {
     }
     // Progress between two samples bounds a stall only to the sampling interval, so the longest
     // stall is the time without progress measured between samples.
-    Observed::value(longest)
+    Measured::Observed(longest)
 }
 
 #[cfg(test)]
@@ -304,11 +313,11 @@ mod tests {
             s(500, 20),
         ];
         assert_eq!(
-            longest_stall(&samples).get(),
+            longest_stall(&samples).observed(),
             Some(&Duration::from_millis(200))
         );
         let steady = [s(0, 0), s(100, 10), s(200, 20)];
-        assert_eq!(longest_stall(&steady).get(), Some(&Duration::ZERO));
+        assert_eq!(longest_stall(&steady).observed(), Some(&Duration::ZERO));
         assert!(!longest_stall(&[s(0, 0)]).is_observed());
         assert!(!longest_stall(&[]).is_observed());
     }

@@ -22,11 +22,11 @@ pub use checker::check_label_value;
 pub use networks::MAX_CUDN_NAME_LEN;
 #[allow(unused_imports)]
 pub use probes::spread_iterations;
-pub use thresholds::known_metrics;
 pub use types::{
     BgpPlan, BmpTarget, EsTarget, Indexing, Layout, Neighbors, NetworkSpec, Plan, ProbePlan, Shape,
-    Stat, Threshold, ThresholdBound, VmSpec, VmTemplate,
+    VmSpec, VmTemplate,
 };
+pub use vmbgp_model::{Bound, Statistic, Threshold};
 
 use bgp::{check_bgp_against_networks, plan_bgp};
 use checker::{Checker, flag, key, pick};
@@ -531,9 +531,9 @@ mod tests {
         assert_eq!(p.thresholds[0].quantile, "AdvertiseFib");
         assert_eq!(
             p.thresholds[0].bound,
-            ThresholdBound::MaxDuration(Duration::from_secs(5))
+            Bound::MaxDuration(Duration::from_secs(5))
         );
-        assert_eq!(p.thresholds[2].stat, Stat::MissingCount);
+        assert_eq!(p.thresholds[2].stat, Statistic::MissingCount);
         profile.thresholds = Some(vec![ThresholdProfile {
             metric: "routeConvergence".into(),
             quantile: "Withdraw".into(),

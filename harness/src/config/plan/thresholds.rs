@@ -1,71 +1,11 @@
-//! Thresholds: the metrics and quantiles a threshold may name, and turning the profile's
-//! thresholds into checked bounds.
+//! Thresholds: checks the profile's thresholds against the shared quantile table and turns them
+//! into checked [`Threshold`]s.
+
+use vmbgp_model::quantiles::{self, QUANTILE_METRICS};
+use vmbgp_model::{Bound, Statistic, Threshold};
 
 use super::checker::Checker;
-use super::types::{Stat, Threshold, ThresholdBound};
 use crate::config::profile::{Profile, ThresholdProfile};
-
-/// Measurement names and the quantile names their quantile documents carry (the reporters'
-/// `<metric>QuantilesMeasurement` documents); thresholds must name one of these.
-pub fn known_metrics() -> &'static [(&'static str, &'static [&'static str])] {
-    &[
-        (
-            "vmiLatency",
-            &[
-                "VMICreated",
-                "VMIPending",
-                "VMIScheduling",
-                "VMIScheduled",
-                "VMIRunning",
-                "VMReady",
-                "IPAMClaimIPsAllocated",
-                "IPVisible",
-                "IPAMClaimReleased",
-            ],
-        ),
-        (
-            "routeConvergence",
-            &[
-                "AdvertiseAdjRibIn",
-                "AdvertiseFib",
-                "AdvertiseAllNextHops",
-                "WithdrawAdjRibIn",
-                "WithdrawFib",
-                "StaleRouteWindow",
-                "HostRouteAdvertiseAdjRibIn",
-                "HostRouteAdvertiseFib",
-                "HostRouteAdvertiseAllNextHops",
-                "HostRouteWithdrawAdjRibIn",
-                "HostRouteWithdrawFib",
-                "HostRouteStaleRouteWindow",
-            ],
-        ),
-        (
-            "vmReachability",
-            &[
-                "FirstReply",
-                "SustainedReachability",
-                "LossDerivedConvergence",
-                "RTT",
-                "LossPercent",
-            ],
-        ),
-        ("vmThroughput", &["Goodput", "Retransmits"]),
-        (
-            "bgpSession",
-            &["UptimePercent", "Flaps", "PrefixesReceived"],
-        ),
-        (
-            "vmMigration",
-            &[
-                "LossPeriod",
-                "LongestGap",
-                "ReachableAfterSwitchover",
-                "NextHopFollow",
-            ],
-        ),
-    ]
-}
 
 pub(super) fn plan_thresholds(c: &mut Checker<'_>, profile: &Profile) -> Vec<Threshold> {
     let mut out = Vec::new();
@@ -83,8 +23,8 @@ fn plan_threshold(
     t: &ThresholdProfile,
     field: &dyn Fn(&str) -> String,
 ) -> Option<Threshold> {
-    let Some((_, quantiles)) = known_metrics().iter().find(|(m, _)| *m == t.metric) else {
-        let names: Vec<&str> = known_metrics().iter().map(|(m, _)| *m).collect();
+    let Some(metric) = quantiles::by_measurement(&t.metric) else {
+        let names: Vec<&str> = QUANTILE_METRICS.iter().map(|m| m.measurement).collect();
         c.problem(
             &field("metric"),
             &t.metric,
@@ -92,33 +32,26 @@ fn plan_threshold(
         );
         return None;
     };
-    if !quantiles.contains(&t.quantile.as_str()) {
+    if !metric.threshold_quantiles().any(|q| q == t.quantile) {
+        let names: Vec<&str> = metric.threshold_quantiles().collect();
         c.problem(
             &field("quantile"),
             &t.quantile,
             format!(
                 "unknown quantile for {}; use one of {}",
                 t.metric,
-                quantiles.join(", ")
+                names.join(", ")
             ),
         );
         return None;
     }
-    let stat = match t.stat.as_deref().unwrap_or("P99") {
-        "P99" => Stat::P99,
-        "P95" => Stat::P95,
-        "P90" => Stat::P90,
-        "P50" => Stat::P50,
-        "min" => Stat::Min,
-        "max" => Stat::Max,
-        "avg" => Stat::Avg,
-        "count" => Stat::Count,
-        "missingCount" => Stat::MissingCount,
-        other => {
+    let stat = match t.stat.as_deref().map_or(Ok(Statistic::P99), str::parse) {
+        Ok(stat) => stat,
+        Err(unknown) => {
             c.problem(
                 &field("stat"),
-                other,
-                "use P99, P95, P90, P50, min, max, avg, count or missingCount",
+                &unknown.value,
+                format!("use {}", Statistic::choices()),
             );
             return None;
         }
@@ -136,9 +69,9 @@ fn plan_threshold(
         match percent.trim().parse::<f64>() {
             Ok(p) if (0.0..=100.0).contains(&p) => {
                 if is_max {
-                    ThresholdBound::MaxPercent(p)
+                    Bound::MaxPercent(p)
                 } else {
-                    ThresholdBound::MinPercent(p)
+                    Bound::MinPercent(p)
                 }
             }
             _ => {
@@ -152,14 +85,14 @@ fn plan_threshold(
             return None;
         }
         if is_max {
-            ThresholdBound::MaxNumber(number)
+            Bound::MaxNumber(number)
         } else {
-            ThresholdBound::MinNumber(number)
+            Bound::MinNumber(number)
         }
     } else {
         match humantime::parse_duration(text) {
-            Ok(d) if is_max => ThresholdBound::MaxDuration(d),
-            Ok(d) => ThresholdBound::MinDuration(d),
+            Ok(d) if is_max => Bound::MaxDuration(d),
+            Ok(d) => Bound::MinDuration(d),
             Err(_) => {
                 c.problem(
                     &field(key),

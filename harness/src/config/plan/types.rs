@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use url::Url;
+use vmbgp_model::Threshold;
 
 use super::indexing::serialize_redacted_url;
 
@@ -166,47 +167,4 @@ pub struct ProbePlan {
     #[serde(with = "humantime_serde_compat")]
     pub throughput_duration: Duration,
     pub egress_endpoint: SocketAddr,
-}
-
-/// Which statistic of a quantile document a threshold bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Stat {
-    P99,
-    P95,
-    P90,
-    P50,
-    #[serde(rename = "min")]
-    Min,
-    #[serde(rename = "max")]
-    Max,
-    #[serde(rename = "avg")]
-    Avg,
-    /// How many samples were observed.
-    #[serde(rename = "count")]
-    Count,
-    /// How many samples were missing (e.g. VMs that never answered).
-    #[serde(rename = "missingCount")]
-    MissingCount,
-}
-
-/// The bound of a threshold, with its unit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdBound {
-    MaxDuration(#[serde(with = "humantime_serde_compat")] Duration),
-    MinDuration(#[serde(with = "humantime_serde_compat")] Duration),
-    MaxPercent(f64),
-    MinPercent(f64),
-    MaxNumber(f64),
-    MinNumber(f64),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Threshold {
-    /// Measurement name without the `Measurement` suffix, e.g. `routeConvergence`.
-    pub metric: String,
-    /// The `quantileName` of the quantile document, e.g. `AdvertiseFib`.
-    pub quantile: String,
-    pub stat: Stat,
-    pub bound: ThresholdBound,
 }

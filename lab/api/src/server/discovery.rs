@@ -68,6 +68,12 @@ pub(super) fn aggregated_discovery(headers: &HeaderMap) -> Option<&'static str> 
     })
 }
 
+/// The singular name discovery reports: the lower-case kind, as the lab has always served it (the
+/// CRDs' own `singular` differs only for NetworkAttachmentDefinition's hyphenated name).
+fn singular(kind: &ResourceKind) -> String {
+    kind.kind.to_lowercase()
+}
+
 /// `/api` (`core`) or `/apis` as an `APIGroupDiscoveryList`: every group, its versions (preferred first) and
 /// their resources with scope, verbs, short names and subresources, in one document.
 pub(super) fn discovery_v2(store: &Store, core: bool, version: &str) -> Response {
@@ -90,7 +96,7 @@ pub(super) fn discovery_v2(store: &Store, core: bool, version: &str) -> Response
                                 "resource": k.plural,
                                 "responseKind": gvk(k),
                                 "scope": if k.namespaced { "Namespaced" } else { "Cluster" },
-                                "singularResource": k.singular(),
+                                "singularResource": singular(k),
                                 "verbs": RESOURCE_VERBS,
                             });
                             if !k.short_names.is_empty() {
@@ -153,7 +159,7 @@ pub(super) fn resource_list_response(store: &Store, group: &str, version: &str) 
     let mut resources = Vec::new();
     for k in kinds {
         resources.push(json!({
-            "name": k.plural, "singularName": k.singular(), "namespaced": k.namespaced, "kind": k.kind,
+            "name": k.plural, "singularName": singular(k), "namespaced": k.namespaced, "kind": k.kind,
             "verbs": RESOURCE_VERBS,
             "shortNames": k.short_names,
         }));

@@ -68,9 +68,7 @@ mod tests {
     use crate::registry::{KindId, Registry};
 
     fn store() -> (Store, KindId, KindId, KindId) {
-        let mut kinds = Registry::builtin_kinds();
-        kinds.extend(Registry::design_kinds());
-        let reg = Arc::new(Registry::new(kinds));
+        let reg = Arc::new(Registry::embedded().unwrap());
         let ns = reg.by_path("", "v1", "namespaces").unwrap();
         let vm = reg.by_path("kubevirt.io", "v1", "virtualmachines").unwrap();
         let claim = reg

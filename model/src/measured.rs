@@ -1,8 +1,10 @@
 //! The one value type every measurement uses: observed, missing with a reason, or not applicable,
-//! plus `Timing`, a harness-clock duration that carries its resolution.
+//! plus `Timing`, a harness-clock duration that carries its resolution, and the millisecond
+//! rounding every document uses.
 //!
-//! A value that was not observed is never written as 0, -1 or NaN: documents omit the number and
-//! record the reason instead (see `document::MeasuredFields`).
+//! A value that was not observed is never written as 0, -1 or NaN (DESIGN §4.4): documents omit
+//! the number and record the reason instead (the reporters' `MeasuredFields`), probe reports write
+//! `{"status": "missing", "reason": ..}`.
 
 use std::time::Duration;
 
@@ -44,6 +46,14 @@ impl<T> Measured<T> {
 
     pub fn is_observed(&self) -> bool {
         matches!(self, Measured::Observed(_))
+    }
+
+    /// The reason, when the value is missing (not when it is not applicable).
+    pub fn missing_reason(&self) -> Option<&str> {
+        match self {
+            Measured::Missing { reason } => Some(reason),
+            _ => None,
+        }
     }
 
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Measured<U> {
@@ -154,5 +164,30 @@ mod tests {
         let na: Measured<u32> = Measured::not_applicable("subnet mode");
         assert!(!na.is_observed());
         assert_eq!(Measured::Observed(2).map(|v| v * 2).observed(), Some(&4));
+    }
+
+    #[test]
+    fn only_a_missing_value_has_a_missing_reason() {
+        assert_eq!(
+            Measured::<u8>::missing("never replied").missing_reason(),
+            Some("never replied")
+        );
+        assert_eq!(
+            Measured::<u8>::not_applicable("subnet").missing_reason(),
+            None
+        );
+        assert_eq!(Measured::Observed(1u8).missing_reason(), None);
+    }
+
+    #[test]
+    fn measured_serializes_with_state_and_value() {
+        assert_eq!(
+            serde_json::to_value(Measured::Observed(3u8)).expect("json"),
+            serde_json::json!({"state": "observed", "value": 3})
+        );
+        assert_eq!(
+            serde_json::to_value(Measured::<u8>::not_applicable("subnet")).expect("json"),
+            serde_json::json!({"state": "notApplicable", "value": {"reason": "subnet"}})
+        );
     }
 }
