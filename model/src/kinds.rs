@@ -31,6 +31,17 @@ impl KindInfo {
         }
     }
 
+    /// Whether kube-apiserver serves the kind itself rather than through a CRD (it then speaks
+    /// protobuf and strategic merge patches for it). Of the kinds this project serves: the core
+    /// group, `coordination.k8s.io` and `events.k8s.io`. A group name says nothing on its own:
+    /// CRDs may live in approved `*.k8s.io` groups (`gateway.networking.k8s.io`).
+    pub fn is_built_in(&self) -> bool {
+        matches!(
+            self.group.as_str(),
+            "" | "coordination.k8s.io" | "events.k8s.io"
+        )
+    }
+
     /// `<plural>` or `<plural>.<group>`, as API error messages name the resource.
     pub fn qualified_plural(&self) -> String {
         if self.group.is_empty() {
@@ -67,5 +78,7 @@ mod tests {
         let ovn = kind("k8s.ovn.org");
         assert_eq!(ovn.api_version(), "k8s.ovn.org/v1");
         assert_eq!(ovn.qualified_plural(), "routeadvertisements.k8s.ovn.org");
+        assert!(core.is_built_in() && kind("events.k8s.io").is_built_in());
+        assert!(!ovn.is_built_in() && !kind("gateway.networking.k8s.io").is_built_in());
     }
 }

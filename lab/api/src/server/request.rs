@@ -281,7 +281,7 @@ pub(super) fn decode_object(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Value, ApiError> {
-    let custom = !kind.group.is_empty();
+    let custom = !kind.is_built_in();
     match content_type(headers).as_str() {
         "" | "application/json" => parse_json(body),
         "application/yaml" => {

@@ -53,7 +53,7 @@ pub enum Patch {
     Json(json_patch::Patch),
     /// Server-side apply (approximated: maps merge recursively, lists and scalars are replaced).
     Apply { body: Value, force: bool },
-    /// Strategic merge (core kinds only; approximated as a merge patch).
+    /// Strategic merge (built-in kinds only; approximated as a merge patch).
     StrategicMerge(Value),
 }
 
@@ -411,7 +411,7 @@ impl Store {
     ) -> Result<Written, ApiError> {
         let kind = self.kind(kind_id)?.clone();
         if let Patch::StrategicMerge(_) = patch
-            && !kind.group.is_empty()
+            && !kind.is_built_in()
         {
             return Err(ApiError::UnsupportedMediaType {
                 accepted: "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string(),
