@@ -21,9 +21,15 @@
 //!   `x-kubernetes-list-type` set/map uniqueness, formats `date-time`/`ipv4`/`ipv6`/`cidr`, and in
 //!   [`Strictness::Strict`] unknown fields.
 //! - CEL rules (`x-kubernetes-validations`) by hand-written Rust equivalents, matched by rule text.
+//! - For the built-in `coordination.k8s.io/v1` Lease and `events.k8s.io/v1` Event, what
+//!   kube-apiserver's own validation adds to their OpenAPI schemas (Lease spec ranges, an Event's
+//!   reporting fields, type and namespace rules), and `MicroTime` decoding: Go accepts only
+//!   `RFC3339Micro` (six fractional digits); anything else is [`ViolationReason::Undecodable`]
+//!   (HTTP 400), reported alone as the server does.
 //!
 //! Not checked: immutability and other transition rules (need the old object; the lab API server
-//! owns updates), defaulting, and webhooks (KubeVirt's virt-api admission, ipam-extensions).
+//! owns updates, with [`transition_violations`] for an Event's immutable fields), defaulting, and
+//! webhooks (KubeVirt's virt-api admission, ipam-extensions).
 //! A body's `status` is validated like the rest; a server with a status subresource drops it on
 //! create before validating, so callers that emulate that should strip it first.
 //!
@@ -62,6 +68,7 @@
 //! [`ra_controller_check`] adds what the RA controller (not admission) refuses: EgressIP
 //! advertisement of a Layer2 network, non-primary and non-L2/L3 networks.
 
+mod builtin_rules;
 mod cel;
 mod controller;
 mod convert;
@@ -78,6 +85,7 @@ use std::collections::HashMap;
 use jsonschema::{Draft, PatternOptions, Validator};
 use serde_json::Value;
 
+pub use builtin_rules::transition_violations;
 pub use controller::ra_controller_check;
 pub use convert::Strictness;
 pub use error::SchemaError;
@@ -313,6 +321,10 @@ impl SchemaSet {
 
     /// Every violation of `obj` under the Strict rules (unknown fields included).
     fn check(&self, entry: &KindEntry, obj: &Value) -> Vec<Violation> {
+        let undecodable = builtin_rules::decode_violations(&entry.info, obj);
+        if !undecodable.is_empty() {
+            return undecodable;
+        }
         let metadata = obj.get("metadata").filter(|m| !m.is_null());
         let mut out = match metadata {
             Some(meta) => {
@@ -357,6 +369,7 @@ impl SchemaSet {
         for error in entry.validator.iter_errors(instance) {
             out.extend(convert::map_error(&error, instance));
         }
+        out.extend(builtin_rules::violations(&entry.info, instance));
         if shape.has_null_member {
             // Null members were removed before validation (the server prunes them), but an
             // undeclared field is unknown whatever its value: find those on the original.

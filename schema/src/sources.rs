@@ -1,5 +1,5 @@
 //! The embedded schema documents and how each becomes a list of kinds with their raw schemas:
-//! CRD files (every version), the KubeVirt swagger definitions, and the few core kinds.
+//! CRD files (every version), the KubeVirt swagger definitions, and the few built-in kinds.
 
 use std::collections::BTreeSet;
 
@@ -300,7 +300,8 @@ fn load_swagger(file: &str, content: &str) -> Result<Vec<RawKind>, SchemaError> 
     Ok(kinds)
 }
 
-/// Core kinds the lab serves, with the spec fields this project uses; `status` is preserved.
+/// Built-in kinds the lab serves: Namespace and Node with the spec fields this project uses
+/// (`status` is preserved), NetworkAttachmentDefinition, and Lease and Event in full.
 fn builtin_kinds() -> Vec<RawKind> {
     let type_meta = json!({"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}});
     let with = |extra: Value| -> Value {
@@ -332,6 +333,45 @@ fn builtin_kinds() -> Vec<RawKind> {
         }},
         "status": preserved,
     }));
+    // Kubernetes 1.33's OpenAPI (`api/openapi-spec/v3/apis__coordination.k8s.io__v1_openapi.json`,
+    // `apis__events.k8s.io__v1_openapi.json`; the same in k8s-openapi's `v1_33`): a MicroTime is
+    // `string`/`date-time` there; the six fractional digits Go insists on are `builtin_rules`'.
+    let micro_time = json!({"type": "string", "format": "date-time"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let int32 = json!({"type": "integer", "format": "int32"});
+    let string = json!({"type": "string"});
+    let lease = with(json!({"spec": {"type": "object", "properties": {
+        "acquireTime": micro_time,
+        "holderIdentity": string,
+        "leaseDurationSeconds": int32,
+        "leaseTransitions": int32,
+        "preferredHolder": string,
+        "renewTime": micro_time,
+        "strategy": string,
+    }}}));
+    // `io.k8s.api.core.v1.ObjectReference` (`x-kubernetes-map-type: atomic`).
+    let object_reference = json!({"type": "object", "properties": {
+        "apiVersion": string, "fieldPath": string, "kind": string, "name": string,
+        "namespace": string, "resourceVersion": string, "uid": string,
+    }});
+    let mut event = with(json!({
+        "action": string,
+        "deprecatedCount": int32,
+        "deprecatedFirstTimestamp": time,
+        "deprecatedLastTimestamp": time,
+        "deprecatedSource": {"type": "object", "properties": {"component": string, "host": string}},
+        "eventTime": micro_time,
+        "note": string,
+        "reason": string,
+        "regarding": object_reference,
+        "related": object_reference,
+        "reportingController": string,
+        "reportingInstance": string,
+        "series": {"type": "object", "required": ["count", "lastObservedTime"], "properties": {
+            "count": int32, "lastObservedTime": micro_time}},
+        "type": string,
+    }));
+    event["required"] = json!(["eventTime"]);
     // The NetworkAttachmentDefinition CRD of k8snetworkplumbingwg (spec.config is the CNI JSON).
     let nad =
         with(json!({"spec": {"type": "object", "properties": {"config": {"type": "string"}}}}));
@@ -372,5 +412,32 @@ fn builtin_kinds() -> Vec<RawKind> {
             name_rule: NameRule::Subdomain,
             source: RawSchema::Structural(nad),
         },
+        // Neither has a status subresource; `ev` is kube-apiserver's short name for events in
+        // both groups (`pkg/registry/core/event/storage`), Leases have none.
+        RawKind {
+            info: built_in("coordination.k8s.io", "Lease", "leases", &[]),
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Structural(lease),
+        },
+        RawKind {
+            info: built_in("events.k8s.io", "Event", "events", &["ev"]),
+            name_rule: NameRule::Subdomain,
+            source: RawSchema::Structural(event),
+        },
     ]
+}
+
+/// A namespaced built-in `v1` kind without status subresource.
+fn built_in(group: &str, kind: &str, plural: &str, short_names: &[&str]) -> crate::KindInfo {
+    crate::KindInfo {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+        namespaced: true,
+        has_status_subresource: false,
+        served: true,
+        singular: kind.to_lowercase(),
+        short_names: short_names.iter().map(|n| n.to_string()).collect(),
+    }
 }

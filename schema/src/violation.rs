@@ -30,11 +30,15 @@ pub enum ViolationReason {
     UnknownField,
     /// The `apiVersion`/`kind` pair is not a served kind (`no matches for kind ...`; HTTP 404).
     UnknownKind,
+    /// The body does not decode into the kind's Go type (a `MicroTime` Go cannot parse). A real
+    /// API server answers HTTP 400 `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`
+    /// before validating anything, so this violation comes alone.
+    Undecodable,
 }
 
 impl ViolationReason {
     /// The Kubernetes cause-type string (`FieldValueInvalid`, ...). `UnknownField` and
-    /// `UnknownKind` have no Kubernetes cause type; they are returned as named here.
+    /// `UnknownKind` and `Undecodable` have no Kubernetes cause type; they are returned as named here.
     pub fn as_str(self) -> &'static str {
         match self {
             ViolationReason::FieldValueInvalid => "FieldValueInvalid",
@@ -47,6 +51,7 @@ impl ViolationReason {
             ViolationReason::FieldValueTypeInvalid => "FieldValueTypeInvalid",
             ViolationReason::UnknownField => "UnknownField",
             ViolationReason::UnknownKind => "UnknownKind",
+            ViolationReason::Undecodable => "Undecodable",
         }
     }
 
@@ -130,8 +135,8 @@ impl Violations {
     }
 
     /// The HTTP status a real API server answers a create/update with these findings:
-    /// 404 when the kind is unknown, 400 (`BadRequest`, "strict decoding error") when a Strict
-    /// validation found unknown fields, else 422 (`Invalid`).
+    /// 404 when the kind is unknown, 400 (`BadRequest`) when the body does not decode or a
+    /// Strict validation found unknown fields ("strict decoding error"), else 422 (`Invalid`).
     pub fn http_status(&self) -> u16 {
         if self
             .0
@@ -139,11 +144,12 @@ impl Violations {
             .any(|v| v.reason == ViolationReason::UnknownKind)
         {
             404
-        } else if self
-            .0
-            .iter()
-            .any(|v| v.reason == ViolationReason::UnknownField)
-        {
+        } else if self.0.iter().any(|v| {
+            matches!(
+                v.reason,
+                ViolationReason::UnknownField | ViolationReason::Undecodable
+            )
+        }) {
             400
         } else {
             422

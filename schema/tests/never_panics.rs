@@ -21,6 +21,8 @@ const FIXTURES: &[&str] = &[
     "virtualmachine.yaml",
     "vmim.yaml",
     "ipamclaim.yaml",
+    "lease.yaml",
+    "event.yaml",
 ];
 
 fn fixtures() -> &'static Vec<Value> {
@@ -56,6 +58,11 @@ fn interesting_string() -> impl Strategy<Value = String> {
         Just("Disabled".to_string()),
         Just("Persistent".to_string()),
         Just("ClusterUserDefinedNetworks".to_string()),
+        // MicroTimes Go accepts and refuses.
+        Just("2026-12-03T18:30:00.000000Z".to_string()),
+        Just("2026-12-03T18:30:00Z".to_string()),
+        Just("2026-02-30T24:60:60.1234567+25:61".to_string()),
+        Just("Warning".to_string()),
         "\\PC{0,24}",
         "[a-zA-Z0-9:./*-]{0,40}",
     ]

@@ -551,13 +551,15 @@ fn kinds_are_sorted_and_complete() {
         ("kubevirt.io/v1", "VirtualMachine"),
         ("kubevirt.io/v1", "VirtualMachineInstance"),
         ("kubevirt.io/v1", "VirtualMachineInstanceMigration"),
+        ("coordination.k8s.io/v1", "Lease"),
+        ("events.k8s.io/v1", "Event"),
     ] {
         assert!(
             names.contains(&(api_version.to_string(), kind.to_string())),
             "missing {api_version} {kind}"
         );
     }
-    assert_eq!(kinds.len(), 13);
+    assert_eq!(kinds.len(), 15);
     let ra = schemas()
         .lookup("k8s.ovn.org/v1", "RouteAdvertisements")
         .expect("RA");
@@ -904,5 +906,67 @@ fn frr_defaults_are_applied_like_the_server() {
     assert_eq!(
         vm, before,
         "swagger `default: {{}}` hints are not server defaults"
+    );
+}
+
+#[test]
+fn leases_and_events_validate_as_kube_apiserver_decodes_and_validates_them() {
+    let lease = fixture("lease.yaml");
+    strict(&lease).expect("a client-go Lease");
+    let event = fixture("event.yaml");
+    strict(&event).expect("a kube-runtime Event");
+    let events = schemas()
+        .lookup("events.k8s.io/v1", "Event")
+        .expect("Event");
+    assert_eq!(
+        (
+            events.plural.as_str(),
+            events.short_names.clone(),
+            events.namespaced
+        ),
+        ("events", vec!["ev".to_string()], true)
+    );
+    assert!(!events.has_status_subresource);
+    let leases = schemas()
+        .lookup("coordination.k8s.io/v1", "Lease")
+        .expect("Lease");
+    assert!(leases.short_names.is_empty() && !leases.has_status_subresource);
+
+    // A MicroTime Go cannot parse fails decoding: that error alone, HTTP 400.
+    let mut coarse = lease.clone();
+    set(
+        &mut coarse,
+        "/spec/renewTime",
+        json!("2026-12-03T18:30:02Z"),
+    );
+    set(&mut coarse, "/spec/leaseDurationSeconds", json!(0));
+    let violations = strict(&coarse).expect_err("coarse renewTime");
+    assert_eq!(violations.0.len(), 1, "{violations}");
+    assert_eq!(violations.0[0].reason, ViolationReason::Undecodable);
+    assert_eq!(violations.http_status(), 400);
+    // Schema types and the server's own rules, 422.
+    let mut typed = lease.clone();
+    set(&mut typed, "/spec/leaseTransitions", json!("two"));
+    expect_violation(
+        &typed,
+        "spec.leaseTransitions",
+        ViolationReason::FieldValueTypeInvalid,
+    );
+    let mut unknown = event.clone();
+    set(&mut unknown, "/message", json!("core v1's name for note"));
+    expect_violation(&unknown, "message", ViolationReason::UnknownField);
+    let mut no_time = event.clone();
+    if let Some(o) = no_time.as_object_mut() {
+        o.remove("eventTime");
+    }
+    let message = expect_violation(&no_time, "eventTime", ViolationReason::FieldValueRequired);
+    assert_eq!(message, "Required value");
+    let mut bad_type = event;
+    set(&mut bad_type, "/type", json!("Normal "));
+    let violations = strict(&bad_type).expect_err("type");
+    assert_eq!(violations.http_status(), 422);
+    assert_eq!(
+        violations.0[0].to_string(),
+        "type: Invalid value: \"\": has invalid value: Normal "
     );
 }

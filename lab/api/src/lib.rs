@@ -52,7 +52,7 @@
 //!
 //! * Server-side apply is approximated: maps merge recursively, lists and scalars are replaced, there are no
 //!   managedFields and no conflicts. Strategic merge patches are refused for custom kinds (415) as on a real
-//!   server and treated as merge patches for core kinds.
+//!   server and treated as merge patches for built-in kinds (core, Lease, Event).
 //! * Reads honour `resourceVersion`/`resourceVersionMatch` with kube-apiserver's validation (422 on
 //!   `ListOptions`): a list or get at a resourceVersion not reached yet waits 3 s as the watch cache does, then
 //!   answers 504 `Timeout` (`ResourceVersionTooLarge`, retry after 1 s); an exact list, and every page of a
@@ -64,7 +64,10 @@
 //!   resources (kube-apiserver negotiates it for them, then cannot decode them from it).
 //! * Unknown fields are pruned by default and rejected with 400 `strict decoding error` under
 //!   `fieldValidation=Strict` (kubectl's default); schema and CEL violations are 422 `Invalid` with
-//!   `details.causes[]`. Validation comes from `vmbgp-schema`.
+//!   `details.causes[]`. Validation comes from `vmbgp-schema`, including kube-apiserver's own rules for the
+//!   built-in `coordination.k8s.io/v1` Lease and `events.k8s.io/v1` Event (leader election and Event
+//!   recorders work unchanged): a MicroTime without six fractional digits is 400 as Go's decoder makes it, an
+//!   Event's fields but `series` and metadata are immutable. Core `v1` Events are not served.
 //! * Nodes carry what a v1.33 kubelet reports ([`nodes`]); kernel, OS image and architecture are the host's, which
 //!   the node netns share. `kubectl get` receives server-side printed Tables ([`table`]): the built-in Node and
 //!   Namespace printers, the CRDs' printer columns for the rest.

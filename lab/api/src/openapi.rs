@@ -2,8 +2,8 @@
 //! hash clients cache by) and, per group/version, the resource paths and verbs, the query parameters the server
 //! honours (kubectl probes `fieldValidation`) and the kinds' schemas, taken from the same embedded sources the
 //! validator uses: the CRDs' `openAPIV3Schema` and the KubeVirt swagger definitions (with every definition they
-//! reference). The kinds vmbgp-schema defines itself (Namespace, Node, NetworkAttachmentDefinition) are published
-//! without schemas.
+//! reference). The kinds vmbgp-schema defines itself (Namespace, Node, NetworkAttachmentDefinition, Lease, Event)
+//! are published without schemas.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -332,7 +332,13 @@ mod tests {
         without.sort();
         assert_eq!(
             without,
-            ["Namespace", "NetworkAttachmentDefinition", "Node"]
+            [
+                "Event",
+                "Lease",
+                "Namespace",
+                "NetworkAttachmentDefinition",
+                "Node"
+            ]
         );
     }
 }

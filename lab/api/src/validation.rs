@@ -1,7 +1,7 @@
 //! Schema validation for the store: adapts the `vmbgp-schema` set (real CRDs, KubeVirt swagger, CEL rules)
 //! to the store's [`Validator`] hook, prunes undeclared fields as a real server does, and derives the served
-//! kinds from the set. Also the kind-specific admission rule the lab emulates (OVN-K's primary-UDN namespace
-//! label, [`check_primary_udn_label`]).
+//! kinds from the set. Also the kind-specific update rules the lab emulates (OVN-K's primary-UDN namespace
+//! label, [`check_primary_udn_label`]; an Event's immutable fields, [`check_transition`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -228,6 +228,38 @@ pub fn is_unknown_field(cause: &Cause) -> bool {
     cause.reason == ViolationReason::UnknownField.as_str()
 }
 
+/// Whether a cause is a body the server could not decode (a malformed `MicroTime`; 400 as well).
+pub fn is_undecodable(cause: &Cause) -> bool {
+    cause.reason == ViolationReason::Undecodable.as_str()
+}
+
+/// What a real server refuses in an update that needs the old object: an Event's immutable fields
+/// (`vmbgp_schema::transition_violations`).
+pub fn check_transition(
+    kind: &ResourceKind,
+    old: &Value,
+    new: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    let found = vmbgp_schema::transition_violations(kind, old, new);
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Invalid {
+        group: kind.group.clone(),
+        kind: kind.kind.clone(),
+        name: name.to_string(),
+        causes: found
+            .into_iter()
+            .map(|v| Cause {
+                field: v.field,
+                reason: v.reason.as_str().to_string(),
+                message: v.message,
+            })
+            .collect(),
+    })
+}
+
 /// The registry built from the schema set's served kinds, and the matching validator.
 pub fn schema_registry_and_validator() -> Result<(Registry, Option<Arc<dyn Validator>>), LabError> {
     let set = Arc::new(SchemaSet::embedded().map_err(|e| LabError::Schema(Box::new(e)))?);
@@ -244,7 +276,7 @@ mod tests {
     #[test]
     fn registry_serves_the_crds_kinds_and_prune_drops_unknown_fields() {
         let (reg, validator) = schema_registry_and_validator().unwrap();
-        // The kinds of DESIGN §2 and the core kinds the lab needs, with the short names kubectl uses.
+        // The kinds of DESIGN §2 and the built-in kinds the lab needs, with the short names kubectl uses.
         for (group, version, plural, short_names) in [
             ("", "v1", "namespaces", &["ns"][..]),
             ("", "v1", "nodes", &["no"]),
@@ -274,6 +306,8 @@ mod tests {
             ("frrk8s.metallb.io", "v1beta1", "frrconfigurations", &[]),
             ("frrk8s.metallb.io", "v1beta1", "frrnodestates", &[]),
             ("frrk8s.metallb.io", "v1beta1", "bgpsessionstates", &[]),
+            ("coordination.k8s.io", "v1", "leases", &[]),
+            ("events.k8s.io", "v1", "events", &["ev"]),
         ] {
             let id = reg.by_path(group, version, plural);
             let kind = id.and_then(|id| reg.get(id));

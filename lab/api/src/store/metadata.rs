@@ -54,6 +54,17 @@ impl Store {
         }
         if causes.is_empty() {
             Ok(())
+        } else if let Some(cause) = causes.iter().find(|c| crate::validation::is_undecodable(c)) {
+            // kube-apiserver's decoder fails before validation: `runtime.NewStrictDecodingError`
+            // aside, a body it cannot decode is `<Kind> in version "<v>" cannot be handled as a <Kind>`.
+            Err(ApiError::BadRequest {
+                message: format!(
+                    "{kind_name} in version {version:?} cannot be handled as a {kind_name}: {message}",
+                    kind_name = kind.kind,
+                    version = kind.version,
+                    message = cause.message
+                ),
+            })
         } else if causes.iter().any(crate::validation::is_unknown_field) {
             // A real server reports strict unknown-field errors as 400 BadRequest.
             Err(ApiError::BadRequest {

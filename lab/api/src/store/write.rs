@@ -594,6 +594,7 @@ impl Store {
         if Some(kind_id) == self.namespace_kind {
             crate::validation::check_primary_udn_label(&old, &result, &key.1)?;
         }
+        crate::validation::check_transition(kind, &old, &result, &key.1)?;
         self.validate(kind, &mut result, opts.field_validation, &key.1)?;
         if result == *old {
             return Ok(Written {

@@ -126,7 +126,7 @@ pub const SAMPLE_NS: &str = "sample-vms";
 /// Builds, in a lab with its controllers on, a small cluster that holds at least one object of every kind the lab
 /// serves, written as the harness and the operators write them (VM → VMI, IPAMClaim; CUDN → NAD; RA →
 /// generated FRRConfigurations; a migration; frr-k8s' FRRNodeState and BGPSessionState with their status; a
-/// namespaced UDN), and returns one sample per served kind. Panics naming any served kind it has no object of,
+/// namespaced UDN; a controller's Lease and Event), and returns one sample per served kind. Panics naming any served kind it has no object of,
 /// so a newly served kind cannot go untested.
 pub async fn populate_every_kind(t: &TestLab) -> Vec<Sample> {
     use serde_json::json;
@@ -259,6 +259,30 @@ pub async fn populate_every_kind(t: &TestLab) -> Vec<Sample> {
         "node": "node-1", "peer": "198.18.0.155", "vrf": "", "bgpStatus": "Established", "bfdStatus": "N/A"}),
     );
 
+    // A controller's leader-election Lease and the Warning Event it records on a VMI (as client-go and
+    // kube-runtime write them: MicroTimes with six fractional digits).
+    create(
+        "coordination.k8s.io/v1",
+        "Lease",
+        Some(SAMPLE_NS),
+        json!({
+        "metadata": {"name": "sample-lock"},
+        "spec": {"holderIdentity": "sample-0", "leaseDurationSeconds": 15, "leaseTransitions": 0,
+            "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:10.123456Z"}}),
+    );
+    create(
+        "events.k8s.io/v1",
+        "Event",
+        Some(SAMPLE_NS),
+        json!({
+        "metadata": {"name": "sample-vm.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "type": "Warning", "reason": "HostRouteNodeCapped",
+        "action": "AdvertiseHostRoute", "note": "sample",
+        "reportingController": "vmbgp-controller", "reportingInstance": "vmbgp-controller",
+        "regarding": {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "namespace": SAMPLE_NS, "name": "sample-vm"}}),
+    );
+
     lab.wait_for(
         "kubevirt.io/v1",
         "VirtualMachineInstance",
@@ -318,8 +342,15 @@ pub async fn populate_every_kind(t: &TestLab) -> Vec<Sample> {
     .expect("the sample CUDN's NAD");
 
     // The named sample of each kind; any other served kind must at least have some object.
-    let named: [(&str, &str, Option<&str>, &str); 13] = [
+    let named: [(&str, &str, Option<&str>, &str); 15] = [
         ("v1", "Namespace", None, SAMPLE_NS),
+        (
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some(SAMPLE_NS),
+            "sample-lock",
+        ),
+        ("events.k8s.io/v1", "Event", Some(SAMPLE_NS), "sample-vm.1"),
         ("v1", "Node", None, "node-1"),
         (
             "k8s.cni.cncf.io/v1",
