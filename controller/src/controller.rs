@@ -606,7 +606,8 @@ impl Controller {
                     note: event.note.clone().unwrap_or_default(),
                 });
             }
-            // An API without Events (the lab) must not stop routing; the metric still counts.
+            // A refused Event (RBAC, an API without events.k8s.io) must not stop routing; the
+            // metric still counts.
             if let Err(error) = self.recorder.publish(&event, &reference).await {
                 tracing::debug!(%vm, %error, "could not record the Event");
             }

@@ -6,8 +6,8 @@
 //! win; a holder that stops cleanly releases the Lease so a successor need not wait.
 //!
 //! Implemented here rather than with `kube-lease-manager` (which supports kube 5) so the same
-//! logic runs against a [`LeaseStore`] that tests can back without an API server: the lab does
-//! not serve `coordination.k8s.io`.
+//! logic runs against a [`LeaseStore`] that unit tests can back without an API server (paused
+//! clocks); against a server, including the lab, it is [`KubeLeaseStore`].
 
 use std::time::Duration;
 

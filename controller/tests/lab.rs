@@ -1,6 +1,7 @@
 //! The controller against the lab's API server (in-process, no root): its simulated KubeVirt,
 //! IPAM and OVN-K controllers produce VMIs, IPAMClaims and OVN-K's generated FRRConfigurations;
-//! the controller must follow create, migration and delete, aggregate, and cap.
+//! the controller must follow create, migration and delete, aggregate, and cap; two replicas
+//! elect a leader on the lab's Lease, and capped VMs' Warning Events land in its Events API.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ipnet::IpNet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{DynamicObject, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use vmbgp_controller::controller::{Controller, RecordedEvent, frr_resource};
 use vmbgp_controller::desired::{NodeAdvertisement, STATUS_ANNOTATION, Settings, config_name};
 use vmbgp_controller::http::Health;
+use vmbgp_controller::leader::{Elector, KubeLeaseStore, Timing};
 use vmbgp_controller::metrics::Metrics;
 use vmbgp_lab_api::launch::{Lab, LabConfig};
 
@@ -68,7 +72,8 @@ async fn create(
         .expect("create");
 }
 
-async fn start(nodes: usize, settings: Settings) -> Setup {
+/// A lab with one advertised host-route network and its RouteAdvertisements, and a client of it.
+async fn lab_with_network(nodes: usize) -> (Lab, Client, tempfile::TempDir) {
     let lab = Lab::start(LabConfig {
         nodes,
         frr_namespace: FRR_NS.into(),
@@ -110,7 +115,11 @@ async fn start(nodes: usize, settings: Settings) -> Setup {
             "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
                 "clusterUserDefinedNetworkSelector": {"networkSelector": {"matchLabels": {"vmbgp.io/advertise": "true"}}}}]}
     })).await;
+    (lab, client, dir)
+}
 
+async fn start(nodes: usize, settings: Settings) -> Setup {
+    let (lab, client, dir) = lab_with_network(nodes).await;
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let (_leading_tx, leading) = watch::channel(true);
@@ -145,51 +154,15 @@ impl Setup {
     }
 
     async fn vm(&self, name: &str, ip: &str) {
-        create(&self.client, Some(VM_NS), ar("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"), json!({
-            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": name, "namespace": VM_NS},
-            "spec": {"runStrategy": "Always", "template": {
-                "metadata": {"annotations": {"network.kubevirt.io/addresses": format!("{{\"default\": [\"{ip}\"]}}")}},
-                "spec": {
-                    "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
-                        "resources": {"requests": {"memory": "1Gi"}}},
-                    "networks": [{"name": "default", "pod": {}}]}}}
-        })).await;
+        vm(&self.client, name, ip).await;
     }
 
-    /// The node the VMI runs on once Running.
     async fn running_node(&self, name: &str) -> String {
-        let vmi = self
-            .lab
-            .wait_for(
-                "kubevirt.io/v1",
-                "VirtualMachineInstance",
-                Some(VM_NS),
-                name,
-                WAIT,
-                |o| o["status"]["phase"] == "Running",
-            )
-            .await
-            .expect("VMI Running");
-        vmi["status"]["nodeName"]
-            .as_str()
-            .expect("node")
-            .to_string()
+        running_node(&self.lab, name).await
     }
 
-    /// Waits until the node's configuration exists and satisfies `pred`; returns it.
     async fn config_where(&self, node: &str, pred: impl Fn(&Value) -> bool) -> Arc<Value> {
-        self.lab
-            .wait_for(
-                "frrk8s.metallb.io/v1beta1",
-                "FRRConfiguration",
-                Some(FRR_NS),
-                &config_name(node),
-                WAIT,
-                pred,
-            )
-            .await
-            .unwrap_or_else(|e| panic!("configuration of {node}: {e}"))
+        config_where(&self.lab, node, pred).await
     }
 
     async fn config_gone(&self, node: &str) {
@@ -204,6 +177,52 @@ impl Setup {
         .await
         .unwrap_or_else(|_| panic!("configuration of {node} still exists"));
     }
+}
+
+async fn vm(client: &Client, name: &str, ip: &str) {
+    create(client, Some(VM_NS), ar("kubevirt.io", "v1", "VirtualMachine", "virtualmachines"), json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": VM_NS},
+        "spec": {"runStrategy": "Always", "template": {
+            "metadata": {"annotations": {"network.kubevirt.io/addresses": format!("{{\"default\": [\"{ip}\"]}}")}},
+            "spec": {
+                "domain": {"devices": {"interfaces": [{"name": "default", "binding": {"name": "l2bridge"}}]},
+                    "resources": {"requests": {"memory": "1Gi"}}},
+                "networks": [{"name": "default", "pod": {}}]}}}
+    })).await;
+}
+
+/// The node the VMI runs on once Running.
+async fn running_node(lab: &Lab, name: &str) -> String {
+    let vmi = lab
+        .wait_for(
+            "kubevirt.io/v1",
+            "VirtualMachineInstance",
+            Some(VM_NS),
+            name,
+            WAIT,
+            |o| o["status"]["phase"] == "Running",
+        )
+        .await
+        .expect("VMI Running");
+    vmi["status"]["nodeName"]
+        .as_str()
+        .expect("node")
+        .to_string()
+}
+
+/// Waits until the node's configuration exists and satisfies `pred`; returns it.
+async fn config_where(lab: &Lab, node: &str, pred: impl Fn(&Value) -> bool) -> Arc<Value> {
+    lab.wait_for(
+        "frrk8s.metallb.io/v1beta1",
+        "FRRConfiguration",
+        Some(FRR_NS),
+        &config_name(node),
+        WAIT,
+        pred,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("configuration of {node}: {e}"))
 }
 
 /// Metrics are updated at the end of the reconcile that wrote the configuration a test saw.
@@ -508,5 +527,198 @@ async fn converges_through_api_errors_watch_cuts_and_expired_resource_versions()
         s.config_where(node, |c| &host_prefixes(c) == want).await;
     }
     s.lab.set_faults(Default::default());
+    s.stop().await;
+}
+
+/// One replica as `vmbgp-controller run` wires it: an elector on the lab's Lease publishing
+/// leadership to a controller that writes only while it leads.
+struct Replica {
+    leading: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    elector: tokio::task::JoinHandle<()>,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+const LEASE_NS: &str = "vmbgp-system";
+const LEASE_NAME: &str = "vmbgp-controller";
+
+fn replica(client: &Client, identity: &str) -> Replica {
+    let (leading_tx, leading) = watch::channel(false);
+    let stop = CancellationToken::new();
+    let store = KubeLeaseStore::new(client.clone(), LEASE_NS, LEASE_NAME);
+    let timing = Timing {
+        lease_duration: Duration::from_secs(3),
+        retry_period: Duration::from_millis(200),
+    };
+    let elector = tokio::spawn(Elector::new(store, identity, timing).run(leading_tx, stop.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let controller = Controller::new(client.clone(), settings(), metrics.clone());
+    let run_stop = stop.clone();
+    let rx = leading.clone();
+    let controller = tokio::spawn(async move {
+        controller
+            .run(
+                Arc::new(Health::default()),
+                rx,
+                Duration::from_secs(60),
+                run_stop,
+            )
+            .await
+            .expect("controller runs");
+    });
+    Replica {
+        leading,
+        metrics,
+        stop,
+        elector,
+        controller,
+    }
+}
+
+impl Replica {
+    async fn leads(&mut self) {
+        tokio::time::timeout(WAIT, self.leading.wait_for(|l| *l))
+            .await
+            .expect("leads in time")
+            .expect("elector running");
+    }
+
+    /// A clean stop: the elector releases the Lease and the controller ends with it.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.elector.await.expect("elector stops");
+        self.controller.await.expect("controller stops");
+    }
+}
+
+async fn lab_lease(client: &Client) -> Lease {
+    Api::<Lease>::namespaced(client.clone(), LEASE_NS)
+        .get(LEASE_NAME)
+        .await
+        .expect("the Lease in the lab")
+}
+
+fn holder(lease: &Lease) -> Option<String> {
+    lease.spec.as_ref().and_then(|s| s.holder_identity.clone())
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_on_the_labs_lease_and_the_other_takes_over() {
+    let (lab, client, _dir) = lab_with_network(1).await;
+    create(
+        &client,
+        None,
+        ar("", "v1", "Namespace", "namespaces"),
+        json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NS}}),
+    )
+    .await;
+    let mut a = replica(&client, "replica-a");
+    a.leads().await;
+    let mut b = replica(&client, "replica-b");
+    assert_eq!(
+        holder(&lab_lease(&client).await).as_deref(),
+        Some("replica-a")
+    );
+
+    // Only the leader reconciles and writes.
+    vm(&client, "vm-1", "198.19.0.41").await;
+    let node = running_node(&lab, "vm-1").await;
+    config_where(&lab, &node, |c| {
+        host_prefixes(c) == prefixes(&["198.19.0.41/32"])
+    })
+    .await;
+    // b has watched a renew for more than a lease duration and still follows.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!*b.leading.borrow(), "b leads while a renews");
+    let lease = lab_lease(&client).await;
+    assert_eq!(holder(&lease).as_deref(), Some("replica-a"));
+    let b_metrics = b.metrics.encode();
+    assert!(
+        b_metrics.contains("vmbgp_controller_reconcile_duration_seconds_count 0"),
+        "a follower reconciled:\n{b_metrics}"
+    );
+    metrics_show(&a.metrics, &["vmbgp_controller_leader 1"]).await;
+
+    // a stops cleanly: it releases the Lease, b takes over without waiting out the duration.
+    a.stop().await;
+    b.leads().await;
+    let lease = lab_lease(&client).await;
+    assert_eq!(holder(&lease).as_deref(), Some("replica-b"));
+    assert_eq!(
+        lease.spec.as_ref().and_then(|s| s.lease_transitions),
+        Some(1)
+    );
+    // The new leader owns the configuration: a new VM's route is written by b alone.
+    vm(&client, "vm-2", "198.19.0.43").await;
+    config_where(&lab, &node, |c| {
+        host_prefixes(c) == prefixes(&["198.19.0.41/32", "198.19.0.43/32"])
+    })
+    .await;
+    metrics_show(&b.metrics, &["vmbgp_controller_leader 1"]).await;
+    b.stop().await;
+    assert_eq!(holder(&lab_lease(&client).await), None, "released on stop");
+    lab.stop().await.expect("lab stops");
+}
+
+#[tokio::test]
+async fn a_capped_nodes_warning_events_arrive_through_the_labs_events_api() {
+    let mut settings = settings();
+    settings.max_routes_per_node = Some(1);
+    let s = start(1, settings).await;
+    s.vm("vm-a", "198.19.0.51").await;
+    s.vm("vm-b", "198.19.0.53").await;
+    let events: Api<K8sEvent> = Api::namespaced(s.client.clone(), VM_NS);
+    // The Warning Events kube-runtime's Recorder created, as `kubectl events` would list them.
+    let capped = |list: &[K8sEvent], count: i32| -> BTreeSet<String> {
+        list.iter()
+            .filter(|e| {
+                e.type_.as_deref() == Some("Warning")
+                    && e.reason.as_deref() == Some("HostRouteNodeCapped")
+                    && e.reporting_controller.as_deref() == Some("vmbgp-controller")
+                    && e.reporting_instance.as_deref() == Some("default")
+                    && e.series.as_ref().map_or(1, |s| s.count) >= count
+            })
+            .filter_map(|e| e.regarding.as_ref())
+            .filter(|r| r.kind.as_deref() == Some("VirtualMachineInstance"))
+            .filter_map(|r| r.name.clone())
+            .collect()
+    };
+    let wait_for_events = |count: i32| {
+        let events = events.clone();
+        async move {
+            tokio::time::timeout(WAIT, async {
+                loop {
+                    let list = events.list(&Default::default()).await.expect("list Events");
+                    let found = capped(&list.items, count);
+                    if found.len() == 2 {
+                        return list.items;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("no capped Events (count {count}) for both VMs"))
+        }
+    };
+    let first = wait_for_events(1).await;
+    let note = first
+        .iter()
+        .find_map(|e| e.note.clone())
+        .unwrap_or_default();
+    assert!(note.contains("2 host routes, over the cap of 1"), "{note}");
+    // A third VM changes the reason's text: the Recorder repeats the same Event as a series,
+    // merge-patched through the lab (the same two Event objects, count 2).
+    s.vm("vm-c", "198.19.0.55").await;
+    let again = wait_for_events(2).await;
+    let names: BTreeSet<Option<String>> = first.iter().map(|e| e.metadata.name.clone()).collect();
+    assert!(
+        again
+            .iter()
+            .filter(|e| e.series.is_some())
+            .all(|e| names.contains(&e.metadata.name)),
+        "a series is kept on the first Event"
+    );
     s.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Leader change through the real Kubernetes Lease client: two electors with `KubeLeaseStore`
 //! against a minimal `coordination.k8s.io/v1` Lease endpoint on loopback that enforces the API
-//! server's rules (409 AlreadyExists on create, 409 Conflict on a stale resourceVersion). The
-//! lab serves no Leases, hence this endpoint.
+//! server's rules (409 AlreadyExists on create, 409 Conflict on a stale resourceVersion), so a
+//! crash (no release) can be staged and the Lease inspected without a whole lab; `lab.rs` runs
+//! two replicas against the lab's own Lease.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
