@@ -192,6 +192,41 @@ mod tests {
         let four_byte = "self.split(':').size() != 2 || self.startsWith('*:') || self.split(':')[0].contains('.') || !self.split(':')[0].matches('^[0-9]+$') || !self.split(':')[1].matches('^[0-9]+$') || uint(self.split(':')[0]) <= 65535u || uint(self.split(':')[1]) <= 65535u";
         assert_eq!(check(four_byte, json!("4200000000:100")), Some(true));
         assert_eq!(check(four_byte, json!("4200000000:70000")), Some(false));
+        assert_eq!(
+            check(four_byte, json!("*:70000")),
+            Some(true),
+            "wildcard skipped"
+        );
+        // CEL's `||` is commutative over errors: a true side wins over a `uint()` that overflows,
+        // wherever it stands; with no true side the error fails the rule.
+        assert_eq!(
+            check(four_byte, json!("99999999999999999999:100")),
+            Some(true)
+        );
+        assert_eq!(
+            check(four_byte, json!("100:99999999999999999999")),
+            Some(true)
+        );
+        assert_eq!(
+            check(four_byte, json!("99999999999999999999:70000")),
+            Some(false)
+        );
+        let frr_unanchored = "self.split(':').size() != 2 || self.split(':')[0].contains('.') || !self.split(':')[0].matches('[0-9]+') || !self.split(':')[1].matches('[0-9]+') || uint(self.split(':')[0]) > 65535u || uint(self.split(':')[1]) <= 4294967295u";
+        assert_eq!(check(frr_unanchored, json!("100:5000000000")), Some(false));
+        assert_eq!(check(frr_unanchored, json!("70000:5000000000")), Some(true));
+        // '[0-9]+' is a search: "a1" passes the pattern, then `uint("a1")` is an error.
+        assert_eq!(check(frr_unanchored, json!("a1:5")), Some(true));
+        assert_eq!(check(frr_unanchored, json!("1:a5")), Some(false));
+        assert_eq!(
+            check(frr_unanchored, json!("*:5")),
+            Some(true),
+            "'*' has no digit"
+        );
+        assert_eq!(
+            check(frr_unanchored, json!("x:y")),
+            Some(true),
+            "no digit: skipped"
+        );
     }
 
     #[test]

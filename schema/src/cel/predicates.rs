@@ -231,6 +231,40 @@ pub(super) fn rt_rule(value: &Value, body: fn(&str, &str, &str) -> Option<bool>)
     }
 }
 
+/// CEL's `a || b`: true when either side is true even if the other is an evaluation error
+/// (`None`), as the CEL spec makes `||` commutative over errors; otherwise an error wins.
+pub(super) fn cel_or(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match (a, b) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
+/// The route-target rules on `GLOBAL:LOCAL` with two numbers: `self.split(':').size() != 2 ||
+/// [self.startsWith('*:') ||] GLOBAL.contains('.') || !GLOBAL.matches(D) || !LOCAL.matches(D) ||
+/// <bound(uint(GLOBAL), uint(LOCAL))>`, where `digits` is the pattern D as CEL evaluates it and
+/// `bound` sees each `uint()` as `None` when it is an evaluation error. An error fails the rule.
+pub(super) fn two_number_rt(
+    value: &Value,
+    skips_wildcard: bool,
+    digits: fn(&str) -> bool,
+    bound: fn(Option<u64>, Option<u64>) -> Option<bool>,
+) -> Option<bool> {
+    let text = value.as_str()?;
+    let Some((global, local)) = route_target::halves(text) else {
+        return Some(true);
+    };
+    if (skips_wildcard && text.starts_with("*:"))
+        || global.contains('.')
+        || !digits(global)
+        || !digits(local)
+    {
+        return Some(true);
+    }
+    Some(bound(route_target::uint(global), route_target::uint(local)).unwrap_or(false))
+}
+
 pub(super) fn duration_nanos(value: &Value) -> Option<Option<i128>> {
     Some(parse_go_duration(value.as_str()?))
 }

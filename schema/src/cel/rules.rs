@@ -4,9 +4,10 @@ use serde_json::Value;
 
 use super::RuleCheck;
 use super::predicates::{
-    all_masked, as_int, cidr_address, cidrs, cidrs_within, duration_nanos, eq_field,
+    all_masked, as_int, cel_or, cidr_address, cidrs, cidrs_within, duration_nanos, eq_field,
     gateways_within, has, is_primary, mtu_ipv6, needs_subnets, obj, primary_only, route_target,
-    rt_rule, selector_consistent, str_field, topology_block, two_of_different_families,
+    rt_rule, selector_consistent, str_field, topology_block, two_number_rt,
+    two_of_different_families,
 };
 use crate::net::{cidr_contains_cidr, family, parse_cidr, parse_ip};
 
@@ -493,30 +494,16 @@ pub(super) static RULES: &[(&str, RuleCheck)] = &[
     (
         "self.split(':').size() != 2 || self.startsWith('*:') || self.split(':')[0].contains('.') || !self.split(':')[0].matches('^[0-9]+$') || !self.split(':')[1].matches('^[0-9]+$') || uint(self.split(':')[0]) <= 65535u || uint(self.split(':')[1]) <= 65535u",
         |v| {
-            rt_rule(v, |text, g, l| {
-                if text.starts_with("*:")
-                    || g.contains('.')
-                    || !route_target::all_digits(g)
-                    || !route_target::all_digits(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? <= 65_535 || route_target::uint(l)? <= 65_535)
+            two_number_rt(v, true, route_target::all_digits, |g, l| {
+                cel_or(g.map(|g| g <= 65_535), l.map(|l| l <= 65_535))
             })
         },
     ),
     (
         "self.split(':').size() != 2 || self.startsWith('*:') || self.split(':')[0].contains('.') || !self.split(':')[0].matches('^[0-9]+$') || !self.split(':')[1].matches('^[0-9]+$') || uint(self.split(':')[0]) > 65535u || uint(self.split(':')[1]) <= 4294967295u",
         |v| {
-            rt_rule(v, |text, g, l| {
-                if text.starts_with("*:")
-                    || g.contains('.')
-                    || !route_target::all_digits(g)
-                    || !route_target::all_digits(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? > 65_535 || route_target::uint(l)? <= 4_294_967_295)
+            two_number_rt(v, true, route_target::all_digits, |g, l| {
+                cel_or(g.map(|g| g > 65_535), l.map(|l| l <= 4_294_967_295))
             })
         },
     ),
@@ -570,58 +557,32 @@ pub(super) static RULES: &[(&str, RuleCheck)] = &[
     (
         "self.split(':').size() != 2 || self.split(':')[0].contains('.') || !self.split(':')[0].matches('[0-9]+') || !self.split(':')[1].matches('[0-9]+') || uint(self.split(':')[0]) <= 65535u || uint(self.split(':')[1]) <= 65535u",
         |v| {
-            rt_rule(v, |_, g, l| {
-                if g.contains('.')
-                    || !route_target::contains_digit(g)
-                    || !route_target::contains_digit(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? <= 65_535 || route_target::uint(l)? <= 65_535)
+            two_number_rt(v, false, route_target::contains_digit, |g, l| {
+                cel_or(g.map(|g| g <= 65_535), l.map(|l| l <= 65_535))
             })
         },
     ),
     (
         "self.split(':').size() != 2 || self.split(':')[0].contains('.') || !self.split(':')[0].matches('[0-9]+') || !self.split(':')[1].matches('[0-9]+') || uint(self.split(':')[0]) > 65535u || uint(self.split(':')[1]) <= 4294967295u",
         |v| {
-            rt_rule(v, |_, g, l| {
-                if g.contains('.')
-                    || !route_target::contains_digit(g)
-                    || !route_target::contains_digit(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? > 65_535 || route_target::uint(l)? <= 4_294_967_295)
+            two_number_rt(v, false, route_target::contains_digit, |g, l| {
+                cel_or(g.map(|g| g > 65_535), l.map(|l| l <= 4_294_967_295))
             })
         },
     ),
     (
         "self.split(':').size() != 2 || self.startsWith('*:') || self.split(':')[0].contains('.') || !self.split(':')[0].matches('[0-9]+') || !self.split(':')[1].matches('[0-9]+') || uint(self.split(':')[0]) <= 65535u || uint(self.split(':')[1]) <= 65535u",
         |v| {
-            rt_rule(v, |text, g, l| {
-                if text.starts_with("*:")
-                    || g.contains('.')
-                    || !route_target::contains_digit(g)
-                    || !route_target::contains_digit(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? <= 65_535 || route_target::uint(l)? <= 65_535)
+            two_number_rt(v, true, route_target::contains_digit, |g, l| {
+                cel_or(g.map(|g| g <= 65_535), l.map(|l| l <= 65_535))
             })
         },
     ),
     (
         "self.split(':').size() != 2 || self.startsWith('*:') || self.split(':')[0].contains('.') || !self.split(':')[0].matches('[0-9]+') || !self.split(':')[1].matches('[0-9]+') || uint(self.split(':')[0]) > 65535u || uint(self.split(':')[1]) <= 4294967295u",
         |v| {
-            rt_rule(v, |text, g, l| {
-                if text.starts_with("*:")
-                    || g.contains('.')
-                    || !route_target::contains_digit(g)
-                    || !route_target::contains_digit(l)
-                {
-                    return Some(true);
-                }
-                Some(route_target::uint(g)? > 65_535 || route_target::uint(l)? <= 4_294_967_295)
+            two_number_rt(v, true, route_target::contains_digit, |g, l| {
+                cel_or(g.map(|g| g > 65_535), l.map(|l| l <= 4_294_967_295))
             })
         },
     ),
