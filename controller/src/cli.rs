@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::desired::{Settings, VmSelection};
 use crate::leader::Timing;
-use crate::selector::{Selector, SelectorError};
+use vmbgp_model::selector::{LabelSelector, SelectorError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,7 +59,7 @@ impl BackupArgs {
         settings.network_selector = self
             .network_selector
             .as_deref()
-            .map(Selector::parse)
+            .map(LabelSelector::parse)
             .transpose()?;
         if self.vm_opt_in {
             settings.vm_selection = VmSelection::OnlyOptedIn;
@@ -137,7 +137,7 @@ impl RunArgs {
         settings.network_selector = self
             .network_selector
             .as_deref()
-            .map(Selector::parse)
+            .map(LabelSelector::parse)
             .transpose()?;
         settings.vm_selection = if self.vm_opt_in {
             VmSelection::OnlyOptedIn

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use crate::aggregate::{aggregated_prefixes, host_prefixes};
 use crate::inputs::{HOSTNAME_LABEL, Inputs, Migration, Network, Vmi};
-use crate::selector::{Labels, Selector};
+use vmbgp_model::selector::{LabelSelector, Labels};
 
 /// Label on every object this controller writes.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -69,7 +69,7 @@ pub struct Settings {
     pub frr_namespace: String,
     pub instance: String,
     /// Networks selected besides those labelled `vmbgp.io/host-routes: "true"`.
-    pub network_selector: Option<Selector>,
+    pub network_selector: Option<LabelSelector>,
     pub vm_selection: VmSelection,
     pub aggregate: bool,
     /// Past this many host prefixes a node advertises none (the subnet route still carries it).

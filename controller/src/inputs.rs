@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::Value;
 
-use crate::selector::{Labels, Selector, SelectorError};
+use vmbgp_model::selector::{LabelSelector, Labels, SelectorError};
 
 /// OVN-K's label on the FRRConfigurations it generates from a RouteAdvertisements.
 pub const RA_GENERATED_LABEL: &str = "k8s.ovn.org/route-advertisements";
@@ -164,7 +164,7 @@ impl Claim {
 pub struct Network {
     pub name: String,
     pub labels: Labels,
-    pub namespace_selector: Selector,
+    pub namespace_selector: LabelSelector,
     pub subnets: Vec<IpNet>,
     /// Only Layer2 primary networks carry VMs whose /32s this controller advertises.
     pub layer2_primary: bool,
@@ -175,8 +175,10 @@ impl Network {
         let name = text(object, "/metadata/name")
             .ok_or(InputError::MissingName("ClusterUserDefinedNetwork"))?
             .to_string();
-        let namespace_selector = Selector::from_object(object.pointer("/spec/namespaceSelector"))
-            .map_err(|source| InputError::Selector {
+        let namespace_selector = LabelSelector::from_object(
+            object.pointer("/spec/namespaceSelector"),
+        )
+        .map_err(|source| InputError::LabelSelector {
             object: format!("ClusterUserDefinedNetwork {name}"),
             source,
         })?;
@@ -228,11 +230,11 @@ impl Namespace {
 pub struct Advertisement {
     pub name: String,
     /// One selector per `ClusterUserDefinedNetworks` network selection.
-    pub network_selectors: Vec<Selector>,
+    pub network_selectors: Vec<LabelSelector>,
     pub pod_network: bool,
     /// `""`/`default`, `auto`, or a VRF name.
     pub target_vrf: String,
-    pub frr_configuration_selector: Selector,
+    pub frr_configuration_selector: LabelSelector,
 }
 
 impl Advertisement {
@@ -240,7 +242,7 @@ impl Advertisement {
         let name = text(object, "/metadata/name")
             .ok_or(InputError::MissingName("RouteAdvertisements"))?
             .to_string();
-        let selector_error = |source| InputError::Selector {
+        let selector_error = |source| InputError::LabelSelector {
             object: format!("RouteAdvertisements {name}"),
             source,
         };
@@ -257,7 +259,7 @@ impl Advertisement {
                 == Some("ClusterUserDefinedNetworks")
             {
                 network_selectors.push(
-                    Selector::from_object(
+                    LabelSelector::from_object(
                         selection.pointer("/clusterUserDefinedNetworkSelector/networkSelector"),
                     )
                     .map_err(selector_error)?,
@@ -269,7 +271,7 @@ impl Advertisement {
             .and_then(Value::as_array)
             .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("PodNetwork")));
         let frr_configuration_selector =
-            Selector::from_object(object.pointer("/spec/frrConfigurationSelector"))
+            LabelSelector::from_object(object.pointer("/spec/frrConfigurationSelector"))
                 .map_err(selector_error)?;
         Ok(Advertisement {
             target_vrf: text(object, "/spec/targetVRF")
@@ -334,7 +336,7 @@ pub enum InputError {
     #[error("{0} without metadata.name")]
     MissingName(&'static str),
     #[error("{object}: {source}")]
-    Selector {
+    LabelSelector {
         object: String,
         source: SelectorError,
     },

@@ -15,4 +15,3 @@ pub mod leader;
 pub mod mappings;
 pub mod metrics;
 pub mod plan;
-pub mod selector;

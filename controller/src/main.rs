@@ -19,7 +19,7 @@ use vmbgp_controller::metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 enum MainError {
     #[error(transparent)]
-    Selector(#[from] vmbgp_controller::selector::SelectorError),
+    LabelSelector(#[from] vmbgp_model::SelectorError),
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
     #[error("Kubernetes client: {0}")]

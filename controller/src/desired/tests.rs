@@ -233,7 +233,7 @@ fn a_network_selector_flag_selects_networks_without_the_label() {
     inputs.vmis = vec![vmi("ns2", "e", "node-3", "198.19.1.10")];
     assert!(desired_state(&settings(), &inputs).nodes.is_empty());
     let mut s = settings();
-    s.network_selector = Some(Selector::parse("vmbgp.io/advertise=true").expect("selector"));
+    s.network_selector = Some(LabelSelector::parse("vmbgp.io/advertise=true").expect("selector"));
     assert_eq!(
         host_prefixes_on(&desired_state(&s, &inputs), "node-3"),
         prefixes(&["198.19.1.10/32"])
@@ -528,7 +528,7 @@ fn rendered_specs_read_back_to_the_same_routes() {
 #[test]
 fn an_ra_that_would_take_our_configs_as_templates_is_warned_about() {
     let mut inputs = cluster();
-    inputs.advertisements[0].frr_configuration_selector = Selector::everything();
+    inputs.advertisements[0].frr_configuration_selector = LabelSelector::everything();
     let desired = desired_state(&settings(), &inputs);
     assert_eq!(desired.warnings.len(), 1, "{:?}", desired.warnings);
 }

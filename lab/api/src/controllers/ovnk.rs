@@ -210,7 +210,7 @@ fn reconcile_cudn(ctx: &Ctx, name: &str) {
     let mut errors = Vec::new();
     for ns in ctx.store.metas(ctx.k.namespace, None) {
         let ns_label = ns.labels.get(PRIMARY_UDN_LABEL).is_some();
-        if ns.deleting || !selector.matches_meta(&ns) {
+        if ns.deleting || !selector.matches_with(|k| ns.labels.get(k)) {
             continue;
         }
         let ns_name = ns.name.clone();
@@ -411,7 +411,7 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
                 )
                 .map_err(|e| format!("invalid networkSelector: {e}"))?;
                 for cudn in ctx.store.all(ctx.k.cudn) {
-                    if s.matches(&cudn) && !is_deleting(&cudn) {
+                    if s.matches_object(&cudn) && !is_deleting(&cudn) {
                         networks.push(cudn);
                     }
                 }
@@ -465,7 +465,7 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
                 .and_then(|l| l.get(RA_LABEL))
                 .is_none()
         })
-        .filter(|t| !is_deleting(t) && tmpl_selector.matches(t))
+        .filter(|t| !is_deleting(t) && tmpl_selector.matches_object(t))
         .collect();
     if templates.is_empty() {
         return Err("no FRRConfigurations selected".to_string());
@@ -474,7 +474,7 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
         .store
         .all(ctx.k.node)
         .into_iter()
-        .filter(|n| node_selector.matches(n))
+        .filter(|n| node_selector.matches_object(n))
         .collect();
     let mut desired = Desired::new();
     for t in &templates {
@@ -485,7 +485,7 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
                 .unwrap_or(json!({})),
         ))
         .unwrap_or_default();
-        for node in nodes.iter().filter(|n| t_nodes.matches(n)) {
+        for node in nodes.iter().filter(|n| t_nodes.matches_object(n)) {
             let node_name = ns_name(node).1;
             let mut routers = Vec::new();
             for r in t

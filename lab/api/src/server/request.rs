@@ -360,9 +360,9 @@ pub(super) fn content_type(headers: &HeaderMap) -> String {
 
 pub(super) fn list_options(q: &Query) -> Result<ListOptions, ApiError> {
     let label_selector =
-        LabelSelector::parse(q.get("labelSelector").unwrap_or_default()).map_err(|m| {
+        LabelSelector::parse(q.get("labelSelector").unwrap_or_default()).map_err(|e| {
             ApiError::BadRequest {
-                message: format!("unable to parse requirement: {m}"),
+                message: format!("unable to parse requirement: {}", e.reason),
             }
         })?;
     let field_selector = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())

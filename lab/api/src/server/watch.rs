@@ -54,13 +54,12 @@ fn visible_type(
     if labels.is_everything() && fields.terms.is_empty() {
         return Some(own);
     }
-    let now = labels.matches_meta(&ev.meta) && fields.matches_meta(&ev.meta);
+    let now = labels.matches_with(|k| ev.meta.labels.get(k)) && fields.matches_meta(&ev.meta);
     match ev.event_type {
         crate::store::EventType::Modified => {
-            let before = ev
-                .previous
-                .as_ref()
-                .is_some_and(|m| labels.matches_meta(m) && fields.matches_meta(&ev.meta));
+            let before = ev.previous.as_ref().is_some_and(|m| {
+                labels.matches_with(|k| m.labels.get(k)) && fields.matches_meta(&ev.meta)
+            });
             match (before, now) {
                 (true, true) => Some(own),
                 (false, true) => Some("ADDED"),

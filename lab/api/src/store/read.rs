@@ -238,7 +238,7 @@ impl Store {
             {
                 break;
             }
-            if !opts.label_selector.matches_meta(&obj.meta)
+            if !opts.label_selector.matches_with(|k| obj.meta.labels.get(k))
                 || !opts.field_selector.matches_meta(&obj.meta)
             {
                 continue;

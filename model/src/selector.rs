@@ -1,6 +1,7 @@
-//! Kubernetes label selectors: parsing the string form (the `--network-selector` flag) and the
-//! `metav1.LabelSelector` object form (CUDN `namespaceSelector`, RA `networkSelector`), and
-//! matching a label map. Parsing never panics; malformed input is an error.
+//! Kubernetes label selectors, as `k8s.io/apimachinery/pkg/labels` parses and matches them: the
+//! string form (`labelSelector` query parameters, command-line flags) and the
+//! `metav1.LabelSelector` object form (CUDN `namespaceSelector`, RA `networkSelector`), matched
+//! against an object's labels. Parsing never panics; malformed input is an error that names it.
 
 use std::collections::BTreeMap;
 
@@ -21,22 +22,22 @@ pub enum Requirement {
 }
 
 impl Requirement {
-    fn matches(&self, labels: &Labels) -> bool {
+    fn matches<'a>(&self, get: &impl Fn(&str) -> Option<&'a str>) -> bool {
         match self {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
+            Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
             // Kubernetes: `!=` and `notin` also match objects without the key.
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::DoesNotExist(k) => !labels.contains_key(k),
+            Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| !vs.iter().any(|v| v == x)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::DoesNotExist(k) => get(k).is_none(),
         }
     }
 }
 
 /// A conjunction of requirements; empty matches everything unless `matches_nothing`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selector {
+pub struct LabelSelector {
     requirements: Vec<Requirement>,
     /// A `null` selector object selects nothing (OVN-K's rule for network selectors).
     matches_nothing: bool,
@@ -50,10 +51,10 @@ pub struct SelectorError {
     pub reason: String,
 }
 
-impl Selector {
+impl LabelSelector {
     /// A selector that matches every object.
     pub fn everything() -> Self {
-        Selector::default()
+        LabelSelector::default()
     }
 
     /// Parses `a=b,c!=d,e in (x,y),f notin (z),g,!h`.
@@ -70,7 +71,7 @@ impl Selector {
             }
             requirements.push(parse_term(term).map_err(|r| error(&r))?);
         }
-        Ok(Selector {
+        Ok(LabelSelector {
             requirements,
             matches_nothing: false,
         })
@@ -83,7 +84,7 @@ impl Selector {
             reason,
         };
         let Some(Value::Object(object)) = selector else {
-            return Ok(Selector {
+            return Ok(LabelSelector {
                 requirements: Vec::new(),
                 matches_nothing: true,
             });
@@ -108,14 +109,37 @@ impl Selector {
                 requirements.push(parse_expression(expression).map_err(error)?);
             }
         }
-        Ok(Selector {
+        Ok(LabelSelector {
             requirements,
             matches_nothing: false,
         })
     }
 
+    /// Whether a label map satisfies every requirement.
     pub fn matches(&self, labels: &Labels) -> bool {
-        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(labels))
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether an object's `metadata.labels` satisfy every requirement.
+    pub fn matches_object(&self, object: &Value) -> bool {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object);
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Whether the labels `get` looks up satisfy every requirement.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
+        !self.matches_nothing && self.requirements.iter().all(|r| r.matches(&get))
+    }
+
+    /// Whether it matches every object (no requirement, not the `null` selector).
+    pub fn is_everything(&self) -> bool {
+        !self.matches_nothing && self.requirements.is_empty()
+    }
+
+    pub fn requirements(&self) -> &[Requirement] {
+        &self.requirements
     }
 }
 
@@ -249,7 +273,8 @@ mod tests {
 
     #[test]
     fn string_form_matches_like_kubernetes() {
-        let s = Selector::parse("tier=bgp,env!=test,zone in (a,b),!legacy,owner").expect("parses");
+        let s =
+            LabelSelector::parse("tier=bgp,env!=test,zone in (a,b),!legacy,owner").expect("parses");
         assert!(s.matches(&labels(&[("tier", "bgp"), ("zone", "a"), ("owner", "x")])));
         assert!(!s.matches(&labels(&[("tier", "bgp"), ("zone", "c"), ("owner", "x")])));
         assert!(!s.matches(&labels(&[
@@ -259,7 +284,7 @@ mod tests {
             ("legacy", "")
         ])));
         assert!(!s.matches(&labels(&[("tier", "bgp"), ("zone", "a")])));
-        let notin = Selector::parse("zone notin (a)").expect("parses");
+        let notin = LabelSelector::parse("zone notin (a)").expect("parses");
         assert!(notin.matches(&labels(&[])));
         assert!(!notin.matches(&labels(&[("zone", "a")])));
     }
@@ -267,25 +292,59 @@ mod tests {
     #[test]
     fn malformed_strings_are_errors() {
         for bad in ["a=b,", "zone in (a", "zone in a", "=x", "a=b c", ",", "a)"] {
-            assert!(Selector::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                LabelSelector::parse(bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
-        assert_eq!(Selector::parse("").expect("empty"), Selector::everything());
+        assert_eq!(
+            LabelSelector::parse("").expect("empty"),
+            LabelSelector::everything()
+        );
     }
 
     #[test]
     fn object_form_and_null() {
-        let s = Selector::from_object(Some(&json!({
+        let s = LabelSelector::from_object(Some(&json!({
             "matchLabels": {"vmbgp.io/advertise": "true"},
             "matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]
         })))
         .expect("parses");
         assert!(s.matches(&labels(&[("vmbgp.io/advertise", "true")])));
         assert!(!s.matches(&labels(&[("vmbgp.io/advertise", "true"), ("zone", "b")])));
-        let all = Selector::from_object(Some(&json!({}))).expect("parses");
+        let all = LabelSelector::from_object(Some(&json!({}))).expect("parses");
         assert!(all.matches(&labels(&[])));
-        let none = Selector::from_object(None).expect("null parses");
+        let none = LabelSelector::from_object(None).expect("null parses");
         assert!(!none.matches(&labels(&[])));
         let bad = json!({"matchExpressions": [{"key": "a", "operator": "In"}]});
-        assert!(Selector::from_object(Some(&bad)).is_err());
+        assert!(LabelSelector::from_object(Some(&bad)).is_err());
+    }
+
+    fn object(labels: serde_json::Value) -> serde_json::Value {
+        json!({"metadata": {"name": "a", "namespace": "ns", "labels": labels}})
+    }
+
+    #[test]
+    fn an_objects_metadata_labels_are_matched() {
+        let s = LabelSelector::parse("a=1,b!=2,c in (x, y),d notin (z),e,!f").expect("parses");
+        assert_eq!(s.requirements().len(), 6);
+        assert!(s.matches_object(&object(
+            json!({"a": "1", "b": "3", "c": "y", "d": "w", "e": ""})
+        )));
+        assert!(!s.matches_object(&object(
+            json!({"a": "1", "b": "3", "c": "y", "d": "z", "e": ""})
+        )));
+        assert!(!s.matches_object(&object(
+            json!({"a": "1", "b": "3", "c": "y", "e": "", "f": "x"})
+        )));
+        assert!(!s.matches_object(&object(json!({"a": "1", "b": "2", "c": "y", "e": ""}))));
+        assert!(!s.matches_object(&json!({"metadata": {"name": "no-labels"}})));
+        assert!(LabelSelector::everything().matches_object(&json!({"metadata": {}})));
+        assert!(LabelSelector::everything().is_everything());
+        assert!(
+            !LabelSelector::from_object(None)
+                .expect("null")
+                .is_everything()
+        );
     }
 }
