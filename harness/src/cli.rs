@@ -104,6 +104,15 @@ pub struct LabUpArgs {
     pub dir: LabDirArgs,
     #[command(flatten)]
     pub lab: LabArgs,
+    /// Also run the host-route controller against the lab, as its own process: the same
+    /// `vmbgp-controller run` a cluster runs (no leader election). It advertises each VM's /32
+    /// with community 64512:200 from the node hosting it, for every network a run creates
+    /// (label `vmbgp.io/network`) and every CUDN labelled `vmbgp.io/host-routes: "true"`.
+    #[arg(long)]
+    pub host_routes: bool,
+    /// The `vmbgp-controller` binary for --host-routes [default: next to vmbgp-bench].
+    #[arg(long, value_name = "PATH", requires = "host_routes")]
+    pub controller_bin: Option<PathBuf>,
     /// The plan whose external-router configuration and frr-k8s namespace the lab uses.
     #[command(flatten)]
     pub plan: PlanArgs,

@@ -821,14 +821,23 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
             let plan = plan_from_args(&args.plan)?;
             // Validate the lab's shape here, before a process is started.
             crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
-            let serve_args = serve_args(&args);
+            // Resolved here, so a missing binary fails before any lab exists.
+            let controller = args
+                .host_routes
+                .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+                .transpose()?;
+            let serve_args = serve_args(&args, controller.as_deref());
             crate::lab_commands::up_detached(&args.dir.state_dir, &serve_args, out).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Serve(args) => {
             let plan = plan_from_args(&args.plan)?;
             let config = crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
-            crate::lab_commands::serve(config, &plan).await?;
+            let controller = args
+                .host_routes
+                .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+                .transpose()?;
+            crate::lab_commands::serve(config, &plan, controller.as_deref()).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Status(args) => Ok(
@@ -845,8 +854,9 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
     }
 }
 
-/// The command line of the `lab serve` process `lab up` starts: the same lab and plan.
-fn serve_args(args: &LabUpArgs) -> Vec<String> {
+/// The command line of the `lab serve` process `lab up` starts: the same lab and plan, and the
+/// controller binary `lab up` found.
+fn serve_args(args: &LabUpArgs, controller: Option<&std::path::Path>) -> Vec<String> {
     let mut out = vec![
         "lab".to_string(),
         "serve".to_string(),
@@ -856,6 +866,11 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         args.plan.profile.clone(),
     ];
     out.extend(crate::lab_commands::lab_args_to_cli(&args.lab));
+    if let Some(binary) = controller {
+        out.push("--host-routes".to_string());
+        out.push("--controller-bin".to_string());
+        out.push(binary.display().to_string());
+    }
     let plan = &args.plan;
     let pairs: [(&str, Option<String>); 8] = [
         ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),
