@@ -443,6 +443,13 @@ async fn run_on_lab(
         tracing::warn!("{line}");
     }
     let mut config = crate::lab_commands::lab_config(&plan, &args.lab_shape, &state_dir)?;
+    // Host-route mode needs the controller: found before any lab exists, so a missing binary
+    // creates nothing.
+    let controller_bin = plan
+        .bgp
+        .host_routes
+        .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+        .transpose()?;
     let api_truth = state_dir.join(crate::lab_commands::API_GROUND_TRUTH_FILE);
     config.api.ground_truth_path = Some(api_truth.clone());
     tracing::info!(
@@ -451,6 +458,27 @@ async fn run_on_lab(
         state_dir.display()
     );
     let lab = crate::lab_commands::up_in_process(config).await?;
+    let controller = match &controller_bin {
+        None => None,
+        Some(binary) => {
+            match crate::lab_commands::start_controller(&lab, binary, &plan.bgp.frr_namespace).await
+            {
+                Ok(process) => {
+                    tracing::info!("host-route controller running: {}", process.info());
+                    Some(process)
+                }
+                Err(e) => {
+                    let _ = crate::lab_commands::down_in_process(lab).await;
+                    let _ = std::fs::remove_file(&api_truth);
+                    let _ = std::fs::remove_file(
+                        state_dir.join(crate::lab_controller::CONTROLLER_LOG_FILE),
+                    );
+                    crate::lab_commands::remove_empty_state_dir(&state_dir);
+                    return Err(e.into());
+                }
+            }
+        }
+    };
     plan.kubeconfig = Some(lab.kubeconfig().to_path_buf());
     plan.context = None;
     let info = lab.net.info();
@@ -465,6 +493,11 @@ async fn run_on_lab(
     } else {
         run_connected(args, &plan, manifests, es, Some(&view), cancel, out).await
     };
+    // Stopped before the lab, so it never sees its API vanish.
+    let stopped = match controller {
+        Some(process) => process.stop().await,
+        None => Ok(()),
+    };
     // The lab's record of what it did, next to what the run measured (once the run has a results directory).
     let results = plan.indexing.results_dir.join(&plan.uuid);
     if results.is_dir() {
@@ -476,7 +509,9 @@ async fn run_on_lab(
     }
     let down = crate::lab_commands::down_in_process(lab).await;
     let _ = std::fs::remove_file(&api_truth);
+    let _ = std::fs::remove_file(state_dir.join(crate::lab_controller::CONTROLLER_LOG_FILE));
     crate::lab_commands::remove_empty_state_dir(&state_dir);
+    let down = stopped.and(down);
     match (result, down) {
         (Ok(code), Ok(())) => Ok(code),
         (Err(e), _) => Err(e),

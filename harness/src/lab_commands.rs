@@ -782,14 +782,16 @@ pub const RESULTS_GROUND_TRUTH_DIR: &str = "lab";
 /// The lab API's ground-truth log (in the state directory while the lab runs).
 pub const API_GROUND_TRUTH_FILE: &str = "api-ground-truth.jsonl";
 
-/// Copies the lab's ground-truth logs (network and API) into `dest`, for checking the run's
-/// figures against what the lab really did. Returns the files written.
+/// Copies the lab's ground-truth logs (network and API), and the host-route controller's log when
+/// it ran, into `dest`, for checking the run's figures against what the lab really did. Returns
+/// the files written.
 pub fn save_ground_truth(state_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, LabError> {
     std::fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let mut saved = Vec::new();
     for name in [
         vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE,
         API_GROUND_TRUTH_FILE,
+        CONTROLLER_LOG_FILE,
     ] {
         let from = state_dir.join(name);
         if !from.exists() {
