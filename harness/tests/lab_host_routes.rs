@@ -439,3 +439,98 @@ async fn lab_down_stops_the_controller_of_a_killed_lab() {
     assert!(netns_of(&id).is_empty(), "left: {:?}", netns_of(&id));
     assert!(!state.exists(), "state directory left behind");
 }
+
+/// `run --lab` with the host-route profile runs the controller for the run: every VM's /32 entered
+/// ext's FIB from one node, each migrated VM's /32 was routed to its target node, and the run's
+/// cleanup withdrew them all (the controller outlives the run's objects and goes before the lab).
+#[test]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+fn run_lab_with_the_host_route_profile_runs_the_controller() {
+    require_lab_prerequisites();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("hrrun-{}", std::process::id());
+    let uuid = format!("lab-{id}");
+    let (code, stdout, stderr) = common::bench_blocking(&[
+        "run",
+        "--lab",
+        "--lab-id",
+        &id,
+        "--profile",
+        "vm-bgp-host-routes",
+        "--iterations",
+        "1",
+        "--vm-count",
+        "2",
+        "--uuid",
+        &uuid,
+        "--results-dir",
+        dir.path().to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(netns_of(&id).is_empty(), "left: {:?}", netns_of(&id));
+    // Nothing still runs with the run's lab state directory on its command line (the controller's
+    // --kubeconfig is in it).
+    let state_dir = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("/run/vmbgp-bench-run-"))
+        .unwrap_or_else(|| panic!("the run's lab state directory is not logged: {stderr}"));
+    assert_eq!(
+        common::processes_naming(state_dir),
+        Vec::<String>::new(),
+        "processes outlived the run"
+    );
+    let results = dir.path().join(&uuid);
+    let lab = results.join("lab");
+    let truth: Vec<Value> = std::fs::read_to_string(lab.join("net-ground-truth.jsonl"))
+        .expect("net ground truth")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let fib = |event: &str, prefix: &str| -> Vec<Value> {
+        truth
+            .iter()
+            .filter(|e| e["event"] == event && e["prefix"] == prefix)
+            .cloned()
+            .collect()
+    };
+    let node_address = |node: &str| -> String {
+        let n = node.strip_prefix("node-").expect("node name");
+        format!("198.18.0.{n}")
+    };
+    let reach = common::documents(&results, "vmReachabilityMeasurement-");
+    let migrations = common::documents(&results, "vmMigrationMeasurement-");
+    assert_eq!(
+        (reach.len(), migrations.len()),
+        (2, 2),
+        "{reach:?} {migrations:?}"
+    );
+    for doc in &reach {
+        let vm = doc["vmName"].as_str().expect("vmName");
+        let prefix = format!("{}/32", doc["address"].as_str().expect("address"));
+        let added = fib("fibRouteAdded", &prefix);
+        assert!(
+            !added.is_empty()
+                && added
+                    .iter()
+                    .all(|e| e["nextHops"].as_array().is_some_and(|h| !h.is_empty())),
+            "{vm}: {prefix} never reached ext's FIB: {added:?}"
+        );
+        let migration = migrations
+            .iter()
+            .find(|m| m["vmName"] == vm)
+            .unwrap_or_else(|| panic!("{vm} not migrated: {migrations:?}"));
+        let target = node_address(migration["targetNode"].as_str().expect("targetNode"));
+        assert!(
+            added.iter().any(|e| e["nextHops"] == json!([target])),
+            "{vm}: {prefix} never routed to its target {target} alone: {added:?}"
+        );
+        assert!(
+            !fib("fibRouteRemoved", &prefix).is_empty(),
+            "{vm}: {prefix} not withdrawn by the run's cleanup"
+        );
+    }
+    assert!(
+        lab.join("controller.log").exists(),
+        "controller log kept with the results"
+    );
+}
