@@ -9,7 +9,7 @@ use crate::exit::ExitCode;
 
 fn after_help() -> String {
     format!(
-        "{}\nProfiles: vm-bgp (default), vm-bgp-churn, vm-bgp-migration, or a path to a YAML file.\n\
+        "{}\nProfiles: vm-bgp (default), vm-bgp-churn, vm-bgp-migration, vm-bgp-host-routes, or a path to a YAML file.\n\
          Run `vmbgp-bench render` to see exactly what a run would create.",
         ExitCode::table()
     )
@@ -104,6 +104,15 @@ pub struct LabUpArgs {
     pub dir: LabDirArgs,
     #[command(flatten)]
     pub lab: LabArgs,
+    /// Also run the host-route controller against the lab, as its own process: the same
+    /// `vmbgp-controller run` a cluster runs (no leader election). It advertises each VM's /32
+    /// with community 64512:200 from the node hosting it, for every network a run creates
+    /// (label `vmbgp.io/network`) and every CUDN labelled `vmbgp.io/host-routes: "true"`.
+    #[arg(long)]
+    pub host_routes: bool,
+    /// The `vmbgp-controller` binary for --host-routes [default: next to vmbgp-bench].
+    #[arg(long, value_name = "PATH", requires = "host_routes")]
+    pub controller_bin: Option<PathBuf>,
     /// The plan whose external-router configuration and frr-k8s namespace the lab uses.
     #[command(flatten)]
     pub plan: PlanArgs,
@@ -413,9 +422,14 @@ pub struct RunArgs {
     /// How often the session poller asks (100ms to 1m).
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration)]
     pub session_poll_interval: std::time::Duration,
-    /// Bring up the embedded lab for this run and take it down afterwards (root; needs FRR).
+    /// Bring up the embedded lab for this run and take it down afterwards (root; needs FRR). A
+    /// host-route profile (`bgp.hostRoutes`) also runs the host-route controller against it.
     #[arg(long)]
     pub lab: bool,
+    /// With --lab: the `vmbgp-controller` binary a host-route profile runs [default: next to
+    /// vmbgp-bench].
+    #[arg(long, value_name = "PATH", requires = "lab")]
+    pub controller_bin: Option<PathBuf>,
     #[command(flatten)]
     pub lab_shape: LabArgs,
 }

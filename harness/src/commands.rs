@@ -443,6 +443,13 @@ async fn run_on_lab(
         tracing::warn!("{line}");
     }
     let mut config = crate::lab_commands::lab_config(&plan, &args.lab_shape, &state_dir)?;
+    // Host-route mode needs the controller: found before any lab exists, so a missing binary
+    // creates nothing.
+    let controller_bin = plan
+        .bgp
+        .host_routes
+        .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+        .transpose()?;
     let api_truth = state_dir.join(crate::lab_commands::API_GROUND_TRUTH_FILE);
     config.api.ground_truth_path = Some(api_truth.clone());
     tracing::info!(
@@ -451,6 +458,27 @@ async fn run_on_lab(
         state_dir.display()
     );
     let lab = crate::lab_commands::up_in_process(config).await?;
+    let controller = match &controller_bin {
+        None => None,
+        Some(binary) => {
+            match crate::lab_commands::start_controller(&lab, binary, &plan.bgp.frr_namespace).await
+            {
+                Ok(process) => {
+                    tracing::info!("host-route controller running: {}", process.info());
+                    Some(process)
+                }
+                Err(e) => {
+                    let _ = crate::lab_commands::down_in_process(lab).await;
+                    let _ = std::fs::remove_file(&api_truth);
+                    let _ = std::fs::remove_file(
+                        state_dir.join(crate::lab_controller::CONTROLLER_LOG_FILE),
+                    );
+                    crate::lab_commands::remove_empty_state_dir(&state_dir);
+                    return Err(e.into());
+                }
+            }
+        }
+    };
     plan.kubeconfig = Some(lab.kubeconfig().to_path_buf());
     plan.context = None;
     let info = lab.net.info();
@@ -465,6 +493,11 @@ async fn run_on_lab(
     } else {
         run_connected(args, &plan, manifests, es, Some(&view), cancel, out).await
     };
+    // Stopped before the lab, so it never sees its API vanish.
+    let stopped = match controller {
+        Some(process) => process.stop().await,
+        None => Ok(()),
+    };
     // The lab's record of what it did, next to what the run measured (once the run has a results directory).
     let results = plan.indexing.results_dir.join(&plan.uuid);
     if results.is_dir() {
@@ -476,7 +509,9 @@ async fn run_on_lab(
     }
     let down = crate::lab_commands::down_in_process(lab).await;
     let _ = std::fs::remove_file(&api_truth);
+    let _ = std::fs::remove_file(state_dir.join(crate::lab_controller::CONTROLLER_LOG_FILE));
     crate::lab_commands::remove_empty_state_dir(&state_dir);
+    let down = stopped.and(down);
     match (result, down) {
         (Ok(code), Ok(())) => Ok(code),
         (Err(e), _) => Err(e),
@@ -821,14 +856,23 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
             let plan = plan_from_args(&args.plan)?;
             // Validate the lab's shape here, before a process is started.
             crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
-            let serve_args = serve_args(&args);
+            // Resolved here, so a missing binary fails before any lab exists.
+            let controller = args
+                .host_routes
+                .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+                .transpose()?;
+            let serve_args = serve_args(&args, controller.as_deref());
             crate::lab_commands::up_detached(&args.dir.state_dir, &serve_args, out).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Serve(args) => {
             let plan = plan_from_args(&args.plan)?;
             let config = crate::lab_commands::lab_config(&plan, &args.lab, &args.dir.state_dir)?;
-            crate::lab_commands::serve(config, &plan).await?;
+            let controller = args
+                .host_routes
+                .then(|| crate::lab_controller::locate(args.controller_bin.as_deref()))
+                .transpose()?;
+            crate::lab_commands::serve(config, &plan, controller.as_deref()).await?;
             Ok(ExitCode::Ok)
         }
         LabCommand::Status(args) => Ok(
@@ -845,8 +889,9 @@ async fn lab(command: LabCommand, out: &mut (dyn Write + Send)) -> Result<ExitCo
     }
 }
 
-/// The command line of the `lab serve` process `lab up` starts: the same lab and plan.
-fn serve_args(args: &LabUpArgs) -> Vec<String> {
+/// The command line of the `lab serve` process `lab up` starts: the same lab and plan, and the
+/// controller binary `lab up` found.
+fn serve_args(args: &LabUpArgs, controller: Option<&std::path::Path>) -> Vec<String> {
     let mut out = vec![
         "lab".to_string(),
         "serve".to_string(),
@@ -856,6 +901,11 @@ fn serve_args(args: &LabUpArgs) -> Vec<String> {
         args.plan.profile.clone(),
     ];
     out.extend(crate::lab_commands::lab_args_to_cli(&args.lab));
+    if let Some(binary) = controller {
+        out.push("--host-routes".to_string());
+        out.push("--controller-bin".to_string());
+        out.push(binary.display().to_string());
+    }
     let plan = &args.plan;
     let pairs: [(&str, Option<String>); 8] = [
         ("--bgp-peer-ip", plan.bgp_peer_ip.clone()),

@@ -15,7 +15,8 @@ pub enum ExitCode {
     InvalidInput = 2,
     /// The run completed but one or more thresholds were violated.
     ThresholdsViolated = 3,
-    /// The environment is unavailable: no reachable cluster, a missing CRD, not root, FRR missing.
+    /// The environment is unavailable: no reachable cluster, a missing CRD, not root, FRR missing,
+    /// no host-route controller binary for `lab up --host-routes`.
     EnvironmentUnavailable = 4,
     /// The global `--timeout` (or a bounded wait) expired.
     Timeout = 5,
@@ -54,7 +55,7 @@ impl ExitCode {
             ExitCode::InvalidInput => "invalid input (flags, profile, ranges); nothing was created",
             ExitCode::ThresholdsViolated => "one or more thresholds were violated",
             ExitCode::EnvironmentUnavailable => {
-                "environment unavailable (cluster/API unreachable, CRD missing, not root, FRR missing)"
+                "environment unavailable (cluster/API unreachable, CRD missing, not root, FRR missing, host-route controller binary missing)"
             }
             ExitCode::Timeout => "the global --timeout or a bounded wait expired",
             ExitCode::NotIndexed => "results kept locally but not all documents could be indexed",

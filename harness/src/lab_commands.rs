@@ -1,8 +1,9 @@
 //! The embedded lab from the command line. `lab up` starts a detached `lab serve` process (it owns
-//! the in-process API server, the frr-k8s emulation and the FRR routers) and waits until it is
-//! ready; `lab status` reports it; `lab down` stops that process by its recorded PID and then runs
-//! the state-file teardown, which also removes what a crashed `up` left. `run --lab` brings a lab
-//! up in-process, runs the plan against it and takes it down, whatever happened.
+//! the in-process API server, the frr-k8s emulation and the FRR routers, and with `--host-routes`
+//! the host-route controller's process) and waits until it is ready; `lab status` reports it;
+//! `lab down` stops that process by its recorded PID and then runs the state-file teardown, which
+//! also removes what a crashed `up` left. `run --lab` brings a lab up in-process, runs the plan
+//! against it and takes it down, whatever happened.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use vmbgp_lab_net::whole_lab::{IntegratedConfig, IntegratedLab};
 use crate::cli::LabArgs;
 use crate::config::Plan;
 use crate::error_chain;
+use crate::lab_controller::{CONTROLLER_LOG_FILE, CONTROLLER_PID_FILE, ControllerProcess};
 use crate::workload::{Templates, render_external_frr};
 
 /// Where `lab up` keeps its state when `--state-dir` is not given.
@@ -46,6 +48,12 @@ pub enum LabError {
     Up(String),
     #[error("the lab could not be taken down completely: {0}")]
     Down(String),
+    /// `--host-routes` without a controller binary to run.
+    #[error("the host-route controller is missing: {0}")]
+    ControllerMissing(String),
+    /// The host-route controller did not start, get ready or stop cleanly.
+    #[error("the host-route controller: {0}")]
+    Controller(String),
     #[error("cannot render the external router's configuration")]
     Render(#[from] crate::workload::RenderError),
     /// Lab flags that do not fit together (a fault naming a router the lab does not have, ...).
@@ -434,12 +442,32 @@ pub async fn down_in_process(lab: IntegratedLab) -> Result<(), LabError> {
     }
 }
 
-/// `lab serve`: brings the lab up, writes the ready file, serves until SIGTERM/SIGINT, takes it down.
-pub async fn serve(config: IntegratedConfig, plan: &Plan) -> Result<(), LabError> {
+/// `lab serve`: brings the lab up, starts the host-route controller when `controller` names its
+/// binary, writes the ready file, serves until SIGTERM/SIGINT, then stops the controller (before
+/// the API it watches goes away) and takes the lab down.
+pub async fn serve(
+    config: IntegratedConfig,
+    plan: &Plan,
+    controller: Option<&Path>,
+) -> Result<(), LabError> {
     let state_dir = config.net.state_dir.clone();
     let lab = up_in_process(config).await?;
+    let controller = match controller {
+        None => None,
+        Some(binary) => match start_controller(&lab, binary, &plan.bgp.frr_namespace).await {
+            Ok(process) => Some(process),
+            Err(e) => {
+                let _ = down_in_process(lab).await;
+                return Err(e);
+            }
+        },
+    };
     let ready = state_dir.join(READY_FILE);
-    let text = serde_json::to_string_pretty(&lab_info(&lab, plan)).unwrap_or_default();
+    let mut info = lab_info(&lab, plan);
+    if let Some(process) = &controller {
+        info["hostRouteController"] = process.info();
+    }
+    let text = serde_json::to_string_pretty(&info).unwrap_or_default();
     let written = std::fs::write(&ready, text).map_err(io("writing", &ready));
     if written.is_ok() {
         let mut terminate =
@@ -451,12 +479,27 @@ pub async fn serve(config: IntegratedConfig, plan: &Plan) -> Result<(), LabError
         }
     }
     let _ = std::fs::remove_file(&ready);
+    let stopped = match controller {
+        Some(process) => process.stop().await,
+        None => Ok(()),
+    };
     let down = down_in_process(lab).await;
-    written.and(down)
+    written.and(stopped).and(down)
+}
+
+/// Starts the host-route controller against a running lab: its kubeconfig, and the frr-k8s
+/// namespace the lab's emulation reads (the plan's, see [`lab_config`]).
+pub async fn start_controller(
+    lab: &IntegratedLab,
+    binary: &Path,
+    frr_namespace: &str,
+) -> Result<ControllerProcess, LabError> {
+    let state_dir = lab.net.info().state_dir;
+    ControllerProcess::start(binary, lab.kubeconfig(), frr_namespace, &state_dir).await
 }
 
 /// A process's start time (field 22 of /proc/PID/stat), to tell it from a later process with the same PID.
-fn process_start_time(pid: u32) -> Option<u64> {
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields after it follow the last ')'.
     let rest = stat.rsplit_once(')')?.1;
@@ -465,11 +508,28 @@ fn process_start_time(pid: u32) -> Option<u64> {
 
 /// The recorded `lab serve` process, if it still runs.
 fn live_serve_pid(state_dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(state_dir.join(SERVE_PID_FILE)).ok()?;
+    live_recorded_pid(&state_dir.join(SERVE_PID_FILE))
+}
+
+/// The process a `PID START` file records, if it still runs (a reused PID has another start time).
+pub(crate) fn live_recorded_pid(pid_file: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(pid_file).ok()?;
     let (pid, start) = text.trim().split_once(' ')?;
     let pid: u32 = pid.parse().ok()?;
     let start: u64 = start.parse().ok()?;
-    (process_start_time(pid) == Some(start)).then_some(pid)
+    (process_start_time(pid) == Some(start) && !is_zombie(pid)).then_some(pid)
+}
+
+/// Whether `pid` has exited but is not reaped yet (state `Z`): an orphan killed while its new
+/// parent does not reap stays so, and it is gone for every purpose here.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1.to_string();
+            rest.split_whitespace().next().map(|state| state == "Z")
+        })
+        .unwrap_or(false)
 }
 
 /// `lab up`: starts `lab serve` detached with the same plan arguments and waits until it is ready.
@@ -524,6 +584,8 @@ pub async fn up_detached(
             // lab serve removed what it created; the log is in the error, so nothing stays behind.
             let _ = std::fs::remove_file(&pid_path);
             let _ = std::fs::remove_file(&log_path);
+            // A controller that failed to start was stopped by lab serve; its log tail is in lab serve's.
+            let _ = std::fs::remove_file(state_dir.join(CONTROLLER_LOG_FILE));
             let _ = std::fs::remove_dir(state_dir);
             return Err(LabError::Up(format!(
                 "lab serve exited ({status}) before it was ready:\n{log}"
@@ -551,14 +613,25 @@ pub async fn status(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<bo
     let net = vmbgp_lab_net::network::status(state_dir)
         .await
         .map_err(|e| LabError::Down(error_chain(&e)))?;
-    let healthy =
-        serve.is_some() && net.netns.values().all(|up| *up) && net.daemons.values().all(|up| *up);
-    let report = json!({
+    // A lab started with --host-routes records its controller, which must run too.
+    let controller = state_dir
+        .join(CONTROLLER_PID_FILE)
+        .exists()
+        .then(|| crate::lab_controller::live_recorded_pid(state_dir));
+    let healthy = serve.is_some()
+        && net.netns.values().all(|up| *up)
+        && net.daemons.values().all(|up| *up)
+        && controller.is_none_or(|pid| pid.is_some());
+    let mut report = json!({
         "healthy": healthy,
         "serve": serve.map_or_else(|| json!("not running"), |pid| json!({"pid": pid})),
         "lab": serde_json::from_str::<serde_json::Value>(&info).unwrap_or_default(),
         "network": net,
     });
+    if let Some(pid) = controller {
+        report["hostRouteController"] =
+            pid.map_or_else(|| json!("not running"), |pid| json!({"pid": pid}));
+    }
     writeln!(
         out,
         "{}",
@@ -592,6 +665,12 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
         }
     }
     let mut problems = Vec::new();
+    // `lab serve` stops its controller; one that outlived a killed `lab serve` is stopped here.
+    let dir = state_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::lab_controller::stop_recorded(&dir)).await {
+        Ok(problem) => problems.extend(problem),
+        Err(e) => problems.push(e.to_string()),
+    }
     if state_dir.join(vmbgp_lab_net::state::STATE_FILE).exists() {
         let dir = state_dir.to_path_buf();
         match tokio::task::spawn_blocking(move || vmbgp_lab_net::teardown(&dir)).await {
@@ -626,10 +705,12 @@ pub async fn down(state_dir: &Path, out: &mut (dyn Write + Send)) -> Result<(), 
 }
 
 /// The files a lab leaves in its state directory besides what its state file records.
-const LAB_FILES: [&str; 5] = [
+const LAB_FILES: [&str; 7] = [
     READY_FILE,
     SERVE_PID_FILE,
     SERVE_LOG_FILE,
+    CONTROLLER_PID_FILE,
+    CONTROLLER_LOG_FILE,
     API_GROUND_TRUTH_FILE,
     vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE,
 ];
@@ -662,6 +743,7 @@ pub fn reclaim_dead_run_labs() -> Vec<String> {
         }
         let dir = entry.path();
         let mut problems = Vec::new();
+        problems.extend(crate::lab_controller::stop_recorded(&dir));
         match vmbgp_lab_net::teardown(&dir) {
             Ok(report) => problems.extend(report.problems),
             Err(e) => problems.push(error_chain(&e)),
@@ -700,14 +782,16 @@ pub const RESULTS_GROUND_TRUTH_DIR: &str = "lab";
 /// The lab API's ground-truth log (in the state directory while the lab runs).
 pub const API_GROUND_TRUTH_FILE: &str = "api-ground-truth.jsonl";
 
-/// Copies the lab's ground-truth logs (network and API) into `dest`, for checking the run's
-/// figures against what the lab really did. Returns the files written.
+/// Copies the lab's ground-truth logs (network and API), and the host-route controller's log when
+/// it ran, into `dest`, for checking the run's figures against what the lab really did. Returns
+/// the files written.
 pub fn save_ground_truth(state_dir: &Path, dest: &Path) -> Result<Vec<PathBuf>, LabError> {
     std::fs::create_dir_all(dest).map_err(io("creating", dest))?;
     let mut saved = Vec::new();
     for name in [
         vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE,
         API_GROUND_TRUTH_FILE,
+        CONTROLLER_LOG_FILE,
     ] {
         let from = state_dir.join(name);
         if !from.exists() {

@@ -8,6 +8,7 @@
 //! - [`clock`]: the only place that reads time
 //! - [`exit`]: the one exit-code table
 //! - [`lab_commands`]: the embedded lab from the command line (`lab up/status/down`, `run --lab`)
+//! - [`lab_controller`]: the host-route controller's process next to a lab (`lab up --host-routes`)
 //! - [`cli`], [`commands`]: the command line and what each command does
 
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod exit;
 pub mod kube;
 pub mod lab_commands;
+pub mod lab_controller;
 pub mod measure;
 pub mod results;
 pub mod run;

@@ -246,7 +246,8 @@ pub fn render_plan(plan: &Plan, templates: &Templates) -> Result<Vec<Manifest>, 
                     name,
                     iteration,
                     context! { network => Serde(network), labels => Serde(&labels), uuid => &plan.uuid,
-                               job_name => &plan.job_name, profile => &plan.profile },
+                               job_name => &plan.job_name, profile => &plan.profile,
+                               host_routes => plan.bgp.host_routes },
                 )?);
             }
         }

@@ -529,3 +529,37 @@ fn logs_to_a_pipe_are_plain_text() {
         "escape codes in piped logs: {stderr:?}"
     );
 }
+
+/// `lab up --host-routes` without a controller binary stops before anything exists: exit 4, the
+/// path it looked at, and how to get one. `--controller-bin` alone is a usage error.
+#[test]
+fn lab_up_host_routes_without_a_controller_binary_is_environment_unavailable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("lab");
+    let absent = dir.path().join("no-such-controller");
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["lab", "up", "--host-routes", "--state-dir"])
+        .arg(&state)
+        .arg("--controller-bin")
+        .arg(&absent)
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("host-route controller") && stderr.contains(&absent.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!state.exists(), "a lab was started");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_vmbgp-bench"))
+        .args(["lab", "up", "--state-dir"])
+        .arg(&state)
+        .arg("--controller-bin")
+        .arg(&absent)
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--host-routes"), "{stderr}");
+}

@@ -17,6 +17,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
         "vm-bgp-migration",
         include_str!("../../../profiles/vm-bgp-migration.yaml"),
     ),
+    (
+        "vm-bgp-host-routes",
+        include_str!("../../../profiles/vm-bgp-host-routes.yaml"),
+    ),
 ];
 
 /// A run profile as written in YAML (camelCase keys, like kube-burner's job configuration).
@@ -117,6 +121,10 @@ pub struct BgpProfile {
     /// Where the external router sends BMP (`HOST:PORT`, as seen from the router).
     #[serde(default)]
     pub bmp_target: Option<String>,
+    /// Host-route mode: the host-route controller advertises each VM's /32 from its node
+    /// (`run --lab` runs it against the lab).
+    #[serde(default)]
+    pub host_routes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

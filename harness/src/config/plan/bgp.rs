@@ -112,6 +112,7 @@ pub(super) fn plan_bgp(c: &mut Checker<'_>, profile: &Profile, cli: &PlanArgs) -
         keepalive_secs: keepalive?.as_secs(),
         hold_secs: hold?.as_secs(),
         bmp: bmp?,
+        host_routes: p.host_routes.unwrap_or(false),
     })
 }
 

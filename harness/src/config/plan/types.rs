@@ -153,6 +153,9 @@ pub struct BgpPlan {
     pub keepalive_secs: u64,
     pub hold_secs: u64,
     pub bmp: BmpTarget,
+    /// Host-route mode: each VM's /32 is advertised from its node by the host-route controller
+    /// (`run --lab` starts it; on a cluster it is deployed from `controller/deploy/`).
+    pub host_routes: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

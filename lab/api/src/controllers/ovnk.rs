@@ -317,6 +317,9 @@ fn write_cudn_status(ctx: &Ctx, name: &str, ok: bool, message: &str, _namespaces
     }
 }
 
+/// The name prefix of the FRRConfigurations OVN-K generates (never used as templates).
+const GENERATED_PREFIX: &str = "ovnk-generated-";
+
 /// Deterministic `ovnk-generated-xxxxx` name for (RA, template, node).
 fn generated_name(ra: &str, template: &str, node: &str) -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -450,21 +453,16 @@ fn desired_configs(ctx: &Ctx, ra: &Value) -> Result<Desired, String> {
             .unwrap_or(json!({})),
     ))
     .map_err(|e| format!("invalid frrConfigurationSelector: {e}"))?;
+    // OVN-K's rule (`generateFRRConfigurations`): every FRRConfiguration the selector matches, in
+    // all namespaces, is a template, except those whose name says OVN-K generated them. So an RA
+    // selecting `{}` templates other controllers' configurations too (the host-route controller's).
     let templates: Vec<Arc<Value>> = ctx
         .store
-        .list(
-            ctx.k.frr,
-            Some(&ctx.config.frr_namespace),
-            &ListOptions::default(),
-        )
+        .list(ctx.k.frr, None, &ListOptions::default())
         .map(|l| l.items)
         .unwrap_or_default()
         .into_iter()
-        .filter(|t| {
-            t.pointer("/metadata/labels")
-                .and_then(|l| l.get(RA_LABEL))
-                .is_none()
-        })
+        .filter(|t| !ns_name(t).1.starts_with(GENERATED_PREFIX))
         .filter(|t| !is_deleting(t) && tmpl_selector.matches_object(t))
         .collect();
     if templates.is_empty() {
@@ -895,6 +893,77 @@ mod tests {
         })
         .await;
         assert_eq!(generated(&b, "ra-1").len(), 3);
+    }
+
+    /// OVN-K's template rule: whatever the RA's selector matches, in any namespace, except names
+    /// starting `ovnk-generated-` — labels do not protect a configuration, names do.
+    #[tokio::test(start_paused = true)]
+    async fn a_select_everything_ra_templates_foreign_configurations_but_never_generated_ones() {
+        let b = ovnk().await;
+        b.namespace("ns-1", json!({"vmbgp.io/cudn": "l2"}), true);
+        b.create(b.ctx.k.cudn, None, cudn("l2"));
+        network_created(&b, "l2", "True").await;
+        template(&b, "peer");
+        let ns = b.ctx.config.frr_namespace.clone();
+        let foreign = |name: &str, labels: Value| {
+            json!({"apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+                "metadata": {"name": name, "namespace": ns, "labels": labels},
+                "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-1"}},
+                    "bgp": {"routers": [{"asn": 64513, "prefixes": ["198.19.3.7/32"],
+                        "neighbors": [{"address": "198.18.0.155", "asn": 64512}]}]}}})
+        };
+        // The host-route controller's object, and one named like OVN-K's but labelled like ours.
+        b.create(
+            b.ctx.k.frr,
+            Some(&ns),
+            foreign(
+                "vmbgp-host-routes-node-1",
+                json!({"app.kubernetes.io/managed-by": "vmbgp-controller"}),
+            ),
+        );
+        b.create(
+            b.ctx.k.frr,
+            Some(&ns),
+            foreign(
+                "ovnk-generated-zzzzz",
+                json!({"app.kubernetes.io/managed-by": "vmbgp-controller"}),
+            ),
+        );
+        b.create(
+            b.ctx.k.ra,
+            None,
+            json!({"apiVersion": "k8s.ovn.org/v1", "kind": "RouteAdvertisements", "metadata": {"name": "ra-all"},
+                "spec": {"advertisements": ["PodNetwork"], "nodeSelector": {}, "frrConfigurationSelector": {},
+                    "networkSelectors": [{"networkSelectionType": "ClusterUserDefinedNetworks",
+                        "clusterUserDefinedNetworkSelector": {"networkSelector": {
+                            "matchLabels": {"vmbgp.io/advertise": "true"}}}}]}}),
+        );
+        let ra = judged(&b, "ra-all").await;
+        assert_eq!(ra["status"]["status"], "Accepted", "{}", ra["status"]);
+        let mut templates: Vec<String> = generated(&b, "ra-all")
+            .iter()
+            .map(|c| {
+                let annotation = c["metadata"]["annotations"][RA_LABEL]
+                    .as_str()
+                    .unwrap_or_default();
+                annotation.split('/').nth(1).unwrap_or_default().to_string()
+            })
+            .collect();
+        templates.sort();
+        templates.dedup();
+        assert_eq!(templates, ["peer", "vmbgp-host-routes-node-1"]);
+        // A label selector (what the harness's RAs use) leaves the controller's object alone.
+        route_advertisements(&b, "ra-1");
+        assert_eq!(judged(&b, "ra-1").await["status"]["status"], "Accepted");
+        for c in generated(&b, "ra-1") {
+            assert_eq!(
+                c["metadata"]["annotations"][RA_LABEL]
+                    .as_str()
+                    .map(|a| a.split('/').nth(1)),
+                Some(Some("peer")),
+                "{c}"
+            );
+        }
     }
 
     #[test]
