@@ -80,7 +80,9 @@ impl FibObserver {
             .spawn(move || {
                 // Like the harness's watcher: a real-time thread is stamped on wake-up, not
                 // whenever a loaded machine gets to it.
-                if let Err(why) = vmbgp_host::priority::raise_current_thread() {
+                if let Err(why) = vmbgp_host::priority::raise_current_thread(
+                    vmbgp_host::priority::StampingThread::RouteObserver,
+                ) {
                     truth.record(
                         Instant::now(),
                         Utc::now(),

@@ -298,7 +298,9 @@ struct Reader {
 
 impl Reader {
     fn run(self) {
-        if let Err(why) = vmbgp_host::priority::raise_current_thread() {
+        if let Err(why) = vmbgp_host::priority::raise_current_thread(
+            vmbgp_host::priority::StampingThread::RouteObserver,
+        ) {
             let _ = self.tx.send(FibEvent::NormalPriority { why });
         }
         let mut buffer: Vec<u8> = Vec::with_capacity(RECV_BUFFER);

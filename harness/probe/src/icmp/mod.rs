@@ -663,7 +663,8 @@ const MAX_SLEEP: Duration = SWEEP_EVERY;
 fn event_loop(shared: &Shared) {
     // Sends and arrivals are stamped by this thread: on a busy machine a normal thread is stamped
     // whenever it gets a CPU (measured: tens of ms), a real-time one when the packet wakes it.
-    if let Err(why) = vmbgp_host::priority::raise_current_thread()
+    if let Err(why) =
+        vmbgp_host::priority::raise_current_thread(vmbgp_host::priority::StampingThread::Prober)
         && let Ok(mut note) = shared.normal_priority.lock()
     {
         *note = Some(why);
