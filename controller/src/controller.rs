@@ -38,7 +38,8 @@ use crate::plan::{Write, plan};
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "vmbgp-controller";
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+/// An API resource by group, version, kind and plural (`apiVersion` derived).
+pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: group.to_string(),
         version: version.to_string(),
@@ -53,7 +54,7 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
 }
 
 pub fn vmi_resource() -> ApiResource {
-    resource(
+    api_resource(
         "kubevirt.io",
         "v1",
         "VirtualMachineInstance",
@@ -61,10 +62,10 @@ pub fn vmi_resource() -> ApiResource {
     )
 }
 pub fn claim_resource() -> ApiResource {
-    resource("k8s.cni.cncf.io", "v1alpha1", "IPAMClaim", "ipamclaims")
+    api_resource("k8s.cni.cncf.io", "v1alpha1", "IPAMClaim", "ipamclaims")
 }
 pub fn cudn_resource() -> ApiResource {
-    resource(
+    api_resource(
         "k8s.ovn.org",
         "v1",
         "ClusterUserDefinedNetwork",
@@ -72,7 +73,7 @@ pub fn cudn_resource() -> ApiResource {
     )
 }
 pub fn ra_resource() -> ApiResource {
-    resource(
+    api_resource(
         "k8s.ovn.org",
         "v1",
         "RouteAdvertisements",
@@ -80,7 +81,7 @@ pub fn ra_resource() -> ApiResource {
     )
 }
 pub fn frr_resource() -> ApiResource {
-    resource(
+    api_resource(
         "frrk8s.metallb.io",
         "v1beta1",
         "FRRConfiguration",
@@ -88,7 +89,7 @@ pub fn frr_resource() -> ApiResource {
     )
 }
 pub fn namespace_resource() -> ApiResource {
-    resource("", "v1", "Namespace", "namespaces")
+    api_resource("", "v1", "Namespace", "namespaces")
 }
 
 /// Why a reconcile failed.

@@ -4,46 +4,16 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use kube::api::{DynamicObject, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use vmbgp_controller::controller::frr_resource;
 use vmbgp_controller::desired::config_name;
-use vmbgp_lab_api::launch::{Lab, LabConfig};
+use vmbgp_lab_api::launch::LabConfig;
+
+mod common;
+use common::{LabClient, WAIT, ar, create, lab_client};
 
 const FRR_NS: &str = "frr-k8s-system";
-const WAIT: Duration = Duration::from_secs(60);
-
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> kube::discovery::ApiResource {
-    kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-async fn create(
-    client: &Client,
-    ns: Option<&str>,
-    resource: kube::discovery::ApiResource,
-    value: serde_json::Value,
-) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    let object: DynamicObject = serde_json::from_value(value).expect("object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("create");
-}
 
 /// `GET path` on loopback; returns (status code, body).
 async fn get(addr: &str, path: &str) -> (u16, String) {
@@ -73,23 +43,17 @@ async fn get(addr: &str, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn binary_serves_endpoints_writes_routes_and_stops_on_sigterm() {
-    let lab = Lab::start(LabConfig {
+    let LabClient {
+        lab,
+        client,
+        kubeconfig,
+        dir: _dir,
+    } = lab_client(LabConfig {
         nodes: 1,
         frr_namespace: FRR_NS.into(),
         ..LabConfig::default()
     })
-    .await
-    .expect("lab");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
-    let client = Client::try_from(config).expect("client");
+    .await;
     create(&client, None, ar("", "v1", "Namespace", "namespaces"), json!({"apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": "vms", "labels": {"k8s.ovn.org/primary-user-defined-network": "", "vmbgp.io/cudn": "net1"}}})).await;
     // Opted in by the --network-selector flag, not by the label.

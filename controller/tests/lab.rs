@@ -24,10 +24,11 @@ use vmbgp_controller::leader::{Elector, KubeLeaseStore, Timing};
 use vmbgp_controller::metrics::Metrics;
 use vmbgp_lab_api::launch::{Lab, LabConfig};
 
+mod common;
+use common::{LabClient, WAIT, ar, create, lab_client, running_vmi};
+
 const FRR_NS: &str = "frr-k8s-system";
 const VM_NS: &str = "vms";
-/// Generous: a wait that fails is a bug, and its length is never asserted.
-const WAIT: Duration = Duration::from_secs(60);
 
 struct Setup {
     lab: Lab,
@@ -39,56 +40,20 @@ struct Setup {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> kube::discovery::ApiResource {
-    kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 fn object(value: Value) -> DynamicObject {
     serde_json::from_value(value).expect("object")
 }
 
-async fn create(
-    client: &Client,
-    ns: Option<&str>,
-    resource: kube::discovery::ApiResource,
-    value: Value,
-) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    };
-    api.create(&PostParams::default(), &object(value))
-        .await
-        .expect("create");
-}
-
 /// A lab with one advertised host-route network and its RouteAdvertisements, and a client of it.
 async fn lab_with_network(nodes: usize) -> (Lab, Client, tempfile::TempDir) {
-    let lab = Lab::start(LabConfig {
+    let LabClient {
+        lab, client, dir, ..
+    } = lab_client(LabConfig {
         nodes,
         frr_namespace: FRR_NS.into(),
         ..LabConfig::default()
     })
-    .await
-    .expect("lab starts");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kubeconfig");
-    lab.write_kubeconfig(&path).expect("kubeconfig");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    let client = Client::try_from(config).expect("client");
+    .await;
 
     create(&client, None, ar("", "v1", "Namespace", "namespaces"), json!({
         "apiVersion": "v1", "kind": "Namespace",
@@ -194,18 +159,7 @@ async fn vm(client: &Client, name: &str, ip: &str) {
 
 /// The node the VMI runs on once Running.
 async fn running_node(lab: &Lab, name: &str) -> String {
-    let vmi = lab
-        .wait_for(
-            "kubevirt.io/v1",
-            "VirtualMachineInstance",
-            Some(VM_NS),
-            name,
-            WAIT,
-            |o| o["status"]["phase"] == "Running",
-        )
-        .await
-        .expect("VMI Running");
-    vmi["status"]["nodeName"]
+    running_vmi(lab, VM_NS, name).await["status"]["nodeName"]
         .as_str()
         .expect("node")
         .to_string()

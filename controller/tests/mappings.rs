@@ -10,22 +10,10 @@ use serde_json::{Value, json};
 use vmbgp_controller::mappings::{ADDRESSES_ANNOTATION, MappingFile, read_file};
 use vmbgp_lab_api::launch::{Lab, LabConfig};
 
-const WAIT: Duration = Duration::from_secs(60);
-const NS: &str = "vms";
+mod common;
+use common::{LabClient, WAIT, ar, lab_client, running_vmi};
 
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> kube::discovery::ApiResource {
-    kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: if group.is_empty() {
-            version.into()
-        } else {
-            format!("{group}/{version}")
-        },
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
+const NS: &str = "vms";
 
 fn vms(client: &Client) -> Api<DynamicObject> {
     Api::namespaced_with(
@@ -62,18 +50,7 @@ fn vm(name: &str, run: &str, addresses: Option<&str>) -> Value {
 }
 
 async fn running_ip(lab: &Lab, name: &str) -> String {
-    let vmi = lab
-        .wait_for(
-            "kubevirt.io/v1",
-            "VirtualMachineInstance",
-            Some(NS),
-            name,
-            WAIT,
-            |o| o["status"]["phase"] == "Running",
-        )
-        .await
-        .expect("VMI Running");
-    vmi["status"]["interfaces"][0]["ipAddress"]
+    running_vmi(lab, NS, name).await["status"]["interfaces"][0]["ipAddress"]
         .as_str()
         .expect("ip")
         .to_string()
@@ -93,22 +70,16 @@ async fn controller(args: &[&str], kubeconfig: &std::path::Path) -> std::process
 
 #[tokio::test]
 async fn backup_delete_recreate_restore_gives_the_same_ips() {
-    let lab = Lab::start(LabConfig {
+    let LabClient {
+        lab,
+        client,
+        kubeconfig,
+        dir,
+    } = lab_client(LabConfig {
         nodes: 2,
         ..LabConfig::default()
     })
-    .await
-    .expect("lab");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    lab.write_kubeconfig(&kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
-    let client = Client::try_from(config).expect("client");
+    .await;
     namespace(&client).await;
     let cudns: Api<DynamicObject> = Api::all_with(
         client.clone(),
