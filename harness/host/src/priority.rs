@@ -52,12 +52,13 @@ pub fn raise_current_thread(role: StampingThread) -> Result<(), String> {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use nix::sched::{CpuSet, sched_setaffinity};
     use nix::unistd::Pid;
 
     use super::*;
+    use crate::clock::RunClock;
 
     #[test]
     fn a_raised_thread_runs_fifo_or_the_refusal_says_why() {
@@ -118,8 +119,10 @@ mod tests {
             std::thread::spawn(move || {
                 pin_to(0);
                 // The observer must be raised and about to block before the CPU is taken.
-                let start = Instant::now();
-                while !waiting.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+                for _ in 0..5_000 {
+                    if waiting.load(Ordering::SeqCst) {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 let raised = raise_current_thread(StampingThread::Prober);
@@ -128,9 +131,10 @@ mod tests {
                     return Err(why);
                 }
                 spinning.store(true, Ordering::SeqCst);
-                let bound = Instant::now() + Duration::from_millis(300);
+                let clock = RunClock::start();
+                let start = clock.now();
                 while !observed.load(Ordering::SeqCst) {
-                    if Instant::now() >= bound {
+                    if clock.now().since(start) >= Some(Duration::from_millis(300)) {
                         return Ok(false);
                     }
                     std::hint::spin_loop();
@@ -143,9 +147,11 @@ mod tests {
             let spinning = spinning.clone();
             std::thread::spawn(move || {
                 pin_to(1);
-                let start = Instant::now();
-                while !spinning.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
-                    std::thread::yield_now();
+                for _ in 0..5_000 {
+                    if spinning.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 let _ = wake.send(());
             })
