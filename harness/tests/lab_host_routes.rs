@@ -24,13 +24,17 @@ const HOST_ROUTE_COMMUNITY: &str = "64512:200";
 /// What ext's inbound policy (`workloads/external-frr.conf.j2`) gives routes with that community.
 const HOST_ROUTE_LOCAL_PREF: u64 = 250;
 
-/// Takes the lab down when the test ends, also when it fails midway.
-struct LabDown(PathBuf);
+/// Takes the lab down when the test ends, also when it fails midway, and only then removes the
+/// temporary directory that holds its state.
+struct LabDown {
+    state: PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for LabDown {
     fn drop(&mut self) {
-        if self.0.exists() {
-            let state = self.0.to_string_lossy().into_owned();
+        if self.state.exists() {
+            let state = self.state.to_string_lossy().into_owned();
             let _ = common::bench_blocking(&["lab", "down", "--state-dir", &state]);
         }
     }
@@ -189,6 +193,55 @@ fn controller_runs(pid: u64) -> bool {
         .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("vmbgp-controller"))
 }
 
+/// A `lab up --host-routes` lab in a temporary state directory, taken down on drop, with its
+/// `lab.json` and the controller's recorded PID.
+struct HostRouteLab {
+    state: PathBuf,
+    state_arg: String,
+    id: String,
+    info: Value,
+    controller_pid: u64,
+    down: LabDown,
+}
+
+async fn host_route_lab(id_prefix: &str, nodes: u16) -> HostRouteLab {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("lab");
+    let state_arg = state.to_str().expect("utf8").to_string();
+    let id = format!("{id_prefix}-{}", std::process::id());
+    let down = LabDown {
+        state: state.clone(),
+        _dir: dir,
+    };
+    let (code, stdout, stderr) = bench(&[
+        "lab",
+        "up",
+        "--state-dir",
+        &state_arg,
+        "--lab-id",
+        &id,
+        "--nodes",
+        &nodes.to_string(),
+        "--host-routes",
+    ])
+    .await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("lab.json")).expect("lab.json"))
+            .expect("lab.json is JSON");
+    let controller_pid = info["hostRouteController"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no controller in {info}"));
+    HostRouteLab {
+        state,
+        state_arg,
+        id,
+        info,
+        controller_pid,
+        down,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn lab_up_host_routes_advertises_each_vm_from_its_node_and_follows_it() {
@@ -201,30 +254,14 @@ async fn lab_up_host_routes_advertises_each_vm_from_its_node_and_follows_it() {
          `cargo build -p vmbgp-controller` first",
         controller_bin.display()
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("lab");
-    let state_arg = state.to_str().expect("utf8").to_string();
-    let id = format!("hr-{}", std::process::id());
-    let _down = LabDown(state.clone());
-    let (code, stdout, stderr) = bench(&[
-        "lab",
-        "up",
-        "--state-dir",
-        &state_arg,
-        "--lab-id",
-        &id,
-        "--nodes",
-        "2",
-        "--host-routes",
-    ])
-    .await;
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("lab.json")).expect("lab.json"))
-            .expect("lab.json is JSON");
-    let controller_pid = info["hostRouteController"]["pid"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no controller in {info}"));
+    let HostRouteLab {
+        state,
+        state_arg,
+        id,
+        info,
+        controller_pid,
+        down: _down,
+    } = host_route_lab("hr", 2).await;
     assert!(controller_runs(controller_pid), "{info}");
     assert!(state.join("controller.log").exists());
     let (code, stdout, stderr) = bench(&["lab", "status", "--state-dir", &state_arg]).await;
@@ -385,30 +422,14 @@ async fn lab_up_host_routes_advertises_each_vm_from_its_node_and_follows_it() {
 #[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
 async fn lab_down_stops_the_controller_of_a_killed_lab() {
     require_lab_prerequisites();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("lab");
-    let state_arg = state.to_str().expect("utf8").to_string();
-    let id = format!("hrk-{}", std::process::id());
-    let _down = LabDown(state.clone());
-    let (code, stdout, stderr) = bench(&[
-        "lab",
-        "up",
-        "--state-dir",
-        &state_arg,
-        "--lab-id",
-        &id,
-        "--nodes",
-        "1",
-        "--host-routes",
-    ])
-    .await;
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(state.join("lab.json")).expect("lab.json"))
-            .expect("lab.json is JSON");
-    let controller_pid = info["hostRouteController"]["pid"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no controller in {info}"));
+    let HostRouteLab {
+        state,
+        state_arg,
+        id,
+        info: _,
+        controller_pid,
+        down: _down,
+    } = host_route_lab("hrk", 1).await;
     let serve = std::fs::read_to_string(state.join("serve.pid")).expect("serve.pid");
     let serve_pid = serve.split_whitespace().next().expect("pid").to_string();
     let killed = std::process::Command::new("kill")
