@@ -136,9 +136,12 @@ mod tests {
     fn a_daemon_without_pid_file_is_found_by_its_marker_alone() {
         let marker = format!("/tmp/vmbgp-process-test-{}", std::process::id());
         // Stands in for a daemon that forked but has not written its pid file: only its command
-        // line names the router directory.
+        // line names the router directory. It blocks in the shell's builtin `read` on a pipe
+        // nobody writes: a `sleep` would be forked, and until it exec'd, that child too carried
+        // the marker in its command line (a second match, seen once in CI).
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30", "--vty_socket", &marker, "x"])
+            .args(["-c", "read line", "--vty_socket", &marker, "x"])
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
         let record = ProcessRecord {
