@@ -401,21 +401,31 @@ fn check_session_source(args: &RunArgs) -> Result<(), ConfigError> {
 /// How long one vty command may take before the poll counts as failed.
 const VTY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The session poller the arguments ask for (`lab_vty_dir`: the lab's external router, with --lab).
-fn session_poll(args: &RunArgs, lab_vty_dir: Option<&std::path::Path>) -> Option<SessionPoll> {
-    if args.session_source != SessionSourceArg::Poll {
-        return None;
-    }
-    let cli: std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli> = match (&args.frr_exec, &args.frr_vty_dir)
-    {
+/// The external router's CLI the arguments name (`lab_vty_dir`: the lab's external router, with
+/// --lab), if any.
+fn router_cli(
+    args: &RunArgs,
+    lab_vty_dir: Option<&std::path::Path>,
+) -> Option<std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli>> {
+    Some(match (&args.frr_exec, &args.frr_vty_dir) {
         (Some(prefix), _) => {
             std::sync::Arc::new(vmbgp_bgp::vty::ExecCli::from_prefix_str(prefix, VTY_TIMEOUT).ok()?)
         }
         (None, Some(dir)) => std::sync::Arc::new(vmbgp_bgp::vty::VtyCli::new(dir, VTY_TIMEOUT)),
         (None, None) => std::sync::Arc::new(vmbgp_bgp::vty::VtyCli::new(lab_vty_dir?, VTY_TIMEOUT)),
-    };
+    })
+}
+
+/// The session poller the arguments ask for, over the router's CLI.
+fn session_poll(
+    args: &RunArgs,
+    cli: Option<&std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli>>,
+) -> Option<SessionPoll> {
+    if args.session_source != SessionSourceArg::Poll {
+        return None;
+    }
     Some(SessionPoll {
-        cli,
+        cli: std::sync::Arc::clone(cli?),
         interval: args.session_poll_interval,
     })
 }
@@ -537,7 +547,9 @@ async fn run_connected(
     if report.blocking() {
         return Err(AppError::Preflight(report));
     }
-    let nodes = count_nodes(&cluster).await;
+    let node_addresses = list_nodes(&cluster).await;
+    let nodes = node_addresses.len() as u64;
+    let cli = router_cli(args, lab.and_then(|l| l.ext_vty_dir.as_deref()));
     let redactor = es.as_ref().map(|c| c.redactor().clone());
     let flags = workload_flags(&args.plan);
     let observers = Observers {
@@ -562,7 +574,12 @@ async fn run_connected(
         probe_vms: args.probe_vms,
         // The endpoint stands where the VMs call it: the router's side, like the probes.
         egress: args.probe_vms.then_some(plan.probes.egress_endpoint),
-        session_poll: session_poll(args, lab.and_then(|l| l.ext_vty_dir.as_deref())),
+        session_poll: session_poll(args, cli.as_ref()),
+        router_cli: cli.clone(),
+        node_addresses: node_addresses
+            .into_iter()
+            .filter_map(|(name, address)| Some((name, address?)))
+            .collect(),
     };
     let (code, dir) = run_plan(
         plan, &cluster, &report, nodes, manifests, flags, redactor, &observers, cancel, out,
@@ -603,18 +620,36 @@ async fn kubevirt_version(cluster: &Cluster) -> Measured<String> {
     }
 }
 
-async fn count_nodes(cluster: &Cluster) -> u64 {
+/// The cluster's nodes, each with its InternalIP (the address the external router peers with and
+/// routes host routes to), when its status gives one.
+async fn list_nodes(cluster: &Cluster) -> BTreeMap<String, Option<std::net::Ipv4Addr>> {
     let nodes: Api<DynamicObject> = Api::all_with(
         cluster.client.clone(),
         &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Node"), "nodes"),
     );
     match nodes.list(&ListParams::default()).await {
-        Ok(list) => list.items.len() as u64,
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|node| {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                (name, internal_ipv4(node))
+            })
+            .collect(),
         Err(e) => {
             tracing::warn!("cannot list nodes: {e}");
-            0
+            BTreeMap::new()
         }
     }
+}
+
+/// A node's first IPv4 InternalIP (`status.addresses`).
+fn internal_ipv4(node: &DynamicObject) -> Option<std::net::Ipv4Addr> {
+    node.data["status"]["addresses"]
+        .as_array()?
+        .iter()
+        .filter(|a| a["type"] == "InternalIP")
+        .find_map(|a| a["address"].as_str()?.parse().ok())
 }
 
 /// Runs a validated plan against a connected cluster and writes its results.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod common;
 
+use chrono::{DateTime, Utc};
 use common::{KINDS, api_resource, bench, client_for, netns_of, require_lab_prerequisites};
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -554,4 +555,133 @@ fn run_lab_with_the_host_route_profile_runs_the_controller() {
         lab.join("controller.log").exists(),
         "controller log kept with the results"
     );
+    host_route_figures_match_the_ground_truth(&results, &truth);
+}
+
+/// The instant `doc` describes: its t0 (`timestamp`) plus one latency field.
+fn instant(doc: &Value, latency_field: &str) -> DateTime<Utc> {
+    let ms = doc[latency_field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{latency_field} not observed: {doc}"));
+    wall(&doc["timestamp"]) + chrono::Duration::nanoseconds((ms * 1e6).round() as i64)
+}
+
+fn wall(value: &Value) -> DateTime<Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn millis_between(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
+    (a - b)
+        .num_nanoseconds()
+        .map_or(f64::MAX, |n| n as f64 / 1e6)
+}
+
+/// The harness's host-route figures against the lab's ground truth: its own FIB observer (a
+/// separate netlink socket) and its API server's record of each VMI running, migrating and going.
+/// Every /32 field is observed, tagged 64512:200 with local-pref 250. The instant the /32 was
+/// routed to its node agrees with the lab's record of that kernel event within 1 ms. The harness
+/// starts each interval when its watch delivers the VMI change, after the lab made it, so each
+/// harness figure is at most the lab's own figure (+1 ms for the stamps) and at least the lab's
+/// figure less a watch delivery (bounded by [`WATCH_DELIVERY_MS`]): advertise (VMI running → /32
+/// routed to its node), stale window (VMI deleted → /32 gone) and next-hop follow (switch-over →
+/// /32 routed to the target alone).
+fn host_route_figures_match_the_ground_truth(results: &Path, net_truth: &[Value]) {
+    const BOUND_MS: f64 = 1.0;
+    const WATCH_DELIVERY_MS: f64 = 250.0;
+    let api_truth: Vec<Value> = std::fs::read_to_string(results.join("lab/api-ground-truth.jsonl"))
+        .expect("api ground truth")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let api_event = |event: &str, vm: &str| -> DateTime<Utc> {
+        let found = api_truth
+            .iter()
+            .find(|e| e["event"] == event && e["object"]["name"] == vm)
+            .unwrap_or_else(|| panic!("the lab recorded no {event} for {vm}"));
+        wall(&found["wall"])
+    };
+    let fib_events = |event: &str, prefix: &str| -> Vec<(DateTime<Utc>, Value)> {
+        net_truth
+            .iter()
+            .filter(|e| e["event"] == event && e["prefix"] == prefix)
+            .map(|e| (wall(&e["wall"]), e["nextHops"].clone()))
+            .collect()
+    };
+    let within = |what: &str, harness: f64, lab: f64| {
+        eprintln!("{what}: harness {harness:.3} ms, lab {lab:.3} ms");
+        assert!(
+            harness <= lab + BOUND_MS && harness >= lab - WATCH_DELIVERY_MS,
+            "{what}: the harness measured {harness:.3} ms, the lab's ground truth {lab:.3} ms"
+        );
+    };
+    let routes: Vec<Value> = common::documents(results, "routeConvergenceMeasurement-")
+        .into_iter()
+        .filter(|d| d["scope"] == "hostRoute")
+        .collect();
+    let vms = common::documents(results, "vmReachabilityMeasurement-");
+    assert_eq!(
+        routes.len(),
+        vms.len(),
+        "one /32 document per VM: {routes:?}"
+    );
+    for doc in &routes {
+        let prefix = doc["prefix"].as_str().expect("prefix");
+        let vm = doc["vmName"].as_str().expect("vmName");
+        assert_eq!(doc.get("missing"), None, "{prefix}: {doc}");
+        assert_eq!(doc["communities"], HOST_ROUTE_COMMUNITY, "{doc}");
+        assert_eq!(doc["localPref"], HOST_ROUTE_LOCAL_PREF, "{doc}");
+        let (first_added, hops) = fib_events("fibRouteAdded", prefix)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("the lab never saw {prefix} in ext's FIB"));
+        assert_eq!(hops.as_array().map(Vec::len), Some(1), "{prefix}: {hops}");
+        let d = millis_between(instant(doc, "advertiseAllNextHopsLatency"), first_added);
+        assert!(
+            d.abs() <= BOUND_MS,
+            "{prefix}: routed {d:.3} ms from the lab's record"
+        );
+        within(
+            &format!("{prefix} advertise"),
+            doc["advertiseAllNextHopsLatency"]
+                .as_f64()
+                .expect("observed"),
+            millis_between(first_added, api_event("vmi_running", vm)),
+        );
+        let (removed, _) = fib_events("fibRouteRemoved", prefix)
+            .into_iter()
+            .last()
+            .unwrap_or_else(|| panic!("the lab never saw {prefix} leave ext's FIB"));
+        within(
+            &format!("{prefix} stale-route window"),
+            doc["staleRouteWindow"].as_f64().expect("observed"),
+            millis_between(removed, api_event("vmi_deleted", vm)),
+        );
+    }
+    for migration in common::documents(results, "vmMigrationMeasurement-") {
+        let vm = migration["vmName"].as_str().expect("vmName");
+        let doc = routes
+            .iter()
+            .find(|r| r["vmName"] == vm)
+            .unwrap_or_else(|| panic!("no /32 document for {vm}"));
+        let prefix = doc["prefix"].as_str().expect("prefix");
+        let target = migration["targetNode"].as_str().expect("targetNode");
+        let target_address = format!("198.18.0.{}", target.trim_start_matches("node-"));
+        let switchover = api_event("migration_switchover", vm);
+        let (followed, _) = fib_events("fibRouteAdded", prefix)
+            .into_iter()
+            .find(|(at, hops)| *at > switchover && *hops == json!([target_address]))
+            .unwrap_or_else(|| panic!("the lab never saw {prefix} routed to {target} alone"));
+        within(
+            &format!("{vm} next-hop follow"),
+            migration["nextHopFollowLatency"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{vm}: next-hop follow not observed: {migration}")),
+            millis_between(followed, switchover),
+        );
+    }
 }

@@ -392,6 +392,11 @@ impl DocumentBuilder {
         pairs.push(("expectedNextHops", Value::from(sample.expected_next_hops)));
         let mut fields = MeasuredFields::default();
         fields.count("observedNextHops", &sample.observed_next_hops);
+        // The policy check is a host-route figure: subnet documents stay as they were.
+        if scope == "hostRoute" {
+            fields.text("communities", &sample.communities);
+            fields.count("localPref", &sample.local_pref);
+        }
         let timings = [
             (
                 "advertiseAdjRibInLatency",
@@ -905,6 +910,8 @@ mod tests {
             withdraw_adj_rib_in: ms(40),
             withdraw_fib: ms(50),
             stale_route_window: ms(60),
+            communities: Measured::Observed("64512:200".to_owned()),
+            local_pref: Measured::Observed(250),
         }
     }
 

@@ -263,6 +263,13 @@ pub struct RouteConvergenceSample {
     pub withdraw_fib: Measured<Timing>,
     /// How long the route stayed in the FIB after its destination stopped answering.
     pub stale_route_window: Measured<Timing>,
+    /// Host routes: the communities of the route's first announcement (BMP), space-separated as
+    /// FRR prints them. Not written for subnet routes.
+    pub communities: Measured<String>,
+    /// Host routes: the local-pref the external router's inbound policy gave the route's best path
+    /// (its BGP table: BMP does not carry LOCAL_PREF for routes from external peers). Not written
+    /// for subnet routes.
+    pub local_pref: Measured<u64>,
 }
 
 /// ICMP reachability of one VM from the external router's side.

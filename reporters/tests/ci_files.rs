@@ -92,6 +92,41 @@ fn grafana_dashboard_queries_known_metrics_by_uuid() {
     }
 }
 
+/// Every `field` a panel aggregates on (metrics and buckets), without its `.keyword` suffix.
+fn collect_fields(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(field)) = map.get("field") {
+                out.insert(field.trim_end_matches(".keyword").to_string());
+            }
+            map.values().for_each(|v| collect_fields(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_fields(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn grafana_panels_aggregate_only_fields_the_index_template_maps() {
+    let dashboard: Value =
+        serde_json::from_str(&fs::read_to_string(ci("grafana/vmbgp-bench.json")).unwrap()).unwrap();
+    let template: Value =
+        serde_json::from_str(&fs::read_to_string(ci("elasticsearch/index-template.json")).unwrap())
+            .unwrap();
+    let mapped = &template["template"]["mappings"]["properties"];
+    let mut fields = BTreeSet::new();
+    collect_fields(&dashboard["panels"], &mut fields);
+    assert!(fields.contains("nextHopFollowLatency"), "{fields:?}");
+    let unmapped: Vec<&String> = fields
+        .iter()
+        .filter(|f| mapped.get(f.as_str()).is_none())
+        .collect();
+    assert!(
+        unmapped.is_empty(),
+        "panels aggregate on unmapped fields: {unmapped:?}"
+    );
+}
+
 #[test]
 fn orion_config_names_written_quantiles() {
     let (_, quantiles) = written();

@@ -218,7 +218,15 @@ fn schema_accepts_every_document_and_rejects_sentinels() {
     let (_root, dir) = fixture_dir();
     let docs = load_documents(&dir).unwrap();
     assert!(docs.len() > 40);
-    for doc in &docs {
+    // The fixture run, and one run of every profile (host-route fields included).
+    let every_profile = common::profiles::every_profile_run();
+    assert!(
+        every_profile
+            .iter()
+            .any(|d| d.body().get("localPref").is_some()),
+        "no host-route document among the profiles' runs"
+    );
+    for doc in docs.iter().chain(&every_profile) {
         let errors: Vec<String> = validator
             .iter_errors(doc.body())
             .map(|e| e.to_string())

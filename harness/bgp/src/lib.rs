@@ -57,6 +57,12 @@
 //! cli.configure(Daemon::Bgpd, &lines).await?;   // Vec<(line, CliReply)> of failed lines
 //! ```
 //!
+//! **[`table`] — the router's BGP table** (local-pref per best path, which BMP cannot show for eBGP):
+//! ```text
+//! let table = BgpTable::from_json(&cli.json(Daemon::Bgpd, table::SHOW_TABLE).await?)?;
+//! table.best[&prefix].local_pref;   // Some(250) when a policy set it
+//! ```
+//!
 //! **[`session`] — BGP session poller** over any `FrrCli`:
 //! ```text
 //! let (poller, mut rx) = SessionPoller::spawn(cli, clock, SessionPollerConfig::new(Duration::from_millis(100)));
@@ -71,4 +77,5 @@
 pub mod bmp;
 pub mod fib;
 pub mod session;
+pub mod table;
 pub mod vty;

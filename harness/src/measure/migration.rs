@@ -3,10 +3,14 @@
 //! module the stream's loss window once the migration is done and the VM answers again. From the
 //! watches it takes the VMIM's uid and phase and the instant the VMI reports that migration
 //! completed (the switch-over the harness sees). Per migration: loss period (loss-derived, RFC
-//! 7747), longest reply-to-reply gap, and switch-over → reachable again.
+//! 7747), longest reply-to-reply gap, and switch-over → reachable again. In host-route mode, also
+//! switch-over → the VM's /32 routed by ext's FIB to the target node alone (next-hop follow).
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
+
+use vmbgp_bgp::fib::{FibEvent, RouteChangeKind};
 
 use vmbgp_probe::icmp::LossSince;
 use vmbgp_reporters::measured::{Measured, Timing};
@@ -14,6 +18,7 @@ use vmbgp_reporters::samples::{
     MeasurementKind, MigrationSample, Samples, StartInstant, VmIdentity,
 };
 
+use super::route_convergence::STAMP_RESOLUTION;
 use super::{Batch, Measurement, ObjectKey, Observation};
 use crate::clock::MonoStamp;
 use crate::config::VmSpec;
@@ -44,11 +49,68 @@ struct Migration {
     window: Option<Result<LossWindow, String>>,
 }
 
+/// Host-route mode: where each node is routed, and the /32 FIB changes seen so far.
+#[derive(Debug)]
+struct Follow {
+    node_addresses: BTreeMap<String, Ipv4Addr>,
+    /// Why the FIB is not observed, if it is not.
+    fib_off: Option<String>,
+    /// VMI (namespace, name) → its address.
+    addresses: BTreeMap<ObjectKey, Ipv4Addr>,
+    /// /32 → (when, next hops; empty when removed), in arrival order.
+    fib: BTreeMap<Ipv4Addr, Vec<(MonoStamp, Vec<Ipv4Addr>)>>,
+}
+
+impl Follow {
+    /// Switch-over → the /32 routed to the target node alone.
+    fn next_hop_follow(&self, m: &Migration) -> Measured<Timing> {
+        if let Some(reason) = &self.fib_off {
+            return Measured::missing(reason.clone());
+        }
+        let (Some(switchover), Some(target)) = (m.switchover, &m.target_node) else {
+            return Measured::missing(
+                "the switch-over was not seen (VMI migrationState never completed)",
+            );
+        };
+        let Some(target_address) = self.node_addresses.get(target) else {
+            return Measured::missing(format!(
+                "the address of node {target} is unknown (no InternalIP in its status)"
+            ));
+        };
+        let Some(address) = self.addresses.get(&(m.vm.namespace.clone(), m.vmi.clone())) else {
+            return Measured::missing("the VMI never reported an address");
+        };
+        let alone = [*target_address];
+        let changes = self.fib.get(address).map(Vec::as_slice).unwrap_or_default();
+        let before = changes
+            .iter()
+            .take_while(|(at, _)| *at <= switchover)
+            .last();
+        // Already there when the harness saw the switch-over (the controller read the same update).
+        if before.is_some_and(|(_, hops)| hops[..] == alone) {
+            return Measured::Observed(Timing::new(Duration::ZERO, STAMP_RESOLUTION));
+        }
+        match changes
+            .iter()
+            .find(|(at, hops)| *at > switchover && hops[..] == alone)
+            .and_then(|(at, _)| at.since(switchover))
+        {
+            Some(after) => Measured::Observed(Timing::new(after, STAMP_RESOLUTION)),
+            None => Measured::missing(format!(
+                "ext's FIB never routed {address}/32 to the target node {target} ({target_address}) \
+                 alone before the migration's window closed"
+            )),
+        }
+    }
+}
+
 /// Every migration of the run, keyed by the VMIM's (namespace, name).
 #[derive(Debug)]
 pub struct Migrations {
     interval: Duration,
     migrations: BTreeMap<ObjectKey, Migration>,
+    /// Host-route mode only.
+    follow: Option<Follow>,
 }
 
 impl Migrations {
@@ -87,7 +149,24 @@ impl Migrations {
         Migrations {
             interval: Duration::from_secs_f64(1.0 / f64::from(migration_rate.max(1))),
             migrations,
+            follow: None,
         }
+    }
+
+    /// Host-route mode: also measure next-hop follow, from the FIB (`fib_off`: why it is not
+    /// observed), knowing each node's address.
+    pub fn following_host_routes(
+        mut self,
+        node_addresses: BTreeMap<String, Ipv4Addr>,
+        fib_off: Option<String>,
+    ) -> Self {
+        self.follow = Some(Follow {
+            node_addresses,
+            fib_off,
+            addresses: BTreeMap::new(),
+            fib: BTreeMap::new(),
+        });
+        self
     }
 
     /// The VM (namespace, name) each migration of a round moves, keyed by the VMIM.
@@ -104,6 +183,17 @@ impl Migrations {
         self.migrations
             .get(key)
             .is_some_and(|m| m.create_error.is_some() || is_final(m.phase.as_deref()))
+    }
+
+    /// Whether nothing more is expected of the migration's /32: host-route mode is off, the
+    /// migration never switched over, or ext's FIB already routes the /32 to the target alone.
+    pub fn followed(&self, key: &ObjectKey) -> bool {
+        match (&self.follow, self.migrations.get(key)) {
+            (Some(follow), Some(m)) if m.switchover.is_some() && follow.fib_off.is_none() => {
+                follow.next_hop_follow(m).is_observed()
+            }
+            _ => true,
+        }
     }
 
     /// The probe stream's view of the migration's window, or why there is none.
@@ -152,9 +242,15 @@ impl Migrations {
             loss_period,
             longest_gap,
             reachable_after_switchover: reachable,
-            next_hop_follow: Measured::not_applicable(
-                "the network is advertised as a subnet; no per-VM /32 next hop to follow",
-            ),
+            next_hop_follow: match (&self.follow, &why_missing) {
+                (None, _) => Measured::not_applicable(
+                    "the network is advertised as a subnet; no per-VM /32 next hop to follow",
+                ),
+                (Some(_), Some(reason)) if m.switchover.is_none() => {
+                    Measured::missing(reason.clone())
+                }
+                (Some(follow), _) => follow.next_hop_follow(m),
+            },
             tcp_survived: Measured::missing("no TCP stream runs across migrations in this run"),
         }
     }
@@ -210,6 +306,10 @@ impl Migrations {
                 m.phase = object.data["status"]["phase"].as_str().map(str::to_string);
             }
         } else if *resource == VMI {
+            if let (Some(follow), Some(address)) = (&mut self.follow, super::vmi_ipv4(object)) {
+                let name = object.metadata.name.clone().unwrap_or_default();
+                follow.addresses.insert((namespace.clone(), name), address);
+            }
             let state = &object.data["status"]["migrationState"];
             let (Some(uid), true) = (state["migrationUid"].as_str(), state["completed"] == true)
             else {
@@ -255,6 +355,19 @@ impl Measurement for Migrations {
                 }
             }
             Observation::Watch(message) => self.on_watch(message),
+            Observation::Fib(FibEvent::Route(change)) if change.prefix.prefix_len() == 32 => {
+                if let Some(follow) = &mut self.follow {
+                    let hops = match change.kind {
+                        RouteChangeKind::Removed => Vec::new(),
+                        _ => change.next_hops.clone(),
+                    };
+                    follow
+                        .fib
+                        .entry(change.prefix.addr())
+                        .or_default()
+                        .push((change.at, hops));
+                }
+            }
             _ => {}
         }
     }
@@ -480,5 +593,68 @@ mod tests {
             out.migrations[0].reachable_after_switchover,
             Measured::Missing { .. }
         ));
+    }
+
+    fn route(at: u64, hops: &[u8]) -> FibEvent {
+        let change = vmbgp_bgp::fib::RouteChange {
+            at: ms(at),
+            prefix: "198.19.200.10/32".parse().expect("prefix"),
+            kind: if hops.is_empty() {
+                RouteChangeKind::Removed
+            } else {
+                RouteChangeKind::Replaced
+            },
+            next_hops: hops.iter().map(|n| Ipv4Addr::new(198, 18, 0, *n)).collect(),
+            interfaces: Vec::new(),
+            nexthop_id: None,
+            protocol: "bgp".into(),
+            table: 254,
+            metric: Some(20),
+            route_type: "unicast".into(),
+        };
+        FibEvent::Route(change)
+    }
+
+    /// A host-route migration from node-1 to node-2 switched over at 1010, with the /32's FIB
+    /// changes given; its next-hop follow.
+    fn follow_with(fib: &[(u64, &[u8])]) -> Measured<Timing> {
+        let nodes = (1..=2)
+            .map(|n| (format!("node-{n}"), Ipv4Addr::new(198, 18, 0, n)))
+            .collect();
+        let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000).following_host_routes(nodes, None);
+        let key = ("vmbgp-shared".to_string(), "vm-0-1-mig-0".to_string());
+        let mut running = vmi_migrated("u0", false);
+        running["status"]["interfaces"] = json!([{"ipAddress": "198.19.200.10"}]);
+        m.observe(Observation::Watch(&event(100, VMI, running)));
+        m.observe(Observation::Fib(&route(200, &[1])));
+        started(&mut m, 0, 500);
+        lifecycle(&mut m, "u0", 500, 1010, 1020);
+        for (at, hops) in fib {
+            m.observe(Observation::Fib(&route(*at, hops)));
+        }
+        let followed = m.followed(&key);
+        m.record_window(&key, Ok(window(8, Some(1008), 2500)));
+        let mut out = Samples::default();
+        m.collect(Batch::MigrationRound(0), &mut out);
+        let follow = out.migrations.remove(0).next_hop_follow;
+        assert_eq!(followed, follow.is_observed(), "{follow:?}");
+        follow
+    }
+
+    #[test]
+    fn next_hop_follow_runs_from_the_switch_over_to_the_target_node_alone() {
+        // Make-before-break: both nodes, then the target alone.
+        let follow = follow_with(&[(1100, &[1, 2]), (1150, &[2])]);
+        assert_eq!(follow.observed().map(Timing::nanos), Some(140_000_000));
+        // Already moved when the harness saw the switch-over.
+        let follow = follow_with(&[(1005, &[2])]);
+        assert_eq!(follow.observed().map(Timing::nanos), Some(0));
+        // Withdrawn from the old node but never routed to the new one.
+        let follow = follow_with(&[(1100, &[1, 2]), (1150, &[])]);
+        let reason = follow.missing_reason().expect("missing");
+        assert!(
+            reason.contains("never routed 198.19.200.10/32 to the target node node-2"),
+            "{reason}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bgp_sessions;
 pub mod egress;
+pub mod host_routes;
 pub mod migration;
 pub mod reachability;
 pub mod route_convergence;

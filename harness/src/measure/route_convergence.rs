@@ -25,7 +25,11 @@ use crate::kube::apply::Verb;
 
 /// Arrival stamps are read right after the socket read; the clock resolves nanoseconds, and a
 /// microsecond is an honest bound for the stamp itself.
-const STAMP_RESOLUTION: Duration = Duration::from_micros(1);
+pub(super) const STAMP_RESOLUTION: Duration = Duration::from_micros(1);
+
+/// Why a subnet route's communities and local-pref are not reported.
+const SUBNET_POLICY_NOT_CHECKED: &str =
+    "the policy check (community, local-pref) covers the per-VM /32 host routes";
 
 #[derive(Debug, Default)]
 struct Trigger {
@@ -348,6 +352,8 @@ impl RouteConvergence {
                 "the subnet route stays advertised while VMs come and go by design; the stale-route \
                  window applies to per-VM /32 host routes",
             ),
+            communities: Measured::not_applicable(SUBNET_POLICY_NOT_CHECKED),
+            local_pref: Measured::not_applicable(SUBNET_POLICY_NOT_CHECKED),
         }
     }
 }

@@ -85,18 +85,43 @@ impl Runner<'_> {
         let now = self.clock.now();
         self.measurements.sessions.close(now);
         self.measurements.reach.finish_all().await;
+        if self.measurements.host_routes.enabled() {
+            let table = self.read_bgp_table().await;
+            if let Err(why) = &table {
+                self.progress(format!("host routes: local-pref not read: {why}"));
+            }
+            self.measurements.host_routes.record_table(table);
+        }
+    }
+
+    /// The external router's BGP table, read through its CLI while every VM still exists.
+    async fn read_bgp_table(&self) -> Result<vmbgp_bgp::table::BgpTable, String> {
+        let cli = self.router_cli.as_ref().ok_or_else(|| {
+            "the external router's CLI is not reachable from the harness (give --frr-vty-dir or \
+             --frr-exec)"
+                .to_string()
+        })?;
+        let reply = cli
+            .json(vmbgp_bgp::vty::Daemon::Bgpd, vmbgp_bgp::table::SHOW_TABLE)
+            .await
+            .map_err(|e| format!("reading the external router's BGP table: {e}"))?;
+        vmbgp_bgp::table::BgpTable::from_json(&reply).map_err(|e| e.to_string())
     }
 
     /// Deletes everything the run created, selected by its run label, and waits until it is gone.
-    /// Two phases: VMs and RouteAdvertisements first, then — once their withdrawals were seen or
-    /// WITHDRAW_TIMEOUT passed — networks, namespaces and the peering template. Deleting the
-    /// template earlier would tear the BGP sessions down and hide the withdrawal being measured.
+    /// Three phases, each waiting until the withdrawals it causes were seen or WITHDRAW_TIMEOUT
+    /// passed: VMs (their /32 host routes go), then RouteAdvertisements (the subnet routes go),
+    /// then networks, namespaces and the peering template. Deleting the advertisements with the VMs
+    /// would withdraw the /32s for another reason than the VM's delete being measured; deleting the
+    /// template earlier would tear the BGP sessions down and hide every withdrawal.
     pub(super) async fn cleanup(&mut self) {
         self.deleting = true;
         let mut deleted = 0;
-        for resource in [VMIM, VIRTUAL_MACHINE, ROUTE_ADVERTISEMENTS] {
+        for resource in [VMIM, VIRTUAL_MACHINE] {
             deleted += self.delete_kind(resource).await;
         }
+        self.settle(WITHDRAW_TIMEOUT).await;
+        deleted += self.delete_kind(ROUTE_ADVERTISEMENTS).await;
         self.settle(WITHDRAW_TIMEOUT).await;
         for resource in [NAMESPACE, CUDN, FRR_CONFIGURATION] {
             deleted += self.delete_kind(resource).await;

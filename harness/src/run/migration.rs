@@ -4,7 +4,8 @@
 
 use super::world::migration_done;
 use super::{
-    Halt, MIGRATION_HOLD, MIGRATION_RECOVERY_TIMEOUT, MIGRATION_TIMEOUT, Runner, Waited, of_kind,
+    Halt, MIGRATION_HOLD, MIGRATION_RECOVERY_TIMEOUT, MIGRATION_TIMEOUT, NEXT_HOP_FOLLOW_TIMEOUT,
+    Runner, Waited, of_kind,
 };
 use crate::clock::MonoStamp;
 use crate::kube::VMIM;
@@ -47,6 +48,16 @@ impl Runner<'_> {
         })
         .await?;
         self.close_loss_windows(window_start, &windows).await?;
+        // Host-route mode: the /32s may follow after the VMs answer again (through the old node);
+        // an unfollowed /32 is a measured outcome (reported missing), not a harness failure.
+        if let Waited::Stopped(stop) = self
+            .wait_until(NEXT_HOP_FOLLOW_TIMEOUT, |_, m| {
+                keys.iter().all(|k| m.migrations.followed(k))
+            })
+            .await
+        {
+            return Err(stop.into());
+        }
         self.collect(Batch::MigrationRound(round));
         self.progress(format!(
             "migration round {}/{}: {} migrations done",

@@ -24,6 +24,7 @@ use crate::kube::apply::{Applier, ApplyError, resource_for};
 use crate::kube::watch::{WatchMessage, spawn_watches};
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
+use crate::measure::host_routes::{HOST_ROUTE_COMMUNITY_VALUE, HostRouteExpectations, HostRoutes};
 use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
@@ -66,6 +67,9 @@ pub const MIGRATION_TIMEOUT: Duration = Duration::from_secs(1200);
 pub const MIGRATION_HOLD: Duration = Duration::from_millis(500);
 /// How long a migrated VM may take to answer probes again before its window is read anyway.
 pub const MIGRATION_RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Host-route mode: how long after a round's VMs answer again their /32s may take to be routed to
+/// the target nodes before the round's samples are taken (frr-k8s alone debounces 3 s).
+pub const NEXT_HOP_FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deleted objects are gone (churn deletes and the final cleanup).
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -131,6 +135,11 @@ pub struct Observers {
     pub egress: Option<std::net::SocketAddr>,
     /// BGP sessions from polls instead of BMP (`None`: from BMP).
     pub session_poll: Option<SessionPoll>,
+    /// The external router's CLI, when the harness reaches it (the lab's vty, `--frr-vty-dir`,
+    /// `--frr-exec`): host-route mode reads the local-pref its policy gave each /32 there.
+    pub router_cli: Option<Arc<dyn vmbgp_bgp::vty::FrrCli>>,
+    /// Node name → the address the external router routes to it (the node's InternalIP).
+    pub node_addresses: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 /// How long the run waits for an iteration's VMs to answer probes steadily.
@@ -346,6 +355,7 @@ pub async fn run(
         }
     }
     let sources_bmp_off = sources.bmp_off.clone();
+    let fib_off = sources.fib_off.clone();
     let poller = observers.session_poll.as_ref().map(|poll| {
         let config = vmbgp_bgp::session::SessionPollerConfig::new(poll.interval);
         let (poller, poll_rx) =
@@ -396,6 +406,18 @@ pub async fn run(
         world: World::new(&plan.uuid, &plan.vms),
         measurements: Measurements {
             vm_latency: VmLatency::new(&plan.vms, plan.shape == Shape::Churn),
+            host_routes: if plan.bgp.host_routes {
+                HostRoutes::new(
+                    &plan.vms,
+                    HostRouteExpectations {
+                        community: format!("{}:{HOST_ROUTE_COMMUNITY_VALUE}", plan.bgp.peer_asn),
+                        node_addresses: observers.node_addresses.clone(),
+                    },
+                    sources.clone(),
+                )
+            } else {
+                HostRoutes::disabled()
+            },
             routes: RouteConvergence::new(&plan.networks, observers.expected_next_hops, sources),
             reach,
             sessions: match &observers.session_poll {
@@ -403,7 +425,15 @@ pub async fn run(
                 None => BgpSessions::new(SessionSource::Bmp, sources_bmp_off),
             },
             egress,
-            migrations: Migrations::new(manifests, &plan.vms, plan.probes.migration_rate),
+            migrations: {
+                let migrations = Migrations::new(manifests, &plan.vms, plan.probes.migration_rate);
+                if plan.bgp.host_routes {
+                    migrations
+                        .following_host_routes(observers.node_addresses.clone(), fib_off.clone())
+                } else {
+                    migrations
+                }
+            },
             throughput: Throughput::new(
                 clock,
                 observers.netns.clone(),
@@ -414,6 +444,7 @@ pub async fn run(
             ),
         },
         expected_peers: observers.expected_next_hops as usize,
+        router_cli: observers.router_cli.clone(),
         cancel,
         deadline: Instant::now() + plan.timeout,
         outcome: Outcome::default(),

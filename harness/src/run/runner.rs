@@ -19,6 +19,7 @@ use crate::kube::watch::{Change, WatchMessage};
 use crate::kube::{VIRTUAL_MACHINE, VMI};
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
+use crate::measure::host_routes::HostRoutes;
 use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::RouteConvergence;
@@ -36,10 +37,11 @@ pub(super) struct Measurements {
     pub(super) egress: Egress,
     pub(super) throughput: Throughput,
     pub(super) migrations: Migrations,
+    pub(super) host_routes: HostRoutes,
 }
 
 impl Measurements {
-    pub(super) fn all(&mut self) -> [&mut dyn Measurement; 7] {
+    pub(super) fn all(&mut self) -> [&mut dyn Measurement; 8] {
         [
             &mut self.vm_latency,
             &mut self.routes,
@@ -48,6 +50,7 @@ impl Measurements {
             &mut self.egress,
             &mut self.throughput,
             &mut self.migrations,
+            &mut self.host_routes,
         ]
     }
 
@@ -97,6 +100,8 @@ pub(super) struct Runner<'a> {
     pub(super) deleting: bool,
     /// BGP peers the external router should have (one per node).
     pub(super) expected_peers: usize,
+    /// The external router's CLI, when the harness reaches it.
+    pub(super) router_cli: Option<std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli>>,
     /// VMs already counted as running / ready (a churned VM stays counted).
     pub(super) running: BTreeSet<(String, String)>,
     pub(super) ready: BTreeSet<(String, String)>,

@@ -27,6 +27,7 @@ use crate::kube::watch::{Change, WatchMessage};
 use crate::kube::{IPAM_CLAIM, Resource, VIRTUAL_MACHINE, VMI};
 use crate::measure::bgp_sessions::{BgpSessions, SessionSource};
 use crate::measure::egress::Egress;
+use crate::measure::host_routes::HostRoutes;
 use crate::measure::migration::Migrations;
 use crate::measure::reachability::Reachability;
 use crate::measure::route_convergence::{RouteConvergence, Sources};
@@ -433,6 +434,7 @@ impl Bench {
                 sessions: BgpSessions::new(self.session_source, None),
                 egress: Egress::disabled("egress is not measured in this test", &plan.vms),
                 migrations: Migrations::new(&self.manifests, &plan.vms, plan.probes.migration_rate),
+                host_routes: HostRoutes::disabled(),
                 throughput: Throughput::new(
                     self.clock,
                     None,
@@ -442,6 +444,7 @@ impl Bench {
                 ),
             },
             expected_peers: self.expected_peers,
+            router_cli: None,
             cancel: self.cancel.clone(),
             deadline: Instant::now() + plan.timeout,
             outcome: Default::default(),

@@ -198,6 +198,12 @@ pub fn iteration_samples(iteration: u64) -> Samples {
         stale_route_window: Measured::not_applicable(
             "networks are kept until cleanup in the vm-bgp profile",
         ),
+        communities: Measured::not_applicable(
+            "the policy check (community, local-pref) covers the per-VM /32 host routes",
+        ),
+        local_pref: Measured::not_applicable(
+            "the policy check (community, local-pref) covers the per-VM /32 host routes",
+        ),
     });
     samples.throughput.push(ThroughputSample {
         vm: vm(iteration, 1),

@@ -171,6 +171,12 @@ pub fn iteration_samples(iteration: u64, probes: Probes) -> Samples {
         withdraw_adj_rib_in: Measured::not_applicable("networks are kept until cleanup"),
         withdraw_fib: Measured::not_applicable("networks are kept until cleanup"),
         stale_route_window: Measured::not_applicable("networks are kept until cleanup"),
+        communities: Measured::not_applicable(
+            "the policy check (community, local-pref) covers the per-VM /32 host routes",
+        ),
+        local_pref: Measured::not_applicable(
+            "the policy check (community, local-pref) covers the per-VM /32 host routes",
+        ),
     });
     s
 }

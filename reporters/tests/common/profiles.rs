@@ -426,6 +426,18 @@ fn iteration(shape: Shape, iteration: u64, vms: u64) -> Samples {
                 stale_route_window: Measured::not_applicable(
                     "VMs are kept until cleanup in the vm-bgp profile",
                 ),
+                communities: if failed {
+                    Measured::missing("the /32 was never announced")
+                } else {
+                    Measured::Observed("64512:200".to_owned())
+                },
+                local_pref: if failed {
+                    Measured::missing(
+                        "the /32 was not in the external router's BGP table when it was read",
+                    )
+                } else {
+                    Measured::Observed(250)
+                },
             });
         }
     }
@@ -475,6 +487,12 @@ fn iteration(shape: Shape, iteration: u64, vms: u64) -> Samples {
             } else {
                 Measured::not_applicable(kept)
             },
+            communities: Measured::not_applicable(
+                "the policy check (community, local-pref) covers the per-VM /32 host routes",
+            ),
+            local_pref: Measured::not_applicable(
+                "the policy check (community, local-pref) covers the per-VM /32 host routes",
+            ),
         });
     }
     if shape == Shape::Migration || host_routes {
