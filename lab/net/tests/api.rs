@@ -404,6 +404,73 @@ async fn debounce_coalesces_close_changes_into_one_apply() {
     common::assert_nothing_left(&id, &dir);
 }
 
+/// frr-k8s's debounce window runs from the first change of a burst: changes that keep coming do not
+/// postpone the reload (a trailing, re-armed debounce would apply nothing until they stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+async fn debounce_window_runs_from_the_first_change_of_a_burst() {
+    common::require_prerequisites();
+    let (id, dir) = common::unique("debfirst");
+    let _guard = TeardownGuard::new(&dir);
+    let mut config = IntegratedConfig::new(LabNetConfig::new(
+        &id,
+        &dir,
+        1,
+        common::ext_config(1, common::BMP_PORT),
+    ));
+    config.frrk8s = FrrK8sSettings {
+        debounce: Some(Duration::from_millis(500)),
+        ..FrrK8sSettings::default()
+    };
+    let lab = IntegratedLab::up(config).await.expect("integrated lab up");
+    let client = lab.client();
+    let configs = api(
+        &client,
+        Some("frr-k8s-system"),
+        ("frrk8s.metallb.io", "v1beta1"),
+        "FRRConfiguration",
+        "frrconfigurations",
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // A change every 250 ms for 1.75 s: longer than the window, each gap shorter than it.
+    let prefixes: Vec<String> = (0..8).map(|i| format!("198.19.8.{}/32", 10 + i)).collect();
+    for (i, prefix) in prefixes.iter().enumerate() {
+        configs
+            .create(
+                &PostParams::default(),
+                &obj(json!({
+                    "apiVersion": "frrk8s.metallb.io/v1beta1", "kind": "FRRConfiguration",
+                    "metadata": {"name": format!("burst-{i}"), "namespace": "frr-k8s-system"},
+                    "spec": {"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-1"}},
+                        "bgp": {"routers": [{"asn": 64513, "prefixes": [prefix], "neighbors": [{
+                            "address": "198.18.0.155", "asn": 64512,
+                            "toAdvertise": {"allowed": {"prefixes": [prefix]}}}]}]}},
+                })),
+            )
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let path = dir.join(vmbgp_lab_net::whole_lab::NET_GROUND_TRUTH_FILE);
+    let first_apply = std::fs::read_to_string(&path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| {
+            e["event"] == "frrConfigApplied"
+                && e["prefixesAdded"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .expect("an apply while the changes kept coming");
+    let added = first_apply["prefixesAdded"].as_array().expect("array");
+    assert!(
+        added.first() == Some(&json!(prefixes[0])) && !added.contains(&json!(prefixes[7])),
+        "the first apply should hold the burst's first changes, not wait for its end: {added:?}"
+    );
+    let report = lab.down().await.expect("down");
+    assert!(report.problems.is_empty(), "{report:?}");
+    common::assert_nothing_left(&id, &dir);
+}
+
 /// Each prefix's last FIB event in ext's ground truth (the lab's own netlink observer): true when the
 /// route is in the FIB. Fails when the observer lost notifications, since absence would prove nothing.
 fn fib_state(dir: &std::path::Path) -> std::collections::BTreeMap<String, bool> {

@@ -5,8 +5,10 @@
 //! `generateName: <node>-`, labels `frrk8s.metallb.io/{node,peer,vrf}`, `status.bgpStatus` from bgpd's
 //! real neighbour state, `bfdStatus: N/A`) — the shapes of frr-k8s's own controllers.
 //!
-//! Debounce (off by default): when set, a change is applied only after no further change arrived for
-//! that long, like frr-k8s's reload debouncer. Session states are polled from bgpd every
+//! Debounce (off by default): when set, the first change of a burst arms a timer of that length and
+//! later changes do not re-arm it, like frr-k8s's reload debouncer (`internal/frr/config.go`
+//! `debouncer`: `if !timerSet { timeOut = time.After(reloadInterval) }`, 3 s by default): everything
+//! that arrived by then is applied at once, and continuous churn cannot postpone a reload. Session states are polled from bgpd every
 //! `session_poll` (frr-k8s resyncs periodically too) and written only when they change.
 
 use std::collections::BTreeMap;
@@ -38,7 +40,7 @@ pub const VRF_LABEL: &str = "frrk8s.metallb.io/vrf";
 pub struct FrrK8sSettings {
     /// The namespace frr-k8s runs in (`frr-k8s-system` upstream, `openshift-frr-k8s` on OpenShift).
     pub namespace: String,
-    /// Apply only after this long without further changes (None = apply at once, the default).
+    /// Apply this long after the first change of a burst (None = apply at once, the default).
     pub debounce: Option<Duration>,
     /// How often bgpd's neighbour states are read for BGPSessionState.
     pub session_poll: Duration,
@@ -172,8 +174,11 @@ async fn run(
                     }
                 };
                 if changed && ready.0 && ready.1 {
+                    // Armed by the first change only: later ones ride along, as in frr-k8s.
+                    if !dirty {
+                        reconcile_at.as_mut().reset(tokio::time::Instant::now() + debounce);
+                    }
                     dirty = true;
-                    reconcile_at.as_mut().reset(tokio::time::Instant::now() + debounce);
                 }
             }
             () = &mut reconcile_at, if dirty => {
