@@ -413,7 +413,8 @@ pub struct RunArgs {
     /// --frr-exec, or --lab).
     #[arg(long, value_enum, default_value_t = SessionSourceArg::Bmp)]
     pub session_source: SessionSourceArg,
-    /// The external router's FRR vty socket directory (holding bgpd.vty), read by the session poller.
+    /// The external router's FRR vty socket directory (holding bgpd.vty), read by the session poller
+    /// and, in host-route mode, for the local-pref ext's policy gave each /32.
     #[arg(long, value_name = "DIR", conflicts_with = "frr_exec")]
     pub frr_vty_dir: Option<PathBuf>,
     /// Run `vtysh` through this command prefix instead, e.g. "podman exec frr" (a process per poll).
@@ -430,8 +431,25 @@ pub struct RunArgs {
     /// vmbgp-bench].
     #[arg(long, value_name = "PATH", requires = "lab")]
     pub controller_bin: Option<PathBuf>,
+    /// Host-route mode: the controller's Prometheus endpoint, read once when measuring ends
+    /// (reconcile p99, routes advertised and capped per node) [default with --lab: the controller
+    /// the lab runs].
+    #[arg(long, value_name = "URL", value_parser = metrics_url, conflicts_with = "lab")]
+    pub controller_metrics: Option<reqwest::Url>,
     #[command(flatten)]
     pub lab_shape: LabArgs,
+}
+
+/// `--controller-metrics`: an http(s) URL.
+fn metrics_url(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("{value:?} is not a URL: {e}"))?;
+    if matches!(url.scheme(), "http" | "https") && url.host().is_some() {
+        Ok(url)
+    } else {
+        Err(format!(
+            "{value:?}: give an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080/metrics"
+        ))
+    }
 }
 
 /// `--session-source`.

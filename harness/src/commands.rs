@@ -435,6 +435,8 @@ fn session_poll(
 struct LabView {
     ext_netns: String,
     ext_vty_dir: Option<std::path::PathBuf>,
+    /// The host-route controller the lab runs, when it runs one.
+    controller_metrics: Option<String>,
 }
 
 /// `run --lab`: up, run, down — the lab comes down whatever the run did.
@@ -495,6 +497,7 @@ async fn run_on_lab(
     let view = LabView {
         ext_netns: info.ext_netns,
         ext_vty_dir: info.ext_bgpd_vty.parent().map(std::path::Path::to_path_buf),
+        controller_metrics: controller.as_ref().map(|c| c.metrics_url()),
     };
     // A signal during bring-up: the lab is up now, so take it down again and create nothing.
     let result = if cancel.is_cancelled() {
@@ -576,6 +579,9 @@ async fn run_connected(
         egress: args.probe_vms.then_some(plan.probes.egress_endpoint),
         session_poll: session_poll(args, cli.as_ref()),
         router_cli: cli.clone(),
+        controller_metrics: lab
+            .and_then(|l| l.controller_metrics.clone())
+            .or_else(|| args.controller_metrics.as_ref().map(ToString::to_string)),
         node_addresses: node_addresses
             .into_iter()
             .filter_map(|(name, address)| Some((name, address?)))

@@ -223,8 +223,13 @@ impl ControllerProcess {
             "pid": self.pid,
             "binary": self.binary,
             "log": self.log,
-            "metrics": format!("http://{}/metrics", self.metrics),
+            "metrics": self.metrics_url(),
         })
+    }
+
+    /// Where it serves `/metrics` (a loopback address it chose).
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics)
     }
 
     /// SIGTERM by its PID, then waits; killed when it has not exited after [`STOP_TIMEOUT`].

@@ -14,6 +14,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod controller_metrics;
 pub mod exit;
 pub mod kube;
 pub mod lab_commands;

@@ -662,6 +662,32 @@ fn host_route_figures_match_the_ground_truth(results: &Path, net_truth: &[Value]
             millis_between(removed, api_event("vmi_deleted", vm)),
         );
     }
+    // Per node, at the end of measuring: ext's host-route prefixes via the node cover exactly its
+    // VMs (no aggregation in this profile: one /32 each), as many as the controller says it wrote.
+    let controller = common::documents(results, "hostRouteControllerMeasurement-");
+    let nodes: Vec<&Value> = controller.iter().filter(|d| d["scope"] == "node").collect();
+    let vm_total: u64 = nodes.iter().map(|n| n["vms"].as_u64().expect("vms")).sum();
+    assert_eq!(vm_total as usize, vms.len(), "{nodes:?}");
+    for node in nodes.iter().filter(|n| n["vms"].as_u64() > Some(0)) {
+        assert_eq!(node["addressesCovered"], node["vms"], "{node}");
+        assert_eq!(node["prefixesAtExt"], node["vms"], "{node}");
+        assert_eq!(node["routesAdvertised"], node["vms"], "{node}");
+        assert_eq!(node["capped"], false, "{node}");
+    }
+    let summary = controller
+        .iter()
+        .find(|d| d["scope"] == "controller")
+        .expect("the controller's figures");
+    assert_eq!(summary.get("missing"), None, "{summary}");
+    assert_eq!(
+        summary["routesAdvertised"].as_u64(),
+        Some(vm_total),
+        "{summary}"
+    );
+    assert!(
+        summary["reconcileP99"].as_f64().is_some_and(|p| p > 0.0),
+        "{summary}"
+    );
     for migration in common::documents(results, "vmMigrationMeasurement-") {
         let vm = migration["vmName"].as_str().expect("vmName");
         let doc = routes

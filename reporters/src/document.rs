@@ -27,6 +27,9 @@ pub const VM_THROUGHPUT: &str = "vmThroughputMeasurement";
 pub const VM_EGRESS: &str = "vmEgressMeasurement";
 pub const BGP_SESSION: &str = "bgpSessionMeasurement";
 pub const VM_MIGRATION: &str = "vmMigrationMeasurement";
+/// Host-route mode: one document per node (`scope: node`) and one for the controller
+/// (`scope: controller`).
+pub const HOST_ROUTE_CONTROLLER: &str = "hostRouteControllerMeasurement";
 
 /// The fields that, with `uuid`, `metricName` and `jobName`, identify a document. They make the
 /// document id: re-indexing a run overwrites instead of duplicating, and a document rewritten
@@ -40,6 +43,7 @@ fn identity_fields(metric_name: &str) -> Option<&'static [&'static str]> {
         ROUTE_CONVERGENCE => &["scope", "network", "prefix", "jobIteration"],
         BGP_SESSION => &["peerAddress"],
         VM_MIGRATION => &["namespace", "vmName", "migrationIndex"],
+        HOST_ROUTE_CONTROLLER => &["scope", "name"],
         VMI_LATENCY_QUANTILES
         | ROUTE_CONVERGENCE_QUANTILES
         | VM_REACHABILITY_QUANTILES

@@ -319,6 +319,12 @@ impl DocumentBuilder {
         for sample in &samples.migrations {
             documents.push(self.migration(sample)?);
         }
+        for sample in &samples.host_route_nodes {
+            documents.push(self.host_route_node(sample)?);
+        }
+        if let Some(sample) = &samples.host_route_controller {
+            documents.push(self.host_route_controller(sample)?);
+        }
         Ok(documents)
     }
 
@@ -581,6 +587,55 @@ impl DocumentBuilder {
         self.record_value(metric, "Flaps", &Measured::Observed(flaps as f64));
         let prefixes = sample.prefixes_received.as_ref().map(|&p| p as f64);
         self.record_value(metric, "PrefixesReceived", &prefixes);
+        self.finish(pairs, None, fields)
+    }
+
+    /// Stamped when the table was read or the metrics scraped (`at`, from the run's start).
+    fn host_route_pairs(
+        &self,
+        at: Duration,
+        scope: &str,
+        name: &str,
+    ) -> Vec<(&'static str, Value)> {
+        let mut pairs = self.base(
+            document::HOST_ROUTE_CONTROLLER,
+            &StartInstant {
+                offset: at,
+                uncertainty: Duration::ZERO,
+            },
+        );
+        pairs.push(("scope", Value::from(scope)));
+        pairs.push(("name", Value::from(name)));
+        pairs
+    }
+
+    fn host_route_node(&mut self, sample: &HostRouteNodeSample) -> Result<Document, DocumentError> {
+        let mut pairs = self.host_route_pairs(sample.at, "node", &sample.node);
+        pairs.push(("node", Value::from(sample.node.clone())));
+        if let Some(address) = &sample.node_address {
+            pairs.push(("nodeAddress", Value::from(address.clone())));
+        }
+        pairs.push(("vms", Value::from(sample.vms)));
+        let mut fields = MeasuredFields::default();
+        fields.count("prefixesAtExt", &sample.prefixes_at_ext);
+        fields.count("addressesCovered", &sample.addresses_covered);
+        fields.count("routesAdvertised", &sample.routes_advertised);
+        fields.flag("capped", &sample.capped);
+        self.finish(pairs, None, fields)
+    }
+
+    fn host_route_controller(
+        &mut self,
+        sample: &HostRouteControllerSample,
+    ) -> Result<Document, DocumentError> {
+        let pairs = self.host_route_pairs(sample.at, "controller", "vmbgp-controller");
+        let mut fields = MeasuredFields::default();
+        fields.timing("reconcileP99", &sample.reconcile_p99);
+        fields.count("reconciles", &sample.reconciles);
+        fields.count("reconcileErrors", &sample.reconcile_errors);
+        fields.count("migrationsFollowed", &sample.migrations_followed);
+        fields.count("routesAdvertised", &sample.routes_advertised);
+        fields.count("notAdvertisedVms", &sample.not_advertised_vms);
         self.finish(pairs, None, fields)
     }
 
@@ -996,6 +1051,25 @@ mod tests {
                 next_hop_follow: ms(400),
                 tcp_survived: Measured::Observed(true),
             }],
+            host_route_nodes: vec![HostRouteNodeSample {
+                at: Duration::from_secs(50),
+                node: "node-1".to_owned(),
+                node_address: Some("198.18.0.1".to_owned()),
+                vms: 4,
+                prefixes_at_ext: Measured::Observed(1),
+                addresses_covered: Measured::Observed(4),
+                routes_advertised: Measured::Observed(1),
+                capped: Measured::Observed(false),
+            }],
+            host_route_controller: Some(HostRouteControllerSample {
+                at: Duration::from_secs(50),
+                reconcile_p99: ms(6),
+                reconciles: Measured::Observed(9),
+                reconcile_errors: Measured::Observed(0),
+                migrations_followed: Measured::Observed(1),
+                routes_advertised: Measured::Observed(1),
+                not_advertised_vms: Measured::missing("not scraped"),
+            }),
         }
     }
 

@@ -360,6 +360,44 @@ pub struct MigrationSample {
     pub tcp_survived: Measured<bool>,
 }
 
+/// Host-route mode, once per run before cleanup: one node's host routes as the external router's
+/// BGP table had them, next to the controller's count for that node. With aggregation on, a node
+/// advertises fewer prefixes than it hosts VMs; `addresses_covered` must still equal `vms`.
+#[derive(Debug, Clone)]
+pub struct HostRouteNodeSample {
+    /// When the table was read, from the run's start.
+    pub at: Duration,
+    pub node: String,
+    /// Its InternalIP, the next hop ext routes its /32s to.
+    pub node_address: Option<String>,
+    /// The run's VMs whose VMI ran on the node when the table was read (0 when it was not read).
+    pub vms: u64,
+    /// Host-route prefixes (longer than their network's subnet) whose best path is via the node.
+    pub prefixes_at_ext: Measured<u64>,
+    /// Addresses those prefixes cover.
+    pub addresses_covered: Measured<u64>,
+    /// The controller's `routes_advertised` for the node.
+    pub routes_advertised: Measured<u64>,
+    /// The controller's `node_capped`: past its per-node cap, advertising no host routes.
+    pub capped: Measured<bool>,
+}
+
+/// The host-route controller's own figures, scraped from its `/metrics` once before cleanup.
+#[derive(Debug, Clone)]
+pub struct HostRouteControllerSample {
+    /// When the metrics were scraped, from the run's start.
+    pub at: Duration,
+    /// p99 of `reconcile_duration_seconds`, interpolated in its histogram bucket (the resolution
+    /// is that bucket's width).
+    pub reconcile_p99: Measured<Timing>,
+    pub reconciles: Measured<u64>,
+    pub reconcile_errors: Measured<u64>,
+    pub migrations_followed: Measured<u64>,
+    /// `routes_advertised`, summed over the nodes.
+    pub routes_advertised: Measured<u64>,
+    pub not_advertised_vms: Measured<u64>,
+}
+
 /// A batch of samples the harness hands over as the run goes (e.g. after each iteration).
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
@@ -370,6 +408,8 @@ pub struct Samples {
     pub egress: Vec<EgressSample>,
     pub bgp_sessions: Vec<BgpSessionSample>,
     pub migrations: Vec<MigrationSample>,
+    pub host_route_nodes: Vec<HostRouteNodeSample>,
+    pub host_route_controller: Option<HostRouteControllerSample>,
 }
 
 impl Samples {
@@ -381,5 +421,7 @@ impl Samples {
             && self.egress.is_empty()
             && self.bgp_sessions.is_empty()
             && self.migrations.is_empty()
+            && self.host_route_nodes.is_empty()
+            && self.host_route_controller.is_none()
     }
 }

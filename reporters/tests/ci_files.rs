@@ -62,7 +62,13 @@ fn collect_queries(value: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn grafana_dashboard_queries_known_metrics_by_uuid() {
-    let (metrics, _) = written();
+    // Metric names the fixture run or any profile's run writes.
+    let (mut metrics, _) = written();
+    metrics.extend(
+        common::profiles::every_profile_run()
+            .iter()
+            .map(|d| d.metric_name().to_owned()),
+    );
     let dashboard: Value =
         serde_json::from_str(&fs::read_to_string(ci("grafana/vmbgp-bench.json")).unwrap()).unwrap();
     let variables: Vec<&str> = dashboard["templating"]["list"]

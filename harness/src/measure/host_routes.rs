@@ -10,6 +10,9 @@
 //!   nowhere any more).
 //! - Policy: the communities of the first announcement (BMP) and the local-pref ext's inbound
 //!   policy gave the best path (its BGP table, read once before cleanup: BMP cannot carry it).
+//! - Per node, from the same table read: the host-route prefixes via the node and the addresses they
+//!   cover, next to the run's VMs on the node (aggregation: fewer prefixes, same addresses), and the
+//!   controller's own figures from its `/metrics`, read at the same time.
 //!
 //! Every /32 change is recorded as it arrives, whether or not its VM's address is known yet (the
 //! controller and the harness read the same VMI update; either may be first); values are computed
@@ -25,13 +28,15 @@ use vmbgp_bgp::fib::{FibEvent, RouteChangeKind};
 use vmbgp_bgp::table::BgpTable;
 use vmbgp_reporters::measured::{Measured, Timing};
 use vmbgp_reporters::samples::{
-    MeasurementKind, RouteConvergenceSample, RouteScope, Samples, StartInstant,
+    HostRouteControllerSample, HostRouteNodeSample, MeasurementKind, RouteConvergenceSample,
+    RouteScope, Samples, StartInstant,
 };
 
 use super::route_convergence::{STAMP_RESOLUTION, Sources};
 use super::{Batch, Measurement, ObjectKey, Observation, vmi_ipv4};
 use crate::clock::MonoStamp;
 use crate::config::VmSpec;
+use crate::controller_metrics::ControllerFigures;
 use crate::kube::apply::Verb;
 use crate::kube::watch::{Change, WatchMessage};
 use crate::kube::{VIRTUAL_MACHINE, VMI};
@@ -78,6 +83,8 @@ pub struct HostRouteExpectations {
     pub community: String,
     /// Node name → the address the external router routes to it (its InternalIP).
     pub node_addresses: BTreeMap<String, Ipv4Addr>,
+    /// The run's network subnets: a longer prefix inside one is a host route (or an aggregate).
+    pub subnets: Vec<Ipv4Net>,
 }
 
 #[derive(Debug)]
@@ -91,8 +98,12 @@ pub struct HostRoutes {
     book: PeerBook,
     bmp_connected: bool,
     fib_overrun: bool,
-    /// ext's BGP table, read once before cleanup, or why it was not.
-    table: Option<Result<BgpTable, String>>,
+    /// ext's BGP table, read once before cleanup (when), or why it was not.
+    table: Option<(MonoStamp, Result<BgpTable, String>)>,
+    /// The run's running VMs per node when the table was read (cleanup deletes them later).
+    vms_at_read: BTreeMap<String, u64>,
+    /// The controller's `/metrics`, scraped then too, or why not.
+    controller: Option<(MonoStamp, Result<ControllerFigures, String>)>,
 }
 
 fn host_address(prefix: IpNet) -> Option<Ipv4Addr> {
@@ -128,6 +139,8 @@ impl HostRoutes {
             bmp_connected: false,
             fib_overrun: false,
             table: None,
+            vms_at_read: BTreeMap::new(),
+            controller: None,
         }
     }
 
@@ -138,6 +151,7 @@ impl HostRoutes {
             HostRouteExpectations {
                 community: String::new(),
                 node_addresses: BTreeMap::new(),
+                subnets: Vec::new(),
             },
             Sources::default(),
         );
@@ -152,8 +166,156 @@ impl HostRoutes {
 
     /// Records ext's BGP table (or why it could not be read); the local-pref of each /32 comes
     /// from it.
-    pub fn record_table(&mut self, table: Result<BgpTable, String>) {
-        self.table = Some(table);
+    pub fn record_table(&mut self, at: MonoStamp, table: Result<BgpTable, String>) {
+        self.table = Some((at, table));
+        self.vms_at_read.clear();
+        for vm in self.vms.values() {
+            if let (Some(_), None, Some(node)) = (&vm.running, vm.vmi_gone, &vm.node) {
+                *self.vms_at_read.entry(node.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Records the controller's figures (or why they could not be read).
+    pub fn record_controller(&mut self, at: MonoStamp, figures: Result<ControllerFigures, String>) {
+        self.controller = Some((at, figures));
+    }
+
+    /// Per node: the run's VMs on it against the host-route prefixes ext has via it, and the
+    /// controller's count for it.
+    fn node_samples(&self) -> Vec<HostRouteNodeSample> {
+        let at = self
+            .table
+            .as_ref()
+            .map(|(at, _)| at.since_anchor())
+            .unwrap_or_default();
+        let host_route = |prefix: &IpNet| match prefix {
+            IpNet::V4(p) => self
+                .expect
+                .subnets
+                .iter()
+                .any(|s| s.contains(p) && p.prefix_len() > s.prefix_len()),
+            IpNet::V6(_) => false,
+        };
+        self.expect
+            .node_addresses
+            .iter()
+            .map(|(node, address)| {
+                let vms = self.vms_at_read.get(node).copied().unwrap_or(0);
+                let (prefixes, covered) = match &self.table {
+                    None => {
+                        let why = Measured::missing("the external router's BGP table was not read");
+                        (why.clone(), why)
+                    }
+                    Some((_, Err(why))) => (
+                        Measured::missing(why.clone()),
+                        Measured::missing(why.clone()),
+                    ),
+                    Some((_, Ok(table))) => {
+                        let via: Vec<&IpNet> = table
+                            .best
+                            .iter()
+                            .filter(|(prefix, best)| {
+                                host_route(prefix) && best.peer == Some(IpAddr::V4(*address))
+                            })
+                            .map(|(prefix, _)| prefix)
+                            .collect();
+                        let covered = via
+                            .iter()
+                            .map(|p| 1u64 << (32 - u32::from(p.prefix_len())))
+                            .sum();
+                        (
+                            Measured::Observed(via.len() as u64),
+                            Measured::Observed(covered),
+                        )
+                    }
+                };
+                let (advertised, capped) = match &self.controller {
+                    None => {
+                        let why = "the controller's metrics were not read";
+                        (Measured::missing(why), Measured::missing(why))
+                    }
+                    Some((_, Err(why))) => (
+                        Measured::missing(why.clone()),
+                        Measured::missing(why.clone()),
+                    ),
+                    Some((_, Ok(figures))) => (
+                        figures.routes_advertised.get(node).map_or_else(
+                            || {
+                                Measured::missing(format!(
+                                    "the controller reported no routes_advertised for {node}"
+                                ))
+                            },
+                            |n| Measured::Observed(*n),
+                        ),
+                        figures.capped.get(node).map_or_else(
+                            || {
+                                Measured::missing(format!(
+                                    "the controller reported no node_capped for {node}"
+                                ))
+                            },
+                            |c| Measured::Observed(*c),
+                        ),
+                    ),
+                };
+                HostRouteNodeSample {
+                    at,
+                    node: node.clone(),
+                    node_address: Some(address.to_string()),
+                    vms,
+                    prefixes_at_ext: prefixes,
+                    addresses_covered: covered,
+                    routes_advertised: advertised,
+                    capped,
+                }
+            })
+            .collect()
+    }
+
+    /// The controller's own figures, when a scrape was attempted.
+    fn controller_sample(&self) -> Option<HostRouteControllerSample> {
+        let (at, figures) = self.controller.as_ref()?;
+        let count = |value: Option<u64>, series: &str| {
+            value.map_or_else(
+                || Measured::missing(format!("the controller's /metrics has no {series}")),
+                Measured::Observed,
+            )
+        };
+        Some(match figures {
+            Err(why) => {
+                let why = Measured::missing(why.clone());
+                HostRouteControllerSample {
+                    at: at.since_anchor(),
+                    reconcile_p99: Measured::missing(why.missing_reason().unwrap_or_default()),
+                    reconciles: why.clone(),
+                    reconcile_errors: why.clone(),
+                    migrations_followed: why.clone(),
+                    routes_advertised: why.clone(),
+                    not_advertised_vms: why,
+                }
+            }
+            Ok(figures) => HostRouteControllerSample {
+                at: at.since_anchor(),
+                reconcile_p99: match figures.reconcile_quantile(0.99) {
+                    Some((p99, resolution)) => Measured::Observed(Timing::new(p99, resolution)),
+                    None if figures.reconciles.unwrap_or(0) == 0 => {
+                        Measured::missing("the controller recorded no reconcile")
+                    }
+                    None => Measured::missing(
+                        "the p99 reconcile lies beyond the histogram's last finite bucket",
+                    ),
+                },
+                reconciles: count(figures.reconciles, "reconcile_duration_seconds_count"),
+                reconcile_errors: count(figures.reconcile_errors, "reconcile_errors"),
+                migrations_followed: count(figures.migrations_followed, "migrations_followed"),
+                routes_advertised: if figures.routes_advertised.is_empty() {
+                    Measured::missing("the controller's /metrics has no routes_advertised")
+                } else {
+                    Measured::Observed(figures.routes_advertised.values().sum())
+                },
+                not_advertised_vms: count(figures.not_advertised_vms, "not_advertised_vms"),
+            },
+        })
     }
 
     fn observe_bmp(&mut self, event: &BmpEvent) {
@@ -511,8 +673,8 @@ impl HostRoutes {
         };
         match &self.table {
             None => Measured::missing("the external router's BGP table was not read in this run"),
-            Some(Err(why)) => Measured::missing(why.clone()),
-            Some(Ok(table)) => match table.best.get(&IpNet::V4(Ipv4Net::from(address))) {
+            Some((_, Err(why))) => Measured::missing(why.clone()),
+            Some((_, Ok(table))) => match table.best.get(&IpNet::V4(Ipv4Net::from(address))) {
                 None => Measured::missing(
                     "the /32 was not in the external router's BGP table when it was read",
                 ),
@@ -591,6 +753,11 @@ impl Measurement for HostRoutes {
         if batch != Batch::All {
             return;
         }
+        if !self.enabled {
+            return;
+        }
+        out.host_route_nodes.extend(self.node_samples());
+        out.host_route_controller = self.controller_sample();
         let vms = std::mem::take(&mut self.vms);
         for vm in vms.values() {
             out.route_convergence.push(self.sample(vm));
@@ -637,6 +804,7 @@ mod tests {
             HostRouteExpectations {
                 community: "64512:200".into(),
                 node_addresses: (1..=3).map(|n| (format!("node-{n}"), node(n))).collect(),
+                subnets: vec!["198.19.201.0/24".parse().expect("subnet")],
             },
             sources,
         )
@@ -798,7 +966,7 @@ mod tests {
         )));
         m.observe(Observation::Bmp(&monitoring(150, 1, Some(&["64512:200"]))));
         m.observe(Observation::Fib(&fib(180, &[1])));
-        m.record_table(Ok(table(Some(250))));
+        m.record_table(ms(500), Ok(table(Some(250))));
         m.observe(Observation::Request(&delete(1000)));
         assert_eq!(
             m.outstanding(),
@@ -850,7 +1018,7 @@ mod tests {
         m.observe(Observation::Bmp(&monitoring(150, 2, Some(&["64512:100"]))));
         m.observe(Observation::Fib(&fib(180, &[2])));
         m.observe(Observation::Fib(&fib(400, &[1, 2])));
-        m.record_table(Ok(table(None)));
+        m.record_table(ms(500), Ok(table(None)));
         let s = collect(m);
         let reason = s.advertise_adj_rib_in.missing_reason().expect("missing");
         assert!(
@@ -919,12 +1087,111 @@ mod tests {
     }
 
     #[test]
+    fn per_node_prefixes_at_ext_are_set_against_the_vms_and_the_controllers_count() {
+        let mut m = measurement(observed());
+        m.observe(Observation::Watch(&vmi(
+            100,
+            "Running",
+            "node-1",
+            Change::Applied,
+        )));
+        let best = |peer: u8| BestPath {
+            peer: Some(IpAddr::V4(node(peer))),
+            local_pref: Some(250),
+        };
+        // An aggregate /30 and a /32 via node-1, a /32 via node-2, and the subnet itself (not a
+        // host route) via node-3.
+        let table = BgpTable {
+            best: [
+                ("198.19.201.8/30", best(1)),
+                ("198.19.201.20/32", best(1)),
+                ("198.19.201.30/32", best(2)),
+                ("198.19.201.0/24", best(3)),
+            ]
+            .into_iter()
+            .map(|(p, b)| (p.parse().expect("prefix"), b))
+            .collect(),
+        };
+        m.record_table(ms(900), Ok(table));
+        let figures = ControllerFigures {
+            reconcile_buckets: vec![(0.001, 0), (0.002, 8), (0.004, 10), (f64::INFINITY, 10)],
+            reconciles: Some(10),
+            reconcile_errors: Some(0),
+            migrations_followed: Some(1),
+            not_advertised_vms: Some(0),
+            routes_advertised: [("node-1".to_string(), 2), ("node-2".to_string(), 1)].into(),
+            capped: [("node-1".to_string(), false)].into(),
+        };
+        m.record_controller(ms(905), Ok(figures));
+        // Cleanup deletes the VM afterwards: the count is the one at the read.
+        m.observe(Observation::Watch(&vmi(
+            2000,
+            "Running",
+            "node-1",
+            Change::Deleted,
+        )));
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        let nodes: BTreeMap<&str, &HostRouteNodeSample> = out
+            .host_route_nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n))
+            .collect();
+        assert_eq!(nodes.len(), 3);
+        let one = nodes["node-1"];
+        assert_eq!((one.vms, one.at), (1, Duration::from_millis(900)));
+        assert_eq!(one.prefixes_at_ext, Measured::Observed(2));
+        assert_eq!(one.addresses_covered, Measured::Observed(5));
+        assert_eq!(one.routes_advertised, Measured::Observed(2));
+        assert_eq!(one.capped, Measured::Observed(false));
+        assert_eq!(nodes["node-2"].vms, 0);
+        assert_eq!(
+            nodes["node-3"].prefixes_at_ext,
+            Measured::Observed(0),
+            "a subnet is no host route"
+        );
+        let reason = nodes["node-3"]
+            .routes_advertised
+            .missing_reason()
+            .expect("missing");
+        assert!(reason.contains("node-3"), "{reason}");
+        let controller = out.host_route_controller.expect("controller sample");
+        // Rank 9.9 of 10 in (2 ms, 4 ms], which holds ranks 9..10.
+        let p99 = controller.reconcile_p99.observed().expect("p99");
+        assert!((p99.millis() - 3.9).abs() < 1e-6, "{p99:?}");
+        assert_eq!(controller.routes_advertised, Measured::Observed(3));
+        assert_eq!(controller.at, Duration::from_millis(905));
+    }
+
+    #[test]
+    fn an_unreadable_controller_is_missing_with_the_reason() {
+        let mut m = measurement(observed());
+        m.record_controller(
+            ms(905),
+            Err("GET http://127.0.0.1:1/metrics: refused".into()),
+        );
+        let mut out = Samples::default();
+        m.collect(Batch::All, &mut out);
+        let controller = out.host_route_controller.expect("controller sample");
+        assert_eq!(
+            controller.reconcile_p99.missing_reason(),
+            Some("GET http://127.0.0.1:1/metrics: refused")
+        );
+        assert!(
+            out.host_route_nodes
+                .iter()
+                .all(|n| n.prefixes_at_ext.missing_reason()
+                    == Some("the external router's BGP table was not read"))
+        );
+    }
+
+    #[test]
     fn subnet_mode_records_nothing_and_makes_no_sample() {
         let mut m = HostRoutes::disabled();
         m.observe(Observation::Fib(&fib(180, &[1])));
         assert!(m.prefixes.is_empty());
         let mut out = Samples::default();
         m.collect(Batch::All, &mut out);
-        assert!(out.route_convergence.is_empty());
+        assert!(out.is_empty(), "{out:?}");
     }
 }

@@ -88,9 +88,25 @@ impl Runner<'_> {
         if self.measurements.host_routes.enabled() {
             let table = self.read_bgp_table().await;
             if let Err(why) = &table {
-                self.progress(format!("host routes: local-pref not read: {why}"));
+                self.progress(format!("host routes: ext's BGP table not read: {why}"));
             }
-            self.measurements.host_routes.record_table(table);
+            self.measurements
+                .host_routes
+                .record_table(self.clock.now(), table);
+            let figures = match &self.controller_metrics {
+                Some(url) => crate::controller_metrics::scrape(url).await,
+                None => Err(
+                    "the host-route controller's /metrics address is not known (give \
+                             --controller-metrics URL)"
+                        .to_string(),
+                ),
+            };
+            if let Err(why) = &figures {
+                self.progress(format!("host routes: controller metrics not read: {why}"));
+            }
+            self.measurements
+                .host_routes
+                .record_controller(self.clock.now(), figures);
         }
     }
 

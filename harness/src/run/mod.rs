@@ -140,6 +140,8 @@ pub struct Observers {
     pub router_cli: Option<Arc<dyn vmbgp_bgp::vty::FrrCli>>,
     /// Node name → the address the external router routes to it (the node's InternalIP).
     pub node_addresses: std::collections::BTreeMap<String, std::net::Ipv4Addr>,
+    /// The host-route controller's `/metrics` URL, when known.
+    pub controller_metrics: Option<String>,
 }
 
 /// How long the run waits for an iteration's VMs to answer probes steadily.
@@ -412,6 +414,7 @@ pub async fn run(
                     HostRouteExpectations {
                         community: format!("{}:{HOST_ROUTE_COMMUNITY_VALUE}", plan.bgp.peer_asn),
                         node_addresses: observers.node_addresses.clone(),
+                        subnets: plan.networks.iter().map(|n| n.subnet).collect(),
                     },
                     sources.clone(),
                 )
@@ -445,6 +448,7 @@ pub async fn run(
         },
         expected_peers: observers.expected_next_hops as usize,
         router_cli: observers.router_cli.clone(),
+        controller_metrics: observers.controller_metrics.clone(),
         cancel,
         deadline: Instant::now() + plan.timeout,
         outcome: Outcome::default(),

@@ -102,6 +102,8 @@ pub(super) struct Runner<'a> {
     pub(super) expected_peers: usize,
     /// The external router's CLI, when the harness reaches it.
     pub(super) router_cli: Option<std::sync::Arc<dyn vmbgp_bgp::vty::FrrCli>>,
+    /// The host-route controller's `/metrics` URL, when known.
+    pub(super) controller_metrics: Option<String>,
     /// VMs already counted as running / ready (a churned VM stays counted).
     pub(super) running: BTreeSet<(String, String)>,
     pub(super) ready: BTreeSet<(String, String)>,

@@ -445,6 +445,7 @@ impl Bench {
             },
             expected_peers: self.expected_peers,
             router_cli: None,
+            controller_metrics: None,
             cancel: self.cancel.clone(),
             deadline: Instant::now() + plan.timeout,
             outcome: Default::default(),

@@ -576,6 +576,39 @@ fn sessions() -> Samples {
     samples
 }
 
+/// Host-route mode's end-of-measuring figures: three nodes (one capped, one whose controller count
+/// could not be scraped) and the controller.
+fn host_route_controller() -> Samples {
+    let at = ms(90_000);
+    let mut samples = Samples::default();
+    for node in 1..=3u64 {
+        samples.host_route_nodes.push(HostRouteNodeSample {
+            at,
+            node: format!("worker-{node}"),
+            node_address: Some(format!("198.18.0.{node}")),
+            vms: if node == 3 { 0 } else { 4 },
+            prefixes_at_ext: Measured::Observed(if node == 3 { 0 } else { 1 + node }),
+            addresses_covered: Measured::Observed(if node == 3 { 0 } else { 4 }),
+            routes_advertised: if node == 2 {
+                Measured::missing("the controller reported no routes_advertised for the node")
+            } else {
+                Measured::Observed(if node == 3 { 0 } else { 2 })
+            },
+            capped: Measured::Observed(node == 3),
+        });
+    }
+    samples.host_route_controller = Some(HostRouteControllerSample {
+        at,
+        reconcile_p99: Measured::Observed(Timing::new(ms(7), ms(4))),
+        reconciles: Measured::Observed(57),
+        reconcile_errors: Measured::Observed(0),
+        migrations_followed: Measured::Observed(12),
+        routes_advertised: Measured::Observed(4),
+        not_advertised_vms: Measured::Observed(0),
+    });
+    samples
+}
+
 /// Every document one run of `shape` writes, in the order it writes them (the provisional
 /// summary first, the final one last).
 pub fn run_documents(shape: Shape, uuid: &str) -> Vec<Document> {
@@ -597,6 +630,9 @@ pub fn run_documents(shape: Shape, uuid: &str) -> Vec<Document> {
     }
     if shape != Shape::LifecycleOnly {
         documents.extend(builder.add(&sessions()).unwrap());
+    }
+    if shape == Shape::HostRoutes {
+        documents.extend(builder.add(&host_route_controller()).unwrap());
     }
     let end = start() + chrono::Duration::milliseconds(95_000);
     documents.extend(builder.quantile_documents(end).unwrap());
