@@ -164,6 +164,32 @@ impl HostRoutes {
         self.enabled
     }
 
+    /// Running VMs (address and node known, not deleted) whose /32 ext's FIB does not route to
+    /// their node alone right now; 0 when the FIB is not observed.
+    pub fn awaiting_advertisement(&self) -> usize {
+        if !self.enabled || self.sources.fib_off.is_some() {
+            return 0;
+        }
+        self.vms
+            .values()
+            .filter(|vm| vm.running.is_some() && vm.delete.is_none() && vm.vmi_gone.is_none())
+            .filter(|vm| {
+                let (Some(address), Some(node)) = (vm.address, &vm.node) else {
+                    return false;
+                };
+                let Some(node_address) = self.expect.node_addresses.get(node) else {
+                    return false;
+                };
+                let routed = self
+                    .prefixes
+                    .get(&address)
+                    .and_then(|h| h.fib.last())
+                    .and_then(|(_, hops)| hops.as_deref());
+                routed != Some(&[*node_address][..])
+            })
+            .count()
+    }
+
     /// Records ext's BGP table (or why it could not be read); the local-pref of each /32 comes
     /// from it.
     pub fn record_table(&mut self, at: MonoStamp, table: Result<BgpTable, String>) {
@@ -965,7 +991,13 @@ mod tests {
             Change::Applied,
         )));
         m.observe(Observation::Bmp(&monitoring(150, 1, Some(&["64512:200"]))));
+        assert_eq!(
+            m.awaiting_advertisement(),
+            1,
+            "announced, not yet in the FIB"
+        );
         m.observe(Observation::Fib(&fib(180, &[1])));
+        assert_eq!(m.awaiting_advertisement(), 0);
         m.record_table(ms(500), Ok(table(Some(250))));
         m.observe(Observation::Request(&delete(1000)));
         assert_eq!(

@@ -83,6 +83,8 @@ pub struct RouteConvergence {
     book: PeerBook,
     /// The external router's FRR version, from the BMP Initiation message.
     frr_version: Option<String>,
+    /// BMP messages decoded, per second of the run (arrival), for the run's load report.
+    bmp_messages_per_second: BTreeMap<u64, u64>,
 }
 
 impl RouteConvergence {
@@ -116,7 +118,20 @@ impl RouteConvergence {
             fib_overrun: false,
             book: PeerBook::new(),
             frr_version: None,
+            bmp_messages_per_second: BTreeMap::new(),
         }
+    }
+
+    /// BMP messages decoded in the run, and the most in any one second of it.
+    pub fn bmp_messages(&self) -> (u64, u64) {
+        let total = self.bmp_messages_per_second.values().sum();
+        let peak = self
+            .bmp_messages_per_second
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        (total, peak)
     }
 
     /// The external router's FRR version, when its BMP Initiation message said.
@@ -163,6 +178,12 @@ impl RouteConvergence {
     }
 
     fn observe_bmp(&mut self, event: &BmpEvent) {
+        if let BmpEventKind::Message(_) = event.kind {
+            *self
+                .bmp_messages_per_second
+                .entry(event.at.since_anchor().as_secs())
+                .or_default() += 1;
+        }
         for change in self.book.on_event(event) {
             if change.up {
                 continue;
@@ -547,6 +568,8 @@ mod tests {
         m.observe(Observation::Bmp(&rm(1050, 1, false)));
         m.observe(Observation::Bmp(&rm(1052, 2, false)));
         m.observe(Observation::Fib(&fib(1110, RouteChangeKind::Removed, 0)));
+        // Four Route Monitoring messages, two in each second (the session event is no message).
+        assert_eq!(m.bmp_messages(), (4, 2));
         let mut out = Samples::default();
         m.collect(Batch::Iteration(0), &mut out);
         assert!(out.route_convergence.is_empty(), "final only at the end");

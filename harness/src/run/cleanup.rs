@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::world::run_objects_gone;
 use super::{
-    CLEANUP_RECHECK, DELETE_TIMEOUT, Runner, SETTLE_QUIET, SETTLE_REPORT_EVERY, Stop,
-    WITHDRAW_TIMEOUT, Waited,
+    CLEANUP_RECHECK, DELETE_TIMEOUT, HOST_ROUTES_SETTLE_TIMEOUT, Runner, SETTLE_QUIET,
+    SETTLE_REPORT_EVERY, Stop, WITHDRAW_TIMEOUT, Waited,
 };
 use crate::kube::{
     CUDN, FRR_CONFIGURATION, NAMESPACE, ROUTE_ADVERTISEMENTS, Resource, VIRTUAL_MACHINE, VMIM,
@@ -86,6 +86,23 @@ impl Runner<'_> {
         self.measurements.sessions.close(now);
         self.measurements.reach.finish_all().await;
         if self.measurements.host_routes.enabled() {
+            // The table read is the policy and aggregation check: give the last VMs' /32s their
+            // time to arrive first (bounded; an unarrived one is reported by its own sample).
+            if self.outcome.stopped.is_none() {
+                let settled = self
+                    .wait_until(HOST_ROUTES_SETTLE_TIMEOUT, |_, m| {
+                        m.host_routes.awaiting_advertisement() == 0
+                    })
+                    .await;
+                let awaiting = self.measurements.host_routes.awaiting_advertisement();
+                if matches!(settled, Waited::Expired) && awaiting > 0 {
+                    self.progress(format!(
+                        "host routes: {awaiting} running VMs' /32s not routed to their nodes after {}; \
+                         reading ext's table anyway",
+                        humantime::format_duration(HOST_ROUTES_SETTLE_TIMEOUT)
+                    ));
+                }
+            }
             let table = self.read_bgp_table().await;
             if let Err(why) = &table {
                 self.progress(format!("host routes: ext's BGP table not read: {why}"));

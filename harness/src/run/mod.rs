@@ -70,6 +70,9 @@ pub const MIGRATION_RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Host-route mode: how long after a round's VMs answer again their /32s may take to be routed to
 /// the target nodes before the round's samples are taken (frr-k8s alone debounces 3 s).
 pub const NEXT_HOP_FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
+/// Host-route mode, when measuring ends: how long the last VMs' /32s may take to be routed to their
+/// nodes before ext's BGP table is read.
+pub const HOST_ROUTES_SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deleted objects are gone (churn deletes and the final cleanup).
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -496,6 +499,12 @@ pub async fn run(
     runner.measurements.egress.shutdown().await;
     runner.outcome.ended = Some(runner.clock.now());
     runner.outcome.frr_version = runner.measurements.routes.frr_version().map(str::to_string);
+    if runner.measurements.routes.observes_bmp() {
+        let (total, peak) = runner.measurements.routes.bmp_messages();
+        runner.progress(format!(
+            "BMP: {total} messages decoded, at most {peak} in one second"
+        ));
+    }
     watch_cancel.cancel();
     for task in tasks {
         let _ = task.await;
