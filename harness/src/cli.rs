@@ -131,6 +131,10 @@ pub struct LabArgs {
     /// answers — to check that the run reports it and fails its threshold. Repeatable.
     #[arg(long = "lab-silent-vm", value_name = "VM")]
     pub silent_vms: Vec<String>,
+    /// Give every VM its own network namespace (the guest), moved with its link on a live
+    /// migration so TCP connections survive it, as in KubeVirt [default: on for migration runs].
+    #[arg(long = "lab-guest-vms")]
+    pub guest_vms: bool,
     /// Fault: the lab API delays every resource request by this much (0 to 10s).
     #[arg(long, value_name = "DURATION", value_parser = crate::lab_commands::parse_api_latency)]
     pub lab_fault_api_latency: Option<std::time::Duration>,

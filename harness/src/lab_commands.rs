@@ -354,6 +354,8 @@ pub fn lab_config(
     let ext_config = render_external_frr(plan, &Templates::builtin()?)?;
     let mut net = LabNetConfig::new(&shape.lab_id, state_dir, shape.nodes, ext_config);
     net.silent_vms.clone_from(&shape.silent_vms);
+    // A VM whose sockets must survive a live migration needs its own netns (lab/net/src/guest.rs).
+    net.guest_vms = shape.guest_vms || plan.shape == crate::config::Shape::Migration;
     // VMs call the harness's egress endpoint from their own addresses, as the template's cloud-init does.
     net.egress_url = Some(format!("http://{}/egress", plan.probes.egress_endpoint));
     net.vm_ports = VmPorts {

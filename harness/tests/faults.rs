@@ -506,6 +506,7 @@ const DECLARED: &[(&str, &[&str])] = &[
             "reachableAfterSwitchoverLatency",
             "nextHopFollowLatency",
             "tcpSurvived",
+            "tcpLongestStall",
         ],
     ),
 ];

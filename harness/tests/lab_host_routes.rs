@@ -541,6 +541,13 @@ fn run_lab_with_the_host_route_profile_runs_the_controller() {
             .iter()
             .find(|m| m["vmName"] == vm)
             .unwrap_or_else(|| panic!("{vm} not migrated: {migrations:?}"));
+        // Migration runs give each VM its own netns (the guest), so its paced TCP stream lives
+        // through the switch-over, as in a KubeVirt live migration.
+        assert_eq!(migration["tcpSurvived"], true, "{migration}");
+        assert!(
+            migration["tcpLongestStall"].as_f64().is_some(),
+            "{migration}"
+        );
         let target = node_address(migration["targetNode"].as_str().expect("targetNode"));
         assert!(
             added.iter().any(|e| e["nextHops"] == json!([target])),

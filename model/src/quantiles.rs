@@ -195,6 +195,7 @@ pub const QUANTILE_METRICS: &[QuantileMetric] = &[
             q("LongestGap", Millis),
             q("ReachableAfterSwitchover", Millis),
             q("NextHopFollow", Millis),
+            q("TcpLongestStall", Millis),
         ],
     },
 ];

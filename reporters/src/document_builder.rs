@@ -665,6 +665,11 @@ impl DocumentBuilder {
                 "NextHopFollow",
                 &sample.next_hop_follow,
             ),
+            (
+                "tcpLongestStall",
+                "TcpLongestStall",
+                &sample.tcp_longest_stall,
+            ),
         ] {
             fields.timing(field, measured);
             self.record_timing(metric, quantile, measured);
@@ -1050,6 +1055,7 @@ mod tests {
                 reachable_after_switchover: ms(30),
                 next_hop_follow: ms(400),
                 tcp_survived: Measured::Observed(true),
+                tcp_longest_stall: ms(210),
             }],
             host_route_nodes: vec![HostRouteNodeSample {
                 at: Duration::from_secs(50),

@@ -358,6 +358,9 @@ pub struct MigrationSample {
     /// Host-route mode: switch-over → the /32's next hop is the target node.
     pub next_hop_follow: Measured<Timing>,
     pub tcp_survived: Measured<bool>,
+    /// The migration's paced TCP stream: the longest time without acknowledged progress (zero
+    /// goodput), at its `TCP_INFO` sampling resolution.
+    pub tcp_longest_stall: Measured<Timing>,
 }
 
 /// Host-route mode, once per run before cleanup: one node's host routes as the external router's

@@ -115,3 +115,40 @@ async fn refused_connection_is_reported_not_zero() {
     assert!(why.contains("refused"), "{why}");
     assert!(!report.bytes_acked.is_observed());
 }
+
+/// A paced stream never runs ahead of its pace, and a set stop flag ends it before its duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root, FRR and iproute2; ci/test.sh runs it (cargo test -- --include-ignored)"]
+async fn a_paced_stream_keeps_its_pace_and_stops_when_told() {
+    let pair = NetnsPair::new("tcppace");
+    let (sink, reader) = start_sink(&pair, FAR);
+    let clock = RunClock::start();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut req = ThroughputRequest::new(sink);
+    req.netns = Some(pair.near.clone());
+    req.duration = Duration::from_secs(60);
+    req.sample_every = Duration::from_millis(10);
+    req.pace_bytes_per_s = Some(200_000);
+    req.stop = Some(stop.clone());
+    let sender = tokio::spawn(tcp_throughput(clock, req));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = tokio::time::timeout(Duration::from_secs(10), sender)
+        .await
+        .expect("the stop flag ends the stream long before its 60 s")
+        .expect("sender task");
+    assert!(report.survived, "{:?}", report.error);
+    let connected = *report.connected.observed().expect("connected");
+    let finished = *report.finished.observed().expect("finished");
+    let allowed = (finished - connected) as f64 / 1e9 * 200_000.0;
+    assert!(report.bytes_written > 0, "it sent something");
+    assert!(
+        report.bytes_written as f64 <= allowed + 1.0,
+        "{} bytes written, the pace allows {allowed:.0}",
+        report.bytes_written
+    );
+    let received = tokio::task::spawn_blocking(move || reader.join().expect("sink"))
+        .await
+        .expect("join");
+    assert_eq!(received, report.bytes_written, "every byte written arrived");
+}

@@ -5,6 +5,9 @@
 //! completed (the switch-over the harness sees). Per migration: loss period (loss-derived, RFC
 //! 7747), longest reply-to-reply gap, and switch-over → reachable again. In host-route mode, also
 //! switch-over → the VM's /32 routed by ext's FIB to the target node alone (next-hop follow).
+//! TCP survival: a paced stream to the VM's sink runs from before t0 until the window closes; it
+//! survived when it never failed and its bytes were still acknowledged after the switch-over, and
+//! its longest stall is the longest time without acknowledged progress.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -47,6 +50,40 @@ struct Migration {
     target_node: Option<String>,
     switchover: Option<MonoStamp>,
     window: Option<Result<LossWindow, String>>,
+    tcp: Option<Result<TcpWindow, String>>,
+}
+
+/// What the migration's TCP stream saw.
+#[derive(Debug, Clone)]
+pub struct TcpWindow {
+    /// The error that ended it, if one did.
+    pub error: Option<String>,
+    /// The last `TCP_INFO` sample that showed newly acknowledged bytes.
+    pub last_progress: Option<MonoStamp>,
+    pub longest_stall: Measured<Duration>,
+    /// Its sampling interval (the stall's resolution).
+    pub sample_every: Duration,
+}
+
+impl TcpWindow {
+    /// From the sender's report.
+    pub fn from_report(
+        report: &vmbgp_probe::tcp::ThroughputReport,
+        sample_every: Duration,
+    ) -> Self {
+        let last_progress = report
+            .samples
+            .windows(2)
+            .rev()
+            .find(|pair| pair[1].bytes_acked > pair[0].bytes_acked)
+            .map(|pair| pair[1].at);
+        TcpWindow {
+            error: report.error.clone(),
+            last_progress,
+            longest_stall: report.longest_stall.clone(),
+            sample_every,
+        }
+    }
 }
 
 /// Host-route mode: where each node is routed, and the /32 FIB changes seen so far.
@@ -142,6 +179,7 @@ impl Migrations {
                     target_node: None,
                     switchover: None,
                     window: None,
+                    tcp: None,
                 };
                 Some(((namespace, m.name().to_string()), migration))
             })
@@ -196,6 +234,45 @@ impl Migrations {
         }
     }
 
+    /// The TCP stream's view of the migration's window, or why none ran.
+    pub fn record_tcp(&mut self, key: &ObjectKey, tcp: Result<TcpWindow, String>) {
+        if let Some(m) = self.migrations.get_mut(key) {
+            m.tcp = Some(tcp);
+        }
+    }
+
+    /// TCP survival and the longest stall, or why they are not known.
+    fn tcp_values(
+        m: &Migration,
+        why_missing: &Option<String>,
+    ) -> (Measured<bool>, Measured<Timing>) {
+        let missing = |why: String| (Measured::missing(why.clone()), Measured::missing(why));
+        match (&m.tcp, why_missing) {
+            (None, _) => missing("no TCP stream runs across migrations in this run".to_string()),
+            (Some(Err(why)), _) => missing(format!("the TCP stream did not run: {why}")),
+            (Some(Ok(_)), Some(why)) => missing(why.clone()),
+            (Some(Ok(tcp)), None) => {
+                let Some(switchover) = m.switchover else {
+                    return missing(
+                        "the switch-over was not seen (VMI migrationState never completed)".into(),
+                    );
+                };
+                let survived =
+                    tcp.error.is_none() && tcp.last_progress.is_some_and(|at| at > switchover);
+                let stall = match tcp.longest_stall.observed() {
+                    Some(stall) => Measured::Observed(Timing::new(*stall, tcp.sample_every)),
+                    None => Measured::missing(
+                        tcp.longest_stall
+                            .missing_reason()
+                            .unwrap_or("the stream's stall is unknown")
+                            .to_string(),
+                    ),
+                };
+                (Measured::Observed(survived), stall)
+            }
+        }
+    }
+
     /// The probe stream's view of the migration's window, or why there is none.
     pub fn record_window(&mut self, key: &ObjectKey, window: Result<LossWindow, String>) {
         if let Some(m) = self.migrations.get_mut(key) {
@@ -204,7 +281,7 @@ impl Migrations {
     }
 
     fn sample(&self, m: &Migration) -> MigrationSample {
-        let why_missing = if let Some(error) = &m.create_error {
+        let migration_failed = if let Some(error) = &m.create_error {
             Some(format!("the migration create request failed: {error}"))
         } else if m.t0.is_none() {
             Some("the migration was never started (the run ended first)".to_string())
@@ -213,12 +290,13 @@ impl Migrations {
         } else if !is_final(m.phase.as_deref()) {
             Some("the migration did not complete".to_string())
         } else {
-            match &m.window {
-                Some(Ok(_)) => None,
-                Some(Err(why)) => Some(why.clone()),
-                None => Some("its probe stream was not read (the run ended first)".to_string()),
-            }
+            None
         };
+        let why_missing = migration_failed.clone().or_else(|| match &m.window {
+            Some(Ok(_)) => None,
+            Some(Err(why)) => Some(why.clone()),
+            None => Some("its probe stream was not read (the run ended first)".to_string()),
+        });
         let (loss_period, longest_gap, reachable) = match (&why_missing, &m.window) {
             (None, Some(Ok(window))) => self.loss_values(m, window),
             (reason, _) => {
@@ -230,6 +308,7 @@ impl Migrations {
                 )
             }
         };
+        let (tcp_survived, tcp_longest_stall) = Self::tcp_values(m, &migration_failed);
         MigrationSample {
             vm: m.vm.clone(),
             migration_index: u64::from(m.round),
@@ -251,7 +330,8 @@ impl Migrations {
                 }
                 (Some(follow), _) => follow.next_hop_follow(m),
             },
-            tcp_survived: Measured::missing("no TCP stream runs across migrations in this run"),
+            tcp_survived,
+            tcp_longest_stall,
         }
     }
 
@@ -656,5 +736,49 @@ mod tests {
             reason.contains("never routed 198.19.200.10/32 to the target node node-2"),
             "{reason}"
         );
+    }
+
+    /// A migration switched over at 1010 with the TCP stream's view `tcp`; its TCP values.
+    fn tcp_with(tcp: Result<TcpWindow, String>) -> (Measured<bool>, Measured<Timing>) {
+        let mut m = Migrations::new(&[vmim(0)], &[vm()], 1000);
+        let key = ("vmbgp-shared".to_string(), "vm-0-1-mig-0".to_string());
+        started(&mut m, 0, 500);
+        lifecycle(&mut m, "u0", 500, 1010, 1020);
+        m.record_tcp(&key, tcp);
+        m.record_window(&key, Ok(window(8, Some(1008), 2500)));
+        let mut out = Samples::default();
+        m.collect(Batch::MigrationRound(0), &mut out);
+        let s = out.migrations.remove(0);
+        (s.tcp_survived, s.tcp_longest_stall)
+    }
+
+    fn stream(error: Option<&str>, last_progress: Option<u64>) -> Result<TcpWindow, String> {
+        Ok(TcpWindow {
+            error: error.map(str::to_string),
+            last_progress: last_progress.map(ms),
+            longest_stall: Measured::Observed(Duration::from_millis(30)),
+            sample_every: Duration::from_millis(10),
+        })
+    }
+
+    #[test]
+    fn a_stream_survives_when_it_never_failed_and_progressed_after_the_switch_over() {
+        let (survived, stall) = tcp_with(stream(None, Some(1500)));
+        assert_eq!(survived, Measured::Observed(true));
+        let stall = stall.observed().expect("stall");
+        assert_eq!(
+            (stall.nanos(), stall.resolution_millis()),
+            (30_000_000, 10.0)
+        );
+        // Reset by the peer: observed as not survived, not as missing.
+        let (survived, _) = tcp_with(stream(Some("send failed: reset"), Some(1500)));
+        assert_eq!(survived, Measured::Observed(false));
+        // Silent since before the switch-over.
+        let (survived, _) = tcp_with(stream(None, Some(900)));
+        assert_eq!(survived, Measured::Observed(false));
+        let (survived, stall) = tcp_with(Err("the VM's address is not known".into()));
+        let reason = survived.missing_reason().expect("missing");
+        assert!(reason.contains("did not run: the VM's address"), "{reason}");
+        assert!(stall.missing_reason().is_some());
     }
 }

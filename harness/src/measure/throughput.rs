@@ -133,6 +133,80 @@ impl Throughput {
     }
 }
 
+/// A migration's paced TCP stream (1 MB/s): enough to show whether the connection lives through
+/// the switch-over, too little to disturb the loss probes on the same path.
+pub const MIGRATION_STREAM_PACE: u64 = 1_000_000;
+/// Its `TCP_INFO` sampling: the resolution of its longest stall.
+pub const MIGRATION_STREAM_SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// A running migration stream: [`finish`](Self::finish) stops it and returns its report. Dropped
+/// unfinished (a halted round), it is told to stop, so no sender outlives the round.
+#[derive(Debug)]
+pub struct MigrationStream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connected: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: Option<tokio::task::JoinHandle<ThroughputReport>>,
+}
+
+impl MigrationStream {
+    /// Whether its connection is established.
+    pub fn connected(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tells the sender to stop (it ends within a write timeout).
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops it and waits for its report.
+    pub async fn finish(mut self) -> Result<ThroughputReport, String> {
+        self.stop();
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| format!("the stream's task failed: {e}")),
+            None => Err("the stream was already finished".to_string()),
+        }
+    }
+}
+
+impl Drop for MigrationStream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Throughput {
+    /// Starts a paced stream to a VM's sink that runs until stopped (at most `limit`), for TCP
+    /// survival across its migration; or why it cannot run.
+    pub fn migration_stream(
+        &self,
+        address: std::net::Ipv4Addr,
+        limit: Duration,
+    ) -> Result<MigrationStream, String> {
+        if let Some(why) = &self.disabled {
+            return Err(why.clone());
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut request =
+            ThroughputRequest::new(SocketAddr::new(IpAddr::V4(address), self.sink_port));
+        request.netns = self.netns.clone();
+        request.duration = limit;
+        request.sample_every = MIGRATION_STREAM_SAMPLE_EVERY;
+        request.pace_bytes_per_s = Some(MIGRATION_STREAM_PACE);
+        request.stop = Some(stop.clone());
+        request.connected = Some(connected.clone());
+        let task = tokio::spawn(tcp_throughput(self.clock, request));
+        Ok(MigrationStream {
+            stop,
+            connected,
+            task: Some(task),
+        })
+    }
+}
+
 fn identity(vm: &VmSpec) -> VmIdentity {
     VmIdentity {
         namespace: vm.namespace.clone(),

@@ -9,7 +9,13 @@ use super::{
 };
 use crate::clock::MonoStamp;
 use crate::kube::VMIM;
+use crate::measure::migration::TcpWindow;
+use crate::measure::throughput::{MIGRATION_STREAM_SAMPLE_EVERY, MigrationStream};
 use crate::measure::{Batch, ObjectKey};
+
+/// How long a migration's TCP streams may take to connect before the migrations are created
+/// anyway (an unconnected stream is reported as not run).
+const TCP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::workload::Manifest;
 
 impl Runner<'_> {
@@ -39,6 +45,7 @@ impl Runner<'_> {
                 Err(why) => self.measurements.migrations.record_window(vmim, Err(why)),
             }
         }
+        let streams = self.start_tcp_streams(&moving).await?;
         self.create_all(&migrations).await?;
         let keys: Vec<ObjectKey> = moving.iter().map(|(k, _)| k.clone()).collect();
         let what = format!("{} migrations of round {round} completed", keys.len());
@@ -58,6 +65,7 @@ impl Runner<'_> {
         {
             return Err(stop.into());
         }
+        self.finish_tcp_streams(streams).await;
         self.collect(Batch::MigrationRound(round));
         self.progress(format!(
             "migration round {}/{}: {} migrations done",
@@ -66,6 +74,54 @@ impl Runner<'_> {
             keys.len()
         ));
         Ok(())
+    }
+
+    /// One paced TCP stream per moving VM, each connected before its migration is created (bounded:
+    /// a stream that does not connect in time is reported, not waited for).
+    async fn start_tcp_streams(
+        &mut self,
+        moving: &[(ObjectKey, ObjectKey)],
+    ) -> Result<Vec<(ObjectKey, MigrationStream)>, Halt> {
+        let mut streams = Vec::new();
+        for (vmim, vm) in moving {
+            let started = match self.measurements.reach.address(vm) {
+                None => Err("the VM's address is not known".to_string()),
+                Some(address) => self
+                    .measurements
+                    .throughput
+                    .migration_stream(address, MIGRATION_TIMEOUT + MIGRATION_RECOVERY_TIMEOUT),
+            };
+            match started {
+                Ok(stream) => streams.push((vmim.clone(), stream)),
+                Err(why) => self.measurements.migrations.record_tcp(vmim, Err(why)),
+            }
+        }
+        // A halt drops the streams, which stops them.
+        let all_connected = |_: &_, _: &_| streams.iter().all(|(_, s)| s.connected());
+        if let Waited::Stopped(stop) = self.wait_until(TCP_CONNECT_TIMEOUT, all_connected).await {
+            return Err(stop.into());
+        }
+        Ok(streams)
+    }
+
+    /// Stops the round's streams and hands each migration what its stream saw.
+    async fn finish_tcp_streams(&mut self, streams: Vec<(ObjectKey, MigrationStream)>) {
+        for (_, stream) in &streams {
+            stream.stop();
+        }
+        for (vmim, stream) in streams {
+            let window = match stream.finish().await {
+                Ok(report) if report.connected.is_observed() => Ok(TcpWindow::from_report(
+                    &report,
+                    MIGRATION_STREAM_SAMPLE_EVERY,
+                )),
+                Ok(report) => Err(report
+                    .error
+                    .unwrap_or_else(|| "the stream did not connect".to_string())),
+                Err(e) => Err(e),
+            };
+            self.measurements.migrations.record_tcp(&vmim, window);
+        }
     }
 
     /// After a round's migrations: waits until every moved VM answers again (loss is known only

@@ -12,6 +12,10 @@
 //! guest makes no egress call. It tests that a VM that never becomes reachable fails the run's
 //! threshold, not the harness.
 //!
+//! Guest mode ([`GuestMode`], migration runs): a VM is its own netns linked to its node's vmhost,
+//! and a move carries the link to the target vmhost instead of the address (see [`crate::guest`]);
+//! a guest's services and egress call run in the guest.
+//!
 //! Changes are queued to one worker that drains everything pending and applies it as one `ip -batch`
 //! per namespace (all namespaces in parallel), so one VM costs one round and 1,000 VMs cost about the
 //! same. Each caller gets its own result.
@@ -26,10 +30,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cmd::run_ip_batch;
 use crate::error::{Error, Result};
+use crate::guest;
 use crate::names::{LabNames, node_address, node_name, vmhost_link_addresses};
 use crate::net_ground_truth::{GroundTruthSink, NetEvent, record_at, record_now};
+use crate::state::StateStore;
 use crate::topology::{UPLINK, VMHOST_LINK};
-use crate::vmhost::egress_call;
+use crate::vmhost::{VmPorts, egress_call, start_services};
 
 /// Most changes applied in one round.
 const MAX_BATCH: usize = 8192;
@@ -43,6 +49,8 @@ pub struct Placement {
     pub vm: Option<String>,
     /// The address is withheld (silent VM): a blackhole on the vmhost instead of the address.
     pub withheld: bool,
+    /// Guest mode: the VM is its own netns (named by [`crate::guest::guest_netns`]).
+    pub guest: bool,
 }
 
 /// What a change did.
@@ -76,6 +84,14 @@ pub struct EgressConfig {
     pub retry_for: Duration,
 }
 
+/// Guest mode's needs: the state file (a guest netns is recorded before it exists, so teardown
+/// finds it whatever happens) and the ports the guest's services listen on.
+#[derive(Debug, Clone)]
+pub struct GuestMode {
+    pub store: Arc<StateStore>,
+    pub ports: VmPorts,
+}
+
 /// The dataplane of one lab.
 #[derive(Debug, Clone)]
 pub struct Dataplane {
@@ -92,6 +108,7 @@ impl Dataplane {
         nodes: u16,
         truth: Arc<dyn GroundTruthSink>,
         egress: Option<EgressConfig>,
+        guests: Option<GuestMode>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let placements = Arc::new(Mutex::new(BTreeMap::new()));
@@ -101,6 +118,8 @@ impl Dataplane {
             nodes,
             truth,
             egress,
+            guests,
+            guest_services: BTreeMap::new(),
             placements: placements.clone(),
             silent: silent.clone(),
         };
@@ -193,6 +212,9 @@ struct Worker {
     nodes: u16,
     truth: Arc<dyn GroundTruthSink>,
     egress: Option<EgressConfig>,
+    guests: Option<GuestMode>,
+    /// Each guest's HTTP responder and sink, stopped when the guest goes.
+    guest_services: BTreeMap<Ipv4Addr, Vec<tokio::task::JoinHandle<()>>>,
     placements: Arc<Mutex<BTreeMap<Ipv4Addr, Placement>>>,
     silent: Arc<Mutex<Vec<String>>>,
 }
@@ -237,7 +259,7 @@ impl Phase {
 }
 
 impl Worker {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Op>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
         while let Some(first) = rx.recv().await {
             let mut ops = vec![first];
             while ops.len() < MAX_BATCH {
@@ -250,13 +272,17 @@ impl Worker {
         }
     }
 
-    async fn apply(&self, ops: Vec<Op>) {
+    async fn apply(&mut self, ops: Vec<Op>) {
         let mut current = self
             .placements
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default();
         let silent = self.silent.lock().map(|s| s.clone()).unwrap_or_default();
+        // Guest mode needs two rounds before the usual ones: guest netns created (root netns),
+        // then links created or moved (vmhosts).
+        let mut create = Phase::default();
+        let mut link = Phase::default();
         let mut add = Phase::default();
         let mut del = Phase::default();
         let mut changes = Vec::with_capacity(ops.len());
@@ -274,7 +300,43 @@ impl Worker {
                         .clone()
                         .or_else(|| prev.as_ref().and_then(|p| p.vm.clone()));
                     let withheld = is_silent(&silent, vm.as_deref());
-                    add.push(self.names.vmhost_netns(k), i, vmhost_add_line(a, withheld));
+                    // A guest is created once and then only moved; a withheld VM gets none.
+                    let guest = match prev {
+                        Some(p) => p.guest,
+                        None => self.guests.is_some() && !withheld,
+                    };
+                    if guest {
+                        let netns = guest::guest_netns(&self.names, a);
+                        match prev {
+                            None => {
+                                if let Some(mode) = &self.guests
+                                    && let Err(e) =
+                                        mode.store.record_netns(std::slice::from_ref(&netns))
+                                {
+                                    tracing::warn!(%a, error = %e, "recording the guest netns");
+                                }
+                                create.push(String::new(), i, guest::create_line(&netns));
+                                link.push(
+                                    self.names.vmhost_netns(k),
+                                    i,
+                                    guest::link_line(a, &netns),
+                                );
+                                for line in guest::guest_lines(a) {
+                                    add.push(netns.clone(), i, line);
+                                }
+                            }
+                            Some(p) => link.push(
+                                self.names.vmhost_netns(p.node),
+                                i,
+                                guest::move_line(a, &self.names.vmhost_netns(k)),
+                            ),
+                        }
+                        for line in guest::attach_lines(a) {
+                            add.push(self.names.vmhost_netns(k), i, line);
+                        }
+                    } else {
+                        add.push(self.names.vmhost_netns(k), i, vmhost_add_line(a, withheld));
+                    }
                     for j in 1..=self.nodes {
                         let line = if j == k {
                             let (_, vmhost_side) = vmhost_link_addresses(k);
@@ -290,15 +352,19 @@ impl Worker {
                             node: k,
                             vm,
                             withheld,
+                            guest,
                         },
                     );
                     match prev {
                         Some(p) => {
-                            del.push(
-                                self.names.vmhost_netns(p.node),
-                                i,
-                                vmhost_del_line(a, p.withheld),
-                            );
+                            // A guest's link left the source with its route; a lo address stays.
+                            if !p.guest {
+                                del.push(
+                                    self.names.vmhost_netns(p.node),
+                                    i,
+                                    vmhost_del_line(a, p.withheld),
+                                );
+                            }
                             (Change::Moved { from: p.node }, withheld)
                         }
                         None => (Change::Added, withheld),
@@ -306,11 +372,19 @@ impl Worker {
                 }
                 (OpKind::Remove, None) => (Change::Unchanged, false),
                 (OpKind::Remove, Some(p)) => {
-                    del.push(
-                        self.names.vmhost_netns(p.node),
-                        i,
-                        vmhost_del_line(a, p.withheld),
-                    );
+                    if p.guest {
+                        del.push(
+                            String::new(),
+                            i,
+                            guest::delete_line(&guest::guest_netns(&self.names, a)),
+                        );
+                    } else {
+                        del.push(
+                            self.names.vmhost_netns(p.node),
+                            i,
+                            vmhost_del_line(a, p.withheld),
+                        );
+                    }
                     for j in 1..=self.nodes {
                         del.push(
                             self.names.router_netns(crate::Router::Node(j)),
@@ -328,6 +402,8 @@ impl Worker {
         let mut errors: BTreeMap<usize, String> = BTreeMap::new();
         // Additions answer once the add phase is done (the del phase only removes old copies).
         let started = Instant::now();
+        run_phase(create, &mut errors).await;
+        run_phase(link, &mut errors).await;
         run_phase(add, &mut errors).await;
         let added = Round {
             at: Instant::now(),
@@ -339,6 +415,23 @@ impl Worker {
         }
 
         for (i, (op, (change, before, withheld))) in ops.into_iter().zip(changes).enumerate() {
+            let placed_guest = self.guests.is_some()
+                && self
+                    .placements
+                    .lock()
+                    .map(|p| p.get(&op.address).is_some_and(|p| p.guest))
+                    .unwrap_or(false);
+            match change {
+                Change::Added if placed_guest && !errors.contains_key(&i) => {
+                    self.start_guest_services(op.address).await;
+                }
+                Change::Removed { .. } => {
+                    for task in self.guest_services.remove(&op.address).unwrap_or_default() {
+                        task.abort();
+                    }
+                }
+                _ => {}
+            }
             let result = match errors.remove(&i) {
                 Some(detail) => Err(Error::Dataplane {
                     op: "placing",
@@ -405,12 +498,28 @@ impl Worker {
         }
     }
 
+    /// A guest's HTTP responder and TCP sink, in its own netns.
+    async fn start_guest_services(&mut self, address: Ipv4Addr) {
+        let Some(mode) = &self.guests else { return };
+        let netns = guest::guest_netns(&self.names, address);
+        match start_services(&netns, &format!("guest {address}"), mode.ports).await {
+            Ok(tasks) => {
+                self.guest_services.insert(address, tasks);
+            }
+            Err(e) => tracing::warn!(%address, error = %e, "starting the guest's services"),
+        }
+    }
+
     /// The guest's egress call after boot: bounded retries until the return route exists.
     fn spawn_egress(&self, address: Ipv4Addr, node: u16) {
         let Some(egress) = self.egress.clone() else {
             return;
         };
-        let netns = self.names.vmhost_netns(node);
+        let netns = if self.guests.is_some() {
+            guest::guest_netns(&self.names, address)
+        } else {
+            self.names.vmhost_netns(node)
+        };
         let truth = self.truth.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + egress.retry_for;
@@ -434,9 +543,11 @@ impl Worker {
 }
 
 async fn run_phase(phase: Phase, errors: &mut BTreeMap<usize, String>) {
+    // The empty name is the root netns (guest netns creation and deletion).
     let runs = phase.batches.into_iter().map(|(netns, lines)| async move {
         let text: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
-        let outcome = run_ip_batch(Some(&netns), &text, true).await;
+        let target = (!netns.is_empty()).then_some(netns.as_str());
+        let outcome = run_ip_batch(target, &text, true).await;
         (netns, lines, outcome)
     });
     for (netns, lines, outcome) in futures::future::join_all(runs).await {

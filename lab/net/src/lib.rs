@@ -60,6 +60,7 @@ pub mod error;
 pub mod faults;
 pub mod fib_observer;
 pub mod frr;
+pub mod guest;
 pub mod names;
 pub mod net_ground_truth;
 pub mod netns;

@@ -72,6 +72,10 @@ pub fn node_address(n: u16) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, n as u8)
 }
 
+/// Guest mode: the gateway every guest routes through, held by each vmhost on each guest link
+/// (outside the vmhost links' 198.18.4.0/22).
+pub const GUEST_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 1);
+
 /// The /30 linking node `n` to its vmhost namespace, inside 198.18.4.0/22: (node side, vmhost side).
 pub fn vmhost_link_addresses(n: u16) -> (Ipv4Addr, Ipv4Addr) {
     let base = u32::from(Ipv4Addr::new(198, 18, 4, 0)) + 4 * u32::from(n.saturating_sub(1));

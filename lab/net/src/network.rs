@@ -52,6 +52,10 @@ pub struct LabNetConfig {
     /// as usual, a blackhole instead of the address on the vmhost, no egress call, ground truth
     /// `AddressWithheld` (see [`crate::dataplane`]). Empty by default.
     pub silent_vms: Vec<String>,
+    /// Guest mode: each VM is its own netns, moved with its link on migration, so TCP sockets
+    /// survive a migration (see [`crate::guest`]). Off by default: a netns per VM costs more than an
+    /// address on `lo`, and only migration runs need it.
+    pub guest_vms: bool,
 }
 
 impl LabNetConfig {
@@ -72,6 +76,7 @@ impl LabNetConfig {
             egress_url: None,
             ground_truth_file: None,
             silent_vms: Vec::new(),
+            guest_vms: false,
         }
     }
 }
@@ -222,6 +227,16 @@ impl LabNet {
         truth: Arc<dyn GroundTruthSink>,
     ) -> Result<LabNet> {
         topology::create(&names, config.nodes, &store).await?;
+        if config.guest_vms {
+            // The vmhosts forward between their uplink and the guests' links.
+            for n in 1..=config.nodes {
+                crate::netns::write_sysctls(
+                    &names.vmhost_netns(n),
+                    &[("net.ipv4.ip_forward", "1")],
+                )
+                .await?;
+            }
+        }
         // Before any bgpd runs, so the first route ext installs is observed.
         let ext_netns = names.router_netns(Router::Ext);
         let observer_truth = truth.clone();
@@ -279,6 +294,10 @@ impl LabNet {
             config.egress_url.clone().map(|url| EgressConfig {
                 url,
                 retry_for: Duration::from_secs(10),
+            }),
+            config.guest_vms.then(|| crate::dataplane::GuestMode {
+                store: store.clone(),
+                ports: config.vm_ports,
             }),
         );
         dataplane.set_silent_vms(config.silent_vms.clone());

@@ -225,6 +225,7 @@ pub fn iteration_samples(iteration: u64) -> Samples {
             "the subnet route does not follow VMs (subnet mode)",
         ),
         tcp_survived: Measured::Observed(true),
+        tcp_longest_stall: Measured::Observed(Timing::new(ms(190 + iteration), ms(10))),
     });
     samples
 }

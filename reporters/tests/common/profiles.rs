@@ -529,6 +529,11 @@ fn iteration(shape: Shape, iteration: u64, vms: u64) -> Samples {
                 } else {
                     Measured::missing("no TCP stream runs across migrations in this run")
                 },
+                tcp_longest_stall: if host_routes {
+                    coarse(180 + replica, 10)
+                } else {
+                    Measured::missing("no TCP stream runs across migrations in this run")
+                },
             });
         }
     }

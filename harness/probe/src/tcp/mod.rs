@@ -32,6 +32,14 @@ pub struct ThroughputRequest {
     pub connect_timeout: Duration,
     /// How often `TCP_INFO` is sampled (the resolution of `longest_stall`).
     pub sample_every: Duration,
+    /// Paced stream: at most this many bytes per second since connected (`None`: as fast as the
+    /// connection takes). A migration's stream is paced so it shows survival without saturating
+    /// the path the loss probes share.
+    pub pace_bytes_per_s: Option<u64>,
+    /// Stops sending early when set (the caller's window closed before `duration`).
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set once the connection is established (a caller starts what the stream watches only then).
+    pub connected: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How long [`ThroughputRequest::new`] lets a connection take.
@@ -47,6 +55,9 @@ impl ThroughputRequest {
             duration: Duration::from_secs(10),
             connect_timeout: CONNECT_TIMEOUT,
             sample_every: Duration::from_millis(100),
+            pace_bytes_per_s: None,
+            stop: None,
+            connected: None,
         }
     }
 }
@@ -106,6 +117,8 @@ pub struct ThroughputReport {
 pub const MAX_SAMPLES: usize = 10_000;
 /// Bytes per write call.
 const WRITE_CHUNK: usize = 128 * 1024;
+/// How long a paced sender waits when it is ahead of its pace.
+const PACE_STEP: Duration = Duration::from_millis(2);
 
 fn ns(at: MonoStamp) -> u64 {
     u64::try_from(at.since_anchor().as_nanos()).unwrap_or(u64::MAX)
@@ -153,6 +166,9 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
         );
     }
     let connected = clock.now();
+    if let Some(flag) = &req.connected {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // A blocked write returns after this long so sampling and the deadline are kept.
     let write_timeout = req
         .sample_every
@@ -187,10 +203,29 @@ fn run_blocking(clock: RunClock, req: &ThroughputRequest, started: MonoStamp) ->
             sample(now, &mut samples);
             next_sample = crate::icmp::add(now, req.sample_every);
         }
-        if now >= deadline {
+        let stopped = req
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
+        if now >= deadline || stopped {
             break;
         }
-        match socket.send_with_flags(&chunk, libc::MSG_NOSIGNAL) {
+        let allowed = match req.pace_bytes_per_s {
+            None => WRITE_CHUNK,
+            Some(rate) => {
+                let due = now.since(connected).unwrap_or_default().as_secs_f64() * rate as f64;
+                let room = (due as u64).saturating_sub(bytes_written);
+                usize::try_from(room)
+                    .unwrap_or(WRITE_CHUNK)
+                    .min(WRITE_CHUNK)
+            }
+        };
+        if allowed == 0 {
+            // Ahead of the pace: wait a little (bounded by the next sample or the deadline).
+            std::thread::sleep(PACE_STEP);
+            continue;
+        }
+        match socket.send_with_flags(&chunk[..allowed], libc::MSG_NOSIGNAL) {
             Ok(n) => bytes_written += n as u64,
             Err(e)
                 if matches!(
