@@ -106,7 +106,7 @@ pub struct RunArgs {
     /// Names this installation in the labels of what it writes.
     #[arg(long, default_value = "default")]
     pub instance: String,
-    /// Run without a Lease (one replica only; for APIs without coordination.k8s.io, e.g. the lab).
+    /// Run without a Lease (one replica only; for APIs without coordination.k8s.io).
     #[arg(long)]
     pub no_leader_election: bool,
     /// Namespace of the leader-election Lease.

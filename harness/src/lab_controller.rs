@@ -122,8 +122,8 @@ async fn http_status(addr: &str, path: &str) -> Option<u16> {
 
 impl ControllerProcess {
     /// Starts `binary run` against the lab whose kubeconfig is `kubeconfig`, writing FRRConfigurations
-    /// to `frr_namespace`, with its PID and log in `state_dir`; returns once it is ready. No leader
-    /// election: the lab serves no Leases, and it is the only replica.
+    /// to `frr_namespace`, with its PID and log in `state_dir`; returns once it is ready. It elects
+    /// itself leader through a Lease in `frr_namespace`, as each replica on a cluster does.
     pub async fn start(
         binary: &Path,
         kubeconfig: &Path,
@@ -144,7 +144,9 @@ impl ControllerProcess {
             .arg(kubeconfig)
             .args(["--frr-namespace", frr_namespace])
             .args(["--network-selector", NETWORK_SELECTOR])
-            .arg("--no-leader-election")
+            // Leader election as on a cluster: the lab serves coordination.k8s.io Leases; the
+            // Lease lives in the frr-k8s namespace, which the lab always has.
+            .args(["--lease-namespace", frr_namespace])
             // Loopback only, on a free port: it logs the address, and several labs may run at once.
             .args(["--metrics-addr", "127.0.0.1:0"])
             // The address line is logged at info; a user's RUST_LOG must not hide it.

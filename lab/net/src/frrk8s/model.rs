@@ -376,12 +376,24 @@ pub fn merge(hostname: &str, selected: &[&NamedConfig]) -> Result<NodeConfig, Co
                 ));
             }
             merge_option(name, "router id", &mut router.id, r.id.clone())?;
-            let own_prefixes: BTreeSet<IpNet> = r
+            let router_prefixes: BTreeSet<IpNet> = r
                 .prefixes
                 .iter()
                 .map(|p| parse_net(name, p))
                 .collect::<Result<_, _>>()?;
-            router.prefixes.extend(own_prefixes.iter().copied());
+            router.prefixes.extend(router_prefixes.iter().copied());
+            // A neighbour may also advertise what the VRFs this router imports originate, when the
+            // same configuration declares them (frr-k8s `api_to_config.go` `importedPrefixes`).
+            let mut own_prefixes = router_prefixes;
+            for import in &r.imports {
+                for other in cfg.spec.bgp.routers.iter().filter(|o| {
+                    o.vrf.as_deref().unwrap_or_default() == import.vrf && !import.vrf.is_empty()
+                }) {
+                    for p in &other.prefixes {
+                        own_prefixes.insert(parse_net(name, p)?);
+                    }
+                }
+            }
             router.imports.extend(
                 r.imports
                     .iter()
@@ -484,8 +496,9 @@ fn merge_neighbor(
     entry.ebgp_multi_hop |= n.ebgp_multi_hop.unwrap_or(false);
     entry.graceful_restart |= n.enable_graceful_restart.unwrap_or(false);
 
-    // Outgoing: "all" means every prefix of this configuration's router; "filtered" lists them and
-    // each must be one of the router's prefixes in the same configuration (self-contained rule).
+    // Outgoing: "all" means every prefix of this configuration's router in the neighbour's own
+    // family (frr-k8s `api_to_config.go`); "filtered" lists them and each must be one of the
+    // router's prefixes in the same configuration (self-contained rule).
     let in_own = |p: &IpNet| -> Result<(), ConversionError> {
         if own_prefixes.contains(p) {
             Ok(())
@@ -499,7 +512,13 @@ fn merge_neighbor(
     match n.to_advertise.allowed.mode.as_deref() {
         Some("all") => {
             entry.advertise_all = true;
-            entry.advertise.extend(own_prefixes.iter().copied());
+            let v6_neighbor = address.contains(':');
+            entry.advertise.extend(
+                own_prefixes
+                    .iter()
+                    .filter(|p| matches!(p, IpNet::V6(_)) == v6_neighbor)
+                    .copied(),
+            );
         }
         None | Some("filtered") => {
             for p in &n.to_advertise.allowed.prefixes {

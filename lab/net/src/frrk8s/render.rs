@@ -3,7 +3,8 @@
 //! `neighboripfamily.tmpl`): per-neighbour prefix-lists and `<id>-in`/`<id>-out` route-maps with one
 //! counter per neighbour, `router bgp` with the fixed frr-k8s preamble, one `network` line per prefix.
 //! Differences, because the lab runs daemons with their own log files and without bfdd: no
-//! `log file` line, no `bfd` block. Pure function; golden-tested.
+//! `log stdout` line, no `bfd` block. Pure function; golden-tested, and compared with frr-k8s's own
+//! renders (`lab/net/tests/fixtures/frr-k8s/`, test `frr_k8s_renders`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -90,7 +91,6 @@ fn neighbor_filters(out: &mut String, counters: &mut Counters, n: &MergedNeighbo
             "route-map {id}-out permit {seq}\n  match {plfam} address prefix-list {name}\n  {statement}\n  on-match next"
         );
     }
-    let _ = fam;
     let v4: Vec<&IpNet> = n
         .advertise
         .iter()
@@ -130,14 +130,12 @@ fn neighbor_filters(out: &mut String, counters: &mut Counters, n: &MergedNeighbo
         "route-map {id}-out permit {seq}\n  match ipv6 address prefix-list {pl6}"
     );
 
-    let in4 = format!("{id}-inpl-ipv4");
-    let in6 = format!("{id}-inpl-ipv6");
+    // One inbound list per neighbour, named by the neighbour's family, holding both families' lines
+    // with one counter (frr-k8s `prefixlists.tmpl`: `<id>-inpl-<neighbour family>`).
+    let inbound = format!("{id}-inpl-{fam}");
+    let (in4, in6) = (&inbound, &inbound);
     for (p, le, ge) in &n.receive {
-        let name = if matches!(p, IpNet::V4(_)) {
-            &in4
-        } else {
-            &in6
-        };
+        let name = &inbound;
         let seq = counters.next(name);
         let mut matcher = String::new();
         if let Some(le) = le {
@@ -153,17 +151,17 @@ fn neighbor_filters(out: &mut String, counters: &mut Counters, n: &MergedNeighbo
         );
     }
     if n.receive_all {
-        let seq = counters.next(&in4);
+        let seq = counters.next(in4);
         let _ = writeln!(out, "ip prefix-list {in4} seq {seq} permit any");
-        let seq = counters.next(&in6);
+        let seq = counters.next(in6);
         let _ = writeln!(out, "ipv6 prefix-list {in6} seq {seq} permit any");
     } else {
         if !n.receive.iter().any(|(p, _, _)| matches!(p, IpNet::V4(_))) {
-            let seq = counters.next(&in4);
+            let seq = counters.next(in4);
             let _ = writeln!(out, "ip prefix-list {in4} seq {seq} deny any");
         }
         if !n.receive.iter().any(|(p, _, _)| matches!(p, IpNet::V6(_))) {
-            let seq = counters.next(&in6);
+            let seq = counters.next(in6);
             let _ = writeln!(out, "ipv6 prefix-list {in6} seq {seq} deny any");
         }
     }
@@ -190,9 +188,10 @@ fn split_families(prefixes: &std::collections::BTreeSet<IpNet>) -> Vec<(&'static
         .filter(|p| matches!(p, IpNet::V6(_)))
         .copied()
         .collect();
+    // frr-k8s names property lists by the prefix-list keyword of their family: `ip` / `ipv6`.
     let mut out = Vec::new();
     if !v4.is_empty() {
-        out.push(("ipv4", v4));
+        out.push(("ip", v4));
     }
     if !v6.is_empty() {
         out.push(("ipv6", v6));
@@ -333,5 +332,61 @@ mod tests {
         let template = fixture("frrconfiguration-template.json");
         let merged = merge("node-2", &[&template]).expect("merge");
         golden("node-2-template-only.frr.conf", &render(&merged));
+    }
+
+    /// frr-k8s's own render of one case (`tests/fixtures/frr-k8s/`, see its README for where each
+    /// comes from), without what the lab deliberately leaves out: blank lines (frr-k8s's templates
+    /// leave many), its `log stdout` line and `debug` lines (the lab's daemons log to files).
+    fn frr_k8s_case(case: &str) -> (NodeConfig, String) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/frr-k8s");
+        let input: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{case}.input.json"))).expect("input"),
+        )
+        .expect("json");
+        let configs: Vec<NamedConfig> = input["configs"]
+            .as_array()
+            .expect("configs")
+            .iter()
+            .map(|v| NamedConfig {
+                name: format!(
+                    "{}/{}",
+                    v["metadata"]["namespace"].as_str().unwrap_or(""),
+                    v["metadata"]["name"].as_str().unwrap_or("")
+                ),
+                spec: serde_json::from_value(v["spec"].clone()).expect("spec"),
+            })
+            .collect();
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(input["nodeLabels"].clone()).expect("labels");
+        let selected = super::super::model::select_for_node(&configs, &labels);
+        let node = input["node"].as_str().expect("node");
+        let merged = merge(node, &selected).expect("merge");
+        let expected = std::fs::read_to_string(dir.join(format!("{case}.expected.frr.conf")))
+            .expect("expected")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .filter(|l| !l.starts_with("log stdout") && !l.starts_with("debug "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (merged, expected)
+    }
+
+    #[test]
+    fn frr_k8s_renders() {
+        for case in [
+            "v4-v6-neighbors-allowed",
+            "two-sessions-receive-all",
+            "merge-advertise-and-receive",
+            "import-vrf-advertise-imported",
+            "node-selector",
+        ] {
+            let (merged, expected) = frr_k8s_case(case);
+            let actual: String = render(&merged)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{l}\n"))
+                .collect();
+            pretty_assertions::assert_eq!(expected, actual, "case {case}");
+        }
     }
 }
