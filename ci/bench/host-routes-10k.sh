@@ -6,7 +6,8 @@
 # its recorded PID, before the lab goes) and reconcile p99 (its /metrics, from the run's
 # hostRouteControllerMeasurement); BMP messages decoded (total, busiest second); time from the last
 # VMI Running to the last /32 routed to its node in ext's FIB; /32s observed and missing.
-# Needs root and FRR. ITERATIONS / VM_COUNT / QPS override the profile (e.g. a 10 x 100 trial).
+# Needs root and FRR. ITERATIONS / VM_COUNT / QPS override the profile (e.g. a 10 x 100 trial);
+# EXTRA_ARGS adds run flags (e.g. "--probe-vms false" to see what probing costs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ITERATIONS=${ITERATIONS:-100}
@@ -34,7 +35,7 @@ rc=0
 /usr/bin/time -f '%e %U %S %M' -o "$TIMING" \
   "$BIN" run --kubeconfig "$kubeconfig" --netns "$netns" \
   --profile ci/bench/host-routes-10k.yaml --iterations "$ITERATIONS" --vm-count "$VM_COUNT" \
-  --qps "$QPS" --burst "$QPS" --controller-metrics "$metrics" --frr-vty-dir "$vty" \
+  --qps "$QPS" --burst "$QPS" --controller-metrics "$metrics" --frr-vty-dir "$vty" ${EXTRA_ARGS:-} \
   --uuid hrbench --results-dir "$RESULTS" --log-level info >"$LOG" 2>&1 || rc=$?
 controller_hwm_kb=$(awk '/^VmHWM/ { print $2 }' "/proc/$controller_pid/status")
 # GNU time writes "Command exited with non-zero status N" first when the run fails.

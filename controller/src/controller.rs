@@ -167,6 +167,15 @@ impl Caches {
     }
 }
 
+/// What a cache keeps of every object: no managed fields (the server's bookkeeping, often the
+/// largest part), and for VMIs only what the inputs read.
+fn keep(object: &mut DynamicObject, kind: &str) {
+    object.metadata.managed_fields = None;
+    if kind == "VirtualMachineInstance" {
+        crate::inputs::keep_what_vmis_need(&mut object.data);
+    }
+}
+
 /// Starts a reflector for `api` that wakes `wake` on every event.
 fn spawn_cache(
     api: Api<DynamicObject>,
@@ -178,7 +187,9 @@ fn spawn_cache(
     let writer = reflector::store::Writer::new(resource.clone());
     let reader = writer.as_reader();
     let kind = resource.kind.clone();
-    let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+    let kept = kind.clone();
+    let trimmed = watcher(api, config).modify(move |object| keep(object, &kept));
+    let stream = reflector::reflector(writer, trimmed).default_backoff();
     let stop = stop.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);

@@ -128,6 +128,32 @@ impl Vmi {
     }
 }
 
+/// Cuts a VMI's spec and status down to what [`Vmi::from_json`] reads (`spec.networks`;
+/// `status.phase`, `nodeName`, `interfaces`, `migrationState`): the watch cache holds every VMI
+/// of the cluster, and the domain spec, volumes and conditions are most of each object.
+pub fn keep_what_vmis_need(data: &mut Value) {
+    let pick = |from: Option<&Value>, keys: &[&str]| -> Value {
+        let mut kept = serde_json::Map::new();
+        if let Some(Value::Object(from)) = from {
+            for key in keys {
+                if let Some(v) = from.get(*key) {
+                    kept.insert((*key).to_string(), v.clone());
+                }
+            }
+        }
+        Value::Object(kept)
+    };
+    let spec = pick(data.get("spec"), &["networks"]);
+    let status = pick(
+        data.get("status"),
+        &["phase", "nodeName", "interfaces", "migrationState"],
+    );
+    if let Value::Object(map) = data {
+        map.insert("spec".to_string(), spec);
+        map.insert("status".to_string(), status);
+    }
+}
+
 fn is_link_local(address: &IpAddr) -> bool {
     match address {
         IpAddr::V4(a) => a.is_link_local(),
@@ -414,6 +440,32 @@ impl Inputs {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_trimmed_vmi_reads_as_the_whole_one() {
+        let whole = json!({
+            "metadata": {"namespace": "ns", "name": "vm", "labels": {"vmbgp.io/host-routes": "false"},
+                "deletionTimestamp": "2026-12-03T10:00:00Z"},
+            "spec": {"networks": [{"name": "net1", "pod": {}}],
+                "domain": {"devices": {"disks": [{"name": "root"}]}, "memory": {"guest": "1Gi"}},
+                "volumes": [{"name": "root", "containerDisk": {"image": "x"}}]},
+            "status": {"phase": "Running", "nodeName": "node-1",
+                "interfaces": [{"name": "net1", "ipAddress": "198.19.0.5"}],
+                "migrationState": {"sourceNode": "node-1", "targetNode": "node-2", "completed": false},
+                "conditions": [{"type": "Ready", "status": "True"}], "guestOSInfo": {"name": "Fedora"}}
+        });
+        let mut data = json!({"spec": whole["spec"], "status": whole["status"]});
+        keep_what_vmis_need(&mut data);
+        assert_eq!(
+            data["spec"],
+            json!({"networks": [{"name": "net1", "pod": {}}]})
+        );
+        assert!(data["status"].get("conditions").is_none());
+        let mut trimmed = whole.clone();
+        trimmed["spec"] = data["spec"].clone();
+        trimmed["status"] = data["status"].clone();
+        assert_eq!(Vmi::from_json(&trimmed), Vmi::from_json(&whole));
+    }
 
     #[test]
     fn completed_migration_hosts_on_target_even_before_node_name_moves() {
